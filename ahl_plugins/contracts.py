@@ -1,0 +1,184 @@
+"""What a registered component must provide.
+
+Kept free of a module-level ``torch`` import so that listing plugins stays
+fast; the checks import torch only when a component is actually built.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+    from pydantic import BaseModel
+
+LABEL_NORMAL = 0
+LABEL_SEEN = 1
+LABEL_PSEUDO = 2
+
+InputKind = Literal["image", "vector"]
+FeatureKind = Literal["map", "vector"]
+
+
+class Register(Protocol):
+    """The callback a register hook receives."""
+
+    def __call__(self, name: str, factory: Any, /, **metadata: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Shape of an extractor's output: one entry of ``channels`` per scale."""
+
+    kind: FeatureKind
+    channels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("map", "vector"):
+            raise ValueError(f"FeatureSpec.kind must be 'map' or 'vector', got {self.kind!r}")
+        if not self.channels or any(int(c) <= 0 for c in self.channels):
+            raise ValueError(f"FeatureSpec.channels must be positive per scale, got {self.channels!r}")
+
+    @property
+    def n_scales(self) -> int:
+        return len(self.channels)
+
+
+class FeatureExtractor(ABC):
+    """A frozen map from prepared inputs to per-scale features.
+
+    ``input_kind`` says what it eats: ``"image"`` batches are ``B×3×S×S`` floats
+    in ``[0, 1]`` with ``S = image_size`` (normalisation is the extractor's
+    job, so real and pseudo anomalies are normalised alike); ``"vector"``
+    batches are ``B×D`` floats.
+    """
+
+    input_kind: InputKind = "image"
+    image_size: int | None = None
+
+    @property
+    @abstractmethod
+    def spec(self) -> FeatureSpec: ...
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A string that changes whenever the output for the same input could."""
+
+    @abstractmethod
+    def extract(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """Features of one batch, one tensor per scale, on the batch's device."""
+
+    def fit(self, train_inputs: torch.Tensor) -> None:  # noqa: B027 - optional hook
+        """Fit input statistics on training rows (e.g. standardisation); default: nothing."""
+
+    def to(self, device: torch.device | str) -> FeatureExtractor:
+        return self
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scoring heads: an ``nn.Module`` whose whole state is parameters and buffers."""
+
+    head_names: tuple[str, ...]
+
+    def __call__(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One anomaly score per sample, higher = more anomalous."""
+        ...
+
+    def prepare(self, normal_features: Sequence[torch.Tensor]) -> None:
+        """Called once before training with the training normals' features."""
+        ...
+
+
+Loss = Callable[["Mapping[str, torch.Tensor]", "torch.Tensor"], "torch.Tensor"]
+
+
+class PseudoAnomalyGenerator(ABC):
+    """Makes label-2 samples from normal ones."""
+
+    domain: InputKind = "image"
+
+    @abstractmethod
+    def generate(
+        self, x: torch.Tensor, pool: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(anomalies, mask)``.
+
+        ``x``: normals to corrupt (images ``B×3×S×S`` in ``[0, 1]`` or vectors
+        ``B×D``); ``pool``: other training normals to borrow content from;
+        ``mask``: bool, ``B×1×S×S`` (images) or ``B×D`` (vectors), true where
+        the output differs from ``x``.
+        """
+
+    def fingerprint(self) -> str:
+        return type(self).__qualname__
+
+
+class GeneralizabilityEstimator(ABC):
+    """Weights the AHL tasks by how well each base model generalizes."""
+
+    @abstractmethod
+    def task_weights(
+        self, history: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Return ``(T,)`` weights summing to 1.
+
+        ``history``: ``E×N×T`` scores in ``[0, 1]`` of the T base models on N
+        training samples over the last E epochs (oldest first); ``targets``:
+        ``(N,)`` 0 normal / 1 anomaly; ``error_weights``: ``N×T``, the weight
+        of sample j in base model i's error (0 where model i trained on it).
+        """
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named OSAD model: components by registry name plus default options."""
+
+    scorer: str
+    loss: str
+    image_extractor: str = "resnet18"
+    vector_extractor: str = "identity"
+    scorer_options: Mapping[str, Any] = field(default_factory=dict)
+    loss_options: Mapping[str, Any] = field(default_factory=dict)
+    train_options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ComponentEntry:
+    """One registered component, with who provided it."""
+
+    kind: str
+    name: str
+    factory: Any
+    plugin: str
+    options: type[BaseModel] | None = None
+    description: str = ""
+
+    def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel | None:
+        """Validate user options against the component's pydantic model."""
+        from ahl_plugins.errors import InvalidOptionsError
+
+        values = dict(values or {})
+        if self.options is None:
+            if values:
+                raise InvalidOptionsError(
+                    f"{self.kind} {self.name!r} (from plugin {self.plugin!r}) takes no options, "
+                    f"got: {', '.join(sorted(values))}"
+                )
+            return None
+        from pydantic import ValidationError
+
+        try:
+            return self.options(**values)
+        except ValidationError as exc:
+            valid = ", ".join(self.options.model_fields) or "none"
+            raise InvalidOptionsError(
+                f"invalid options for {self.kind} {self.name!r} (from plugin {self.plugin!r}); "
+                f"valid options: {valid}\n{exc}"
+            ) from None

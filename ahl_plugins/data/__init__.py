@@ -1,0 +1,1 @@
+"""Inputs: image folders, arrays and tables, ELPV, and the OSAD split protocols."""

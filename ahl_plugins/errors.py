@@ -1,0 +1,42 @@
+"""Exceptions with messages meant for users: what went wrong, where, how to fix it."""
+
+from __future__ import annotations
+
+
+class AHLError(Exception):
+    """Base class for every error ahl-plugins raises on purpose."""
+
+
+class PluginError(AHLError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class DuplicateComponentError(PluginError):
+    """Two plugins registered the same component name."""
+
+
+class UnknownComponentError(AHLError, KeyError):
+    """A component name that no plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidComponentError(PluginError):
+    """A registered object does not satisfy its contract."""
+
+
+class InvalidOptionsError(AHLError, ValueError):
+    """Options that fail a component's pydantic model."""
+
+
+class DataError(AHLError, ValueError):
+    """Bad input data: unreadable files, wrong shapes, impossible splits."""
+
+
+class NotFittedError(AHLError, RuntimeError):
+    """A detector used before ``fit``."""
+
+
+class ModelFileError(AHLError):
+    """A saved model directory that is missing, truncated or incompatible."""

@@ -1,0 +1,1 @@
+"""Frozen feature extraction with an on-disk cache, and pseudo-anomaly features."""

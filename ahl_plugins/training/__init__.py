@@ -1,0 +1,1 @@
+"""Training the scoring heads on frozen features: data, balanced batches, the base loop."""
