@@ -90,8 +90,10 @@ class Scorer(Protocol):
         """One anomaly score per sample, higher = more anomalous."""
         ...
 
-    def prepare(self, normal_features: Sequence[torch.Tensor]) -> None:
-        """Called once before training with the training normals' features."""
+    def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
+        """Called once before training with the training normals' features (e.g. DRA's
+        reference normals); must only set parameters or buffers, drawing randomness from
+        ``generator``."""
         ...
 
 
