@@ -77,6 +77,13 @@ class FeatureExtractor(ABC):
     def to(self, device: torch.device | str) -> FeatureExtractor:
         return self
 
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        """Tensors learnt by :meth:`fit`, saved with a detector; default: none."""
+        return {}
+
+    def load_fitted_state(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`fitted_state` returned."""
+
 
 @runtime_checkable
 class Scorer(Protocol):
@@ -165,12 +172,14 @@ class ComponentEntry:
     def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel | None:
         """Validate user options against the component's pydantic model."""
         from ahl_plugins.errors import InvalidOptionsError
+        from ahl_plugins.registry import KINDS_BY_KEY
 
+        label = KINDS_BY_KEY[self.kind].label if self.kind in KINDS_BY_KEY else self.kind
         values = dict(values or {})
         if self.options is None:
             if values:
                 raise InvalidOptionsError(
-                    f"{self.kind} {self.name!r} (from plugin {self.plugin!r}) takes no options, "
+                    f"{label} {self.name!r} (from plugin {self.plugin!r}) takes no options, "
                     f"got: {', '.join(sorted(values))}"
                 )
             return None
@@ -181,6 +190,6 @@ class ComponentEntry:
         except ValidationError as exc:
             valid = ", ".join(self.options.model_fields) or "none"
             raise InvalidOptionsError(
-                f"invalid options for {self.kind} {self.name!r} (from plugin {self.plugin!r}); "
+                f"invalid options for {label} {self.name!r} (from plugin {self.plugin!r}); "
                 f"valid options: {valid}\n{exc}"
             ) from None
