@@ -1,0 +1,45 @@
+"""The detector's configuration: one pydantic model, saved beside the weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION = 1
+
+
+class DetectorConfig(BaseModel):
+    """Everything needed to rebuild a detector; component options stay raw dicts here and
+    are validated by each component's own pydantic model when it is built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "devnet"
+    ahl: bool = False
+    extractor: str | None = Field(None, description="registered extractor name; None = the model's default")
+    extractor_options: dict[str, Any] = Field(default_factory=dict)
+    scorer_options: dict[str, Any] = Field(default_factory=dict)
+    loss_options: dict[str, Any] = Field(default_factory=dict)
+    train_options: dict[str, Any] = Field(default_factory=dict, description="TrainOptions (base loop)")
+    ahl_options: dict[str, Any] = Field(default_factory=dict, description="AHLOptions (AHL learner)")
+    pseudo_anomalies: list[str] | None = Field(
+        None, description="pseudo-anomaly generator names; None = every generator that fits the input kind"
+    )
+    n_pseudo: int = Field(100, ge=0, description="pseudo anomalies made per generator")
+    contamination: float = Field(0.05, gt=0.0, lt=0.5, description="share of training normals predict() flags")
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1, description="batch size for feature extraction and scoring")
+    cache_dir: str | None = None
+    use_cache: bool = True
+    progress: bool = False
+
+
+DETECTOR_KEYS = frozenset(DetectorConfig.model_fields) - {
+    "extractor_options",
+    "scorer_options",
+    "loss_options",
+    "train_options",
+    "ahl_options",
+}
