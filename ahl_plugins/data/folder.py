@@ -1,0 +1,144 @@
+"""Image folders in MVTec-AD layout, the field's standard.
+
+::
+
+    root/train/good/*.png                 training normals (partition "train")
+    root/test/good/*.png                  test normals     (partition "test")
+    root/test/<type>/*.png                anomalies of <type>
+    root/ground_truth/<type>/<stem>_mask.png   optional pixel masks
+
+Images are decoded once at load time (``verify=True``) so a corrupt file is
+reported up front, by name, instead of half-way through feature extraction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
+from ahl_plugins.data.images import IMAGE_EXTENSIONS
+from ahl_plugins.errors import DataError
+
+GOOD = "good"
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def check_image(path: Path) -> str | None:
+    """``None`` when ``path`` decodes fully, else the reason it does not.
+
+    JPEGs are decoded at reduced scale (``draft``): the whole stream is still
+    read, so truncation is caught, at a fraction of the cost.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+            if image.width < 1 or image.height < 1:
+                return "image has no pixels"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def load_folder(
+    root: str | Path,
+    *,
+    name: str | None = None,
+    skip_bad_images: bool = False,
+    verify: bool = True,
+) -> OSADDataset:
+    """Load an MVTec-AD style folder.
+
+    A corrupt image raises :class:`DataError` naming it; with
+    ``skip_bad_images=True`` it is left out and listed in ``dataset.skipped``.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    train_good = root / "train" / GOOD
+    if not train_good.is_dir():
+        raise DataError(
+            f"{root} is not in MVTec-AD layout: missing folder {train_good}. "
+            "Expected train/good/ (normal training images), test/good/ and test/<anomaly_type>/"
+        )
+    extra = sorted(p.name for p in (root / "train").iterdir() if p.is_dir() and p.name != GOOD)
+    if extra:
+        raise DataError(
+            f"{root / 'train'} holds folders {extra} besides 'good': in MVTec-AD layout training images are "
+            "normals only; put anomalies under test/<anomaly_type>/"
+        )
+
+    entries: list[tuple[Path, str, str]] = []  # (path, type, partition)
+    entries += [(p, NORMAL_TYPE, "train") for p in list_images(train_good)]
+    test_dir = root / "test"
+    if test_dir.is_dir():
+        for folder in sorted(p for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if folder.name == NORMAL_TYPE:
+                raise DataError(
+                    f"{folder}: the anomaly type name {NORMAL_TYPE!r} is reserved; "
+                    f"put normal test images in test/{GOOD}/ and rename this folder"
+                )
+            kind = NORMAL_TYPE if folder.name == GOOD else folder.name
+            entries += [(p, kind, "test") for p in list_images(folder)]
+
+    skipped: list[str] = []
+    if verify:
+        kept = []
+        for entry in entries:
+            reason = check_image(entry[0])
+            if reason is None:
+                kept.append(entry)
+                continue
+            if not skip_bad_images:
+                raise DataError(
+                    f"cannot read image {entry[0]}: {reason}. Replace or remove the file, or pass "
+                    "--skip-bad-images (skip_bad_images=True) to skip unreadable images and report them"
+                )
+            skipped.append(f"{entry[0].relative_to(root).as_posix()}: {reason}")
+        entries = kept
+
+    n_train = sum(1 for _, kind, part in entries if part == "train")
+    if n_train == 0:
+        hint = f" ({len(skipped)} unreadable images were skipped)" if skipped else ""
+        raise DataError(
+            f"{train_good} holds no readable images{hint}; accepted extensions: {sorted(IMAGE_EXTENSIONS)}"
+        )
+
+    masks = [_find_mask(root, path, kind) if kind != NORMAL_TYPE else None for path, kind, _ in entries]
+    return OSADDataset(
+        name=name or root.name,
+        input_kind="image",
+        inputs=[p.resolve() for p, _, _ in entries],
+        labels=np.asarray([0 if kind == NORMAL_TYPE else 1 for _, kind, _ in entries], dtype=np.int64),
+        types=np.asarray([kind for _, kind, _ in entries], dtype=str),
+        ids=[p.relative_to(root).as_posix() for p, _, _ in entries],
+        partition=np.asarray([part for _, _, part in entries], dtype=str),
+        masks=masks if any(m is not None for m in masks) else None,
+        skipped=tuple(skipped),
+        info={"source": str(root.resolve()), "layout": "mvtec"},
+    )
+
+
+def _find_mask(root: Path, image: Path, kind: str) -> Path | None:
+    folder = root / "ground_truth" / kind
+    if not folder.is_dir():
+        return None
+    for suffix in (".png", image.suffix, *sorted(IMAGE_EXTENSIONS)):
+        for stem in (f"{image.stem}_mask", image.stem):
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate.resolve()
+    return None
