@@ -1,0 +1,98 @@
+"""Feature-space pseudo anomalies for vectors (tabular rows, pooled embeddings).
+
+They act on standardised features, so "a few standard deviations" means the
+same thing in every column. Both break the joint structure of normal rows
+while keeping each value plausible on its own (swap) or push a few values
+out of the normal range (shift): the two ways tabular anomalies usually look.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ahl_plugins.contracts import PseudoAnomalyGenerator
+from ahl_plugins.errors import DataError
+from builtin_plugins.pseudo_anomalies import FeatureShiftOptions, FeatureSwapOptions
+
+
+def _check_rows(x: torch.Tensor, name: str) -> None:
+    if x.dim() != 2 or x.shape[1] < 1:
+        raise DataError(f"{name} works on B×D feature vectors, got shape {tuple(x.shape)}")
+
+
+def _subset_mask(batch: int, dim: int, fraction: tuple[float, float], g: torch.Generator) -> torch.Tensor:
+    """B×D bool: per row, a random subset of ``ceil(f·D)`` features (at least one), f drawn per row."""
+    low, high = fraction
+    f = low + (high - low) * torch.rand(batch, generator=g)
+    counts = (f * dim).ceil().clamp(1, dim).long()
+    ranks = torch.rand(batch, dim, generator=g).argsort(dim=1).argsort(dim=1)
+    return ranks < counts[:, None]
+
+
+class _VectorGenerator(PseudoAnomalyGenerator):
+    domain = "vector"
+    name = "vector"
+
+    def fingerprint(self) -> str:
+        return f"{self.name}:{self.options.model_dump_json()}:v1"
+
+
+class FeatureSwap(_VectorGenerator):
+    """Replace a random subset of a row's features with another normal row's."""
+
+    name = "feature_swap"
+
+    def __init__(self, options: FeatureSwapOptions) -> None:
+        self.options = options
+
+    def generate(self, x, pool, generator):
+        _check_rows(x, self.name)
+        if pool is None or pool.dim() != 2 or len(pool) == 0:
+            raise DataError(f"{self.name} needs a pool of other normal rows to borrow features from; it is empty")
+        if pool.shape[1] != x.shape[1]:
+            raise DataError(f"{self.name}: pool rows have {pool.shape[1]} features, the batch {x.shape[1]}")
+        batch, dim = x.shape
+        picks = torch.randint(len(pool), (batch,), generator=generator)
+        if len(pool) > 1:
+            # A row drawn as its own donor would come out unchanged: redraw those (a few rounds).
+            for _ in range(4):
+                same = (pool[picks].to(x.device, x.dtype) == x).all(dim=1).cpu()
+                if not bool(same.any()):
+                    break
+                picks = torch.where(same, torch.randint(len(pool), (batch,), generator=generator), picks)
+        donors = pool[picks].to(x.device, x.dtype)
+        mask = _subset_mask(batch, dim, self.options.fraction, generator).to(x.device)
+        return torch.where(mask, donors, x), mask
+
+
+class FeatureShift(_VectorGenerator):
+    """Move a random subset of features along a random direction, by a few feature-wise stds.
+
+    The direction is Gaussian on the chosen features, scaled so that its RMS
+    per moved feature is ``a`` standard deviations, ``a`` drawn from
+    ``magnitude``; stds come from the pool (1 where it has fewer than 2 rows).
+    """
+
+    name = "feature_shift"
+
+    def __init__(self, options: FeatureShiftOptions) -> None:
+        self.options = options
+
+    def generate(self, x, pool, generator):
+        _check_rows(x, self.name)
+        batch, dim = x.shape
+        if pool is not None and pool.dim() == 2 and len(pool) >= 2:
+            if pool.shape[1] != dim:
+                raise DataError(f"{self.name}: pool rows have {pool.shape[1]} features, the batch {dim}")
+            std = pool.float().std(dim=0).cpu()
+            std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        else:
+            std = torch.ones(dim)
+        mask = _subset_mask(batch, dim, self.options.fraction, generator)
+        direction = torch.randn(batch, dim, generator=generator) * mask
+        rms = (direction.square().sum(dim=1) / mask.sum(dim=1)).sqrt().clamp_min(1e-12)
+        low, high = self.options.magnitude
+        size = low + (high - low) * torch.rand(batch, generator=generator)
+        shift = direction / rms[:, None] * size[:, None] * std
+        out = x + shift.to(x.device, x.dtype)
+        return out, mask.to(x.device)
