@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ahl_plugins import __version__
+from ahl_plugins.cli.compare import compare, demo
 from ahl_plugins.cli.plugins import plugins
 
 
@@ -22,7 +23,19 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AHLGroup(click.Group):
+    """Turns the library's own errors into one readable line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from ahl_plugins.errors import AHLError
+
+        try:
+            return super().invoke(ctx)
+        except AHLError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=AHLGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--version",
     is_flag=True,
@@ -39,3 +52,10 @@ def cli() -> None:
 
 
 cli.add_command(plugins)
+cli.add_command(compare)
+cli.add_command(demo)
+
+from ahl_plugins.cli.fit import fit, score  # noqa: E402
+
+cli.add_command(fit)
+cli.add_command(score)

@@ -1,0 +1,429 @@
+"""``OSADDetector``: the scikit-learn/PyOD-style face of the library.
+
+``fit(X, y)`` takes inputs (an array, a tensor, image paths or an
+``OSADDataset``) with ``y`` = 1 for a labelled anomaly and 0 for normal or
+unlabelled; ``decision_function`` returns anomaly scores, higher = more
+anomalous. With ``ahl=True`` the same model is trained by the AHL learner.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ahl_plugins import __version__
+from ahl_plugins.config import DETECTOR_KEYS, FORMAT_VERSION, DetectorConfig
+from ahl_plugins.contracts import FeatureExtractor, FeatureSpec, InputKind
+from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
+from ahl_plugins.devices import resolve_device
+from ahl_plugins.errors import DataError, InvalidOptionsError, ModelFileError, NotFittedError
+from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
+from ahl_plugins.features.module_extractor import ModuleExtractor
+from ahl_plugins.features.pipeline import compatible, extract_features, make_pseudo_anomalies
+from ahl_plugins.features.store import Features
+from ahl_plugins.plugins import get_manager
+from ahl_plugins.training.data import TrainingData
+from ahl_plugins.training.scoring import score_features
+
+CONFIG_FILE = "config.json"
+SCORER_FILE = "scorer.safetensors"
+EXTRACTOR_FILE = "extractor.safetensors"
+HISTORY_FILE = "history.json"
+
+
+def _trainer_options_model(ahl: bool):
+    if ahl:
+        from ahl_plugins.ahl.options import AHLOptions
+
+        return AHLOptions
+    from ahl_plugins.training.base import TrainOptions
+
+    return TrainOptions
+
+
+def _fields(model: Any) -> frozenset[str]:
+    return frozenset(model.model_fields) if model is not None else frozenset()
+
+
+class OSADDetector:
+    """An OSAD model (any registered one), trained plainly or wrapped by AHL.
+
+    ``**options`` are routed by name to the detector, the trainer (base loop or
+    AHL), the scorer, the loss or the extractor, in that order; an unknown name
+    is an error listing every valid one.
+    """
+
+    def __init__(
+        self,
+        model: str = "devnet",
+        ahl: bool = False,
+        extractor: str | torch.nn.Module | FeatureExtractor | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        **options: Any,
+    ) -> None:
+        self._custom_extractor: FeatureExtractor | None = None
+        if isinstance(extractor, FeatureExtractor):
+            self._custom_extractor, extractor = extractor, None
+        elif isinstance(extractor, torch.nn.Module):
+            self._custom_extractor, extractor = ModuleExtractor(extractor), None
+        elif isinstance(extractor, (str, Path)) and str(extractor).endswith((".pt", ".pth", ".ts")) and Path(extractor).is_file():
+            self._custom_extractor, extractor = ModuleExtractor.from_torchscript(extractor), None
+        sections: dict[str, dict[str, Any]] = {
+            key: dict(options.pop(key, None) or {})
+            for key in ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options")
+        }
+        config = {"model": model, "ahl": ahl, "extractor": extractor, "seed": seed, "device": device}
+        manager = get_manager()
+        spec = manager.model(model)
+        routes = [
+            ("ahl_options" if ahl else "train_options", _fields(_trainer_options_model(ahl))),
+            ("scorer_options", _fields(manager.get("scorers", spec.scorer).options)),
+            ("loss_options", _fields(manager.get("losses", spec.loss).options)),
+        ]
+        for key, value in options.items():
+            if key in DETECTOR_KEYS:
+                config[key] = value
+                continue
+            section = next((name for name, names in routes if key in names), None)
+            if section is None:
+                valid = "; ".join(f"{name}: {', '.join(sorted(names)) or '-'}" for name, names in routes)
+                raise InvalidOptionsError(
+                    f"unknown option {key!r} for model {model!r}. Detector options: "
+                    f"{', '.join(sorted(DETECTOR_KEYS))}; {valid}; extractor options go in extractor_options={{...}}"
+                )
+            sections[section][key] = value
+        self.config = DetectorConfig(**config, **sections)
+        self._validate_component_options()
+        self.scorer_: torch.nn.Module | None = None
+        self.extractor_: FeatureExtractor | None = None
+        self.history_: Any = None
+        self.threshold_: float | None = None
+        self.fit_info_: dict[str, Any] = {}
+
+    # -- configuration ------------------------------------------------------------
+    def _validate_component_options(self) -> None:
+        manager = get_manager()
+        spec = manager.model(self.config.model)
+        manager.get("scorers", spec.scorer).parse_options({**spec.scorer_options, **self.config.scorer_options})
+        manager.get("losses", spec.loss).parse_options({**spec.loss_options, **self.config.loss_options})
+        self._trainer_options()
+        for name in self.config.pseudo_anomalies or ():
+            manager.get("pseudo_anomaly_generators", name)
+        if self.config.extractor is not None:
+            manager.get("feature_extractors", self.config.extractor)
+
+    def _trainer_options(self):
+        spec = get_manager().model(self.config.model)
+        model = _trainer_options_model(self.config.ahl)
+        own = self.config.ahl_options if self.config.ahl else self.config.train_options
+        shared = {k: v for k, v in spec.train_options.items() if k in model.model_fields}
+        from pydantic import ValidationError
+
+        try:
+            return model(**{**shared, **own})
+        except ValidationError as exc:
+            raise InvalidOptionsError(f"invalid {model.__name__} for model {self.config.model!r}:\n{exc}") from None
+
+    def get_params(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+    # -- inputs -------------------------------------------------------------------
+    @staticmethod
+    def _coerce(X: Any) -> tuple[list[Path] | np.ndarray, InputKind]:
+        if isinstance(X, OSADDataset):
+            X = X.inputs
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        if isinstance(X, np.ndarray) and X.dtype.kind in "fiub":
+            if X.ndim != 2:
+                raise DataError(f"array input must be 2-D (n_samples × n_features), got shape {X.shape}")
+            if len(X) == 0:
+                raise DataError("empty input: no rows to fit or score")
+            return np.ascontiguousarray(X, dtype=np.float32), "vector"
+        if isinstance(X, (str, Path)):
+            raise DataError(f"got a single path {X!r}; pass a list of image paths or an OSADDataset")
+        if isinstance(X, (Sequence, np.ndarray)) and len(X) and all(isinstance(p, (str, Path)) for p in X):
+            return [Path(p) for p in X], "image"
+        if isinstance(X, (Sequence, np.ndarray)) and len(X) == 0:
+            raise DataError("empty input: no samples to fit or score")
+        raise DataError(
+            f"unsupported input of type {type(X).__name__}; pass a 2-D array or tensor, a list of image paths, "
+            "or an OSADDataset"
+        )
+
+    def _cache(self) -> FeatureCache | None:
+        return FeatureCache(resolve_cache_dir(self.config.cache_dir)) if self.config.use_cache else None
+
+    def _build_extractor(self, kind: InputKind) -> FeatureExtractor:
+        if self._custom_extractor is not None:
+            extractor = self._custom_extractor
+        else:
+            spec = get_manager().model(self.config.model)
+            name = self.config.extractor or (spec.image_extractor if kind == "image" else spec.vector_extractor)
+            entry = get_manager().get("feature_extractors", name)
+            extractor = entry.factory(entry.parse_options(self.config.extractor_options))
+        if extractor.input_kind != kind:
+            raise DataError(
+                f"extractor {self.config.extractor or type(extractor).__name__!r} takes {extractor.input_kind} inputs "
+                f"but the data are {kind}s; choose an extractor for {kind}s"
+            )
+        return extractor
+
+    def _features(self, inputs: list[Path] | np.ndarray) -> Features:
+        features = extract_features(
+            self.extractor_,
+            inputs,
+            cache=self._cache(),
+            batch_size=self.config.batch_size,
+            device=resolve_device(self.config.device),
+            progress=self.config.progress,
+        )
+        bad = [i for i, t in enumerate(features.scales) if not torch.isfinite(t).all()]
+        if bad:
+            rows = torch.nonzero(~torch.isfinite(features.scales[bad[0]].flatten(1)).all(1)).flatten()[:10].tolist()
+            raise DataError(f"features contain NaN or infinite values at scale(s) {bad}, rows {rows}; check the inputs")
+        return features
+
+    # -- fitting ------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, anomaly_types: Sequence[str] | None = None) -> OSADDetector:
+        """Train on normals (``y == 0``) and labelled anomalies (``y == 1``)."""
+        if y is None and isinstance(X, OSADDataset):
+            y = X.labels
+            anomaly_types = anomaly_types if anomaly_types is not None else list(X.types)
+        inputs, kind = self._coerce(X)
+        if y is None:
+            raise DataError("fit needs labels y (1 = labelled anomaly, 0 = normal or unlabelled)")
+        labels = np.asarray(y).astype(np.int64).reshape(-1)
+        if len(labels) != len(inputs):
+            raise DataError(f"X has {len(inputs)} samples but y has {len(labels)} labels")
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(f"y must hold 0 (normal/unlabelled) or 1 (labelled anomaly); found {sorted(set(labels.tolist()))}")
+        normal_idx, seen_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+        if len(normal_idx) < 2:
+            raise DataError(f"fit needs normal training samples (y == 0); got {len(normal_idx)}")
+        types = (
+            [str(anomaly_types[i]) for i in seen_idx] if anomaly_types is not None else ["anomaly"] * len(seen_idx)
+        )
+        started = time.perf_counter()
+        device = resolve_device(self.config.device)
+        manager = get_manager()
+        self.extractor_ = self._build_extractor(kind).to(device)
+        if kind == "vector":
+            self.extractor_.fit(torch.from_numpy(inputs))
+        features = self._features(inputs)
+        normals, seen = features[normal_idx], features[seen_idx]
+        normal_inputs = [inputs[i] for i in normal_idx] if kind == "image" else inputs[normal_idx]
+        pseudo = self._pseudo_anomalies(kind, normal_inputs, normals)
+        data = TrainingData(normals, seen, pseudo, tuple(types))
+        extracted = time.perf_counter()
+
+        spec_model = manager.model(self.config.model)
+        scorer = self._new_scorer(features.spec)
+        options = self._trainer_options()
+        if self.config.ahl:
+            from ahl_plugins.ahl.trainer import train_ahl
+
+            scorer, history = train_ahl(
+                scorer, self._loss(), data, options, seed=self.config.seed, device=device, progress=self.config.progress
+            )
+        else:
+            from ahl_plugins.training.base import train_base
+
+            history = train_base(scorer, self._loss(), data, options, seed=self.config.seed, device=device, progress=self.config.progress)
+        self.scorer_ = scorer.eval()
+        self.history_ = history
+        train_scores = score_features(self.scorer_, normals, batch_size=256, device=device)
+        self.threshold_ = float(np.quantile(train_scores, 1.0 - self.config.contamination))
+        self.fit_info_ = {
+            "input_kind": kind,
+            "feature_spec": {"kind": features.spec.kind, "channels": list(features.spec.channels)},
+            "input_dim": int(inputs.shape[1]) if kind == "vector" else None,
+            "n_normals": int(len(normal_idx)),
+            "n_seen": int(len(seen_idx)),
+            "seen_types": {t: types.count(t) for t in sorted(set(types))},
+            "pseudo": {name: len(pool) for name, pool in pseudo.items()},
+            "scorer": spec_model.scorer,
+            "n_tasks": history.get("n_tasks") if isinstance(history, dict) else None,
+            "seconds": {"features": extracted - started, "train": time.perf_counter() - extracted},
+        }
+        return self
+
+    def _pseudo_anomalies(self, kind: InputKind, normal_inputs: Any, normals: Features) -> dict[str, Features]:
+        manager = get_manager()
+        registry = manager.registry("pseudo_anomaly_generators")
+        names = self.config.pseudo_anomalies
+        built = {}
+        for name in names if names is not None else registry.names():
+            entry = registry.get(name)
+            generator = entry.factory(entry.parse_options({}))
+            if compatible(generator, self.extractor_):
+                built[name] = generator
+            elif names is not None:
+                raise DataError(f"pseudo-anomaly generator {name!r} works on {generator.domain}s, but the inputs are {kind}s")
+        if self.config.n_pseudo == 0:
+            return {}
+        return {
+            name: make_pseudo_anomalies(
+                self.extractor_, generator, normal_inputs, self.config.n_pseudo, seed=self.config.seed * 1009 + i,
+                normal_features=normals, cache=self._cache(), batch_size=self.config.batch_size,
+                device=resolve_device(self.config.device), progress=self.config.progress,
+            )
+            for i, (name, generator) in enumerate(sorted(built.items()))
+        }
+
+    def _new_scorer(self, spec: FeatureSpec) -> torch.nn.Module:
+        manager = get_manager()
+        model = manager.model(self.config.model)
+        entry = manager.get("scorers", model.scorer)
+        options = entry.parse_options({**model.scorer_options, **self.config.scorer_options})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            scorer = entry.factory(spec, options)
+        if not isinstance(scorer, torch.nn.Module) or not callable(getattr(scorer, "combine", None)):
+            raise InvalidOptionsError(
+                f"scorer {model.scorer!r} (from plugin {entry.plugin!r}) returned {type(scorer).__name__}, "
+                "not an nn.Module with combine(); see the Scorer contract in ahl_plugins.contracts"
+            )
+        return scorer
+
+    def _loss(self):
+        manager = get_manager()
+        model = manager.model(self.config.model)
+        entry = manager.get("losses", model.loss)
+        return entry.factory(entry.parse_options({**model.loss_options, **self.config.loss_options}))
+
+    # -- scoring ------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if self.scorer_ is None or self.extractor_ is None:
+            raise NotFittedError("this OSADDetector is not fitted yet; call fit(X, y) first, or OSADDetector.load(dir)")
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly scores, higher = more anomalous."""
+        self._check_fitted()
+        inputs, kind = self._coerce(X)
+        if kind != self.fit_info_["input_kind"]:
+            raise DataError(f"this detector was fitted on {self.fit_info_['input_kind']}s but got {kind}s")
+        if kind == "vector" and inputs.shape[1] != self.fit_info_["input_dim"]:
+            raise DataError(
+                f"feature dimension mismatch: the detector was fitted on {self.fit_info_['input_dim']} features, "
+                f"got {inputs.shape[1]}"
+            )
+        features = self._features(inputs)
+        return score_features(self.scorer_, features, batch_size=256, device=resolve_device(self.config.device))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 where the score exceeds ``threshold_``: the ``1 - contamination`` quantile of the
+        training normals' scores (so about ``contamination`` of normals are flagged)."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    # -- persistence --------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``scorer.safetensors``, ``extractor.safetensors``, ``history.json``."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        if self._custom_extractor is not None:
+            raise ModelFileError(
+                "a detector with a custom extractor module cannot be saved by name; register the extractor as a plugin"
+            )
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.scorer_.state_dict().items()}
+        save_file(state, str(directory / SCORER_FILE))
+        save_file({k: v.cpu().contiguous() for k, v in self.extractor_.fitted_state().items()}, str(directory / EXTRACTOR_FILE))
+        document = {
+            "format_version": FORMAT_VERSION,
+            "ahl_plugins_version": __version__,
+            "config": self.config.model_dump(mode="json"),
+            "threshold": self.threshold_,
+            "fit": self.fit_info_,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2, default=_json_default))
+        (directory / HISTORY_FILE).write_text(json.dumps(self.history_, default=_json_default))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> OSADDetector:
+        """Rebuild a saved detector; never unpickles anything."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise ModelFileError(f"no {CONFIG_FILE} in {directory}: not a saved OSADDetector directory")
+        try:
+            document = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{config_path} is not valid JSON ({exc}); the file is truncated or corrupt") from None
+        version = document.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{directory} was saved in format version {version!r}; this ahl-plugins {__version__} reads version "
+                f"{FORMAT_VERSION}. Re-fit the model or use the ahl-plugins release that wrote it "
+                f"({document.get('ahl_plugins_version', 'unknown')})"
+            )
+        config = dict(document["config"])
+        if device is not None:
+            config["device"] = device
+        sections = {k: config.pop(k) for k in ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options")}
+        detector = cls(config.pop("model"), config.pop("ahl"), config.pop("extractor"), config.pop("seed"), config.pop("device"), **sections, **config)
+        fit = document["fit"]
+        detector.fit_info_ = fit
+        detector.threshold_ = document["threshold"]
+        try:
+            scorer_state = load_file(str(directory / SCORER_FILE))
+            extractor_state = load_file(str(directory / EXTRACTOR_FILE))
+        except FileNotFoundError as exc:
+            raise ModelFileError(f"missing weights file in {directory}: {exc.filename or exc}") from None
+        except (SafetensorError, OSError) as exc:
+            raise ModelFileError(f"cannot read the weights in {directory} ({exc}); the file is truncated or corrupt") from None
+        target = resolve_device(detector.config.device)
+        extractor = detector._build_extractor(fit["input_kind"])
+        extractor.load_fitted_state(extractor_state)
+        detector.extractor_ = extractor.to(target)
+        spec = FeatureSpec(fit["feature_spec"]["kind"], tuple(fit["feature_spec"]["channels"]))
+        scorer = detector._skeleton_scorer(spec)
+        if scorer_state.keys() != scorer.state_dict().keys():
+            missing = sorted(scorer.state_dict().keys() - scorer_state.keys())[:5]
+            extra = sorted(scorer_state.keys() - scorer.state_dict().keys())[:5]
+            raise ModelFileError(f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: missing {missing}, unexpected {extra}")
+        try:
+            scorer.load_state_dict(scorer_state)
+        except RuntimeError as exc:
+            raise ModelFileError(f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: {exc}") from None
+        detector.scorer_ = scorer.to(target).eval()
+        history_path = directory / HISTORY_FILE
+        detector.history_ = json.loads(history_path.read_text()) if history_path.is_file() else None
+        return detector
+
+    def _skeleton_scorer(self, spec: FeatureSpec) -> torch.nn.Module:
+        """An untrained scorer of the saved shape (the ensemble ablation holds several)."""
+        scorer = self._new_scorer(spec)
+        if self.config.ahl and self._trainer_options().ablation == "ensemble":
+            from ahl_plugins.ahl.ensemble import EnsembleScorer
+
+            return EnsembleScorer.skeleton(scorer, self.fit_info_.get("n_tasks", 1))
+        return scorer
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
