@@ -1,0 +1,121 @@
+"""The base training loop: the "without AHL" side of every comparison.
+
+Balanced batches (normals / seen / pseudo anomalies), Adam, step decay,
+gradient clipping and a fixed number of epochs. No validation and no model
+selection: the trainer never sees test data, and the model after the last
+epoch is the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ahl_plugins.errors import AHLError, DataError
+from ahl_plugins.training.batches import balanced_indices
+from ahl_plugins.training.data import TrainingData
+
+LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+class TrainOptions(BaseModel):
+    """Options of the base loop; defaults follow the DevNet/DRA code (batch 48, 20 batches, lr 2e-4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(30, ge=1, description="passes of batches_per_epoch batches each")
+    batch_size: int = Field(48, ge=2, description="samples per batch, split equally among normal/seen/pseudo")
+    batches_per_epoch: int = Field(20, ge=1, description="batches per epoch (drawn with replacement)")
+    lr: float = Field(2e-4, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay")
+    lr_step: int = Field(10, ge=1, description="epochs between learning-rate decays")
+    lr_gamma: float = Field(0.1, gt=0, le=1, description="learning-rate decay factor")
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null disables clipping")
+
+
+class TrainingDivergedError(AHLError, FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (e.g. building a scorer) under a fixed global CPU seed, restoring the RNG after.
+
+    Module constructors draw their initial weights from the global generator;
+    this makes initialisation reproducible without disturbing anyone else's
+    random state.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def train_base(
+    scorer: nn.Module,
+    loss: LossFn,
+    data: TrainingData,
+    options: TrainOptions | None = None,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train ``scorer`` in place on ``data``; return one ``{"epoch", "loss", "lr"}`` record per epoch.
+
+    Calls ``scorer.prepare`` with the training normals first; batches and
+    reference choices come from one ``torch.Generator`` seeded with ``seed``.
+    The scorer is left on ``device`` in eval mode.
+    """
+    options = options or TrainOptions()
+    if len(data.seen) + len(data.all_pseudo()) == 0:
+        raise DataError(
+            "training needs at least one labelled anomaly (y=1) or pseudo anomaly; got only normals. "
+            "Label some anomalies, or enable a pseudo-anomaly generator"
+        )
+    generator = torch.Generator().manual_seed(int(seed))
+    data = data.to(device)
+    features, labels = data.stacked()
+    labels_on_device = labels.to(device)
+    labels = labels.cpu()
+
+    scorer.to(device)
+    scorer.prepare(data.normals.as_list(), generator)
+    scorer.train()
+    parameters = [p for p in scorer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=options.lr_step, gamma=options.lr_gamma)
+
+    from tqdm.auto import tqdm
+
+    history: list[dict[str, Any]] = []
+    bar = tqdm(range(options.epochs), desc="training", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        lr = optimizer.param_groups[0]["lr"]
+        total = torch.zeros((), device=device)
+        for _ in range(options.batches_per_epoch):
+            index = balanced_indices(labels, options.batch_size, generator).to(device)
+            heads = scorer([t[index] for t in features.scales])
+            value = loss(heads, labels_on_device[index])
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            if options.grad_clip is not None:
+                nn.utils.clip_grad_norm_(parameters, options.grad_clip)
+            optimizer.step()
+            total = total + value.detach()
+        schedule.step()
+        mean = float(total) / options.batches_per_epoch
+        if not math.isfinite(mean):
+            raise TrainingDivergedError(
+                f"the training loss became {mean} in epoch {epoch + 1}; lower the learning rate "
+                f"(lr={options.lr}) or check the features for NaN/inf values"
+            )
+        history.append({"epoch": epoch + 1, "loss": mean, "lr": lr})
+        bar.set_postfix(loss=f"{mean:.4f}")
+    scorer.eval()
+    return history

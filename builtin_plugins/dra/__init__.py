@@ -1,0 +1,84 @@
+"""Built-in plugin: DRA (scorer ``dra``, loss ``dra`` and model ``dra``).
+
+Light module: the scorer, the loss and torch are imported only when built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ahl_plugins.contracts import ModelSpec
+from ahl_plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import FeatureSpec, Register
+
+
+class DRAOptions(BaseModel):
+    """Options of the DRA scorer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topk_ratio: float = Field(0.1, gt=0, le=1, description="share of map positions pooled by the MIL heads (maps)")
+    n_references: int = Field(5, ge=1, description="training normals averaged into the residual head's reference")
+    normal_hidden: int = Field(256, ge=1, description="hidden units of the normality head's FC layer (maps)")
+    hidden: int = Field(64, ge=1, description="hidden units of each MLP head (vectors)")
+
+
+class DRALossOptions(BaseModel):
+    """Options of the DRA loss (the deviation loss per head)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    margin: float = Field(5.0, gt=0, description="how many reference standard deviations anomalies must exceed")
+    n_references: int = Field(5000, ge=2, description="reference scores drawn from N(0, 1)")
+    reference_seed: int = Field(0, description="seed of the one-time draw of the reference scores")
+
+
+def build_scorer(spec: FeatureSpec, options: DRAOptions | None = None) -> Any:
+    from builtin_plugins.dra.scorer import DRAScorer
+
+    return DRAScorer(spec, options)
+
+
+def build_loss(options: DRALossOptions | None = None) -> Any:
+    from builtin_plugins.dra.loss import DRALoss
+
+    options = options or DRALossOptions()
+    return DRALoss(options.margin, options.n_references, options.reference_seed)
+
+
+@hookimpl
+def ahl_register_scorers(register: Register) -> None:
+    register(
+        "dra",
+        build_scorer,
+        options=DRAOptions,
+        description="DRA: normality, seen, pseudo and latent-residual heads; score = seen + pseudo + residual - normal",
+    )
+
+
+@hookimpl
+def ahl_register_losses(register: Register) -> None:
+    register(
+        "dra",
+        build_loss,
+        options=DRALossOptions,
+        description="DRA: deviation loss per head on its own samples (seen head without pseudo, pseudo without seen)",
+    )
+
+
+@hookimpl
+def ahl_register_models(register: Register) -> None:
+    register(
+        "dra",
+        ModelSpec(
+            scorer="dra",
+            loss="dra",
+            image_extractor="resnet18",
+            vector_extractor="identity",
+            description="DRA (Ding et al. 2022): disentangled seen, pseudo and residual abnormality heads",
+        ),
+    )
