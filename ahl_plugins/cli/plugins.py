@@ -41,3 +41,9 @@ def list_plugins(as_json: bool, show_all: bool) -> None:
         click.echo(f"  hooks: {', '.join(record.hooks) or '-'}")
         for kind, names in sorted(record.components.items()):
             click.echo(f"  {kind}: {', '.join(sorted(names))}")
+
+
+from ahl_plugins.cli.plugin_tools import check_command, new_command  # noqa: E402 - attach the author tools
+
+plugins.add_command(check_command)
+plugins.add_command(new_command)
