@@ -1,0 +1,152 @@
+"""The compare grid: which splits exist and which cells run on each.
+
+A *split* is (setting, M, seen type, seed); every cell on a split is fitted
+and scored on exactly the same training and test samples, which is what
+makes the base-vs-AHL difference a paired one. Cell ids are stable strings,
+so a restarted compare recognises the cells it already finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ahl_plugins.errors import InvalidOptionsError
+
+SETTINGS = ("general", "hard")
+BASE = "base"
+AHL = "ahl"
+KNN = "knn"
+ALL_TYPES = "all"
+#: variant name -> AHLOptions.ablation
+ABLATIONS = {"ahl_uniform": "uniform", "ahl_random_tasks": "random_tasks", "ahl_ensemble": "ensemble"}
+VARIANT_ORDER = (KNN, BASE, AHL, *ABLATIONS)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of ``text``; a hash suffix keeps distinct names distinct."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._") or "x"
+    if safe != str(text):
+        safe = f"{safe}-{hashlib.sha1(str(text).encode()).hexdigest()[:6]}"
+    return safe
+
+
+@dataclass(frozen=True, order=True)
+class SplitKey:
+    """One seeded train/test split; ``seen_type`` is ``"all"`` in the general setting."""
+
+    setting: str
+    n_anomalies: int
+    seen_type: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.setting}-M{self.n_anomalies}-{slug(self.seen_type)}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fit-and-score job: a model variant on a split.
+
+    ``model`` is the row label (``"knn"`` for the reference); ``source_model``
+    is the registered model whose extractor a k-NN row borrows.
+    """
+
+    split: SplitKey
+    model: str
+    variant: str
+    source_model: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{slug(self.model)}__{self.variant}__{self.split.id}"
+
+    @property
+    def is_knn(self) -> bool:
+        return self.variant == KNN
+
+    def detector_kwargs(self) -> dict[str, Any]:
+        """``OSADDetector`` arguments that make this variant (``ahl`` flag and ablation)."""
+        if self.is_knn:
+            raise ValueError("a k-NN cell has no detector")
+        if self.variant == BASE:
+            return {"ahl": False}
+        if self.variant == AHL:
+            return {"ahl": True}
+        return {"ahl": True, "ablation": ABLATIONS[self.variant]}
+
+
+def variants(ablations: bool) -> tuple[str, ...]:
+    return (BASE, AHL, *ABLATIONS) if ablations else (BASE, AHL)
+
+
+def parse_settings(value: str | Sequence[str]) -> tuple[str, ...]:
+    items = _items(value)
+    if items == ["both"]:
+        return SETTINGS
+    bad = [s for s in items if s not in SETTINGS]
+    if bad or not items:
+        raise InvalidOptionsError(f"unknown setting(s) {bad or items}; use general, hard or both")
+    return tuple(dict.fromkeys(items))
+
+
+def parse_n_anomalies(value: str | Sequence[int]) -> tuple[int, ...]:
+    items = _items(value)
+    try:
+        numbers = [int(v) for v in items]
+    except ValueError:
+        raise InvalidOptionsError(f"--n-anomalies takes comma-separated positive integers, got {value!r}") from None
+    if not numbers or any(n < 1 for n in numbers):
+        raise InvalidOptionsError(f"--n-anomalies must be positive integers (e.g. 1,10), got {value!r}")
+    return tuple(dict.fromkeys(numbers))
+
+
+def _items(value: str | Iterable[Any]) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value]
+
+
+def build_splits(
+    settings: Sequence[str], n_anomalies: Sequence[int], hard_types: Sequence[str], seeds: Sequence[int]
+) -> list[SplitKey]:
+    """Every split, in run order: setting, M, seen type, then seed."""
+    splits = []
+    for setting in settings:
+        for m in n_anomalies:
+            for seen in (hard_types if setting == "hard" else (ALL_TYPES,)):
+                splits.extend(SplitKey(setting, int(m), str(seen), int(seed)) for seed in seeds)
+    return splits
+
+
+def cells_for(
+    split: SplitKey, models: Sequence[str], ablations: bool, knn_rows: Sequence[tuple[str, str]] = ()
+) -> list[Cell]:
+    """The cells of one split: the k-NN reference row(s) first, then each model's variants.
+
+    ``knn_rows`` holds ``(label, model)`` pairs: one k-NN row per distinct
+    feature extractor among the models.
+    """
+    cells = [Cell(split, label, KNN, source) for label, source in knn_rows]
+    cells += [Cell(split, model, variant) for model in models for variant in variants(ablations)]
+    return cells
+
+
+def build_grid(
+    models: Sequence[str],
+    settings: Sequence[str],
+    n_anomalies: Sequence[int],
+    hard_types: Sequence[str],
+    seeds: Sequence[int],
+    ablations: bool = False,
+    knn_rows: Sequence[tuple[str, str]] = (),
+) -> list[tuple[SplitKey, list[Cell]]]:
+    """The whole grid, grouped by split (each split is built once)."""
+    return [
+        (split, cells_for(split, models, ablations, knn_rows))
+        for split in build_splits(settings, n_anomalies, hard_types, seeds)
+    ]

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ahl_plugins.evaluation.report import format_table, summarise, write_summary
+
+
+def _row(model, variant, seen, seed, roc, pr=0.5, setting="hard", m=10, status="ok"):
+    return {
+        "cell_id": f"{model}_{variant}_{seen}_{seed}", "model": model, "variant": variant, "setting": setting,
+        "n_anomalies": m, "seen_type": seen, "seed": seed, "status": status, "auc_roc": roc, "auc_pr": pr,
+        "fit_seconds": 1.0 if variant == "base" else 3.0, "train_seconds": 0.5 if variant == "base" else 1.5,
+        "score_seconds": 0.1, "reason": "",
+    }
+
+
+ROWS = [
+    _row("devnet", "base", "a", 0, 0.70), _row("devnet", "ahl", "a", 0, 0.75),
+    _row("devnet", "base", "a", 1, 0.60), _row("devnet", "ahl", "a", 1, 0.70),
+    _row("devnet", "base", "b", 0, 0.80), _row("devnet", "ahl", "b", 0, 0.78),
+    _row("devnet", "base", "b", 1, 0.90), _row("devnet", "ahl", "b", 1, 0.96),
+    _row("knn", "knn", "a", 0, 0.85), _row("knn", "knn", "a", 1, 0.87),
+]
+
+
+def _find(entries, **kw):
+    (hit,) = [e for e in entries if all(e[k] == v for k, v in kw.items())]
+    return hit
+
+
+def test_group_stats_use_sample_std():
+    summary = summarise(ROWS)
+    base_a = _find(summary["groups"], model="devnet", variant="base", seen_type="a")
+    assert base_a["auc_roc"]["mean"] == pytest.approx(0.65)
+    assert base_a["auc_roc"]["std"] == pytest.approx(0.0707107, rel=1e-4)  # ddof = 1
+    assert base_a["auc_roc"]["by_seed"] == {"0": 0.70, "1": 0.60}
+
+
+def test_gain_is_paired_per_seed():
+    summary = summarise(ROWS)
+    gain_a = _find(summary["gains"], model="devnet", variant="ahl", seen_type="a")
+    assert gain_a["auc_roc"]["by_seed"] == {"0": pytest.approx(0.05), "1": pytest.approx(0.10)}
+    assert gain_a["auc_roc"]["mean"] == pytest.approx(0.075)
+
+
+def test_mean_over_types_averages_types_per_seed_first():
+    summary = summarise(ROWS)
+    mean_base = _find(summary["groups"], model="devnet", variant="base", seen_type="mean")
+    # seed 0: (0.70 + 0.80) / 2 = 0.75; seed 1: (0.60 + 0.90) / 2 = 0.75
+    assert mean_base["auc_roc"]["mean"] == pytest.approx(0.75)
+    assert mean_base["auc_roc"]["std"] == pytest.approx(0.0, abs=1e-12)
+    mean_gain = _find(summary["gains"], model="devnet", variant="ahl", seen_type="mean")
+    assert mean_gain["auc_roc"]["by_seed"] == {"0": pytest.approx(0.015), "1": pytest.approx(0.08)}
+    times = _find(summary["times"], model="devnet", variant="ahl")
+    assert times["train_ratio_vs_base"] == pytest.approx(3.0)
+
+
+def test_written_summary_and_table(tmp_path):
+    rows = ROWS + [_row("devnet", "base", "c", 0, None, status="skipped") | {"reason": "impossible split: only 3"}]
+    summary = write_summary(rows, tmp_path, dataset="toy")
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["counts"] == {"ok": 10, "skipped": 1, "failed": 0}
+    assert on_disk["skipped"][0]["reason"] == "impossible split: only 3"
+    table = format_table(summary)
+    assert "AHL(devnet)" in table and "k-NN" in table and "mean (2 of 3 types)" in table
+    assert "skipped" in table and "impossible split: only 3" in table
+    md = (tmp_path / "summary.md").read_text()
+    assert "| seen type | k-NN | devnet | AHL(devnet) | gain |" in md
+    assert "+0.075 ± 0.035" in md  # paired gain on type a
