@@ -411,7 +411,7 @@ class OSADDetector:
         if self.config.ahl and self._trainer_options().ablation == "ensemble":
             from ahl_plugins.ahl.ensemble import EnsembleScorer
 
-            return EnsembleScorer.skeleton(scorer, self.fit_info_.get("n_tasks", 1))
+            return EnsembleScorer.from_template(scorer, self.fit_info_.get("n_tasks") or 1)
         return scorer
 
 

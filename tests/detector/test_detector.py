@@ -144,3 +144,13 @@ def test_a_users_own_module_is_a_frozen_extractor(mvtec_tree):
     assert detector.fit_info_["feature_spec"] == {"kind": "map", "channels": [8]}
     assert detector.decision_function(paths[:4]).shape == (4,)
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+
+
+@pytest.mark.parametrize("ablation", ["none", "ensemble"])
+def test_ahl_detector_round_trip(blobs, tmp_path, ablation):
+    X, y, X_test, _ = blobs
+    detector = OSADDetector("dra", ahl=True, ablation=ablation, **FAST).fit(X, y)
+    assert detector.history_["n_tasks"] == detector.fit_info_["n_tasks"] >= 2
+    scores = detector.decision_function(X_test)
+    loaded = OSADDetector.load(detector.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.decision_function(X_test), scores, rtol=1e-5, atol=1e-5)

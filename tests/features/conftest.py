@@ -15,16 +15,6 @@ from builtin_plugins.extractors.torchvision_cnn import TorchvisionExtractor
 SMALL = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are tiny: thread hand-offs cost more than they save, and on a shared
-    2-core machine oversubscription made them ~20x slower. Restored after each module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     """Small images of mixed modes (gray, RGB, RGBA) and sizes, as real folders hold."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,12 +45,7 @@ def image_paths(tmp_path) -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_resnet() -> TorchvisionExtractor:
     """ResNet-18, seeded random weights, 64 px, two scales: fast and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return TorchvisionExtractor("resnet18", TorchvisionOptions(weights="none", image_size=SMALL))
-    finally:
-        torch.set_num_threads(before)
+    return TorchvisionExtractor("resnet18", TorchvisionOptions(weights="none", image_size=SMALL))
 
 
 class CallCounter:

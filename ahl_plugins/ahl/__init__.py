@@ -1,0 +1,30 @@
+"""The AHL learner: HADG tasks, CDL meta-learning and SGE task weights on frozen features.
+
+Imports torch; the host imports this package only when AHL is actually used.
+"""
+
+from __future__ import annotations
+
+from ahl_plugins.ahl.cdl import MetaLearner, TaskBatch, TaskSampler
+from ahl_plugins.ahl.ensemble import EnsembleScorer, train_ensemble
+from ahl_plugins.ahl.hadg import Clustering, SampleLayout, Task, TaskSet, build_tasks, cluster_normals
+from ahl_plugins.ahl.options import AHLOptions
+from ahl_plugins.ahl.trainer import build_estimator, normalise_scores, train_ahl
+
+__all__ = [
+    "AHLOptions",
+    "Clustering",
+    "EnsembleScorer",
+    "MetaLearner",
+    "SampleLayout",
+    "Task",
+    "TaskBatch",
+    "TaskSampler",
+    "TaskSet",
+    "build_estimator",
+    "build_tasks",
+    "cluster_normals",
+    "normalise_scores",
+    "train_ahl",
+    "train_ensemble",
+]

@@ -1,0 +1,271 @@
+"""CDL: collaborative differentiable learning, the MAML-style meta-objective.
+
+Every outer step, base model i starts from the unified parameters θ_g, takes
+``inner_steps`` gradient steps on a balanced batch of its support set, and is
+scored by its loss on a balanced batch of its query set with the adapted
+parameters θ_i'. The unified model minimises Σ_i w_i · L_i^q(θ_i').
+
+The scorer is only ever called through ``torch.func.functional_call``, so any
+plugin's heads work unchanged. The T tasks are independent within a step, so
+they run as one ``torch.func.vmap`` over stacked task batches; a scorer that
+cannot be vmapped (``.item()``, data-dependent Python branches, in-place
+buffer updates) is detected on the first step and run by a loop over tasks
+with ``torch.autograd.grad`` instead. Buffers are the unified model's, passed
+unchanged to every base model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from ahl_plugins.ahl.hadg import TaskSet
+from ahl_plugins.errors import AHLError
+from ahl_plugins.training.batches import balanced_indices
+
+logger = logging.getLogger(__name__)
+
+Loss = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """One balanced support batch and one balanced query batch per task (rows of the stacked features)."""
+
+    support_rows: torch.Tensor  # T×B long
+    support_labels: torch.Tensor  # T×B long
+    query_rows: torch.Tensor
+    query_labels: torch.Tensor
+
+
+class TaskSampler:
+    """Draws a :class:`TaskBatch`: the same batch size for every task, so tasks stack."""
+
+    def __init__(self, taskset: TaskSet, batch_size: int, generator: torch.Generator) -> None:
+        self.batch_size = int(batch_size)
+        self.generator = generator
+        self.parts = []
+        for task in taskset:
+            s_rows, s_labels = taskset.layout.rows(task, "support")
+            q_rows, q_labels = taskset.layout.rows(task, "query")
+            self.parts.append(
+                (
+                    torch.from_numpy(s_rows),
+                    torch.from_numpy(s_labels),
+                    torch.from_numpy(q_rows),
+                    torch.from_numpy(q_labels),
+                )
+            )
+
+    def _draw(self, rows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = balanced_indices(labels, self.batch_size, self.generator)
+        return rows[picks], labels[picks]
+
+    def draw_support(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support batches only (``T×B`` rows and labels): what the ensemble ablation trains on."""
+        drawn = [self._draw(rows, labels) for rows, labels, _, _ in self.parts]
+        return torch.stack([r for r, _ in drawn]), torch.stack([y for _, y in drawn])
+
+    def draw(self) -> TaskBatch:
+        s_rows, s_labels, q_rows, q_labels = [], [], [], []
+        for support_rows, support_labels, query_rows, query_labels in self.parts:
+            r, y = self._draw(support_rows, support_labels)
+            s_rows.append(r)
+            s_labels.append(y)
+            r, y = self._draw(query_rows, query_labels)
+            q_rows.append(r)
+            q_labels.append(y)
+        return TaskBatch(torch.stack(s_rows), torch.stack(s_labels), torch.stack(q_rows), torch.stack(q_labels))
+
+
+def gather(features: Sequence[torch.Tensor], rows: torch.Tensor) -> list[torch.Tensor]:
+    """Per-scale features of a ``T×B`` block of rows, as ``T×B×...`` tensors (one index per scale)."""
+    flat = rows.reshape(-1).to(features[0].device)
+    return [f.index_select(0, flat).reshape(*rows.shape, *f.shape[1:]) for f in features]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one outer step produced (all detached)."""
+
+    objective: float
+    query_losses: torch.Tensor  # (T,)
+    support_losses: torch.Tensor  # (T,) support loss before adaptation
+    adapted: Params  # name -> T×shape, θ_i' of every base model
+    grad_norm: float | None
+
+
+class MetaLearner:
+    """Runs the tasks functionally from the unified scorer's parameters and takes outer steps."""
+
+    def __init__(
+        self,
+        scorer: nn.Module,
+        loss: Loss,
+        *,
+        inner_steps: int,
+        inner_lr: float,
+        first_order: bool = False,
+        vectorize: bool = True,
+    ) -> None:
+        self.scorer = scorer
+        self.loss = loss
+        self.inner_steps = int(inner_steps)
+        self.inner_lr = float(inner_lr)
+        self.first_order = bool(first_order)
+        self.vectorize = bool(vectorize)
+        self.vectorized: bool | None = None if vectorize else False  # None: not tried yet
+        self.parameters = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
+        if not self.parameters:
+            raise AHLError(
+                f"scorer {type(scorer).__name__} has no trainable parameters; AHL meta-learns the scoring "
+                "heads, so they must be nn.Parameters with requires_grad=True"
+            )
+
+    def constants(self) -> Params:
+        """Frozen parameters and buffers: the unified model's, shared by every base model."""
+        consts = {n: p for n, p in self.scorer.named_parameters() if not p.requires_grad}
+        consts.update(dict(self.scorer.named_buffers()))
+        return consts
+
+    # -- one task, two implementations ---------------------------------------------------------------------
+    def _task_func(self, params: Params, consts: Params, sx, sy, qx, qy):
+        """Adapt and take the query loss with torch.func (vmappable)."""
+
+        def support_loss(p: Params) -> torch.Tensor:
+            return self.loss(functional_call(self.scorer, (p, consts), (sx,)), sy)
+
+        p = params
+        first = None
+        for _ in range(self.inner_steps):
+            grads, value = grad_and_value(support_loss)(p)
+            if first is None:
+                first = value
+            if self.first_order:
+                grads = {k: g.detach() for k, g in grads.items()}
+            p = {k: p[k] - self.inner_lr * grads[k] for k in p}
+        query = self.loss(functional_call(self.scorer, (p, consts), (qx,)), qy)
+        return query, first, p
+
+    def _task_autograd(self, params: Params, consts: Params, sx, sy, qx, qy):
+        """The same with torch.autograd.grad, for scorers that cannot be vmapped."""
+        p = dict(params)
+        first = None
+        for _ in range(self.inner_steps):
+            value = self.loss(functional_call(self.scorer, (p, consts), (sx,)), sy)
+            if first is None:
+                first = value
+            grads = torch.autograd.grad(value, list(p.values()), create_graph=not self.first_order, allow_unused=True)
+            p = {k: (v if g is None else v - self.inner_lr * g) for (k, v), g in zip(p.items(), grads)}
+        query = self.loss(functional_call(self.scorer, (p, consts), (qx,)), qy)
+        return query, first, p
+
+    def task_losses(
+        self, support_x: list[torch.Tensor], support_y: torch.Tensor, query_x: list[torch.Tensor], query_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, Params]:
+        """Query losses ``(T,)``, first support losses ``(T,)`` and adapted parameters ``{name: T×...}``."""
+        params = self.parameters
+        consts = self.constants()
+        if self.vectorized is not False:
+            try:
+                run = vmap(self._task_func, in_dims=(None, None, 0, 0, 0, 0), randomness="different")
+                query, first, adapted = run(params, consts, support_x, support_y, query_x, query_y)
+                if self.vectorized is None:
+                    logger.info("AHL: tasks batched with torch.func.vmap")
+                self.vectorized = True
+                return query, first, adapted
+            except AHLError:
+                raise
+            except Exception as exc:  # any failure of vmap on a third-party scorer
+                if self.vectorized:
+                    raise
+                self.vectorized = False
+                logger.warning(
+                    "AHL: scorer %s cannot be run under torch.func.vmap (%s: %s); falling back to a Python loop "
+                    "over tasks (slower, same result)",
+                    type(self.scorer).__name__,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+        results = [
+            self._task_autograd(
+                params, consts, [x[t] for x in support_x], support_y[t], [x[t] for x in query_x], query_y[t]
+            )
+            for t in range(support_y.shape[0])
+        ]
+        query = torch.stack([r[0] for r in results])
+        first = torch.stack([r[1] for r in results])
+        adapted = {k: torch.stack([r[2][k] for r in results]) for k in params}
+        return query, first, adapted
+
+    # -- the outer step -------------------------------------------------------------------------------------
+    def outer_step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        features: Sequence[torch.Tensor],
+        batch: TaskBatch,
+        weights: torch.Tensor,
+        grad_clip: float | None,
+    ) -> StepResult:
+        """One meta-update of θ_g; the gradient is computed and applied in the same step (defect 4)."""
+        device = features[0].device
+        optimizer.zero_grad(set_to_none=True)
+        query, first, adapted = self.task_losses(
+            gather(features, batch.support_rows),
+            batch.support_labels.to(device),
+            gather(features, batch.query_rows),
+            batch.query_labels.to(device),
+        )
+        objective = (weights.to(query.device, query.dtype) * query).sum()
+        if not torch.isfinite(objective):
+            raise AHLError(
+                f"AHL meta-objective became {objective.item()} (query losses {query.detach().cpu().tolist()}); "
+                "lower AHLOptions.inner_lr or outer_lr, or enable grad_clip"
+            )
+        objective.backward()
+        grad_norm = None
+        params = list(self.parameters.values())
+        if grad_clip is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+        optimizer.step()
+        return StepResult(
+            objective=float(objective.detach()),
+            query_losses=query.detach(),
+            support_losses=first.detach(),
+            adapted={k: v.detach() for k, v in adapted.items()},
+            grad_norm=grad_norm,
+        )
+
+    # -- scoring with the base models (for SGE) -------------------------------------------------------------
+    @torch.no_grad()
+    def score_base_models(self, adapted: Params, features: Sequence[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        """``T×N`` anomaly scores of every base model θ_i' on the given rows, in eval mode."""
+        consts = self.constants()
+        n_tasks = next(iter(adapted.values())).shape[0]
+        per_sample = sum(int(np.prod(f.shape[1:])) for f in features)
+        chunk = max(16, int(2**24 // max(1, per_sample * (n_tasks if self.vectorized else 1))))
+        was_training = self.scorer.training
+        self.scorer.eval()
+
+        def score(p: Params, x: list[torch.Tensor]) -> torch.Tensor:
+            return self.scorer.combine(functional_call(self.scorer, (p, consts), (x,)))
+
+        try:
+            out = []
+            for start in range(0, rows.numel(), chunk):
+                index = rows[start : start + chunk].to(features[0].device)
+                x = [f.index_select(0, index) for f in features]
+                if self.vectorized:
+                    out.append(vmap(score, in_dims=(0, None), randomness="different")(adapted, x))
+                else:
+                    out.append(torch.stack([score({k: v[t] for k, v in adapted.items()}, x) for t in range(n_tasks)]))
+            return torch.cat(out, dim=1).float().cpu()
+        finally:
+            self.scorer.train(was_training)

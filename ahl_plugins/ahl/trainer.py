@@ -1,0 +1,382 @@
+"""``train_ahl``: HADG tasks -> CDL meta-learning weighted by SGE -> the unified scorer.
+
+See ``docs/ahl.md`` for the algorithm as implemented, the deviations from the
+paper and from the authors' release, and the history format returned here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler
+from ahl_plugins.ahl.ensemble import train_ensemble
+from ahl_plugins.ahl.hadg import TaskSet, build_tasks
+from ahl_plugins.ahl.options import AHLOptions
+from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN, GeneralizabilityEstimator
+from ahl_plugins.devices import resolve_device
+from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
+from ahl_plugins.training.data import TrainingData
+
+logger = logging.getLogger(__name__)
+
+Loss = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+HISTORY_FORMAT = 1
+
+
+def _options(options: AHLOptions | Mapping[str, Any] | None) -> AHLOptions:
+    if options is None:
+        return AHLOptions()
+    if isinstance(options, AHLOptions):
+        return options
+    from pydantic import ValidationError
+
+    try:
+        return AHLOptions(**dict(options))
+    except ValidationError as exc:
+        raise InvalidOptionsError(
+            f"invalid AHL options; valid options: {', '.join(AHLOptions.model_fields)}\n{exc}"
+        ) from None
+
+
+def build_estimator(options: AHLOptions, n_tasks: int, seed: int) -> GeneralizabilityEstimator:
+    """The registered estimator, with ``window`` (= K) and ``seed`` filled in when it takes them."""
+    from ahl_plugins.plugins import get_manager
+
+    entry = get_manager().get("estimators", options.estimator_name)
+    values = dict(options.estimator_options) if options.ablation != "uniform" else {}
+    fields = entry.options.model_fields if entry.options is not None else {}
+    if "window" in fields:
+        if "window" in values and int(values["window"]) != options.history:
+            raise InvalidOptionsError(
+                f"estimator_options.window={values['window']} disagrees with AHLOptions.history={options.history}; "
+                "set the history length K once, as AHLOptions.history"
+            )
+        values["window"] = options.history
+    if "seed" in fields:
+        values.setdefault("seed", int(seed))
+    estimator = entry.factory(n_tasks, entry.parse_options(values))
+    if not callable(getattr(estimator, "task_weights", None)):
+        raise InvalidOptionsError(
+            f"estimator {entry.name!r} (from plugin {entry.plugin!r}) built a {type(estimator).__name__} "
+            "without task_weights(history, targets, error_weights)"
+        )
+    return estimator
+
+
+def _check_weights(weights: Any, n_tasks: int, who: str) -> torch.Tensor:
+    w = torch.as_tensor(weights, dtype=torch.float32).detach().cpu().reshape(-1)
+    if w.numel() != n_tasks or not torch.isfinite(w).all() or (w < 0).any() or abs(float(w.sum()) - 1.0) > 1e-4:
+        raise AHLError(
+            f"estimator {who} returned task weights {w.tolist()}; expected {n_tasks} non-negative weights summing to 1"
+        )
+    return w
+
+
+def normalise_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Per base model min-max over the training samples of one epoch: ``T×N`` -> ``[0, 1]``.
+
+    Scores live on each scorer's own scale (deviation units for DevNet), and
+    SGE compares them with 0/1 labels; min-max per model and epoch puts every
+    model on [0, 1] without assuming anything about the scorer. A model whose
+    scores are all equal gets 0.5 everywhere (it separates nothing).
+    """
+    low = scores.min(dim=1, keepdim=True).values
+    high = scores.max(dim=1, keepdim=True).values
+    span = high - low
+    flat = span <= 1e-12
+    out = (scores - low) / torch.where(flat, torch.ones_like(span), span)
+    return torch.where(flat, torch.full_like(out, 0.5), out).clamp(0.0, 1.0)
+
+
+def _subsample(labels: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions to keep: all seen anomalies (up to ``cap``), the rest split evenly between normals and pseudo."""
+    groups = [np.flatnonzero(labels == value) for value in (LABEL_SEEN, LABEL_NORMAL, LABEL_PSEUDO)]
+    seen, others = groups[0], [g for g in groups[1:] if g.size]
+    keep = [rng.choice(seen, min(seen.size, cap), replace=False)]
+    budget = cap - keep[0].size
+    for i, group in enumerate(sorted(others, key=len)):
+        share = min(group.size, budget // (len(others) - i))
+        keep.append(rng.choice(group, share, replace=False))
+        budget -= share
+    return np.sort(np.concatenate(keep))
+
+
+def estimation_samples(
+    taskset: TaskSet, labels: torch.Tensor, cap: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows SGE judges (samples the tasks use, at most ``cap``), their 0/1 targets, and the ``N×T`` error weights.
+
+    Error weight of sample j for base model i: 0 on model i's support normals
+    (what it trained on, excluded as in the paper's D \\ X_{n,i}); 1.0 on
+    anomalies (seen or pseudo) outside model i's support set; 0.5 on
+    everything else (other clusters' normals, the anomalies it trained on).
+    """
+    used: set[int] = set()
+    support_sets = []
+    for task in taskset:
+        s_rows, _ = taskset.layout.rows(task, "support")
+        q_rows, _ = taskset.layout.rows(task, "query")
+        used.update(s_rows.tolist())
+        used.update(q_rows.tolist())
+        support_sets.append(s_rows)
+    rows = np.array(sorted(used), dtype=np.int64)
+    if cap is not None and rows.size > cap:
+        rng = np.random.default_rng([int(seed), 0x5347_45])  # "SGE"
+        rows = rows[_subsample(labels[torch.from_numpy(rows)].numpy(), cap, rng)]
+    row_labels = labels[torch.from_numpy(rows)]
+    anomalous = (row_labels != LABEL_NORMAL).numpy()
+    weights = np.empty((rows.size, len(taskset)), dtype=np.float32)
+    for i, s_rows in enumerate(support_sets):
+        in_support = np.isin(rows, s_rows)
+        weights[:, i] = np.where(anomalous & ~in_support, 1.0, 0.5)
+        weights[in_support & ~anomalous, i] = 0.0
+    return torch.from_numpy(rows), torch.from_numpy(anomalous.astype(np.int64)), torch.from_numpy(weights)
+
+
+def _uses_vmap(options: AHLOptions, features: list[torch.Tensor]) -> bool:
+    if options.task_batching == "auto":
+        return all(f.dim() == 2 for f in features)
+    return options.task_batching == "vmap"
+
+
+def _stack(data: TrainingData) -> tuple[list[torch.Tensor], torch.Tensor]:
+    try:
+        features, labels = data.stacked()
+    except (RuntimeError, ValueError) as exc:
+        raise DataError(
+            f"training features of normals, seen anomalies and pseudo anomalies do not stack ({exc}); "
+            "they must come from the same feature extractor"
+        ) from None
+    return features.as_list(), labels
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed the global RNG (dropout inside scorers uses it) and restore it afterwards."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def train_ahl(
+    scorer: nn.Module,
+    loss: Loss,
+    data: TrainingData,
+    options: AHLOptions | Mapping[str, Any] | None = None,
+    *,
+    seed: int,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    estimator: GeneralizabilityEstimator | None = None,
+    prepare_scorer: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Meta-train ``scorer`` with AHL on frozen features; returns (unified scorer, history).
+
+    ``scorer`` is trained in place and returned in ``eval()`` mode, except for
+    ``ablation="ensemble"``, which returns a new :class:`EnsembleScorer`.
+    ``prepare_scorer`` calls ``scorer.prepare(normals, generator)`` first;
+    pass False when the scorer was already prepared (e.g. warm-started from
+    a trained base model). ``estimator`` overrides the registered one.
+    """
+    options = _options(options)
+    if len(data.seen) + sum(len(pool) for pool in data.pseudo.values()) == 0:
+        raise DataError(
+            "AHL needs at least one labelled anomaly (y=1) or pseudo anomaly; got only normals. "
+            "Label some anomalies, or enable a pseudo-anomaly generator"
+        )
+    device = device if isinstance(device, torch.device) else resolve_device(str(device))
+    started = time.perf_counter()
+    with _seeded(seed, device):
+        scorer.to(device)
+        features, labels = _stack(data)
+        features = [f.to(device) for f in features]
+        if prepare_scorer and callable(getattr(scorer, "prepare", None)):
+            scorer.prepare(data.normals.to(device).as_list(), torch.Generator().manual_seed(int(seed)))
+        t0 = time.perf_counter()
+        taskset = build_tasks(
+            data,
+            n_clusters=options.n_clusters,
+            min_cluster_size=options.min_cluster_size,
+            random_halves_task=options.random_halves_task,
+            random_groups=options.ablation == "random_tasks",
+            seed=seed,
+        )
+        task_seconds = time.perf_counter() - t0
+        n_tasks = len(taskset)
+        sampler = TaskSampler(taskset, options.batch_size, torch.Generator().manual_seed(int(seed) + 1))
+        history: dict[str, Any] = {
+            "format": HISTORY_FORMAT,
+            "algorithm": "ahl",
+            "ablation": options.ablation,
+            "seed": int(seed),
+            "options": options.model_dump(mode="json"),
+            "n_tasks": n_tasks,
+            **taskset.summary(),
+        }
+        bar = _progress_bar(options.epochs, progress)
+        try:
+            if options.ablation == "ensemble":
+                ensemble, records, vectorized = train_ensemble(
+                    scorer,
+                    loss,
+                    features,
+                    sampler,
+                    n_members=n_tasks,
+                    epochs=options.epochs,
+                    steps_per_epoch=options.batches_per_epoch,
+                    lr=options.outer_lr,
+                    weight_decay=options.weight_decay,
+                    lr_step=options.lr_step,
+                    lr_gamma=options.lr_gamma,
+                    grad_clip=options.grad_clip,
+                    vectorize=_uses_vmap(options, features),
+                    progress=bar,
+                )
+                history.update(
+                    estimator=None,
+                    vectorized=vectorized,
+                    epochs=records,
+                    timing={"tasks_seconds": task_seconds, "total_seconds": time.perf_counter() - started},
+                )
+                return ensemble.to(device), history
+            result = _meta_train(scorer, loss, features, labels, taskset, sampler, options, seed, estimator, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+    history.update(result)
+    history["timing"]["tasks_seconds"] = task_seconds
+    history["timing"]["total_seconds"] = time.perf_counter() - started
+    scorer.eval()
+    return scorer, history
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="AHL", unit="epoch")
+
+
+def _meta_train(
+    scorer: nn.Module,
+    loss: Loss,
+    features: list[torch.Tensor],
+    labels: torch.Tensor,
+    taskset: TaskSet,
+    sampler: TaskSampler,
+    options: AHLOptions,
+    seed: int,
+    estimator: GeneralizabilityEstimator | None,
+    bar: Any,
+) -> dict[str, Any]:
+    n_tasks = len(taskset)
+    estimator_name = options.estimator_name if estimator is None else type(estimator).__name__
+    if estimator is None:
+        estimator = build_estimator(options, n_tasks, seed)
+    needs_history = bool(getattr(estimator, "needs_history", True))
+    learner = MetaLearner(
+        scorer,
+        loss,
+        inner_steps=options.inner_steps,
+        inner_lr=options.inner_lr,
+        first_order=options.first_order,
+        vectorize=_uses_vmap(options, features),
+    )
+    optimizer = torch.optim.Adam(learner.parameters.values(), lr=options.outer_lr, weight_decay=options.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=options.lr_step, gamma=options.lr_gamma)
+    rows, targets, error_weights = estimation_samples(taskset, labels, options.estimator_samples, seed)
+    score_history: list[torch.Tensor] = []  # per epoch N×T in [0, 1]
+    weights = torch.full((n_tasks,), 1.0 / n_tasks)
+    records = []
+    meta_seconds = scoring_seconds = estimator_seconds = 0.0
+    scorer.train()
+    for epoch in range(options.epochs):
+        t0 = time.perf_counter()
+        query_sum = torch.zeros(n_tasks)
+        support_sum = torch.zeros(n_tasks)
+        objective_sum = 0.0
+        grad_norms = []
+        step = None
+        for _ in range(options.n_outer_steps):
+            step = learner.outer_step(optimizer, features, sampler.draw(), weights, options.grad_clip)
+            query_sum += step.query_losses.float().cpu()
+            support_sum += step.support_losses.float().cpu()
+            objective_sum += step.objective
+            if step.grad_norm is not None:
+                grad_norms.append(step.grad_norm)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        t1 = time.perf_counter()
+        meta_seconds += t1 - t0
+        used_weights = weights
+        estimator_info: Any = None
+        last_epoch = epoch == options.epochs - 1
+        if needs_history:
+            # θ_i' of the epoch's last outer step score every sample the tasks use
+            scores = learner.score_base_models(step.adapted, features, rows)
+            score_history.append(normalise_scores(scores).T.contiguous())
+        t2 = time.perf_counter()
+        scoring_seconds += t2 - t1
+        if not last_epoch:
+            history_tensor = torch.stack(score_history) if score_history else torch.zeros(0, rows.numel(), n_tasks)
+            weights = _check_weights(
+                estimator.task_weights(history_tensor, targets, error_weights), n_tasks, estimator_name
+            )
+            estimator_info = getattr(estimator, "diagnostics", None)
+        t3 = time.perf_counter()
+        estimator_seconds += t3 - t2
+        steps = options.n_outer_steps
+        records.append(
+            {
+                "epoch": epoch + 1,
+                "weights": [float(w) for w in used_weights],
+                "next_weights": None if last_epoch else [float(w) for w in weights],
+                "objective": objective_sum / steps,
+                "query_losses": (query_sum / steps).tolist(),
+                "support_losses": (support_sum / steps).tolist(),
+                "grad_norm": float(np.mean(grad_norms)) if grad_norms else None,
+                "lr": lr,
+                "estimator": _jsonable(estimator_info),
+                "seconds": {"meta": t1 - t0, "scoring": t2 - t1, "estimator": t3 - t2},
+            }
+        )
+        if bar is not None:
+            bar.set_postfix(objective=f"{objective_sum / steps:.4f}")
+            bar.update(1)
+    return {
+        "estimator": estimator_name,
+        "vectorized": bool(learner.vectorized),
+        "first_order": options.first_order,
+        "estimation_samples": int(rows.numel()),
+        "epochs": records,
+        "timing": {
+            "meta_seconds": meta_seconds,
+            "scoring_seconds": scoring_seconds,
+            "estimator_seconds": estimator_seconds,
+        },
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)

@@ -1,0 +1,250 @@
+"""AHL end to end: vector and map features, a plugin scorer, ablations, history, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from ahl_testkit import (
+    ItemScorer,
+    MapScorer,
+    VectorScorer,
+    auc,
+    deviation_loss,
+    map_data,
+    vector_data,
+)
+
+from ahl_plugins import ModelSpec, hookimpl
+from ahl_plugins.ahl import AHLOptions, EnsembleScorer, train_ahl
+from ahl_plugins.ahl.hadg import build_tasks
+from ahl_plugins.ahl.trainer import estimation_samples, normalise_scores
+from ahl_plugins.errors import InvalidOptionsError
+from ahl_plugins.features.store import Features
+from ahl_plugins.plugins import get_manager
+
+FAST = {"epochs": 3, "history": 2, "batch_size": 12, "outer_steps_per_epoch": 2, "batches_per_epoch": 2}
+
+
+def _scorer(cls, data, seed=0):
+    torch.manual_seed(seed)
+    return cls(data.normals.spec)
+
+
+def test_vector_features_end_to_end_and_history_format():
+    data = vector_data()
+    scorer, history = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    json.dumps(history)  # JSON-friendly
+    assert not scorer.training
+    assert history["n_tasks"] == 6 and len(history["tasks"]) == 6
+    assert history["clustering"]["sizes"] == [20, 20, 20]
+    assert history["vectorized"] is True and history["estimator"] == "sge"
+    epochs = history["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    for record in epochs:
+        assert sum(record["weights"]) == pytest.approx(1.0, abs=1e-5)
+        assert len(record["query_losses"]) == 6 and len(record["support_losses"]) == 6
+    # K = 2: epochs 1 and 2 train with uniform weights, epoch 3 with SGE's
+    assert epochs[0]["weights"] == epochs[1]["weights"] == [pytest.approx(1 / 6)] * 6
+    assert epochs[1]["estimator"]["status"] == "sge"
+    assert epochs[2]["weights"] == epochs[1]["next_weights"]
+    assert epochs[2]["weights"] != epochs[1]["weights"]
+    assert set(history["timing"]) >= {"total_seconds", "meta_seconds", "estimator_seconds"}
+
+
+def test_map_features_end_to_end():
+    data = map_data()
+    scorer, history = train_ahl(_scorer(MapScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    assert history["vectorized"] is False  # auto: maps run as a loop over tasks
+    out = scorer(data.normals.as_list())
+    assert out["score"].shape == (len(data.normals),)
+    vmapped, history = train_ahl(
+        _scorer(MapScorer, data), deviation_loss, data, AHLOptions(**FAST, task_batching="vmap"), seed=0
+    )
+    assert history["vectorized"] is True
+    for x, y in zip(scorer.state_dict().values(), vmapped.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_learns_to_separate_and_updates_every_step():
+    data = vector_data(n_normals=90)
+    scorer = _scorer(VectorScorer, data)
+    before = {k: v.clone() for k, v in scorer.state_dict().items()}
+    options = AHLOptions(epochs=6, history=3, outer_lr=1e-2, inner_lr=1e-2, batch_size=24, outer_steps_per_epoch=8)
+    scorer, history = train_ahl(scorer, deviation_loss, data, options, seed=0)
+    assert all(not torch.equal(before[k], v) for k, v in scorer.state_dict().items())
+    first, last = history["epochs"][0]["objective"], history["epochs"][-1]["objective"]
+    assert last < 0.5 * first
+    test = vector_data(n_normals=60, n_seen=20, seed=1)
+    with torch.no_grad():
+        scores = torch.cat([scorer.combine(scorer(d.as_list())) for d in (test.normals, test.seen)])
+    labels = torch.cat([torch.zeros(len(test.normals)), torch.ones(len(test.seen))])
+    assert auc(scores, labels) > 0.95
+
+
+def test_same_seed_same_model_other_seed_other_model():
+    data = vector_data()
+    options = AHLOptions(**FAST)
+    a, ha = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=3)
+    b, hb = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=3)
+    c, _ = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=4)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert [e["weights"] for e in ha["epochs"]] == [e["weights"] for e in hb["epochs"]]
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_global_rng_is_left_alone():
+    data = vector_data()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_ahl(_scorer(VectorScorer, data, seed=1), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_unvmappable_scorer_trains_through_the_loop():
+    data = vector_data()
+    scorer, history = train_ahl(_scorer(ItemScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    assert history["vectorized"] is False
+    reference, _ = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    for x, y in zip(scorer.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_ablation_uniform_keeps_equal_weights():
+    data = vector_data()
+    _, history = train_ahl(
+        _scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST, ablation="uniform"), seed=0
+    )
+    assert history["estimator"] == "uniform"
+    for record in history["epochs"]:
+        assert record["weights"] == [pytest.approx(1 / 6)] * 6
+
+
+def test_ablation_random_tasks():
+    data = vector_data()
+    _, history = train_ahl(
+        _scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST, ablation="random_tasks"), seed=0
+    )
+    assert {t["kind"] for t in history["tasks"]} == {"random_groups"}
+    assert history["n_tasks"] == 6
+
+
+def test_ablation_ensemble_averages_member_scores():
+    data = map_data()
+    ensemble, history = train_ahl(
+        _scorer(MapScorer, data), deviation_loss, data, AHLOptions(**FAST, ablation="ensemble"), seed=0
+    )
+    assert isinstance(ensemble, EnsembleScorer) and len(ensemble.members) == 6
+    assert history["epochs"][0]["member_losses"] and len(history["epochs"][0]["member_losses"]) == 6
+    x = data.seen.as_list()
+    with torch.no_grad():
+        members = torch.stack([m.combine(m(x)) for m in ensemble.members])
+        torch.testing.assert_close(ensemble.combine(ensemble(x)), members.mean(dim=0))
+    assert not torch.equal(members[0], members[1])  # trained on different tasks
+
+
+def test_ensemble_members_match_independent_training():
+    """Stacked training is exactly T independent runs: compare a loop-trained ensemble with the vmapped one."""
+    data = vector_data()
+    a, _ = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST, ablation="ensemble"), seed=0)
+    b, _ = train_ahl(
+        _scorer(VectorScorer, data),
+        deviation_loss,
+        data,
+        AHLOptions(**FAST, ablation="ensemble", task_batching="loop"),
+        seed=0,
+    )
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_normalised_scores_are_per_model_min_max():
+    scores = torch.tensor([[1.0, 3.0, 5.0], [2.0, 2.0, 2.0]])
+    torch.testing.assert_close(normalise_scores(scores), torch.tensor([[0.0, 0.5, 1.0], [0.5, 0.5, 0.5]]))
+
+
+def test_error_weights_follow_the_paper():
+    data = vector_data(n_seen=4, pools={"a": 3, "b": 3})
+    taskset = build_tasks(data, seed=0)
+    _, labels = data.stacked()
+    rows, targets, weights = estimation_samples(taskset, labels)
+    assert rows.numel() == len(labels) and weights.shape == (rows.numel(), 6)
+    for i, task in enumerate(taskset):
+        s_rows, _ = taskset.layout.rows(task, "support")
+        support = set(s_rows.tolist())
+        for j, row in enumerate(rows.tolist()):
+            if row in support:
+                expected = 0.0 if targets[j] == 0 else 0.5
+            else:
+                expected = 1.0 if targets[j] == 1 else 0.5
+            assert weights[j, i] == expected
+
+
+def test_estimation_samples_are_capped_keeping_every_seen_anomaly():
+    data = vector_data(n_normals=90, n_seen=6, pools={"a": 40, "b": 40})
+    taskset = build_tasks(data, seed=0)
+    _, labels = data.stacked()
+    rows, _, _ = estimation_samples(taskset, labels, cap=40, seed=1)
+    picked = labels[rows]
+    assert rows.numel() == 40 and len(set(rows.tolist())) == 40
+    assert int((picked == 1).sum()) == 6
+    assert int((picked == 0).sum()) == 17 and int((picked == 2).sum()) == 17
+    again, _, _ = estimation_samples(taskset, labels, cap=40, seed=1)
+    assert torch.equal(rows, again)
+
+
+def test_misspelt_options_are_rejected():
+    data = vector_data()
+    with pytest.raises(InvalidOptionsError, match="n_clusters"):
+        train_ahl(_scorer(VectorScorer, data), deviation_loss, data, {"n_cluster": 3}, seed=0)
+
+
+def test_window_given_twice_must_agree():
+    data = vector_data()
+    options = AHLOptions(**{**FAST, "estimator_options": {"window": 4}})
+    with pytest.raises(InvalidOptionsError, match="history"):
+        train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=0)
+
+
+class _ThirdPartyPlugin:
+    """A test-only plugin: its own scorer, loss and model, registered through the hooks."""
+
+    @hookimpl
+    def ahl_register_scorers(self, register):
+        register("test-mlp", lambda spec, options: VectorScorer(spec, hidden=5), description="test only")
+
+    @hookimpl
+    def ahl_register_losses(self, register):
+        register("test-deviation", lambda options: deviation_loss, description="test only")
+
+    @hookimpl
+    def ahl_register_models(self, register):
+        register("test-model", ModelSpec(scorer="test-mlp", loss="test-deviation", description="test only"))
+
+
+def test_ahl_wraps_a_third_party_plugin_model(fresh_manager):
+    manager = get_manager()
+    data = vector_data(scales=2)
+    with manager.temporary_plugin(_ThirdPartyPlugin(), "third-party-test"):
+        model = manager.model("test-model")
+        torch.manual_seed(0)
+        scorer = manager.get("scorers", model.scorer).factory(data.normals.spec, None)
+        loss = manager.get("losses", model.loss).factory(None)
+        trained, history = train_ahl(scorer, loss, data, AHLOptions(**FAST), seed=0)
+    assert history["vectorized"] is True
+    assert trained.mlps[0][0].out_features == 5
+    assert torch.isfinite(trained.combine(trained(data.seen.as_list()))).all()
+
+
+def test_features_that_do_not_stack_are_a_data_error():
+    from ahl_plugins.errors import DataError
+    from ahl_plugins.training.data import TrainingData
+
+    data = vector_data()
+    broken = TrainingData(data.normals, Features((torch.zeros(2, 3),)), {})
+    with pytest.raises(DataError, match="same feature extractor"):
+        train_ahl(_scorer(VectorScorer, data), deviation_loss, broken, AHLOptions(**FAST), seed=0)
