@@ -21,14 +21,24 @@ import torch
 from ahl_plugins import __version__
 from ahl_plugins.config import DETECTOR_KEYS, FORMAT_VERSION, DetectorConfig
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec, InputKind
-from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
+from ahl_plugins.data.dataset import OSADDataset
 from ahl_plugins.devices import resolve_device
-from ahl_plugins.errors import DataError, InvalidOptionsError, ModelFileError, NotFittedError
+from ahl_plugins.errors import (
+    DataError,
+    InvalidOptionsError,
+    ModelFileError,
+    NotFittedError,
+)
 from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
 from ahl_plugins.features.module_extractor import ModuleExtractor
-from ahl_plugins.features.pipeline import compatible, extract_features, make_pseudo_anomalies
+from ahl_plugins.features.pipeline import (
+    compatible,
+    extract_features,
+    make_pseudo_anomalies,
+)
 from ahl_plugins.features.store import Features
 from ahl_plugins.plugins import get_manager
+from ahl_plugins.seeding import seeded
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
 
@@ -284,8 +294,7 @@ class OSADDetector:
         model = manager.model(self.config.model)
         entry = manager.get("scorers", model.scorer)
         options = entry.parse_options({**model.scorer_options, **self.config.scorer_options})
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
+        with seeded(self.config.seed):
             scorer = entry.factory(spec, options)
         if not isinstance(scorer, torch.nn.Module) or not callable(getattr(scorer, "combine", None)):
             raise InvalidOptionsError(

@@ -8,7 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ahl_plugins.contracts import ComponentEntry, ModelSpec
-from ahl_plugins.errors import DuplicateComponentError, InvalidComponentError, UnknownComponentError
+from ahl_plugins.errors import (
+    DuplicateComponentError,
+    InvalidComponentError,
+    UnknownComponentError,
+)
 
 
 @dataclass(frozen=True)

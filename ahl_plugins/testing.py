@@ -36,10 +36,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN, ComponentEntry, FeatureSpec, ModelSpec
+from ahl_plugins.contracts import (
+    LABEL_NORMAL,
+    LABEL_PSEUDO,
+    LABEL_SEEN,
+    ComponentEntry,
+    FeatureSpec,
+    ModelSpec,
+)
 from ahl_plugins.errors import UnknownComponentError
 from ahl_plugins.plugins import PluginManager, get_manager
 from ahl_plugins.registry import KINDS, KINDS_BY_KEY
+from ahl_plugins.seeding import seeded
 
 __all__ = [
     "FEATURE_KINDS",
@@ -261,15 +269,6 @@ class _Checker:
 
 
 # -- small helpers ------------------------------------------------------------------
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global RNG inside a fork, so the caller's RNG state is left alone."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
@@ -451,7 +450,7 @@ def _build_scorer(
     checker: _Checker, entry: ComponentEntry, options: Any, kind: str, seed: int, device: torch.device
 ) -> nn.Module:
     spec = feature_spec(kind)
-    with checker.guard("scorer.build", f"factory({spec}, options)", kind), _seeded(seed, device):
+    with checker.guard("scorer.build", f"factory({spec}, options)", kind), seeded(seed, device):
         scorer = entry.factory(spec, options)
     if not isinstance(scorer, nn.Module):
         raise checker.fail(
@@ -503,7 +502,7 @@ def _prepare(
 
 
 def _forward(scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device) -> Any:
-    with _seeded(seed, device):
+    with seeded(seed, device):
         return scorer(list(features))
 
 
@@ -752,10 +751,10 @@ def _check_determinism(
     )
 
     def run(global_seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        with _seeded(seed, device):
+        with seeded(seed, device):
             scorer = entry.factory(spec, options).to(device)
         initial = {k: v.detach().clone() for k, v in scorer.state_dict().items()}
-        with _seeded(global_seed, device):  # a different global RNG state must not matter to prepare
+        with seeded(global_seed, device):  # a different global RNG state must not matter to prepare
             scorer.prepare(normals, _generator(seed, device))
         scorer.eval()
         with torch.no_grad():
@@ -952,9 +951,9 @@ def _loss_suite(
 
     # purity
     with torch.no_grad():
-        with _seeded(seed + 11, device):
+        with seeded(seed + 11, device):
             first = loss_fn({h: v.clone() for h, v in base.items()}, labels.clone())
-        with _seeded(seed + 12, device):
+        with seeded(seed + 12, device):
             second = loss_fn({h: v.clone() for h, v in base.items()}, labels.clone())
         probe = {h: v.clone() for h, v in base.items()}
         probe_labels = labels.clone()
@@ -1053,7 +1052,7 @@ def _loss_context(
     kinds = tuple(getattr(entry.factory, "supported_kinds", None) or FEATURE_KINDS)
     kind = "vector" if "vector" in kinds else kinds[0]
     try:
-        with _seeded(seed, device):
+        with seeded(seed, device):
             built = entry.factory(feature_spec(kind), entry.parse_options(scorer_options))
         built.head_names, built.combine  # noqa: B018 - both are needed below
     except Exception as exc:
@@ -1118,11 +1117,11 @@ def _check_meta_gradient(
     params = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
     scorer.train()
     with checker.guard("model.meta-gradient", "an inner step through functional_call with create_graph=True", kind):
-        with _seeded(seed, device):
+        with seeded(seed, device):
             inner = loss_fn(functional_call(scorer, params, (support,)), labels)
         grads = torch.autograd.grad(inner, list(params.values()), create_graph=True, allow_unused=True)
         adapted = {n: (p if g is None else p - inner_lr * g) for (n, p), g in zip(params.items(), grads, strict=True)}
-        with _seeded(seed, device):
+        with seeded(seed, device):
             outer = loss_fn(functional_call(scorer, adapted, (query,)), labels)
         outer_grads = torch.autograd.grad(outer, list(params.values()), allow_unused=True)
     missing = [n for n, g in zip(params, outer_grads, strict=True) if g is None]
@@ -1208,7 +1207,7 @@ def _probe_vmap(
         return grad(lambda p: loss_fn(functional_call(scorer, (p, consts), (x,)), y))(params)
 
     try:
-        with _seeded(seed, device):
+        with seeded(seed, device):
             vmap(task, in_dims=(0, 0), randomness="different")(stacked_x, stacked_y)
     except Exception as exc:  # any reason vmap refuses the scorer or the loss
         first_line = str(exc).splitlines()[0] if str(exc) else ""
@@ -1294,7 +1293,7 @@ def check_extractor(
     opts = _parse_options(checker, entry, options, "extractor.build")
 
     def build() -> Any:
-        with checker.guard("extractor.build", "factory(options)"), _seeded(seed, device):
+        with checker.guard("extractor.build", "factory(options)"), seeded(seed, device):
             extractor = entry.factory(opts)
         missing = [
             m
@@ -1461,7 +1460,7 @@ def check_generator(
     x_copy, pool_copy = x.clone(), pool.clone()
 
     def generate(global_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with _seeded(global_seed, device), checker.guard("generator.output", "generate(x, pool, generator)"):
+        with seeded(global_seed, device), checker.guard("generator.output", "generate(x, pool, generator)"):
             result = generator_obj.generate(x, pool, _generator(seed, device))
         if not isinstance(result, tuple) or len(result) != 2:
             raise checker.fail("generator.output", f"generate returned {_describe(result)}; expected (anomalies, mask)")
@@ -1543,7 +1542,7 @@ def check_estimator(
     opts = _parse_options(checker, entry, options, "estimator.build")
 
     def weights(n_tasks: int, epochs: int) -> torch.Tensor:
-        with _seeded(seed, device):
+        with seeded(seed, device):
             with checker.guard("estimator.build", f"factory({n_tasks}, options)"):
                 estimator = entry.factory(n_tasks, opts)
             if not callable(getattr(estimator, "task_weights", None)):

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from ahl_plugins.ahl.cdl import MetaLearner, TaskBatch, TaskSampler
 from ahl_plugins.ahl.ensemble import EnsembleScorer, train_ensemble
-from ahl_plugins.ahl.hadg import Clustering, SampleLayout, Task, TaskSet, build_tasks, cluster_normals
+from ahl_plugins.ahl.hadg import (
+    Clustering,
+    SampleLayout,
+    Task,
+    TaskSet,
+    build_tasks,
+    cluster_normals,
+)
 from ahl_plugins.ahl.options import AHLOptions
 from ahl_plugins.ahl.trainer import build_estimator, normalise_scores, train_ahl
 

@@ -6,7 +6,6 @@ paper and from the authors' release, and the history format returned here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,9 +19,15 @@ from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler
 from ahl_plugins.ahl.ensemble import train_ensemble
 from ahl_plugins.ahl.hadg import TaskSet, build_tasks
 from ahl_plugins.ahl.options import AHLOptions
-from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN, GeneralizabilityEstimator
+from ahl_plugins.contracts import (
+    LABEL_NORMAL,
+    LABEL_PSEUDO,
+    LABEL_SEEN,
+    GeneralizabilityEstimator,
+)
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
+from ahl_plugins.seeding import seeded
 from ahl_plugins.training.data import TrainingData
 
 logger = logging.getLogger(__name__)
@@ -159,15 +164,6 @@ def _stack(data: TrainingData) -> tuple[list[torch.Tensor], torch.Tensor]:
     return features.as_list(), labels
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """Seed the global RNG (dropout inside scorers uses it) and restore it afterwards."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
-
-
 def train_ahl(
     scorer: nn.Module,
     loss: Loss,
@@ -196,7 +192,7 @@ def train_ahl(
         )
     device = device if isinstance(device, torch.device) else resolve_device(str(device))
     started = time.perf_counter()
-    with _seeded(seed, device):
+    with seeded(seed, device):
         scorer.to(device)
         features, labels = _stack(data)
         features = [f.to(device) for f in features]

@@ -12,8 +12,8 @@ from ahl_plugins.cli.options import data_option_flag, option_flag, parse_key_val
 
 
 def _show_options(model: str, ahl: bool) -> None:
-    from ahl_plugins.detector import DETECTOR_KEYS, _trainer_options_model
     from ahl_plugins.config import DetectorConfig
+    from ahl_plugins.detector import DETECTOR_KEYS, _trainer_options_model
     from ahl_plugins.plugins import get_manager
 
     manager = get_manager()

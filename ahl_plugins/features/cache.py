@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+
+from ahl_plugins.atomic import atomic_write_bytes
 
 CACHE_ENV = "AHL_CACHE_DIR"
 FORMAT = "ahl-features-1"
@@ -121,18 +122,7 @@ class FeatureCache:
             raise ValueError("a cache entry needs at least one tensor")
         meta = {"format": FORMAT, "key": key, "count": str(len(tensors)), "checksum": _checksum(tensors)}
         payload = save({f"t{i}": t for i, t in enumerate(tensors)}, metadata=meta)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename: readers see the old entry or the whole new one.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, payload)
 
     def __contains__(self, key: str) -> bool:
         return self._path(key).is_file()

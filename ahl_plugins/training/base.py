@@ -8,9 +8,8 @@ epoch is the model.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -41,19 +40,6 @@ class TrainOptions(BaseModel):
 
 class TrainingDivergedError(AHLError, FloatingPointError):
     """The loss became NaN or infinite."""
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block (e.g. building a scorer) under a fixed global CPU seed, restoring the RNG after.
-
-    Module constructors draw their initial weights from the global generator;
-    this makes initialisation reproducible without disturbing anyone else's
-    random state.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        yield
 
 
 def train_base(

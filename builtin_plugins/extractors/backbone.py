@@ -123,8 +123,9 @@ def apply_state_dict(
 
 def build_seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Build a module with a deterministic random init, leaving the global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    from ahl_plugins.seeding import seeded
+
+    with seeded(seed):
         return build()
 
 

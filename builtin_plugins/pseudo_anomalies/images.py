@@ -21,7 +21,12 @@ import torchvision.transforms.functional as TF
 from ahl_plugins.contracts import PseudoAnomalyGenerator
 from ahl_plugins.data.images import IMAGE_EXTENSIONS, load_image_tensor
 from ahl_plugins.errors import DataError
-from builtin_plugins.pseudo_anomalies import CutMixOptions, CutPasteOptions, DraemOptions, PatchOptions
+from builtin_plugins.pseudo_anomalies import (
+    CutMixOptions,
+    CutPasteOptions,
+    DraemOptions,
+    PatchOptions,
+)
 
 _TEXTURE_MEMORY = 64  # decoded textures kept at once
 

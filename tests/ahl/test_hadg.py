@@ -7,7 +7,12 @@ import pytest
 import torch
 from ahl_testkit import map_data, vector_data
 
-from ahl_plugins.ahl.hadg import SmallClusterWarning, build_tasks, cluster_normals, pooled_features
+from ahl_plugins.ahl.hadg import (
+    SmallClusterWarning,
+    build_tasks,
+    cluster_normals,
+    pooled_features,
+)
 from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.store import Features

@@ -10,7 +10,13 @@ import torch
 from conftest import FAST
 
 from ahl_plugins import OSADDetector
-from ahl_plugins.errors import DataError, InvalidOptionsError, ModelFileError, NotFittedError, UnknownComponentError
+from ahl_plugins.errors import (
+    DataError,
+    InvalidOptionsError,
+    ModelFileError,
+    NotFittedError,
+    UnknownComponentError,
+)
 from ahl_plugins.evaluation.metrics import auc_roc
 
 

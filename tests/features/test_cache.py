@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from ahl_plugins.features import cache as cache_module
-from ahl_plugins.features.cache import CACHE_ENV, FeatureCache, cache_key, resolve_cache_dir
+from ahl_plugins.features.cache import (
+    CACHE_ENV,
+    FeatureCache,
+    cache_key,
+    resolve_cache_dir,
+)
 
 
 def _tensors(seed: int = 0) -> list[torch.Tensor]:

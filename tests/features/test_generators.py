@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from ahl_plugins.errors import DataError
 from builtin_plugins.pseudo_anomalies import (
     CutPasteOptions,
     DraemOptions,
@@ -20,7 +21,6 @@ from builtin_plugins.pseudo_anomalies import (
     make_feature_swap,
 )
 from builtin_plugins.pseudo_anomalies.images import perlin_noise
-from ahl_plugins.errors import DataError
 
 IMAGE_MAKERS = {"cutpaste": make_cutpaste, "cutmix": make_cutmix, "draem": make_draem}
 VECTOR_MAKERS = {"feature_swap": make_feature_swap, "feature_shift": make_feature_shift}

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import write_distribution
 
 from ahl_plugins import plugins
 from ahl_plugins.cli import cli
-from conftest import write_distribution
 
 PLUGIN = """
 from ahl_plugins import hookimpl

@@ -6,6 +6,7 @@ import sys
 import types
 
 import pytest
+from conftest import write_distribution
 
 from ahl_plugins import ModelSpec, hookimpl
 from ahl_plugins.errors import (
@@ -15,8 +16,6 @@ from ahl_plugins.errors import (
     UnknownComponentError,
 )
 from ahl_plugins.plugins import PluginLoadWarning, PluginManager
-
-from conftest import write_distribution
 
 GOOD_PLUGIN = """
 from ahl_plugins import hookimpl, ModelSpec

@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from ahl_plugins.contracts import FeatureSpec
-from ahl_plugins.training.base import seeded
+from ahl_plugins.seeding import seeded
 from builtin_plugins.devnet import build_scorer as build_devnet
 from builtin_plugins.dra import build_loss as build_dra_loss
 from builtin_plugins.dra import build_scorer as build_dra

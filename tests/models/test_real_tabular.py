@@ -25,7 +25,8 @@ from sklearn.metrics import roc_auc_score
 
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.features.store import Features
-from ahl_plugins.training.base import seeded, train_base
+from ahl_plugins.seeding import seeded
+from ahl_plugins.training.base import train_base
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
 from builtin_plugins.devnet import build_scorer as build_devnet

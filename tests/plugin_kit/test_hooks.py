@@ -21,7 +21,14 @@ from plugin_kit_components import (
 )
 
 from ahl_plugins import ModelSpec
-from ahl_plugins.testing import check_component, check_extractor, check_generator, check_loss, check_model, check_scorer
+from ahl_plugins.testing import (
+    check_component,
+    check_extractor,
+    check_generator,
+    check_loss,
+    check_model,
+    check_scorer,
+)
 
 
 def test_hook_ahl_register_feature_extractors() -> None:

@@ -13,7 +13,12 @@ from click.testing import CliRunner
 
 from ahl_plugins.cli import cli
 from ahl_plugins.plugins import PluginManager
-from ahl_plugins.templates import PluginNames, TemplateError, template_files, write_plugin_package
+from ahl_plugins.templates import (
+    PluginNames,
+    TemplateError,
+    template_files,
+    write_plugin_package,
+)
 from ahl_plugins.testing import check_all
 
 
