@@ -30,7 +30,7 @@ class DetectorConfig(BaseModel):
     contamination: float = Field(0.05, gt=0.0, lt=0.5, description="share of training normals predict() flags")
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = Field(32, ge=1, description="batch size for feature extraction and scoring")
+    extract_batch_size: int = Field(32, ge=1, description="images or rows per feature-extraction batch")
     cache_dir: str | None = None
     use_cache: bool = True
     progress: bool = False

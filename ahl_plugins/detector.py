@@ -192,7 +192,7 @@ class OSADDetector:
             self.extractor_,
             inputs,
             cache=self._cache(),
-            batch_size=self.config.batch_size,
+            batch_size=self.config.extract_batch_size,
             device=resolve_device(self.config.device),
             progress=self.config.progress,
         )
@@ -283,7 +283,7 @@ class OSADDetector:
         return {
             name: make_pseudo_anomalies(
                 self.extractor_, generator, normal_inputs, self.config.n_pseudo, seed=self.config.seed * 1009 + i,
-                normal_features=normals, cache=self._cache(), batch_size=self.config.batch_size,
+                normal_features=normals, cache=self._cache(), batch_size=self.config.extract_batch_size,
                 device=resolve_device(self.config.device), progress=self.config.progress,
             )
             for i, (name, generator) in enumerate(sorted(built.items()))

@@ -160,3 +160,8 @@ def test_ahl_detector_round_trip(blobs, tmp_path, ablation):
     scores = detector.decision_function(X_test)
     loaded = OSADDetector.load(detector.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.decision_function(X_test), scores, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_size_reaches_the_trainer_not_the_extractor():
+    assert OSADDetector("devnet", batch_size=24).config.train_options == {"batch_size": 24}
+    assert OSADDetector("devnet", extract_batch_size=8).config.extract_batch_size == 8
