@@ -149,6 +149,19 @@ def run_part(part: Part, args: argparse.Namespace) -> Path:
     return output
 
 
+def _find_run(part: Part, args: argparse.Namespace) -> Path:
+    """The run for these arguments; else, when only the report is rebuilt, the newest finished run of this
+    part with the same seeds (e.g. a shorter ``--epochs`` pass), whose arguments the page then states."""
+    exact = args.runs / _run_name(part, args)
+    if exact.joinpath("summary.json").is_file() or not args.report_only:
+        return exact
+    candidates = sorted(
+        (d for d in args.runs.glob(f"{part.name}-s{args.seeds}*") if d.joinpath("summary.json").is_file()),
+        key=lambda d: d.joinpath("summary.json").stat().st_mtime,
+    )
+    return candidates[-1] if candidates else exact
+
+
 def _run_name(part: Part, args: argparse.Namespace) -> str:
     suffix = f"-s{args.seeds}" + (f"-e{args.epochs}" if args.epochs else "") + ("-abl" if args.ablations else "")
     return part.name + suffix
@@ -216,7 +229,8 @@ def _verdict(summary: dict[str, Any]) -> list[str]:
         ahl = groups.get((gain["model"], "ahl", setting, m, seen), {}).get("auc_roc", {}).get("mean")
         knn = next((g["auc_roc"]["mean"] for k, g in groups.items() if k[1] == "knn" and k[2:] == (setting, m, seen)), None)
         where = f"{setting}, M = {m}" + ("" if seen == "all" else f", {'mean over seen types' if seen == 'mean' else 'seen ' + seen}")
-        verb = "helps" if stat["mean"] > 0 else "does not help"
+        noise = stat["std"] if stat["n"] > 1 and stat["std"] is not None else 0.0
+        verb = "helps" if stat["mean"] > noise else ("hurts" if stat["mean"] < -noise else "is within noise for")
         spread = f"{stat['mean']:+.3f} ± {stat['std']:.3f} over {stat['n']} seeds" if stat["n"] > 1 else f"{stat['mean']:+.3f}, 1 seed"
         text = f"- {where}: AHL {verb} {gain['model']} ({spread} AUC-ROC)"
         if knn is not None and ahl is not None:
@@ -243,7 +257,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
     ]
     runs_meta = []
     for part in parts:
-        directory = args.runs / _run_name(part, args)
+        directory = _find_run(part, args)
         summary_path = directory / "summary.json"
         out += [f"## {part.title}", ""]
         if part.name in skipped:
