@@ -19,8 +19,6 @@ from torch import nn
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec
 from ahl_plugins.errors import DataError, InvalidOptionsError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FINGERPRINT_VERSION = "v1"
 _SHOW_KEYS = 8
 
