@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.module_extractor import IMAGENET_MEAN, IMAGENET_STD
 from builtin_plugins.extractors import WEIGHTS_HELP, TorchvisionOptions
 from builtin_plugins.extractors.backbone import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     PyramidExtractor,
     apply_state_dict,
     build_seeded,
