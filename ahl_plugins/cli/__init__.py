@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from ahl_plugins import __version__
+from ahl_plugins.cli.cache import cache
 from ahl_plugins.cli.compare import compare, demo
+from ahl_plugins.cli.fit import fit, score
 from ahl_plugins.cli.plugins import plugins
 
 
@@ -51,11 +53,5 @@ def cli() -> None:
     """
 
 
-cli.add_command(plugins)
-cli.add_command(compare)
-cli.add_command(demo)
-
-from ahl_plugins.cli.fit import fit, score  # noqa: E402
-
-cli.add_command(fit)
-cli.add_command(score)
+for command in (plugins, fit, score, compare, demo, cache):
+    cli.add_command(command)
