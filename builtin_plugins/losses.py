@@ -15,14 +15,19 @@ if TYPE_CHECKING:
     from ahl_plugins.contracts import Register
 
 
-class DeviationLossOptions(BaseModel):
-    """Options of the deviation loss."""
+class DeviationReferenceOptions(BaseModel):
+    """What every deviation-style loss needs: the margin and its fixed reference scores."""
 
     model_config = ConfigDict(extra="forbid")
 
     margin: float = Field(5.0, gt=0, description="how many reference standard deviations anomalies must exceed")
     n_references: int = Field(5000, ge=2, description="reference scores drawn from N(0, 1)")
     reference_seed: int = Field(0, description="seed of the one-time draw of the reference scores")
+
+
+class DeviationLossOptions(DeviationReferenceOptions):
+    """Options of the deviation loss."""
+
     heads: list[str] | None = Field(None, description="head scores to train (default: every head, summed)")
 
 

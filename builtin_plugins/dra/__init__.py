@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ahl_plugins.contracts import ModelSpec
 from ahl_plugins.hookspecs import hookimpl
+from builtin_plugins.losses import DeviationReferenceOptions
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import FeatureSpec, Register
@@ -27,14 +28,8 @@ class DRAOptions(BaseModel):
     hidden: int = Field(64, ge=1, description="hidden units of each MLP head (vectors)")
 
 
-class DRALossOptions(BaseModel):
+class DRALossOptions(DeviationReferenceOptions):
     """Options of the DRA loss (the deviation loss per head)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    margin: float = Field(5.0, gt=0, description="how many reference standard deviations anomalies must exceed")
-    n_references: int = Field(5000, ge=2, description="reference scores drawn from N(0, 1)")
-    reference_seed: int = Field(0, description="seed of the one-time draw of the reference scores")
 
 
 def build_scorer(spec: FeatureSpec, options: DRAOptions | None = None) -> Any:
