@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 KMEANS_N_INIT = 10
 
 TaskKind = Literal["clusters", "random_groups", "random_halves"]
+QueryNormals = Literal["cluster", "other_clusters", "all"]
 
 
 class SmallClusterWarning(UserWarning):
@@ -286,6 +287,13 @@ def _draw_pseudo(
     return support, np.arange(pools[support], dtype=np.int64), query, np.arange(pools[query], dtype=np.int64), False
 
 
+def _query_normals(groups: list[np.ndarray], a: int, b: int, mode: QueryNormals) -> np.ndarray:
+    if mode == "cluster":
+        return groups[b]
+    chosen = [g for i, g in enumerate(groups) if mode == "all" or i != a]
+    return np.sort(np.concatenate(chosen))
+
+
 def build_tasks(
     data: TrainingData,
     *,
@@ -293,13 +301,20 @@ def build_tasks(
     min_cluster_size: int = 5,
     random_halves_task: bool = False,
     random_groups: bool = False,
+    query_normals: QueryNormals = "cluster",
     seed: int = 0,
 ) -> TaskSet:
     """The HADG tasks: ordered pairs of distinct clusters (plus the optional random-halves task).
 
     ``random_groups`` is the "no HADG" ablation: the same number of groups
     with the clusters' sizes, but normals assigned to them at random.
+    ``query_normals`` widens the query normals of pair (a, b) from cluster b
+    (the paper) to every normal outside a (``other_clusters``) or to every
+    normal (``all``). T stays k(k-1), so only the query normals change; the
+    random-halves task keeps its halves.
     """
+    if query_normals not in ("cluster", "other_clusters", "all"):
+        raise DataError(f"query_normals must be 'cluster', 'other_clusters' or 'all', got {query_normals!r}")
     rng = np.random.default_rng([int(seed), 0x4841_4447])  # "HADG"
     clustering = cluster_normals(data.normals, n_clusters, min_cluster_size, seed)
     groups = [clustering.members(c) for c in range(clustering.n_clusters)]
@@ -316,7 +331,7 @@ def build_tasks(
         for a in range(len(groups)):
             for b in range(len(groups)):
                 if a != b:
-                    pairs.append((kind, a, b, groups[a], groups[b]))
+                    pairs.append((kind, a, b, groups[a], _query_normals(groups, a, b, query_normals)))
     add_halves = random_halves_task
     if not pairs:
         message = (
@@ -333,7 +348,7 @@ def build_tasks(
         perm = rng.permutation(n).astype(np.int64)
         pairs.append(("random_halves", None, None, np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])))
     tasks = []
-    for index, (task_kind, a, b, support_normals, query_normals) in enumerate(pairs):
+    for index, (task_kind, a, b, support_members, query_members) in enumerate(pairs):
         support_seen, query_seen = _split_seen(m, rng)
         sg, sp, qg, qp, split = _draw_pseudo(pools, rng)
         tasks.append(
@@ -341,9 +356,9 @@ def build_tasks(
                 index=index,
                 kind=task_kind,
                 support_cluster=a,
-                query_cluster=b,
-                support_normals=np.asarray(support_normals, np.int64),
-                query_normals=np.asarray(query_normals, np.int64),
+                query_cluster=b if query_normals == "cluster" else None,
+                support_normals=np.asarray(support_members, np.int64),
+                query_normals=np.asarray(query_members, np.int64),
                 support_seen=support_seen,
                 query_seen=query_seen,
                 support_generator=sg,

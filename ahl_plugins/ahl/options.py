@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Ablation = Literal["none", "uniform", "random_tasks", "ensemble"]
+QueryNormals = Literal["cluster", "other_clusters", "all"]
 
 
 class AHLOptions(BaseModel):
@@ -28,6 +29,12 @@ class AHLOptions(BaseModel):
     n_clusters: int = Field(3, ge=2, description="k of the k-means on normal features; T = k(k-1) tasks")
     min_cluster_size: int = Field(
         5, ge=1, description="clusters with fewer normals are merged into the nearest cluster (with a warning)"
+    )
+    query_normals: QueryNormals = Field(
+        "cluster",
+        description="where a task's query normals come from: cluster (the paper: one other cluster) | "
+        "other_clusters (every normal outside the support cluster) | all (every normal); see "
+        "docs/ahl_on_tabular.md for when the paper's choice hurts",
     )
     random_halves_task: bool = Field(
         False, description="add the appendix's extra task: all normals split into random halves"

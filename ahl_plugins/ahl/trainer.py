@@ -204,6 +204,7 @@ def train_ahl(
             n_clusters=options.n_clusters,
             min_cluster_size=options.min_cluster_size,
             random_halves_task=options.random_halves_task,
+            query_normals=options.query_normals,
             random_groups=options.ablation == "random_tasks",
             seed=seed,
         )

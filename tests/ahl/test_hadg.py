@@ -166,6 +166,26 @@ def test_random_groups_keep_sizes_but_not_clusters():
     assert any(not np.array_equal(r.support_normals, c.support_normals) for r, c in zip(random, clustered))
 
 
+@pytest.mark.parametrize("mode", ["other_clusters", "all"])
+def test_query_normals_can_widen_beyond_one_cluster(mode):
+    data = vector_data(n_normals=60)
+    paper = build_tasks(data, seed=0)
+    wide = build_tasks(data, query_normals=mode, seed=0)
+    labels = wide.clustering.labels
+    assert len(wide) == len(paper) == 6
+    for w, p in zip(wide, paper):
+        np.testing.assert_array_equal(w.support_normals, p.support_normals)
+        np.testing.assert_array_equal(w.support_seen, p.support_seen)  # only the query normals change
+        assert w.query_generator == p.query_generator and w.query_cluster is None
+        expected = np.arange(60) if mode == "all" else np.flatnonzero(labels != w.support_cluster)
+        np.testing.assert_array_equal(w.query_normals, expected)
+
+
+def test_unknown_query_normals_mode_is_refused():
+    with pytest.raises(DataError, match="query_normals"):
+        build_tasks(vector_data(), query_normals="nearest", seed=0)
+
+
 def _two_blobs_and_outliers() -> TrainingData:
     rng = np.random.default_rng(0)
     big = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))])
