@@ -133,6 +133,16 @@ def test_ablation_random_tasks():
     assert history["n_tasks"] == 6
 
 
+def test_query_normals_option_reaches_the_tasks():
+    data = vector_data()
+    _, history = train_ahl(
+        _scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST, query_normals="all"), seed=0
+    )
+    assert history["options"]["query_normals"] == "all"
+    assert {t["query"]["normals"] for t in history["tasks"]} == {len(data.normals)}
+    assert all(t["query_cluster"] is None for t in history["tasks"])
+
+
 def test_ablation_ensemble_averages_member_scores():
     data = map_data()
     ensemble, history = train_ahl(
