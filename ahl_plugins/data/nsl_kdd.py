@@ -4,8 +4,9 @@ Anomaly types are the four attack *groups* (DoS, Probe, R2L, U2R); the attack
 name is kept in ``dataset.subtypes``. The training and test files are the
 ``train``/``test`` partitions, so ``make_split(ds, "hard", anomaly_type="DoS")``
 labels DoS attacks from the training file and tests on the test file's other
-groups, whose 17 attack names never occur in training
-(:func:`unseen_attack_names`). Columns 1-3 (protocol_type, service, flag) are
+groups. 18 of the test file's attack names never occur in the 20% training
+file (17 against the full ``KDDTrain+``, which has ``perl``); see
+:func:`unseen_attack_names`. Columns 1-3 (protocol_type, service, flag) are
 one-hot encoded with the vocabulary of the training file; the difficulty
 column is dropped.
 """
