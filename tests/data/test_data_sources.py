@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -82,8 +83,8 @@ def test_elpv_protocol_on_a_synthetic_package_folder(tmp_path):
         load_elpv(root)
 
 
-@pytest.mark.skipif(HAS_ELPV, reason="elpv-dataset is installed; this checks the message when it is not")
-def test_elpv_missing_package_says_how_to_install():
+def test_elpv_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "elpv_dataset", None)  # what importlib sees when it is not installed
     with pytest.raises(DataError, match=r"pip install 'ahl-plugins\[elpv\]'"):
         load_dataset("elpv")
 
