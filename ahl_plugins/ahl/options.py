@@ -34,7 +34,7 @@ class AHLOptions(BaseModel):
         "cluster",
         description="where a task's query normals come from: cluster (the paper: one other cluster) | "
         "other_clusters (every normal outside the support cluster) | all (every normal); see "
-        "docs/ahl_on_tabular.md for when the paper's choice hurts",
+        "docs/when_ahl_hurts.md for when the paper's choice hurts",
     )
     random_halves_task: bool = Field(
         False, description="add the appendix's extra task: all normals split into random halves"
