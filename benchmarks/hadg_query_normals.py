@@ -23,6 +23,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -30,15 +31,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "hadg_query_normals.md"
-MODES = ("cluster", "other_clusters", "all")
 
 sys.path.insert(0, str(ROOT))
 
+from ahl_plugins.ahl.options import QueryNormals
 from ahl_plugins.data.digits import load_digits_osad
 from ahl_plugins.data.nsl_kdd import load_nsl_kdd
 from ahl_plugins.data.protocols import make_split
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
+
+MODES: tuple[str, ...] = get_args(QueryNormals)  # cluster (the paper), other_clusters, all
 
 Scenario = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_val, y_val
 

@@ -349,8 +349,10 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
         out_sections += ["", "Times per cell:", "", times_table(summary, markdown=True), ""]
         if summary.get("skipped"):
             out_sections += ["Skipped or failed cells:", ""]
-            out_sections += [f"- {p['status']}: {p['setting']} M = {p['n_anomalies']} seen = {p['seen_type']}: {p['reason']}"
-                    for p in summary["skipped"]]
+            out_sections += [
+                f"- {p['status']}: {p['setting']} M = {p['n_anomalies']} seen = {p['seen_type']}: {p['reason']}"
+                for p in summary["skipped"]
+            ]
             out_sections.append("")
     if runs_meta:
         out += [*headline, "", _tally_line(tally), "", *out_sections]

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
+from ahl_plugins.ahl.options import QueryNormals
 from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.store import Features
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 KMEANS_N_INIT = 10
 
 TaskKind = Literal["clusters", "random_groups", "random_halves"]
-QueryNormals = Literal["cluster", "other_clusters", "all"]
 
 
 class SmallClusterWarning(UserWarning):
@@ -313,8 +313,8 @@ def build_tasks(
     normal (``all``). T stays k(k-1), so only the query normals change; the
     random-halves task keeps its halves.
     """
-    if query_normals not in ("cluster", "other_clusters", "all"):
-        raise DataError(f"query_normals must be 'cluster', 'other_clusters' or 'all', got {query_normals!r}")
+    if query_normals not in get_args(QueryNormals):
+        raise DataError(f"query_normals must be one of {list(get_args(QueryNormals))}, got {query_normals!r}")
     rng = np.random.default_rng([int(seed), 0x4841_4447])  # "HADG"
     clustering = cluster_normals(data.normals, n_clusters, min_cluster_size, seed)
     groups = [clustering.members(c) for c in range(clustering.n_clusters)]
