@@ -40,6 +40,7 @@ from ahl_plugins.data.nsl_kdd import load_nsl_kdd
 from ahl_plugins.data.protocols import make_split
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
+from ahl_plugins.evaluation.report import fmt, stats
 
 MODES: tuple[str, ...] = get_args(QueryNormals)  # cluster (the paper), other_clusters, all
 
@@ -92,8 +93,7 @@ def run_one(model: str, variant: str, seed: int, case: Scenario) -> tuple[float,
 
 
 def _cell(values: list[float], signed: bool = False) -> str:
-    a = np.asarray(values)
-    return f"{a.mean():{'+' if signed else ''}.3f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.3f}"
+    return fmt(stats(values), signed=signed)
 
 
 def write_page(path: Path, results: dict, models: list[str], seeds: int, wall: float) -> None:

@@ -217,6 +217,12 @@ def _external_rows(part: Part, summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _effect(gain: dict[str, Any]) -> str:
+    """"helps" / "hurts" when the mean paired gain is beyond one std over seeds (any sign with one seed), else "noise"."""
+    noise = gain["std"] if gain.get("n", 0) > 1 and gain.get("std") is not None else 0.0
+    return "helps" if gain["mean"] > noise else "hurts" if gain["mean"] < -noise else "noise"
+
+
 def _verdict(summary: dict[str, Any]) -> list[str]:
     """Plain statements per headline row (general, or the mean over hard types): does AHL beat its
     base, and does the label-free k-NN beat AHL?"""
@@ -233,8 +239,7 @@ def _verdict(summary: dict[str, Any]) -> list[str]:
         ahl = groups.get((gain["model"], "ahl", setting, m, seen), {}).get("auc_roc", {}).get("mean")
         knn = next((g["auc_roc"]["mean"] for k, g in groups.items() if k[1] == "knn" and k[2:] == (setting, m, seen)), None)
         where = f"{setting}, M = {m}" + ("" if seen == "all" else f", {'mean over seen types' if seen == 'mean' else 'seen ' + seen}")
-        noise = stat["std"] if stat["n"] > 1 and stat["std"] is not None else 0.0
-        verb = "helps" if stat["mean"] > noise else ("hurts" if stat["mean"] < -noise else "is within noise for")
+        verb = {"helps": "helps", "hurts": "hurts", "noise": "is within noise for"}[_effect(stat)]
         spread = f"{stat['mean']:+.3f} ± {stat['std']:.3f} over {stat['n']} seeds" if stat["n"] > 1 else f"{stat['mean']:+.3f}, 1 seed"
         text = f"- {where}: AHL {verb} {gain['model']} ({spread} AUC-ROC)"
         if knn is not None and ahl is not None:
@@ -248,7 +253,7 @@ def _headline_rows(
 ) -> list[str]:
     """One row per headline setting (general M = 10; hard M = 10 averaged over seen types): AHL gain per model.
 
-    ``tally[model]`` collects "helps" / "hurts" / "noise" per row (a gain beyond one std over seeds, or not).
+    ``tally[model]`` collects the :func:`_effect` of each row.
     """
     from ahl_plugins.evaluation.report import fmt
 
@@ -266,10 +271,7 @@ def _headline_rows(
                         and g["setting"] == setting and g["n_anomalies"] == 10 and g["seen_type"] == seen), None)
             cells.append(f"{fmt(ahl)} ({fmt(gain, signed=True)})" if gain else "-")
             if gain and gain.get("mean") is not None:
-                noise = gain["std"] if gain.get("n", 0) > 1 and gain.get("std") is not None else 0.0
-                tally.setdefault(model, []).append(
-                    "helps" if gain["mean"] > noise else "hurts" if gain["mean"] < -noise else "noise"
-                )
+                tally.setdefault(model, []).append(_effect(gain))
         knn = next((g["auc_roc"] for g in summary["groups"] if g["variant"] == "knn" and g["setting"] == setting
                     and g["n_anomalies"] == 10 and g["seen_type"] == seen), None)
         where = setting if seen == "all" else f"{setting} ({'mean over types' if seen == 'mean' else 'seen ' + seen})"

@@ -228,7 +228,7 @@ class ResultsFile:
         self._rewrite_text(buffer.getvalue())
 
     def _rewrite_text(self, text: str) -> None:
-        atomic_write(self.path, text)
+        atomic_write_text(self.path, text)
 
 
 def parse_row(raw: Mapping[str, str]) -> dict[str, Any]:
@@ -251,11 +251,6 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
     return value
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a whole file or nothing (see :mod:`ahl_plugins.atomic`)."""
-    atomic_write_text(path, text)
 
 
 def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -303,7 +298,7 @@ def prepare_output(output: Path, config: CompareConfig) -> None:
         "arguments": config.identity(),
         "machine": machine_description(),
     }
-    atomic_write(path, json.dumps(document, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
 
 
 def machine_description() -> dict[str, Any]:
@@ -547,7 +542,7 @@ def _write_cell(output: Path, cell: Cell, data: SplitData, run: CellRun, metrics
         "fit_info": _history_json(run.info),
         "history": _history_json(run.history),
     }
-    atomic_write(output / CELLS_DIR / f"{cell.id}.json", json.dumps(document) + "\n")
+    atomic_write_text(output / CELLS_DIR / f"{cell.id}.json", json.dumps(document) + "\n")
 
 
 def run_compare(

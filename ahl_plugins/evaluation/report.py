@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ahl_plugins.atomic import atomic_write_text
 from ahl_plugins.evaluation.grid import ABLATIONS, AHL, BASE, KNN, VARIANT_ORDER
 
 METRICS = ("auc_roc", "auc_pr")
@@ -29,7 +30,8 @@ SUMMARY_MD = "summary.md"
 GroupKey = tuple[str, str, int, str]  # model, setting, n_anomalies, seen_type
 
 
-def _stats(values: Sequence[float]) -> dict[str, Any]:
+def stats(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std and count over seeds, ignoring missing values."""
     arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if arr.size == 0:
         return {"mean": None, "std": None, "n": 0}
@@ -59,9 +61,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
         for metric in METRICS:
             per_seed = _by_seed(members, metric)
-            entry[metric] = {**_stats(list(per_seed.values())), "by_seed": {str(s): v for s, v in sorted(per_seed.items())}}
+            entry[metric] = {**stats(list(per_seed.values())), "by_seed": {str(s): v for s, v in sorted(per_seed.items())}}
         for timing in ("fit_seconds", "train_seconds", "score_seconds"):
-            entry[timing] = _stats([r.get(timing) for r in members])["mean"]
+            entry[timing] = stats([r.get(timing) for r in members])["mean"]
         groups.append(entry)
 
     gains = []
@@ -73,7 +75,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for metric in METRICS:
             a, b = _by_seed(members, metric), _by_seed(base, metric)
             diffs = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
-            entry[metric] = {**_stats(list(diffs.values())), "by_seed": {str(s): v for s, v in diffs.items()}}
+            entry[metric] = {**stats(list(diffs.values())), "by_seed": {str(s): v for s, v in diffs.items()}}
         gains.append(entry)
 
     groups += _type_means(groups, "groups")
@@ -108,10 +110,10 @@ def _type_means(entries: Sequence[Mapping[str, Any]], kind: str) -> list[dict[st
                 for seed, value in e[metric]["by_seed"].items():
                     per_seed[seed].append(value)
             complete = {s: float(np.mean(v)) for s, v in per_seed.items() if len(v) == len(members)}
-            entry[metric] = {**_stats(list(complete.values())), "by_seed": dict(sorted(complete.items()))}
+            entry[metric] = {**stats(list(complete.values())), "by_seed": dict(sorted(complete.items()))}
         if kind == "groups":
             for timing in ("fit_seconds", "train_seconds", "score_seconds"):
-                entry[timing] = _stats([e.get(timing) for e in members])["mean"]
+                entry[timing] = stats([e.get(timing) for e in members])["mean"]
         out.append(entry)
     return out
 
@@ -124,11 +126,11 @@ def _times(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for (model, variant), members in buckets.items():
         entry = {"model": model, "variant": variant, "cells": len(members)}
         for timing in ("fit_seconds", "train_seconds", "score_seconds"):
-            entry[timing] = _stats([r.get(timing) for r in members])["mean"]
+            entry[timing] = stats([r.get(timing) for r in members])["mean"]
         base = buckets.get((model, BASE))
         if variant not in (BASE, KNN) and base:
             ahl_train = entry["train_seconds"]
-            base_train = _stats([r.get("train_seconds") for r in base])["mean"]
+            base_train = stats([r.get("train_seconds") for r in base])["mean"]
             entry["train_ratio_vs_base"] = ahl_train / base_train if ahl_train and base_train else None
         out.append(entry)
     out.sort(key=lambda e: (e["model"] != KNN and not e["model"].startswith(KNN), e["model"], _variant_rank(e["variant"])))
@@ -345,7 +347,6 @@ def write_summary(
     rows: Sequence[Mapping[str, Any]], output: str | Path, *, config: Any = None, dataset: str = ""
 ) -> dict[str, Any]:
     """Write ``summary.json`` and ``summary.md`` into ``output``; return the summary."""
-    from ahl_plugins.evaluation.compare import atomic_write
 
     output = Path(output)
     summary = summarise(rows)
@@ -355,6 +356,6 @@ def write_summary(
     summary["counts"] = {
         status: sum(1 for r in rows if r.get("status") == status) for status in ("ok", "skipped", "failed")
     }
-    atomic_write(output / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
-    atomic_write(output / SUMMARY_MD, markdown_report(summary))
+    atomic_write_text(output / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(output / SUMMARY_MD, markdown_report(summary))
     return summary
