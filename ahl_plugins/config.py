@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,11 @@ class DetectorConfig(BaseModel):
 
     model: str = "devnet"
     ahl: bool = False
+    preset: Literal["default", "paper"] = Field(
+        "default",
+        description="default: the configuration chosen on validation data; paper: the AHL paper's settings "
+        "(ahl_plugins.presets); explicit options override either",
+    )
     extractor: str | None = Field(None, description="registered extractor name; None = the model's default")
     extractor_options: dict[str, Any] = Field(default_factory=dict)
     scorer_options: dict[str, Any] = Field(default_factory=dict)

@@ -38,6 +38,7 @@ from ahl_plugins.features.pipeline import (
 )
 from ahl_plugins.features.store import Features
 from ahl_plugins.plugins import get_manager
+from ahl_plugins.presets import preset_options
 from ahl_plugins.seeding import seeded
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
@@ -122,23 +123,32 @@ class OSADDetector:
     def _validate_component_options(self) -> None:
         manager = get_manager()
         spec = manager.model(self.config.model)
-        manager.get("scorers", spec.scorer).parse_options({**spec.scorer_options, **self.config.scorer_options})
-        manager.get("losses", spec.loss).parse_options({**spec.loss_options, **self.config.loss_options})
+        manager.get("scorers", spec.scorer).parse_options(self._component_options("scorer", spec.scorer))
+        manager.get("losses", spec.loss).parse_options(self._component_options("loss", spec.loss))
         self._trainer_options()
         for name in self.config.pseudo_anomalies or ():
             manager.get("pseudo_anomaly_generators", name)
         if self.config.extractor is not None:
             manager.get("feature_extractors", self.config.extractor)
 
+    def _component_options(self, kind: str, name: str) -> dict[str, Any]:
+        """Options of the scorer or loss: the model bundle's, then the preset's, then the user's."""
+        spec = get_manager().model(self.config.model)
+        bundle = spec.scorer_options if kind == "scorer" else spec.loss_options
+        own = self.config.scorer_options if kind == "scorer" else self.config.loss_options
+        return {**bundle, **preset_options(self.config.preset, f"{kind}_options", name), **own}
+
     def _trainer_options(self):
         spec = get_manager().model(self.config.model)
         model = _trainer_options_model(self.config.ahl)
+        section = "ahl_options" if self.config.ahl else "train_options"
         own = self.config.ahl_options if self.config.ahl else self.config.train_options
         shared = {k: v for k, v in spec.train_options.items() if k in model.model_fields}
+        preset = preset_options(self.config.preset, section)
         from pydantic import ValidationError
 
         try:
-            return model(**{**shared, **own})
+            return model(**{**shared, **preset, **own})
         except ValidationError as exc:
             raise InvalidOptionsError(f"invalid {model.__name__} for model {self.config.model!r}:\n{exc}") from None
 
@@ -293,7 +303,7 @@ class OSADDetector:
         manager = get_manager()
         model = manager.model(self.config.model)
         entry = manager.get("scorers", model.scorer)
-        options = entry.parse_options({**model.scorer_options, **self.config.scorer_options})
+        options = entry.parse_options(self._component_options("scorer", model.scorer))
         with seeded(self.config.seed):
             scorer = entry.factory(spec, options)
         if not isinstance(scorer, torch.nn.Module) or not callable(getattr(scorer, "combine", None)):
@@ -307,7 +317,7 @@ class OSADDetector:
         manager = get_manager()
         model = manager.model(self.config.model)
         entry = manager.get("losses", model.loss)
-        return entry.factory(entry.parse_options({**model.loss_options, **self.config.loss_options}))
+        return entry.factory(entry.parse_options(self._component_options("loss", model.loss)))
 
     # -- scoring ------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -18,6 +18,7 @@ from torch import nn
 
 from ahl_plugins.errors import AHLError, DataError
 from ahl_plugins.training.batches import balanced_indices
+from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
@@ -103,5 +104,6 @@ def train_base(
             )
         history.append({"epoch": epoch + 1, "loss": mean, "lr": lr})
         bar.set_postfix(loss=f"{mean:.4f}")
+    calibrate_scorer(scorer, data.normals.as_list())
     scorer.eval()
     return history
