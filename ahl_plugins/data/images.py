@@ -7,24 +7,57 @@ from pathlib import Path
 from ahl_plugins.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+#: Pillow modes of one-channel images deeper than 8 bits, and the largest value of each. ``convert("RGB")``
+#: would clip them (every 16-bit pixel above 255 turns white), so they are scaled by their bit depth first.
+DEEP_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+SKIP_HINT = (
+    "Replace or remove the file, or pass --skip-bad-images (skip_bad_images=True) to skip unreadable images "
+    "and report them"
+)
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a file it cannot decode, a decompression bomb included."""
+    from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+
+
+def to_8bit(image, path: str | Path):
+    """``image`` with a one-channel 16-bit (or 0..1 float) image scaled to 8 bits; others unchanged.
+
+    Mode ``I`` (32-bit integers, how some readers return 16-bit PNG/TIFF) is read as 16-bit; values past
+    65535 or a float image outside [0, 1] have no known depth and are refused.
+    """
+    import numpy as np
+    from PIL import Image
+
+    top = DEEP_MODES.get(image.mode)
+    if top is None:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not np.isfinite(values).all() or low < 0 or high > top:
+        raise DataError(
+            f"cannot read image {path}: mode {image.mode} with values {low:g}..{high:g}, outside 0..{top:g}, so its "
+            "bit depth is unknown; save it as an 8- or 16-bit image"
+        )
+    return Image.fromarray(np.round(values * (255.0 / top)).astype(np.uint8), mode="L")
 
 
 def read_rgb(path: str | Path):
-    """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA converted)."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA, 16-bit converted)."""
+    from PIL import Image
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return to_8bit(image, path).convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"cannot read image {path}: {exc}. Replace or remove the file, or pass --skip-bad-images "
-            "(skip_bad_images=True) to skip unreadable images and report them"
-        ) from None
+    except decode_errors() as exc:
+        raise DataError(f"cannot read image {path}: {exc or type(exc).__name__}. {SKIP_HINT}") from None
 
 
 def load_image_tensor(path: str | Path, size: int):
