@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,13 @@ class OSADDetector:
         model = _trainer_options_model(self.config.ahl)
         own = self.config.ahl_options if self.config.ahl else self.config.train_options
         shared = {k: v for k, v in spec.train_options.items() if k in model.model_fields}
+        if self.config.ahl and len(shared) < len(spec.train_options):
+            warnings.warn(
+                f"model {self.config.model!r} sets train_options {sorted(set(spec.train_options) - set(shared))} "
+                "for the base loop only; the AHL learner does not take them (its learning rates are outer_lr and "
+                "inner_lr; set AHL options with ahl_options / -o)",
+                stacklevel=3,
+            )
         from pydantic import ValidationError
 
         try:
