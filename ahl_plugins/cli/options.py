@@ -91,7 +91,7 @@ class OptionFlagCommand(click.Command):
             needs = " (an AHL option: add --ahl)" if key in ahl_only else ""
             raise click.NoSuchOption(
                 exc.option_name,
-                message=f"No such option: {exc.option_name}. Detector and trainer options go through -o: "
+                message=f"No such option '{exc.option_name}'. Detector and trainer options go through -o: "
                 f"-o {key}={_flag_value(exc.option_name, original)}{needs}; --show-options lists them",
                 ctx=ctx,
             ) from None

@@ -29,7 +29,7 @@ def _describe(value: Any) -> str:
 def check_heads(scorer: nn.Module, heads: Any, combined: Any, batch: int) -> None:
     """Raise :class:`InvalidComponentError` unless every head and ``combine(heads)`` has shape ``(batch,)``."""
     name = type(scorer).__name__
-    fix = f"fix the scorer's forward/combine; `ahl plugins check <plugin>` runs the full contract on {name}"
+    fix = f"Fix the scorer's forward/combine; `ahl plugins check <plugin>` runs the full contract on {name}"
     if not isinstance(heads, Mapping) or not heads:
         raise InvalidComponentError(
             f"scorer {name} returned {_describe(heads)} for a batch of {batch}; it must return a non-empty dict of "
