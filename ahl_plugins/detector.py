@@ -86,7 +86,12 @@ def _as_labels(y: Any) -> np.ndarray:
     if values.dtype.kind == "b":
         return values.astype(np.int64)
     if values.dtype.kind not in "iuf":
-        raise DataError(f"y must hold the numbers 0 (normal/unlabelled) or 1 (labelled anomaly), got dtype {values.dtype}")
+        try:  # object arrays (pandas' nullable integers) and numeric strings
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"y must hold the numbers 0 (normal/unlabelled) or 1 (labelled anomaly), got dtype {values.dtype}"
+            ) from None
     if values.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:

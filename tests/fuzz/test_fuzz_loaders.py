@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from ahl_plugins.data.folder import check_image, load_folder
 from ahl_plugins.data.images import read_rgb
 from ahl_plugins.errors import AHLError
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on damaged files
 EXAMPLES = int(os.environ.get("AHL_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
     max_examples=EXAMPLES,
@@ -153,7 +155,8 @@ def _image_bytes(mode: str, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-VALID_IMAGES = [(m, f) for f in ("PNG", "JPEG", "BMP", "TIFF") for m in ("RGB", "L") ] + [("I;16", "PNG"), ("RGBA", "PNG"), ("P", "PNG")]
+VALID_IMAGES = [(m, f) for f in ("PNG", "JPEG", "BMP", "TIFF") for m in ("RGB", "L")]
+VALID_IMAGES += [("I;16", "PNG"), ("RGBA", "PNG"), ("P", "PNG")]
 
 
 @FUZZ
@@ -192,18 +195,11 @@ def test_load_folder_raises_only_library_errors(damage, target, skip, stray):
             (folder / stray).parent.mkdir(parents=True, exist_ok=True)
             if not stray.endswith("/"):
                 (folder / stray).write_bytes(b"stray")
-        with pytest.warns() if stray == "test/dent/x.webp" else _no_check():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the ignored .webp is reported by a warning; only errors matter here
             only_library_errors(load_folder, folder, skip_bad_images=skip)
     finally:
         shutil.rmtree(folder)
-
-
-class _no_check:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -- saved models ---------------------------------------------------------------------------------
