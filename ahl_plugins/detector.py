@@ -52,7 +52,6 @@ from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
 
 
-
 def _trainer_options_model(ahl: bool):
     if ahl:
         from ahl_plugins.ahl.options import AHLOptions
@@ -75,9 +74,7 @@ def _other_trainer_hint(key: str, ahl: bool) -> None:
                 f"option {key!r} belongs to the base training loop, which ahl=True does not run; the AHL learner's "
                 f"options are: {', '.join(sorted(_fields(_trainer_options_model(True))))} (`ahl fit --ahl --show-options` lists them)"
             )
-        raise InvalidOptionsError(
-            f"option {key!r} is an AHL option; it needs ahl=True (on the command line: --ahl)"
-        )
+        raise InvalidOptionsError(f"option {key!r} is an AHL option; it needs ahl=True (on the command line: --ahl)")
 
 
 def _as_labels(y: Any) -> np.ndarray:

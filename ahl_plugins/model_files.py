@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -75,8 +76,6 @@ class SavedModel(BaseModel):
     @field_validator("files")
     @classmethod
     def _plain_names(cls, files: dict[str, str]) -> dict[str, str]:
-        import re
-
         for name, digest in files.items():
             if Path(name).name != name or name in ("", ".", "..", CONFIG_FILE):
                 raise ValueError(f"file name {name!r} is not a plain file name beside config.json")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,10 +19,10 @@ from ahl_plugins.cli.options import (
 )
 
 
-def _default(field, fallback) -> str:
-    """How ``--show-options`` prints a default: factories called, required fields said so."""
-    if fallback is not None:
-        return repr(fallback)
+def _default(name: str, field, bundled: Mapping[str, Any]) -> str:
+    """How ``--show-options`` prints a default: the bundle's value, else the field's (factories called)."""
+    if name in bundled:
+        return repr(bundled[name])
     if field.is_required():
         return "(required)"
     return repr(field.get_default(call_default_factory=True))
@@ -47,9 +49,9 @@ def _show_options(model: str, ahl: bool) -> None:
         for name, field in model_cls.model_fields.items():
             if keep is not None and name not in keep:
                 continue
-            bundled = spec.train_options.get(name) if title.startswith("trainer") else None
+            bundled = spec.train_options if title.startswith("trainer") else {}
             description = f"  {field.description}" if field.description else ""
-            click.echo(f"  {name} = {_default(field, bundled)}{description}")
+            click.echo(f"  {name} = {_default(name, field, bundled)}{description}")
 
 
 @click.command(cls=OptionFlagCommand)
