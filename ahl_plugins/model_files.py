@@ -1,9 +1,11 @@
 """The files of a saved detector: what ``config.json`` must hold, and a checksum of every file.
 
 ``config.json`` is the commit point: it is written last, and it records the
-SHA-256 of each other file written with it. Loading validates the whole
-document against :class:`SavedModel` and re-hashes each listed file, so a
-damaged file is reported by name instead of loading and scoring differently.
+SHA-256 of each other file written with it, and of itself (``checksum``, over
+its canonical JSON without that key). Loading validates the whole document
+against :class:`SavedModel`, checks its own checksum and re-hashes each listed
+file, so a damaged file is reported by name instead of loading and scoring
+differently.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class SavedModel(BaseModel):
     files: dict[str, str] = Field(
         default_factory=dict, description="file name -> SHA-256 hex digest; empty in models saved before checksums"
     )
+    checksum: str | None = Field(
+        None, pattern=SHA256, description="SHA-256 of this document without this key; None before checksums"
+    )
 
     @field_validator("files")
     @classmethod
@@ -100,7 +105,9 @@ def write_model_files(
     for name, payload in payloads.items():
         atomic_write_bytes(directory / name, payload)
     document = {**document, "files": {name: sha256(payload) for name, payload in payloads.items()}}
-    atomic_write_bytes(directory / CONFIG_FILE, json.dumps(document, indent=2, default=default).encode("utf-8"))
+    document = json.loads(json.dumps(document, default=default))  # the form load will see
+    document["checksum"] = document_digest(document)
+    atomic_write_bytes(directory / CONFIG_FILE, json.dumps(document, indent=2).encode("utf-8"))
     for name in OPTIONAL_FILES:
         if name not in payloads:
             (directory / name).unlink(missing_ok=True)
@@ -136,8 +143,20 @@ def read_saved_model(directory: Path) -> SavedModel:
             f"{path} is not a valid saved model ({exc.error_count()} problem(s): {problems}); the file was edited "
             "or damaged. Restore it from a copy or re-fit the model"
         ) from None
+    if saved.checksum is not None and document_digest(document) != saved.checksum:
+        raise ModelFileError(
+            f"{path} is damaged: its content differs from the SHA-256 checksum it recorded when the model was saved "
+            "(the file was edited or corrupted since). Restore it from a copy or re-fit the model; to load a model "
+            "on another device pass device=... (ahl score --device) instead of editing the file"
+        )
     verify_checksums(directory, saved.files)
     return saved
+
+
+def document_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of ``document`` without its ``checksum`` key, in a canonical JSON form (whitespace-independent)."""
+    body = {key: value for key, value in document.items() if key != "checksum"}
+    return sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 def verify_checksums(directory: Path, files: Mapping[str, str]) -> None:

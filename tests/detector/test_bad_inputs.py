@@ -209,6 +209,19 @@ def test_config_json_is_validated_in_full(saved, edit, pattern):
         OSADDetector.load(path)
 
 
+def test_an_edited_or_corrupted_config_json_is_reported_as_damaged(saved):
+    path, _, _ = saved
+    document = json.loads((path / "config.json").read_text())
+    threshold = document["threshold"]
+    document["threshold"] = threshold + 1.0  # still valid against the schema, but not what was saved
+    (path / "config.json").write_text(json.dumps(document))
+    with pytest.raises(ModelFileError, match=r"config.json is damaged: its content differs from the SHA-256 checksum"):
+        OSADDetector.load(path)
+    document["threshold"] = threshold
+    (path / "config.json").write_text(json.dumps(document, indent=4))  # reformatting alone is no damage
+    OSADDetector.load(path)
+
+
 def test_config_json_that_is_not_an_object_is_refused(saved):
     path, _, _ = saved
     (path / "config.json").write_text("[1, 2]")
