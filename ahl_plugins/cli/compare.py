@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,15 @@ def _report(result: Any, started: float, extra: str = "") -> None:
 
 
 def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool, extra: str = "") -> None:
-    from ahl_plugins.errors import AHLError
+    from ahl_plugins.errors import AHLError, IgnoredFilesWarning
     from ahl_plugins.evaluation.compare import parse_config, run_compare
 
     started = time.perf_counter()
     try:
         config = parse_config(**config_values, progress=not quiet)
-        result = run_compare(config, output, echo=click.echo, plots=plots)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IgnoredFilesWarning)  # run_compare prints each ignored file
+            result = run_compare(config, output, echo=click.echo, plots=plots)
     except AHLError as exc:
         raise click.ClickException(str(exc)) from None
     _report(result, started, extra)

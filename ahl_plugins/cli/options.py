@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import click
@@ -47,11 +48,14 @@ skip_bad_images_flag = click.option(
 def load_data(data: str, data_options: tuple[str, ...], skip_bad_images: bool = False):
     """The dataset a command reads, with every skipped or ignored file reported on stderr."""
     from ahl_plugins.data.load import load_dataset
+    from ahl_plugins.errors import IgnoredFilesWarning
 
     options = parse_key_values(data_options, "--data-option")
     if skip_bad_images:
         options["skip_bad_images"] = True
-    dataset = load_dataset(data, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IgnoredFilesWarning)  # listed below, one line per file
+        dataset = load_dataset(data, **options)
     for skipped in dataset.skipped:
         click.echo(f"skipped {skipped}", err=True)
     return dataset

@@ -20,7 +20,7 @@ import numpy as np
 
 from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
 from ahl_plugins.data.images import IMAGE_EXTENSIONS, SKIP_HINT, decode_errors, to_8bit
-from ahl_plugins.errors import DataError
+from ahl_plugins.errors import DataError, IgnoredFilesWarning
 
 GOOD = "good"
 
@@ -113,6 +113,7 @@ def load_folder(
         warnings.warn(
             f"{root}: ignored {len(ignored)} file(s) with an extension the loader does not read "
             f"({', '.join(skipped[:5])}{', ...' if len(ignored) > 5 else ''}); accepted: {sorted(IMAGE_EXTENSIONS)}",
+            IgnoredFilesWarning,
             stacklevel=2,
         )
     if verify:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from ahl_plugins.data.folder import check_image, load_folder
 from ahl_plugins.data.images import load_image_tensor, read_rgb
-from ahl_plugins.errors import DataError
+from ahl_plugins.errors import DataError, IgnoredFilesWarning
 
 
 def test_a_16_bit_png_is_scaled_by_its_bit_depth_not_clipped_white(tmp_path):
@@ -32,7 +32,7 @@ def test_a_32_bit_image_outside_16_bits_is_refused(tmp_path):
 def test_files_with_other_extensions_are_reported_not_dropped_silently(tmp_path):
     root = make_mvtec_tree(tmp_path / "cat", masks=False)
     (root / "test" / "scratch" / "extra.webp").write_bytes(b"RIFF....WEBP")
-    with pytest.warns(UserWarning, match=r"ignored 1 file\(s\).*test/scratch/extra.webp: extension '.webp' is not read"):
+    with pytest.warns(IgnoredFilesWarning, match=r"ignored 1 file\(s\).*test/scratch/extra.webp: extension '.webp' is not read"):
         ds = load_folder(root)
     assert ds.skipped == ("test/scratch/extra.webp: extension '.webp' is not read",)
     assert ds.type_counts()["scratch"] == 4

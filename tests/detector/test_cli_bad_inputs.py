@@ -105,8 +105,10 @@ def test_compare_takes_skip_bad_images_and_fails_when_every_cell_is_skipped(mvte
     args = ["compare", "--data", mvtec_tree, "--models", "devnet", "--seeds", "1", "--n-anomalies", "50", "--no-plots", "-q"]
     result = invoke(*args, "--output", tmp_path / "a")
     assert result.exit_code == 1 and "pass --skip-bad-images" in result.output
+    (mvtec_tree / "test" / "dent" / "extra.webp").write_bytes(b"RIFF....WEBP")
     result = invoke(*args, "--skip-bad-images", "--output", tmp_path / "b")
     assert "skipped test/dent/broken.png" in result.output
+    assert "skipped test/dent/extra.webp: extension '.webp' is not read" in result.output
     assert result.exit_code == 1 and "every one of the 3 cells was skipped" in result.output
     rerun = invoke(*args, "--skip-bad-images", "--output", tmp_path / "b")  # resumed: still nothing computed
     assert rerun.exit_code == 1 and "every one of the 3 cells was skipped" in rerun.output
