@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
-from ahl_plugins.data.images import IMAGE_EXTENSIONS, SKIP_HINT, decode_errors, to_8bit
+from ahl_plugins.data.images import IMAGE_EXTENSIONS, SKIP_HINT, decode_errors, unknown_depth
 from ahl_plugins.errors import DataError, IgnoredFilesWarning
 
 GOOD = "good"
@@ -52,12 +52,9 @@ def check_image(path: Path) -> str | None:
             image.load()
             if image.width < 1 or image.height < 1:
                 return "image has no pixels"
-            to_8bit(image, path)
-    except DataError as exc:
-        return str(exc).split(": ", 1)[-1]
+            return unknown_depth(image)
     except decode_errors() as exc:
         return str(exc) or type(exc).__name__
-    return None
 
 
 def load_folder(

@@ -23,11 +23,28 @@ def decode_errors() -> tuple[type[BaseException], ...]:
     return (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
 
 
-def to_8bit(image, path: str | Path):
+def unknown_depth(image) -> str | None:
+    """Why the bit depth of ``image`` is unknown (mode ``I`` past 65535, mode ``F`` outside [0, 1]), or None."""
+    import numpy as np
+
+    top = DEEP_MODES.get(image.mode)
+    if top is None:
+        return None
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if np.isfinite(values).all() and low >= 0 and high <= top:
+        return None
+    return (
+        f"mode {image.mode} with values {low:g}..{high:g}, outside 0..{top:g}, so its bit depth is unknown; "
+        "save it as an 8- or 16-bit image"
+    )
+
+
+def to_8bit(image):
     """``image`` with a one-channel 16-bit (or 0..1 float) image scaled to 8 bits; others unchanged.
 
-    Mode ``I`` (32-bit integers, how some readers return 16-bit PNG/TIFF) is read as 16-bit; values past
-    65535 or a float image outside [0, 1] have no known depth and are refused.
+    Mode ``I`` (32-bit integers, how some readers return 16-bit PNG/TIFF) is read as 16-bit; call
+    :func:`unknown_depth` first for images whose values do not fit that.
     """
     import numpy as np
     from PIL import Image
@@ -36,13 +53,7 @@ def to_8bit(image, path: str | Path):
     if top is None:
         return image
     values = np.asarray(image, dtype=np.float64)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if not np.isfinite(values).all() or low < 0 or high > top:
-        raise DataError(
-            f"cannot read image {path}: mode {image.mode} with values {low:g}..{high:g}, outside 0..{top:g}, so its "
-            "bit depth is unknown; save it as an 8- or 16-bit image"
-        )
-    return Image.fromarray(np.round(values * (255.0 / top)).astype(np.uint8), mode="L")
+    return Image.fromarray(np.round(np.clip(values, 0, top) * (255.0 / top)).astype(np.uint8), mode="L")
 
 
 def read_rgb(path: str | Path):
@@ -53,11 +64,14 @@ def read_rgb(path: str | Path):
     try:
         with Image.open(path) as image:
             image.load()
-            return to_8bit(image, path).convert("RGB")
+            problem = unknown_depth(image)
+            if problem is None:
+                return to_8bit(image).convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except decode_errors() as exc:
         raise DataError(f"cannot read image {path}: {exc or type(exc).__name__}. {SKIP_HINT}") from None
+    raise DataError(f"cannot read image {path}: {problem}. {SKIP_HINT}")
 
 
 def load_image_tensor(path: str | Path, size: int):
