@@ -40,3 +40,7 @@ class NotFittedError(AHLError, RuntimeError):
 
 class ModelFileError(AHLError):
     """A saved model directory that is missing, truncated or incompatible."""
+
+
+class IgnoredFilesWarning(UserWarning):
+    """Files a loader left out because it does not read their kind (the command line prints them itself)."""

@@ -30,6 +30,7 @@ from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
 from ahl_plugins.seeding import seeded
 from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
+from ahl_plugins.training.head_check import probe_heads
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ def train_ahl(
         features = [f.to(device) for f in features]
         if prepare_scorer and callable(getattr(scorer, "prepare", None)):
             scorer.prepare(data.normals.to(device).as_list(), torch.Generator().manual_seed(int(seed)))
+        probe_heads(scorer, features)
         t0 = time.perf_counter()
         taskset = build_tasks(
             data,

@@ -20,6 +20,7 @@ from ahl_plugins.errors import AHLError, DataError
 from ahl_plugins.training.batches import balanced_indices
 from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
+from ahl_plugins.training.head_check import probe_heads
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
@@ -73,6 +74,7 @@ def train_base(
 
     scorer.to(device)
     scorer.prepare(data.normals.as_list(), generator)
+    probe_heads(scorer, features.scales)
     scorer.train()
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
