@@ -65,10 +65,12 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
     "base_devnet20": (False, {"hidden": [20]}, "base defaults but DevNet's KDD'19 20-unit MLP"),
     "base_lr1e-3": (False, {"lr": 1e-3}, "base defaults with Adam lr 1e-3"),
+    "base_abs_residual": (False, {"vector_residual": "abs"}, "base defaults but DRA's residual MLP reads |residual|"),
 }
 
 #: configurations that only change one model's options
-MODEL_ONLY = {"base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet"}
+MODEL_ONLY = {"base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
+              "base_abs_residual": "dra"}
 
 
 def run_one(model: str, config: str, case) -> dict[str, Any]:

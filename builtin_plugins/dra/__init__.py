@@ -41,6 +41,11 @@ class DRAOptions(BaseModel):
         "training normals, itself excluded) | random_mean (the paper: the mean of n_references random normals)",
     )
     n_neighbors: int = Field(5, ge=1, description="nearest training normals averaged into the residual reference")
+    vector_residual: Literal["abs", "signed"] = Field(
+        "signed",
+        description="what the residual MLP reads on vectors: abs (|reference - x| per feature, so one linear layer "
+        "already measures a weighted distance) | signed (reference - x, the paper's form)",
+    )
     reference_bank_size: int = Field(
         4096,
         ge=1,

@@ -174,7 +174,10 @@ class DRAScorer(nn.Module):
             per_head["normal"].append(heads.normal(x))
             per_head["seen"].append(heads.seen(x))
             per_head["pseudo"].append(heads.pseudo(x))
-            per_head["residual"].append(heads.residual(anchor - x))
+            residual = anchor - x
+            if x.dim() == 2 and self.options.vector_residual == "abs":
+                residual = residual.abs()
+            per_head["residual"].append(heads.residual(residual))
         return {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items()}
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
