@@ -29,7 +29,9 @@ class DetectorConfig(BaseModel):
     train_options: dict[str, Any] = Field(default_factory=dict, description="TrainOptions (base loop)")
     ahl_options: dict[str, Any] = Field(default_factory=dict, description="AHLOptions (AHL learner)")
     pseudo_anomalies: list[str] | None = Field(
-        None, description="pseudo-anomaly generator names; None = every generator that fits the input kind"
+        None,
+        description="pseudo-anomaly generator names; None = every generator that fits the input kind, except "
+        "opt-in ones (a generator with default = False, e.g. local_noise, knn_extrapolate)",
     )
     n_pseudo: int = Field(100, ge=0, description="pseudo anomalies made per generator")
     contamination: float = Field(0.05, gt=0.0, lt=0.5, description="share of training normals predict() flags")

@@ -332,6 +332,8 @@ class OSADDetector:
         for name in names if names is not None else registry.names():
             entry = registry.get(name)
             generator = entry.factory(entry.parse_options({}))
+            if names is None and not getattr(generator, "default", True):
+                continue  # opt-in generators are used only when named
             if compatible(generator, self.extractor_):
                 built[name] = generator
             elif names is not None:

@@ -42,11 +42,14 @@ from ahl_plugins.evaluation.report import fmt, stats  # noqa: E402
 DEFAULT_RESULTS = ROOT / "runs" / "validation"
 DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "ahl_validation.md"
 
-#: name -> (ahl, detector options, what it tests). "base" and "ahl" are the library's defaults.
+#: DRA's vector residual as it was when `base` and `ahl` were measured; `*_abs_residual` are the defaults since.
+SIGNED = {"dra": {"vector_residual": "signed"}, "devnet": {}}
+
+#: name -> (ahl, detector options (or {model: options}), what it tests).
 CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
-    "base": (False, {}, "the base model, defaults"),
+    "base": (False, SIGNED, "the base model, defaults (DRA: signed vector residual)"),
     "base_paper": (False, {"preset": "paper"}, "the base model, paper preset"),
-    "ahl": (True, {}, "AHL, defaults"),
+    "ahl": (True, SIGNED, "AHL, defaults (DRA: signed vector residual)"),
     "ahl_paper": (True, {"preset": "paper"}, "AHL, paper preset (base and AHL both paper)"),
     "ahl_sgd_inner": (True, {"inner_update": "sgd", "inner_lr": 2e-4}, "defaults but the paper's plain 2e-4 inner step"),
     "ahl_uniform_prior": (True, {"task_prior": "uniform"}, "defaults but every task weighs 1/T before SGE"),
@@ -65,16 +68,25 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
     "base_devnet20": (False, {"hidden": [20]}, "base defaults but DevNet's KDD'19 20-unit MLP"),
     "base_lr1e-3": (False, {"lr": 1e-3}, "base defaults with Adam lr 1e-3"),
-    "base_abs_residual": (False, {"vector_residual": "abs"}, "base defaults but DRA's residual MLP reads |residual|"),
+    "base_abs_residual": (False, {"vector_residual": "abs"}, "base, DRA's residual MLP reads |residual| (the default)"),
+    "ahl_abs_residual": (True, {"vector_residual": "abs"}, "AHL, DRA's residual MLP reads |residual| (the default)"),
+    "base_distance": (False, {"distance_head": True, "vector_residual": "abs"}, "base, |residual| and DRA's distance head"),
+    "ahl_distance": (True, {"distance_head": True, "vector_residual": "abs"}, "AHL, |residual| and DRA's distance head"),
 }
 
 #: configurations that only change one model's options
 MODEL_ONLY = {"base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
-              "base_abs_residual": "dra"}
+              "base_abs_residual": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
+
+
+def options_for(config: str, model: str) -> dict[str, Any]:
+    options = CONFIGS[config][1]
+    return dict(options.get(model, {})) if set(options) <= {"dra", "devnet"} and options else dict(options)
 
 
 def run_one(model: str, config: str, case) -> dict[str, Any]:
-    ahl, options, _ = CONFIGS[config]
+    ahl = CONFIGS[config][0]
+    options = options_for(config, model)
     started = time.perf_counter()
     detector = OSADDetector(model, ahl=ahl, seed=case.seed, use_cache=False, **options).fit(case.x_fit, case.y_fit)
     seconds = time.perf_counter() - started

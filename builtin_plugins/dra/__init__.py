@@ -41,8 +41,13 @@ class DRAOptions(BaseModel):
         "training normals, itself excluded) | random_mean (the paper: the mean of n_references random normals)",
     )
     n_neighbors: int = Field(5, ge=1, description="nearest training normals averaged into the residual reference")
+    distance_head: bool = Field(
+        False,
+        description="add a parameter-free fifth head, the residual's length (the label-free k-NN signal: how far the "
+        "sample is from its nearest training normals), calibrated and summed with the others",
+    )
     vector_residual: Literal["abs", "signed"] = Field(
-        "signed",
+        "abs",
         description="what the residual MLP reads on vectors: abs (|reference - x| per feature, so one linear layer "
         "already measures a weighted distance) | signed (reference - x, the paper's form)",
     )

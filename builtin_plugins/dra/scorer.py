@@ -49,9 +49,11 @@ from builtin_plugins.heads import (
     check_features,
     group_count,
     shares_heads,
+    topk_mean,
 )
 
 HEAD_NAMES = ("normal", "seen", "pseudo", "residual")
+DISTANCE = "distance"
 
 
 class HolisticHead(nn.Module):
@@ -98,6 +100,13 @@ class DRAScoreHeads(nn.Module):
             self.residual = MLPHead(channels, options.hidden, absolute)
 
 
+def residual_length(residual: torch.Tensor, topk_ratio: float) -> torch.Tensor:
+    """The residual's Euclidean length: per sample (vectors) or per position, top-k pooled (maps)."""
+    if residual.dim() == 2:
+        return residual.norm(dim=1)
+    return topk_mean(residual.norm(dim=1).flatten(1), topk_ratio)
+
+
 def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
     """Mean of each sample's ``k`` nearest bank normals (``B×...``), the sample itself excluded.
 
@@ -130,6 +139,7 @@ class DRAScorer(nn.Module):
         self.options = options
         self.n_references = options.n_references
         self.nearest = options.residual_reference == "nearest"
+        self.head_names = HEAD_NAMES + ((DISTANCE,) if options.distance_head else ())
         self.shared = shares_heads(spec)
         widths = spec.channels[:1] if self.shared else spec.channels
         self.heads = nn.ModuleList([DRAScoreHeads(spec.kind, c, options) for c in widths])
@@ -138,8 +148,8 @@ class DRAScorer(nn.Module):
             # normals (N×C×H×W or N×D); shapes are only known from data.
             self.register_buffer(self._reference_name(scale), torch.empty(0))
         # head calibration (identity until ``calibrate``): score_h -> (score_h - center_h) / scale_h
-        self.register_buffer("head_center", torch.zeros(len(HEAD_NAMES)))
-        self.register_buffer("head_scale", torch.ones(len(HEAD_NAMES)))
+        self.register_buffer("head_center", torch.zeros(len(self.head_names)))
+        self.register_buffer("head_scale", torch.ones(len(self.head_names)))
 
     @staticmethod
     def _reference_name(scale: int) -> str:
@@ -159,7 +169,7 @@ class DRAScorer(nn.Module):
                 "DRA scorer has no reference normals yet: call scorer.prepare(normal_features, generator) "
                 "before training or scoring (the base and AHL trainers do this)"
             )
-        per_head: dict[str, list[torch.Tensor]] = {name: [] for name in HEAD_NAMES}
+        per_head: dict[str, list[torch.Tensor]] = {name: [] for name in self.head_names}
         for scale, x in enumerate(features):
             heads = self.heads[0 if self.shared else scale]
             reference = self.reference(scale)
@@ -175,6 +185,8 @@ class DRAScorer(nn.Module):
             per_head["seen"].append(heads.seen(x))
             per_head["pseudo"].append(heads.pseudo(x))
             residual = anchor - x
+            if DISTANCE in per_head:
+                per_head[DISTANCE].append(residual_length(residual, self.options.topk_ratio))
             if x.dim() == 2 and self.options.vector_residual == "abs":
                 residual = residual.abs()
             per_head["residual"].append(heads.residual(residual))
@@ -182,9 +194,10 @@ class DRAScorer(nn.Module):
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated)."""
-        z = [(heads[name] - self.head_center[i]) / self.head_scale[i] for i, name in enumerate(HEAD_NAMES)]
-        normal, seen, pseudo, residual = z
-        return seen + pseudo + residual - normal
+        z = [(heads[name] - self.head_center[i]) / self.head_scale[i] for i, name in enumerate(self.head_names)]
+        normal, seen, pseudo, residual = z[:4]
+        score = seen + pseudo + residual - normal
+        return score + z[4] if len(z) > 4 else score
 
     @torch.no_grad()
     def calibrate(self, normal_features: Sequence[torch.Tensor]) -> None:
@@ -203,14 +216,14 @@ class DRAScorer(nn.Module):
             parts = [self([f[i : i + 256] for f in normal_features]) for i in range(0, n, 256)]
         finally:
             self.train(was_training)
-        self.calibrate_heads({name: torch.cat([p[name] for p in parts]) for name in HEAD_NAMES})
+        self.calibrate_heads({name: torch.cat([p[name] for p in parts]) for name in self.head_names})
 
     @torch.no_grad()
     def calibrate_heads(self, heads: Mapping[str, torch.Tensor]) -> None:
         """Calibrate from the training normals' head scores (what :meth:`calibrate` computes)."""
         if not self.options.head_calibration:
             return
-        for i, name in enumerate(HEAD_NAMES):
+        for i, name in enumerate(self.head_names):
             values = heads[name].detach().double().cpu()
             q1, median, q3 = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
             spread = (q3 - q1) / 1.349
