@@ -61,6 +61,12 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
         "defaults but the paper's SGE (min-max scores, absolute errors, temperature 1)",
     ),
     "ahl_no_sge": (True, {"ablation": "uniform"}, "defaults, SGE off (prior weights only)"),
+    "ahl_sge4": (
+        True,
+        {"dra": {"vector_residual": "signed", "estimator_options": {"train_steps": 4}},
+         "devnet": {"estimator_options": {"train_steps": 4}}},
+        "as `ahl` (whose SGE took 10 LSTM steps per epoch) with 4 steps, the default since",
+    ),
     "ahl_inner_0.2": (True, {"inner_lr": 0.2}, "defaults with a larger relative inner step (0.2)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "defaults with a smaller relative inner step (0.01)"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),

@@ -25,7 +25,7 @@ PAPER_AHL_OPTIONS: dict[str, Any] = {
     "task_batch_size": 48,
     "estimator_samples": 512,
     "score_normalisation": "minmax",
-    "estimator_options": {"relative_errors": False, "temperature_mode": "absolute"},
+    "estimator_options": {"relative_errors": False, "temperature_mode": "absolute", "train_steps": 10},
 }
 
 

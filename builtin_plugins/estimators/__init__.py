@@ -30,7 +30,12 @@ class SGEOptions(BaseModel):
     dropout: float = Field(
         0.0, ge=0, lt=1, description="dropout between LSTM layers while training (off when predicting)"
     )
-    train_steps: int = Field(10, ge=0, description="Adam steps on the self-supervised MSE per epoch")
+    train_steps: int = Field(
+        4,
+        ge=0,
+        description="Adam steps on the self-supervised MSE per epoch (the LSTM keeps training across epochs; 4 "
+        "instead of the earlier 10 halves SGE's fixed cost, see docs/benchmarks/ahl_overhead.md)",
+    )
     lr: float = Field(1e-2, gt=0, description="Adam learning rate of the LSTM")
     batch_size: int = Field(256, ge=1, description="(sample, window) pairs per LSTM training step")
     temperature: float = Field(
