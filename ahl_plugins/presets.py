@@ -24,7 +24,7 @@ _PAPER: dict[str, Any] = {
     "train_options": {},
     "scorer_options": {
         "dra": {"residual_reference": "random_mean", "head_calibration": False, "vector_head_output": "linear",
-                "vector_residual": "signed"},
+                "vector_residual": "signed", "distance_head": False},
         "devnet": {"hidden": [20]},
     },
     "loss_options": {},

@@ -260,7 +260,10 @@ class MetaLearner:
         if grad_clip is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
         with torch.no_grad():
-            moved = sum(((adapted[k] - p.unsqueeze(0)) ** 2).flatten(1).sum(1) for k, p in self.parameters.items())
+            n_tasks = query.shape[0]
+            moved = sum(
+                ((adapted[k] - p.unsqueeze(0)) ** 2).reshape(n_tasks, -1).sum(1) for k, p in self.parameters.items()
+            )
             size = sum((p**2).sum() for p in self.parameters.values()).clamp_min(1e-24)
             inner_change = (moved / size).sqrt().float().cpu()
         optimizer.step()

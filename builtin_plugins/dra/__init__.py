@@ -42,7 +42,7 @@ class DRAOptions(BaseModel):
     )
     n_neighbors: int = Field(5, ge=1, description="nearest training normals averaged into the residual reference")
     distance_head: bool = Field(
-        False,
+        True,
         description="add a parameter-free fifth head, the residual's length (the label-free k-NN signal: how far the "
         "sample is from its nearest training normals), calibrated and summed with the others",
     )

@@ -144,14 +144,12 @@ def test_relative_inner_step_moves_the_heads_by_the_asked_share_of_their_norm():
         scorer = LinearScorer(4)
         learner = MetaLearner(scorer, smooth_loss, inner_steps=1, inner_lr=lr, first_order=True, inner_update=update)
         optimizer = torch.optim.SGD(learner.parameters.values(), lr=0.0)
-        features = [torch.cat([sx.reshape(-1, 4), qx.reshape(-1, 4)])]
+        features = [sx.reshape(-1, 4)]
         rows = torch.arange(36).reshape(3, 12)
-        batch = TaskBatch(rows, sy, rows + 36 * 0 + 0, sy)  # support = query rows: only the step size matters
         step = learner.outer_step(optimizer, features, TaskBatch(rows, sy, rows, sy), weights, None)
         moved[update] = step.inner_change
-        del batch
     torch.testing.assert_close(moved["relative"], torch.full((3,), 0.05), rtol=1e-4, atol=1e-6)
-    assert float(moved["sgd"].max()) < 1e-2 * float(moved["relative"].min())
+    assert float(moved["sgd"].max()) < 0.1 * float(moved["relative"].min())
 
 
 def test_relative_inner_step_is_the_same_under_vmap_and_the_loop():

@@ -26,8 +26,10 @@ def test_four_heads_of_shape_b(kind, map_features):
         spec = FeatureSpec("vector", (6, 6))
     scorer = prepared(spec, feats)
     out = scorer(feats)
-    assert scorer.head_names == HEADS and tuple(out) == HEADS
+    assert scorer.head_names == (*HEADS, "distance") and tuple(out) == scorer.head_names
     assert all(v.shape == (5,) for v in out.values())
+    paper = prepared(spec, feats, distance_head=False)
+    assert paper.head_names == HEADS and tuple(paper(feats)) == HEADS
 
 
 def test_map_heads_have_the_paper_form():
@@ -71,11 +73,12 @@ def test_residual_head_reads_reference_minus_sample():
         assert torch.equal(before[name], after[name])
     assert not torch.allclose(before["residual"], after["residual"])
     heads = scorer.heads[0]
-    assert torch.allclose(after["residual"], heads.residual(scorer.reference_0 - x[0]))
+    assert torch.allclose(after["residual"], heads.residual((scorer.reference_0 - x[0]).abs()))  # |residual| on vectors
 
 
 def test_score_is_seen_plus_pseudo_plus_residual_minus_normal():
-    scorer = build_scorer(FeatureSpec("vector", (2,)))  # uncalibrated: calibration is the identity
+    # the paper's four heads; uncalibrated, so calibration is the identity
+    scorer = build_scorer(FeatureSpec("vector", (2,)), DRAOptions(distance_head=False))
     heads = {
         "normal": torch.tensor([1.0, 4.0]),
         "seen": torch.tensor([2.0, 0.0]),
@@ -221,20 +224,30 @@ def test_calibration_puts_every_head_on_the_normals_scale():
     scorer.calibrate(normals)
     with torch.no_grad():
         heads = scorer(normals)
-    for i, name in enumerate(HEADS):
+    for i, name in enumerate(scorer.head_names):
         z = (heads[name] - scorer.head_center[i]) / scorer.head_scale[i]
         assert abs(float(torch.quantile(z, 0.5))) < 1e-5, name
         q1, q3 = torch.quantile(z, torch.tensor([0.25, 0.75]))
         assert float(q3 - q1) == pytest.approx(1.349, rel=1e-3), name
     # combine is the sum of calibrated heads, normal subtracted
-    z = [(heads[n] - scorer.head_center[i]) / scorer.head_scale[i] for i, n in enumerate(HEADS)]
-    torch.testing.assert_close(scorer.combine(heads), z[1] + z[2] + z[3] - z[0])
+    z = [(heads[n] - scorer.head_center[i]) / scorer.head_scale[i] for i, n in enumerate(scorer.head_names)]
+    torch.testing.assert_close(scorer.combine(heads), z[1] + z[2] + z[3] - z[0] + z[4])
+
+
+def test_distance_head_is_the_length_of_the_residual():
+    normals = [torch.randn(30, 4)]
+    scorer = prepared(FeatureSpec("vector", (4,)), normals)
+    x = [torch.randn(3, 4)]
+    from builtin_plugins.dra.scorer import nearest_normal_mean
+
+    want = (nearest_normal_mean(x[0], scorer.reference(0), 5) - x[0]).norm(dim=1)
+    torch.testing.assert_close(scorer(x)["distance"], want)
 
 
 def test_paper_form_keeps_the_raw_sum():
     normals = [torch.randn(40, 5)]
     scorer = prepared(FeatureSpec("vector", (5,)), normals, head_calibration=False, residual_reference="random_mean",
-                      vector_head_output="linear")
+                      vector_head_output="linear", distance_head=False)
     scorer.calibrate(normals)
     heads = scorer(normals)
     torch.testing.assert_close(scorer.combine(heads), heads["seen"] + heads["pseudo"] + heads["residual"] - heads["normal"])
