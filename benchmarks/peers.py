@@ -85,6 +85,7 @@ class PeerData:
     settings: tuple[str, ...]
     hard_types: tuple[str, ...] | None = None  # None: every type of the data set
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "tabular"  # or "embeddings": the page averages each kind separately
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ def catalogue(data_root: Path) -> dict[str, list[PeerData]]:
             if N_ANOMALIES in part.n_anomalies
         ]
     families["adbench"] = [
-        PeerData(f"adbench_mvtec_{npz.stem}", f"ADBench MVTec {npz.stem} (ResNet-18 embeddings)", str(npz), ("general",))
+        PeerData(f"adbench_mvtec_{npz.stem}", f"ADBench MVTec {npz.stem} (ResNet-18 embeddings)", str(npz), ("general",),
+                 kind="embeddings")
         for npz in sorted((data_root / ADBENCH_DIR).glob("*.npz"))
     ]
     return families
@@ -255,6 +257,13 @@ class ResultsLog:
             os.fsync(handle.fileno())
 
 
+def default_results(runs: Path = DEFAULT_RUNS) -> Path:
+    """``results.jsonl`` (DeepOD's default epochs) when it exists, else the newest ``results-e<N>.jsonl``."""
+    exact = results_path(runs, None)
+    others = sorted(runs.glob("results-e*.jsonl"), key=lambda p: p.stat().st_mtime)
+    return exact if exact.is_file() or not others else others[-1]
+
+
 def row_key(row: dict[str, Any]) -> tuple:
     return (row["data"], row["setting"], row["seen_type"], row["detector"], int(row["seed"]))
 
@@ -372,7 +381,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
     """The peer rows of a results file, summarised for a results page.
 
-    ``path``: a ``results*.jsonl`` written by this script (default ``runs/peers/results.jsonl``). Returns::
+    ``path``: a ``results*.jsonl`` written by this script (default: :func:`default_results`). Returns::
 
         {
           "results": "<path read>",
@@ -399,7 +408,7 @@ def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
     per-seed value is the mean over the seen types, kept only for seeds where every type finished.
     A missing file gives empty ``groups``.
     """
-    path = Path(path) if path is not None else results_path(DEFAULT_RUNS, None)
+    path = Path(path) if path is not None else default_results()
     rows = list(ResultsLog(path).load().values())
     epochs = {r.get("epochs") for r in rows if r.get("detector") != KNN_ROW and r.get("status") == "ok"}
     return {
@@ -424,6 +433,16 @@ def _seconds(stat: dict[str, Any] | None) -> str:
         return "-"
     value = stat["mean"]
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def headline_seen(groups: Sequence[dict[str, Any]], data: str, setting: str) -> str | None:
+    """The seen type of a data set's headline row: "all" (general); hard: "mean", or the one type it has."""
+    from ahl_plugins.evaluation.report import MEAN_TYPE
+
+    if setting == "general":
+        return "all"
+    seen = {g["seen_type"] for g in groups if g["data"] == data and g["setting"] == "hard"}
+    return MEAN_TYPE if MEAN_TYPE in seen else (next(iter(seen)) if len(seen) == 1 else None)
 
 
 def _best(groups, data, setting, seen, detectors) -> str | None:
@@ -469,6 +488,24 @@ def _section(entry: PeerData, groups: Sequence[dict[str, Any]], rows_order: Sequ
     return out
 
 
+def _mean_rows(datasets: Sequence[PeerData], groups: Sequence[dict[str, Any]], order: Sequence[str]) -> list[str]:
+    """Per kind (tabular, embeddings) and setting, the plain mean of the rows above over the data sets where
+    every detector has a number."""
+    out = []
+    for kind in dict.fromkeys(e.kind for e in datasets):
+        for setting in ("general", "hard"):
+            values = [{d: (_stat(groups, e.name, setting, headline_seen(groups, e.name, setting), d, "auc_roc")
+                           or {}).get("mean") for d in order}
+                      for e in datasets if e.kind == kind and setting in e.settings]
+            values = [v for v in values if all(x is not None for x in v.values())]
+            if len(values) > 1:
+                means = {d: float(np.mean([v[d] for v in values])) for d in order}
+                best = max(DETECTORS, key=means.get)
+                cells = [f"**{means[d]:.3f}**" if d == best else f"{means[d]:.3f}" for d in order]
+                out.append(f"| *mean of {len(values)} {kind} sets* | {setting} | " + " | ".join(cells) + " |")
+    return out
+
+
 def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     from ahl_plugins.evaluation.compare import machine_description
     from ahl_plugins.evaluation.report import MEAN_TYPE, fmt
@@ -488,28 +525,31 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
          "and on the features our DevNet and DRA see (`identity` extractor: z-scored with statistics of the "
          "training rows only). *5-NN* is `ahl_plugins.evaluation.knn` on the same split: label-free, and the same "
          "number as the k-NN row of `docs/results.md`. M = 10 labelled anomalies; mean ± sample std over seeds "
-         f"({args.seeds} seeds: 0 .. {args.seeds - 1}); hard *mean over types* is per seed the mean over the seen types, "
+         f"(seeds 0 .. {args.seeds - 1}); hard *mean over types* is per seed the mean over the seen types, "
          "then mean ± std over seeds. *fit s* is DeepOD's `fit` (training, plus its own scoring of the training "
-         "rows), wall-clock on one torch thread; *score s* scores the test rows."),
+         "rows), wall-clock on one torch thread of a 2-core machine shared with other jobs (compare times within "
+         "this page only); *score s* scores the test rows."),
         "",
         "## At a glance",
         "",
-        "AUC-ROC, M = 10; hard = mean over seen types. **Bold**: the best DeepOD detector of the row.",
+        "AUC-ROC, M = 10; hard = mean over seen types (NSL-KDD: seen DoS only). **Bold**: the best DeepOD detector of the row.",
         "",
         "| data | setting | " + " | ".join(order) + " |",
         "|---|---|" + "---|" * len(order),
     ]
     for entry in datasets:
-        for setting, seen in (("general", "all"), ("hard", MEAN_TYPE)):
-            if setting not in entry.settings:
+        for setting in ("general", "hard"):
+            seen = headline_seen(groups, entry.name, setting)
+            if setting not in entry.settings or seen is None:
                 continue
             cells = {d: _stat(groups, entry.name, setting, seen, d, "auc_roc") for d in order}
             if all(c is None for c in cells.values()):
                 continue
             best = _best(groups, entry.name, setting, seen, DETECTORS)
             shown = [f"**{fmt(cells[d])}**" if d == best else fmt(cells[d]) for d in order]
-            out.append(f"| {entry.name} | {setting} | " + " | ".join(shown) + " |")
-    out.append("")
+            where = setting if seen in ("all", MEAN_TYPE) else f"{setting} (seen {seen})"
+            out.append(f"| {entry.name} | {where} | " + " | ".join(shown) + " |")
+    out += [*_mean_rows(datasets, groups, order), ""]
     for entry in datasets:
         out += _section(entry, groups, order)
     if summary["skipped"]:
