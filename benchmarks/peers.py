@@ -423,9 +423,18 @@ def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
 # -- the page -----------------------------------------------------------------------------
 
 
-def _stat(groups: Sequence[dict[str, Any]], data: str, setting: str, seen: str, detector: str, what: str):
-    return next((g[what] for g in groups if (g["data"], g["setting"], g["seen_type"], g["detector"])
+def _group(groups: Sequence[dict[str, Any]], data: str, setting: str, seen: str | None, detector: str):
+    return next((g for g in groups if (g["data"], g["setting"], g["seen_type"], g["detector"])
                  == (data, setting, seen, detector)), None)
+
+
+def _stat(groups: Sequence[dict[str, Any]], data: str, setting: str, seen: str | None, detector: str, what: str):
+    return (_group(groups, data, setting, seen, detector) or {}).get(what)
+
+
+def _complete(group: dict[str, Any] | None) -> bool:
+    """A hard mean over types counts only once every type ran (any other group: once it exists)."""
+    return group is not None and group.get("complete", True)
 
 
 def _seconds(stat: dict[str, Any] | None) -> str:
@@ -490,14 +499,14 @@ def _section(entry: PeerData, groups: Sequence[dict[str, Any]], rows_order: Sequ
 
 def _mean_rows(datasets: Sequence[PeerData], groups: Sequence[dict[str, Any]], order: Sequence[str]) -> list[str]:
     """Per kind (tabular, embeddings) and setting, the plain mean of the rows above over the data sets where
-    every detector has a number."""
+    every detector has a complete number."""
     out = []
     for kind in dict.fromkeys(e.kind for e in datasets):
         for setting in ("general", "hard"):
-            values = [{d: (_stat(groups, e.name, setting, headline_seen(groups, e.name, setting), d, "auc_roc")
-                           or {}).get("mean") for d in order}
-                      for e in datasets if e.kind == kind and setting in e.settings]
-            values = [v for v in values if all(x is not None for x in v.values())]
+            found = [{d: _group(groups, e.name, setting, headline_seen(groups, e.name, setting), d) for d in order}
+                     for e in datasets if e.kind == kind and setting in e.settings]
+            values = [{d: g["auc_roc"]["mean"] for d, g in row.items()} for row in found
+                      if all(_complete(g) for g in row.values())]
             if len(values) > 1:
                 means = {d: float(np.mean([v[d] for v in values])) for d in order}
                 best = max(DETECTORS, key=means.get)
@@ -532,7 +541,9 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
         "",
         "## At a glance",
         "",
-        "AUC-ROC, M = 10; hard = mean over seen types (NSL-KDD: seen DoS only). **Bold**: the best DeepOD detector of the row.",
+        ("AUC-ROC, M = 10; hard = mean over seen types (NSL-KDD: seen DoS only); *(partial)*: not every seen type "
+         "has finished. **Bold**: the best DeepOD detector of the row. The *mean of N sets* rows average the data "
+         "sets above them where every detector has a complete number."),
         "",
         "| data | setting | " + " | ".join(order) + " |",
         "|---|---|" + "---|" * len(order),
@@ -542,11 +553,12 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
             seen = headline_seen(groups, entry.name, setting)
             if setting not in entry.settings or seen is None:
                 continue
-            cells = {d: _stat(groups, entry.name, setting, seen, d, "auc_roc") for d in order}
-            if all(c is None for c in cells.values()):
+            found = {d: _group(groups, entry.name, setting, seen, d) for d in order}
+            if all(g is None for g in found.values()):
                 continue
             best = _best(groups, entry.name, setting, seen, DETECTORS)
-            shown = [f"**{fmt(cells[d])}**" if d == best else fmt(cells[d]) for d in order]
+            shown = [("-" if g is None else f"**{fmt(g['auc_roc'])}**" if d == best else fmt(g["auc_roc"]))
+                     + ("" if g is None or _complete(g) else " (partial)") for d, g in found.items()]
             where = setting if seen in ("all", MEAN_TYPE) else f"{setting} (seen {seen})"
             out.append(f"| {entry.name} | {where} | " + " | ".join(shown) + " |")
     out += [*_mean_rows(datasets, groups, order), ""]
