@@ -264,6 +264,10 @@ def default_results(runs: Path = DEFAULT_RUNS) -> Path:
     return exact if exact.is_file() or not others else others[-1]
 
 
+def commands_path(results: Path) -> Path:
+    return results.with_suffix(".commands")
+
+
 def row_key(row: dict[str, Any]) -> tuple:
     return (row["data"], row["setting"], row["seen_type"], row["detector"], int(row["seed"]))
 
@@ -281,6 +285,9 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
     deepod_version = require_deepod()
     torch.set_num_threads(args.threads)
     log = ResultsLog(results_path(args.runs, args.epochs))
+    log.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(commands_path(log.path), "a", encoding="utf-8") as handle:  # which commands wrote this file
+        handle.write(_command(args, keep_report_only=True) + "\n")
     done = {k: r for k, r in log.load().items() if r["status"] != "failed"}
     rows_wanted = [KNN_ROW, *args.detectors]
     for entry in datasets:
@@ -515,6 +522,31 @@ def _mean_rows(datasets: Sequence[PeerData], groups: Sequence[dict[str, Any]], o
     return out
 
 
+def _epochs_check(summary: dict[str, Any], other: Path) -> list[str]:
+    """Rows of another results file (other epochs) beside the same (data, setting, seen type, seed, detector) here."""
+    def label(epochs: Any) -> str:
+        return "default (100) epochs" if epochs is None else f"{epochs} epochs"
+
+    here = {k: r for k, r in ResultsLog(Path(summary["results"])).load().items() if r.get("status") == "ok"}
+    there = {k: r for k, r in ResultsLog(other).load().items() if r.get("status") == "ok" and r["detector"] != KNN_ROW}
+    shared = [k for k in there if k in here]
+    if not shared:
+        return []
+    commands = commands_path(other)
+    written = sorted(set(commands.read_text().splitlines())) if commands.is_file() else []
+    out = ["## What the number of epochs changes", "",
+           f"The same splits and seeds from `{_rel(other)}`"
+           + (f", written by `{'`, `'.join(written)}`" if written else "") + "; AUC-ROC:", "",
+           f"| data | setting | seen | seed | detector | {label(summary['epochs'])} | "
+           f"{label(there[shared[0]].get('epochs'))} | fit s here | fit s there |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(shared):
+        a, b = here[key], there[key]
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[4]} | {key[3]} | {a['auc_roc']:.3f} | {b['auc_roc']:.3f} | "
+                   f"{a['fit_seconds']:.1f} | {b['fit_seconds']:.1f} |")
+    return [*out, ""]
+
+
 def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     from ahl_plugins.evaluation.compare import machine_description
     from ahl_plugins.evaluation.report import MEAN_TYPE, fmt
@@ -564,6 +596,8 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     out += [*_mean_rows(datasets, groups, order), ""]
     for entry in datasets:
         out += _section(entry, groups, order)
+    if args.epochs_check is not None:
+        out += _epochs_check(summary, Path(args.epochs_check))
     if summary["skipped"]:
         out += ["## Skipped or failed", ""]
         out += [f"- {r['data']} {r['setting']} seen {r['seen_type']} seed {r['seed']} {r['detector']}: "
@@ -580,8 +614,8 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     return args.page
 
 
-def _command(args: argparse.Namespace) -> str:
-    kept = [a for a in (args.argv if args.argv is not None else sys.argv[1:]) if a != "--report-only"]
+def _command(args: argparse.Namespace, keep_report_only: bool = False) -> str:
+    kept = [a for a in (args.argv if args.argv is not None else sys.argv[1:]) if keep_report_only or a != "--report-only"]
     return " ".join(["python benchmarks/peers.py", *(shlex.quote(a) for a in kept)])
 
 
@@ -604,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the results file goes")
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from the results on disk")
+    parser.add_argument("--epochs-check", type=Path, default=None,
+                        help="a results file run with other --epochs: its rows go beside the same rows on the page")
     args = parser.parse_args(argv)
     args.argv = argv
     args.detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
