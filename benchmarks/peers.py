@@ -523,27 +523,39 @@ def _mean_rows(datasets: Sequence[PeerData], groups: Sequence[dict[str, Any]], o
 
 
 def _epochs_check(summary: dict[str, Any], other: Path) -> list[str]:
-    """Rows of another results file (other epochs) beside the same (data, setting, seen type, seed, detector) here."""
+    """Another results file (other epochs) beside this one: mean over the seeds that both ran, per
+    (data, setting, seen type, detector)."""
+    from ahl_plugins.evaluation.report import fmt, stats
+
     def label(epochs: Any) -> str:
         return "default (100) epochs" if epochs is None else f"{epochs} epochs"
 
     here = {k: r for k, r in ResultsLog(Path(summary["results"])).load().items() if r.get("status") == "ok"}
     there = {k: r for k, r in ResultsLog(other).load().items() if r.get("status") == "ok" and r["detector"] != KNN_ROW}
-    shared = [k for k in there if k in here]
-    if not shared:
+    paired: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in there:
+        if key in here:
+            paired[key[:4]].append(key)
+    if not paired:
         return []
+    epochs_there = next(iter(there.values())).get("epochs")
     commands = commands_path(other)
     written = sorted(set(commands.read_text().splitlines())) if commands.is_file() else []
     out = ["## What the number of epochs changes", "",
            f"The same splits and seeds from `{_rel(other)}`"
-           + (f", written by `{'`, `'.join(written)}`" if written else "") + "; AUC-ROC:", "",
-           f"| data | setting | seen | seed | detector | {label(summary['epochs'])} | "
-           f"{label(there[shared[0]].get('epochs'))} | fit s here | fit s there |",
+           + (f", written by `{'`, `'.join(written)}`" if written else "")
+           + "; AUC-ROC, mean ± std over the seeds both ran; fit seconds, mean:", "",
+           f"| data | setting | seen | detector | seeds | {label(summary['epochs'])} | {label(epochs_there)} | "
+           "fit s here | fit s there |",
            "|---|---|---|---|---|---|---|---|---|"]
-    for key in sorted(shared):
-        a, b = here[key], there[key]
-        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[4]} | {key[3]} | {a['auc_roc']:.3f} | {b['auc_roc']:.3f} | "
-                   f"{a['fit_seconds']:.1f} | {b['fit_seconds']:.1f} |")
+    for group in sorted(paired):
+        keys = paired[group]
+        a = stats([here[k]["auc_roc"] for k in keys])
+        b = stats([there[k]["auc_roc"] for k in keys])
+        fit_a = stats([here[k]["fit_seconds"] for k in keys])
+        fit_b = stats([there[k]["fit_seconds"] for k in keys])
+        out.append(f"| {group[0]} | {group[1]} | {group[2]} | {group[3]} | {len(keys)} | {fmt(a)} | {fmt(b)} | "
+                   f"{_seconds(fit_a)} | {_seconds(fit_b)} |")
     return [*out, ""]
 
 
