@@ -566,7 +566,9 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     summary = load_peer_summary(results_path(args.runs, args.epochs))
     groups = summary["groups"]
     order = [KNN_ROW, *DETECTORS]
-    epochs = "DeepOD's defaults (100 epochs)" if args.epochs is None else f"**{args.epochs} epochs** (`--epochs`, not DeepOD's default 100)"
+    epochs = "DeepOD's defaults (100 epochs)" if args.epochs is None else (
+        f"**{args.epochs} epochs** (`--epochs`, not DeepOD's default 100: at 100 epochs the whole run takes hours "
+        "on this machine; where both ran, *What the number of epochs changes* below shows the difference)")
     out = [
         "# Peers: DeepOD 0.4.1's weakly supervised detectors on our splits",
         "",
@@ -608,6 +610,9 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     out += [*_mean_rows(datasets, groups, order), ""]
     for entry in datasets:
         out += _section(entry, groups, order)
+        if entry.name in LAST:
+            out += ["This data set runs last (by far the largest training set); rows missing above had not finished "
+                    "when the page was built.", ""]
     if args.epochs_check is not None:
         out += _epochs_check(summary, Path(args.epochs_check))
     if summary["skipped"]:
