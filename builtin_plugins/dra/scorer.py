@@ -40,6 +40,7 @@ from builtin_plugins.heads import (
     ConvTopKHead,
     MLPHead,
     check_features,
+    check_map_features,
     group_count,
     shares_heads,
 )
@@ -71,6 +72,9 @@ class ResidualMapHead(nn.Module):
 
     def forward(self, residual: torch.Tensor) -> torch.Tensor:
         return self.pool(torch.relu(self.norm(self.conv(residual))))
+
+    def position_scores(self, residual: torch.Tensor) -> torch.Tensor:
+        return self.pool.position_scores(torch.relu(self.norm(self.conv(residual))))
 
 
 class DRAScoreHeads(nn.Module):
@@ -140,6 +144,25 @@ class DRAScorer(nn.Module):
             per_head["pseudo"].append(heads.pseudo(x))
             per_head["residual"].append(heads.residual(reference.unsqueeze(0) - x))
         return {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items()}
+
+    def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Per scale, the seen, pseudo and residual heads' per-position scores (``B×H×W``, the maps their
+        top-k MIL pools) and the holistic normality score (``(B,)``, constant over the image)."""
+        check_map_features(self.spec, features, "DRA scorer")
+        if not self.prepared:
+            raise DataError("DRA scorer has no reference normals yet: prepare (fit) it before asking for maps")
+        maps = []
+        for scale, x in enumerate(features):
+            heads = self.heads[0 if self.shared else scale]
+            maps.append(
+                {
+                    "normal": heads.normal(x),
+                    "seen": heads.seen.position_scores(x),
+                    "pseudo": heads.pseudo.position_scores(x),
+                    "residual": heads.residual.position_scores(self.reference(scale).unsqueeze(0) - x),
+                }
+            )
+        return maps
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Anomaly score = seen + pseudo + residual - normality (each already averaged over scales)."""

@@ -1,0 +1,149 @@
+"""Pixel-level metrics for anomaly maps: pixel AUROC and AUPRO.
+
+Both pool the pixels of every test image (normal images contribute only
+normal pixels) and sweep one threshold over all of them, higher = more
+anomalous; pixels with equal scores share a threshold (ties count half in
+the AUROC, as in scikit-learn).
+
+- **Pixel AUROC**: the ROC area over all pixels, each pixel one sample.
+- **AUPRO** (Bergmann et al., "The MVTec Anomaly Detection Dataset",
+  IJCV 2021): per threshold, the mean over every connected defect region
+  (8-connected, in each mask) of the share of the region's pixels above the
+  threshold (per-region overlap, so a small defect weighs as much as a large
+  one), plotted against the false-positive rate over all normal pixels; the
+  area up to FPR 0.3, divided by 0.3, so 1.0 is perfect.
+
+Each exact curve comes from one sort: with every pixel ordered by score,
+the false-positive count, true-positive count and overlap are cumulative
+sums (an anomalous pixel adds ``1 / (n_regions · |its region|)`` to the mean
+overlap), read at the end of each run of equal scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ahl_plugins.errors import DataError
+
+FPR_LIMIT = 0.3
+
+
+def _regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    return labels, int(count)
+
+
+def _pixels(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, labels and per-region overlap weights of every pixel."""
+    if len(maps) != len(masks):
+        raise DataError(f"{len(maps)} anomaly maps but {len(masks)} masks; they must match one to one")
+    scores, labels, region_maps, region_sizes = [], [], [], []
+    for i, (m, g) in enumerate(zip(maps, masks)):
+        m, g = np.asarray(m), np.asarray(g).astype(bool)
+        if m.shape != g.shape or m.ndim != 2:
+            raise DataError(f"image {i}: map of shape {m.shape} but mask of shape {g.shape}; both must be the same H×W")
+        if not np.isfinite(m).all():
+            raise DataError(f"image {i}: the anomaly map has NaN or infinite values; the model diverged")
+        regions, count = _regions(g)
+        region_maps.append(regions.ravel())
+        region_sizes.append(np.bincount(regions.ravel(), minlength=count + 1))
+        scores.append(m.astype(np.float64).ravel())
+        labels.append(g.ravel())
+    n_regions = sum(len(sizes) - 1 for sizes in region_sizes)
+    overlap = []
+    for regions, sizes in zip(region_maps, region_sizes):
+        w = np.zeros(regions.shape, dtype=np.float64)
+        inside = regions > 0
+        w[inside] = 1.0 / (n_regions * sizes[regions[inside]])
+        overlap.append(w)
+    y = np.concatenate(labels) if labels else np.zeros(0, dtype=bool)
+    positives = int(y.sum())
+    if positives == 0 or positives == y.size:
+        present = "anomalous" if positives else "normal"
+        raise DataError(
+            f"pixel metrics need normal and anomalous pixels; the {len(maps)} masks hold only {present} pixels "
+            "(are the ground-truth masks of the anomalies missing?)"
+        )
+    return np.concatenate(scores), y, np.concatenate(overlap)
+
+
+def _curves(
+    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FPR, TPR and per-region overlap at every distinct threshold, starting at (0, 0, 0)."""
+    scores, labels, overlap = _pixels(maps, masks)
+    order = np.argsort(-scores, kind="stable")
+    scores, labels, overlap = scores[order], labels[order], overlap[order]
+    ends = np.flatnonzero(np.diff(scores) != 0)
+    ends = np.append(ends, scores.size - 1)
+    tp = np.cumsum(labels)[ends]
+    fp = (ends + 1) - tp
+    pro = np.cumsum(overlap)[ends]
+    fpr = np.concatenate([[0.0], fp / (labels.size - labels.sum())])
+    tpr = np.concatenate([[0.0], tp / labels.sum()])
+    pro = np.concatenate([[0.0], np.minimum(pro, 1.0)])
+    return fpr, tpr, pro
+
+
+def _area(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+
+
+def _aupro(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> float:
+    keep = fpr <= fpr_limit
+    x, y = fpr[keep], pro[keep]
+    if x[-1] < fpr_limit:  # interpolate the overlap where the curve crosses the limit
+        nxt = int(np.argmax(~keep))
+        x0, x1, y0, y1 = fpr[nxt - 1], fpr[nxt], pro[nxt - 1], pro[nxt]
+        y_limit = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
+        x, y = np.append(x, fpr_limit), np.append(y, y_limit)
+    return _area(x, y) / fpr_limit
+
+
+def pixel_auroc(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> float:
+    """Area under the pixel-level ROC curve over all images' pixels."""
+    fpr, tpr, _ = _curves(maps, masks)
+    return _area(fpr, tpr)
+
+
+def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: float = FPR_LIMIT) -> float:
+    """Normalised area under the per-region-overlap curve up to ``fpr_limit`` (MVTec AD's AUPRO)."""
+    if not 0 < fpr_limit <= 1:
+        raise DataError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    fpr, _, pro = _curves(maps, masks)
+    return _aupro(fpr, pro, fpr_limit)
+
+
+def pixel_metrics(
+    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: float = FPR_LIMIT
+) -> dict[str, float]:
+    """``{"pixel_auroc": ..., "pixel_aupro": ...}`` from one sort."""
+    fpr, tpr, pro = _curves(maps, masks)
+    return {"pixel_auroc": _area(fpr, tpr), "pixel_aupro": _aupro(fpr, pro, fpr_limit)}
+
+
+def pixel_metrics_by_type(
+    maps: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None],
+    types: Sequence[str],
+    normal_type: str = "normal",
+) -> dict[str, dict[str, float]]:
+    """Pixel metrics over all images (key ``"all"``) and per anomaly type (that type's images plus
+    every normal image). Anomalies without a mask (``None``) are left out: their pixels have no truth."""
+    types = [str(t) for t in types]
+    usable = [i for i, (g, t) in enumerate(zip(masks, types)) if g is not None or t == normal_type]
+
+    def on(indices: list[int]) -> dict[str, float]:
+        chosen_masks = [
+            masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in indices
+        ]
+        return pixel_metrics([maps[i] for i in indices], chosen_masks)
+
+    out = {"all": on(usable)}
+    for kind in sorted({types[i] for i in usable} - {normal_type}):
+        out[kind] = on([i for i in usable if types[i] in (kind, normal_type)])
+    return out
