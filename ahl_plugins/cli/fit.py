@@ -103,8 +103,14 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
 @click.option("--cache-dir", default=None)
 @data_option_flag
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
-def score(model_dir, data, device, cache_dir, data_options, output) -> None:
-    """Score DATA with a fitted model; one CSV row per input (id, score, label, type)."""
+@click.option("--maps", "maps_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Also write anomaly maps here: per image a PNG overlay and the raw .npy map, and index.html.")
+@click.option("--smooth", "sigma", type=float, default=0.0, show_default=True,
+              help="Gaussian smoothing of the maps (sigma in input-image pixels; 0 = none).")
+def score(model_dir, data, device, cache_dir, data_options, output, maps_dir, sigma) -> None:
+    """Score DATA with a fitted model; one CSV row per input (id, score, label, type).
+
+    With ground-truth masks (MVTec layout) it also reports pixel AUROC and AUPRO per anomaly type."""
     from ahl_plugins.data.load import load_dataset
     from ahl_plugins.data.tabular import TabularEncoder
     from ahl_plugins.detector import OSADDetector
@@ -133,3 +139,10 @@ def score(model_dir, data, device, cache_dir, data_options, output) -> None:
     if 0 < labels.sum() < len(labels):
         message += f" (AUC-ROC {auc_roc(labels, scores):.3f}, AUC-PR {auc_pr(labels, scores):.3f})"
     click.echo(message)
+    from ahl_plugins.cli.maps import pixel_lines, write_maps
+
+    for line in pixel_lines(detector, dataset, rows, scores, sigma):
+        click.echo(line)
+    if maps_dir is not None:
+        index = write_maps(detector, dataset, rows, scores, maps_dir, sigma)
+        click.echo(f"anomaly maps of {len(rows)} images -> {index}")

@@ -21,7 +21,8 @@ overlap), read at the end of each run of equal scores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -147,3 +148,25 @@ def pixel_metrics_by_type(
     for kind in sorted({types[i] for i in usable} - {normal_type}):
         out[kind] = on([i for i in usable if types[i] in (kind, normal_type)])
     return out
+
+
+#: Metrics are computed on maps shrunk to at most this many pixels on the longer side (masks
+#: resized to match, nearest neighbour): exact for the curves, and bounded memory on large images.
+METRIC_MAX_SIDE = 256
+
+
+def evaluate_maps(
+    maps: Iterable[np.ndarray], mask_paths: Sequence[str | Path | None], types: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Pixel metrics by type (see :func:`pixel_metrics_by_type`) for maps that arrive one by one;
+    each image's mask file is read at its map's size (``None``: a normal image, or an anomaly without a mask)."""
+    from ahl_plugins.data.masks import load_mask
+
+    kept_maps: list[np.ndarray] = []
+    kept_masks: list[np.ndarray | None] = []
+    for anomaly_map, mask_path in zip(maps, mask_paths):
+        kept_maps.append(np.asarray(anomaly_map, dtype=np.float32))
+        kept_masks.append(None if mask_path is None else load_mask(mask_path, kept_maps[-1].shape))
+    if len(kept_maps) != len(mask_paths):
+        raise DataError(f"{len(kept_maps)} anomaly maps for {len(mask_paths)} images; they must match one to one")
+    return pixel_metrics_by_type(kept_maps, kept_masks, types)
