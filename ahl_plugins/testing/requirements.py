@@ -13,6 +13,8 @@ REQUIREMENTS: dict[str, str] = {
     "scorer.state": "every tensor the scorer keeps is a registered parameter or buffer (functional_call and state_dict see nothing else)",
     "scorer.batch-independent": "in eval mode a sample's scores do not depend on the rest of the batch (a batch of one works)",
     "scorer.determinism": "built under the same seed and prepared with an equally seeded generator, the scores are identical; prepare draws randomness only from its generator",
+    "scorer.maps": "head_maps(features), when the scorer has it (optional), returns per scale a dict with exactly head_names, each a finite B×h×w map on that scale's grid (or (B,) for a head without positions) in the features' dtype and device, and combine() applied to them position by position gives finite maps",
+    "scorer.maps-batch-independent": "in eval mode a sample's head maps do not depend on the rest of the batch",
     # losses
     "loss.build": "factory(options) returns a callable",
     "loss.signature": "the loss is called as loss(heads, labels): heads a dict of (B,) head scores, labels a (B,) long tensor",
