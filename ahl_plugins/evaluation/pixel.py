@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -170,3 +171,18 @@ def evaluate_maps(
     if len(kept_maps) != len(mask_paths):
         raise DataError(f"{len(kept_maps)} anomaly maps for {len(mask_paths)} images; they must match one to one")
     return pixel_metrics_by_type(kept_maps, kept_masks, types)
+
+
+def detector_pixel_metrics(
+    detector: Any, inputs: Any, mask_paths: Sequence[str | Path | None] | None, types: Sequence[str]
+) -> dict[str, dict[str, float]] | None:
+    """Pixel metrics of a fitted detector on ``inputs`` (maps at :data:`METRIC_MAX_SIDE`), or ``None`` when
+    they do not apply: no masks, vector features, a scorer without maps, or no masked anomaly."""
+    from ahl_plugins.maps import has_maps
+
+    if mask_paths is None or all(m is None for m in mask_paths) or isinstance(inputs, np.ndarray):
+        return None
+    if detector.fit_info_.get("feature_spec", {}).get("kind") != "map" or not has_maps(detector.scorer_):
+        return None
+    maps = detector.iter_anomaly_maps(inputs, max_side=METRIC_MAX_SIDE)
+    return evaluate_maps(maps, list(mask_paths), [str(t) for t in types])
