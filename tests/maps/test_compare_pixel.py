@@ -36,3 +36,17 @@ def test_compare_reports_pixel_metrics_when_masks_exist(tmp_path):
     assert "pixel AUROC, general setting" in summary and "AUPRO, general setting" in summary
     assert "pixel AUROC / AUPRO by anomaly type" in summary
     assert "pixel AUROC" in result.output
+
+
+def test_no_pixel_tables_without_masks(tmp_path):
+    """The same report for data without masks: image metrics only, no empty pixel tables."""
+    from ahl_plugins.evaluation.report import format_table, summarise
+
+    rows = [
+        {"status": "ok", "model": m, "variant": v, "setting": "general", "n_anomalies": 10, "seen_type": "all",
+         "seed": s, "auc_roc": 0.8 + 0.01 * s, "auc_pr": 0.7, "pixel_auroc": None, "pixel_aupro": None,
+         "pixel_by_type": None, "fit_seconds": 1.0, "train_seconds": 1.0, "score_seconds": 0.1}
+        for m, v in (("devnet", "base"), ("devnet", "ahl")) for s in (0, 1)
+    ]
+    table = format_table(summarise(rows))
+    assert "AUC-ROC" in table and "pixel" not in table and "AUPRO" not in table

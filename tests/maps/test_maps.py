@@ -93,3 +93,21 @@ def test_gaussian_blur_keeps_mass_and_constants():
     assert float(blurred.sum()) == pytest.approx(1.0, abs=1e-4)
     assert float(blurred[0, 10, 10]) == pytest.approx(1 / (2 * np.pi * 4), rel=0.02)
     assert torch.allclose(gaussian_blur(torch.full((2, 5, 9), 3.0), 3.0), torch.full((2, 5, 9), 3.0))
+
+
+def test_an_ensemble_averages_its_members_maps():
+    from ahl_plugins.ahl.ensemble import EnsembleScorer
+    from ahl_plugins.contracts import FeatureSpec
+    from ahl_plugins.maps import has_maps
+    from builtin_plugins.devnet.scorer import DevNetScorer
+
+    spec = FeatureSpec("map", (3, 3))
+    torch.manual_seed(0)
+    members = [DevNetScorer(spec), DevNetScorer(spec)]
+    ensemble = EnsembleScorer(members)
+    features = [torch.rand(2, 3, 6, 6), torch.rand(2, 3, 3, 3)]
+    assert has_maps(ensemble)
+    maps = ensemble.head_maps(features)
+    expected = (members[0].head_maps(features)[1]["score"] + members[1].head_maps(features)[1]["score"]) / 2
+    assert torch.allclose(maps[1]["score"], expected)
+    assert not has_maps(EnsembleScorer([torch.nn.Linear(2, 2)]))
