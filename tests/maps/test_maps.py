@@ -111,3 +111,26 @@ def test_an_ensemble_averages_its_members_maps():
     expected = (members[0].head_maps(features)[1]["score"] + members[1].head_maps(features)[1]["score"]) / 2
     assert torch.allclose(maps[1]["score"], expected)
     assert not has_maps(EnsembleScorer([torch.nn.Linear(2, 2)]))
+
+
+@pytest.mark.parametrize("model", ["devnet", "dra"])
+def test_head_maps_are_what_the_heads_pool(model):
+    """Each spatial head's score is the top-k mean of its map, averaged over scales; the holistic
+    normal head's map is its score. So the maps and the image scores come from one computation."""
+    from ahl_plugins.contracts import FeatureSpec
+    from ahl_plugins.plugins import get_manager
+    from builtin_plugins.heads import topk_mean
+
+    entry = get_manager().get("scorers", model)
+    spec = FeatureSpec("map", (6, 6))
+    torch.manual_seed(0)
+    scorer = entry.factory(spec, entry.parse_options({})).eval()
+    features = [torch.rand(3, 6, 8, 8), torch.rand(3, 6, 4, 4)]
+    scorer.prepare([torch.rand(8, 6, 8, 8), torch.rand(8, 6, 4, 4)], torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        heads = scorer(features)
+        maps = scorer.head_maps(features)
+    ratio = entry.parse_options({}).topk_ratio
+    for name, score in heads.items():
+        per_scale = [m[name] if m[name].dim() == 1 else topk_mean(m[name].flatten(1), ratio) for m in maps]
+        assert torch.allclose(torch.stack(per_scale).mean(dim=0), score, atol=1e-6), name
