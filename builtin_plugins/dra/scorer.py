@@ -159,10 +159,15 @@ class DRAScorer(nn.Module):
                     "normal": heads.normal(x),
                     "seen": heads.seen.position_scores(x),
                     "pseudo": heads.pseudo.position_scores(x),
-                    "residual": heads.residual.position_scores(self.reference(scale).unsqueeze(0) - x),
+                    "residual": heads.residual.position_scores(self._residual_input(scale, x)),
                 }
             )
         return maps
+
+    def _residual_input(self, scale: int, x: torch.Tensor) -> torch.Tensor:
+        """What the residual head reads at ``scale``: reference minus sample, exactly as in ``forward``
+        (keep the two in step; tests/maps/test_maps.py checks the maps pool to the head scores)."""
+        return self.reference(scale).unsqueeze(0) - x
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Anomaly score = seen + pseudo + residual - normality (each already averaged over scales)."""
