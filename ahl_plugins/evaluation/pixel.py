@@ -16,12 +16,14 @@ the AUROC, as in scikit-learn).
 Each exact curve comes from one sort: with every pixel ordered by score,
 the false-positive count, true-positive count and overlap are cumulative
 sums (an anomalous pixel adds ``1 / (n_regions · |its region|)`` to the mean
-overlap), read at the end of each run of equal scores.
+overlap), read at the end of each run of equal scores. Per-type curves reuse
+the same sort (a subset's order is a subsequence of the full order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,21 @@ def _regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, int(count)
 
 
-def _pixels(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores, labels and per-region overlap weights of every pixel."""
+@dataclass(frozen=True)
+class _SortedPixels:
+    """Every pixel of every image, ordered by score (highest first, ties in input order)."""
+
+    scores: np.ndarray  # float32
+    labels: np.ndarray  # bool, true inside a defect
+    inverse_size: np.ndarray  # 1 / |the pixel's defect region|, 0 outside defects
+    image: np.ndarray  # index of the pixel's image
+    regions_per_image: np.ndarray
+
+
+def _sorted_pixels(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> _SortedPixels:
     if len(maps) != len(masks):
         raise DataError(f"{len(maps)} anomaly maps but {len(masks)} masks; they must match one to one")
-    scores, labels, region_maps, region_sizes = [], [], [], []
+    scores, labels, inverse, image, counts = [], [], [], [], []
     for i, (m, g) in enumerate(zip(maps, masks)):
         m, g = np.asarray(m), np.asarray(g).astype(bool)
         if m.shape != g.shape or m.ndim != 2:
@@ -51,44 +63,55 @@ def _pixels(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[np
         if not np.isfinite(m).all():
             raise DataError(f"image {i}: the anomaly map has NaN or infinite values; the model diverged")
         regions, count = _regions(g)
-        region_maps.append(regions.ravel())
-        region_sizes.append(np.bincount(regions.ravel(), minlength=count + 1))
-        scores.append(m.astype(np.float64).ravel())
+        regions = regions.ravel()
+        sizes = np.bincount(regions, minlength=count + 1).astype(np.float32)
+        sizes[0] = np.inf  # outside any region: weight 0
+        scores.append(m.astype(np.float32).ravel())
         labels.append(g.ravel())
-    n_regions = sum(len(sizes) - 1 for sizes in region_sizes)
-    overlap = []
-    for regions, sizes in zip(region_maps, region_sizes):
-        w = np.zeros(regions.shape, dtype=np.float64)
-        inside = regions > 0
-        w[inside] = 1.0 / (n_regions * sizes[regions[inside]])
-        overlap.append(w)
-    y = np.concatenate(labels) if labels else np.zeros(0, dtype=bool)
-    positives = int(y.sum())
-    if positives == 0 or positives == y.size:
+        inverse.append(1.0 / sizes[regions])
+        image.append(np.full(regions.size, i, dtype=np.int32))
+        counts.append(count)
+    if not scores:
+        raise DataError("pixel metrics need at least one image")
+    flat = np.concatenate(scores)
+    order = np.argsort(-flat, kind="stable")
+    return _SortedPixels(
+        flat[order],
+        np.concatenate(labels)[order],
+        np.concatenate(inverse)[order],
+        np.concatenate(image)[order],
+        np.asarray(counts, dtype=np.int64),
+    )
+
+
+def _curves_of(pixels: _SortedPixels, images: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FPR, TPR and per-region overlap at every distinct threshold (from (0, 0, 0)), over all images or
+    only ``images``: the sorted order of a subset is the subsequence of the full order, so one sort serves all."""
+    scores, labels, inverse = pixels.scores, pixels.labels, pixels.inverse_size
+    n_regions = int(pixels.regions_per_image.sum())
+    if images is not None:
+        keep = np.isin(pixels.image, np.asarray(images, dtype=np.int32))
+        scores, labels, inverse = scores[keep], labels[keep], inverse[keep]
+        n_regions = int(pixels.regions_per_image[np.asarray(images, dtype=np.int64)].sum())
+    positives = int(labels.sum())
+    if positives == 0 or positives == labels.size:
         present = "anomalous" if positives else "normal"
         raise DataError(
-            f"pixel metrics need normal and anomalous pixels; the {len(maps)} masks hold only {present} pixels "
+            f"pixel metrics need normal and anomalous pixels; the masks hold only {present} pixels "
             "(are the ground-truth masks of the anomalies missing?)"
         )
-    return np.concatenate(scores), y, np.concatenate(overlap)
-
-
-def _curves(
-    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FPR, TPR and per-region overlap at every distinct threshold, starting at (0, 0, 0)."""
-    scores, labels, overlap = _pixels(maps, masks)
-    order = np.argsort(-scores, kind="stable")
-    scores, labels, overlap = scores[order], labels[order], overlap[order]
-    ends = np.flatnonzero(np.diff(scores) != 0)
-    ends = np.append(ends, scores.size - 1)
-    tp = np.cumsum(labels)[ends]
+    ends = np.append(np.flatnonzero(np.diff(scores) != 0), scores.size - 1)
+    tp = np.cumsum(labels, dtype=np.int64)[ends]
     fp = (ends + 1) - tp
-    pro = np.cumsum(overlap)[ends]
-    fpr = np.concatenate([[0.0], fp / (labels.size - labels.sum())])
-    tpr = np.concatenate([[0.0], tp / labels.sum()])
+    pro = np.cumsum(inverse, dtype=np.float64)[ends] / n_regions
+    fpr = np.concatenate([[0.0], fp / (labels.size - positives)])
+    tpr = np.concatenate([[0.0], tp / positives])
     pro = np.concatenate([[0.0], np.minimum(pro, 1.0)])
     return fpr, tpr, pro
+
+
+def _curves(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _curves_of(_sorted_pixels(maps, masks))
 
 
 def _area(x: np.ndarray, y: np.ndarray) -> float:
@@ -139,15 +162,19 @@ def pixel_metrics_by_type(
     types = [str(t) for t in types]
     usable = [i for i, (g, t) in enumerate(zip(masks, types)) if g is not None or t == normal_type]
 
-    def on(indices: list[int]) -> dict[str, float]:
-        chosen_masks = [
-            masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in indices
-        ]
-        return pixel_metrics([maps[i] for i in indices], chosen_masks)
+    filled = [
+        masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in usable
+    ]
+    pixels = _sorted_pixels([maps[i] for i in usable], filled)
+    kinds = [types[i] for i in usable]
 
-    out = {"all": on(usable)}
-    for kind in sorted({types[i] for i in usable} - {normal_type}):
-        out[kind] = on([i for i in usable if types[i] in (kind, normal_type)])
+    def on(images: list[int] | None) -> dict[str, float]:
+        fpr, tpr, pro = _curves_of(pixels, images)
+        return {"pixel_auroc": _area(fpr, tpr), "pixel_aupro": _aupro(fpr, pro, FPR_LIMIT)}
+
+    out = {"all": on(None)}
+    for kind in sorted(set(kinds) - {normal_type}):
+        out[kind] = on([j for j, t in enumerate(kinds) if t in (kind, normal_type)])
     return out
 
 
