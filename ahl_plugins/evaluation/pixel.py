@@ -43,7 +43,7 @@ def _regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 @dataclass(frozen=True)
 class _SortedPixels:
-    """Every pixel of every image, ordered by score (highest first, ties in input order)."""
+    """Every pixel of every image, ordered by score (highest first)."""
 
     scores: np.ndarray  # float32
     labels: np.ndarray  # bool, true inside a defect
@@ -74,7 +74,7 @@ def _sorted_pixels(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> _
     if not scores:
         raise DataError("pixel metrics need at least one image")
     flat = np.concatenate(scores)
-    order = np.argsort(-flat, kind="stable")
+    order = np.argsort(-flat)  # ties are read together at the end of their run, so their order does not matter
     return _SortedPixels(
         flat[order],
         np.concatenate(labels)[order],
@@ -90,7 +90,9 @@ def _curves_of(pixels: _SortedPixels, images: Sequence[int] | None = None) -> tu
     scores, labels, inverse = pixels.scores, pixels.labels, pixels.inverse_size
     n_regions = int(pixels.regions_per_image.sum())
     if images is not None:
-        keep = np.isin(pixels.image, np.asarray(images, dtype=np.int32))
+        member = np.zeros(len(pixels.regions_per_image), dtype=bool)
+        member[np.asarray(images, dtype=np.int64)] = True
+        keep = member[pixels.image]
         scores, labels, inverse = scores[keep], labels[keep], inverse[keep]
         n_regions = int(pixels.regions_per_image[np.asarray(images, dtype=np.int64)].sum())
     positives = int(labels.sum())
