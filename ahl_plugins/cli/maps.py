@@ -32,19 +32,20 @@ def write_maps(detector: Any, dataset: Any, rows: Sequence[int], scores: np.ndar
 def pixel_lines(detector: Any, dataset: Any, rows: Sequence[int], scores: np.ndarray, sigma: float) -> list[str]:
     """Per anomaly type: image AUROC beside pixel AUROC and AUPRO, as printable lines ([] without masks or maps)."""
     from ahl_plugins.evaluation.metrics import auc_roc
-    from ahl_plugins.evaluation.pixel import METRIC_MAX_SIDE, evaluate_maps
+    from ahl_plugins.evaluation.pixel import METRIC_MAX_SIDE, detector_pixel_metrics
     from ahl_plugins.evaluation.report import render
     from ahl_plugins.maps import has_maps
 
-    if dataset.masks is None or dataset.input_kind != "image" or detector.fit_info_["feature_spec"]["kind"] != "map":
+    rows = list(rows)
+    labels, types = dataset.labels[rows], dataset.types[rows]
+    if dataset.masks is None or not (0 < labels.sum() < len(labels)):
         return []
-    if not has_maps(detector.scorer_):
+    if detector.fit_info_["feature_spec"]["kind"] == "map" and not has_maps(detector.scorer_):
         return [f"no pixel metrics: the scorer of model {detector.config.model!r} does not produce anomaly maps"]
-    labels, types = dataset.labels[list(rows)], dataset.types[list(rows)]
-    if not (0 < labels.sum() < len(labels)):
+    masks = [dataset.masks[i] for i in rows]
+    pixel = detector_pixel_metrics(detector, dataset.select_inputs(rows), masks, [str(t) for t in types], sigma)
+    if pixel is None:
         return []
-    maps = detector.iter_anomaly_maps(dataset.select_inputs(list(rows)), sigma=sigma, max_side=METRIC_MAX_SIDE)
-    pixel = evaluate_maps(maps, [dataset.masks[i] for i in rows], [str(t) for t in types])
     table = []
     for kind, values in pixel.items():
         chosen = np.ones(len(labels), dtype=bool) if kind == "all" else (labels == 0) | (types == kind)

@@ -203,7 +203,11 @@ def evaluate_maps(
 
 
 def detector_pixel_metrics(
-    detector: Any, inputs: Any, mask_paths: Sequence[str | Path | None] | None, types: Sequence[str]
+    detector: Any,
+    inputs: Any,
+    mask_paths: Sequence[str | Path | None] | None,
+    types: Sequence[str],
+    sigma: float = 0.0,
 ) -> dict[str, dict[str, float]] | None:
     """Pixel metrics of a fitted detector on ``inputs`` (maps at :data:`METRIC_MAX_SIDE`), or ``None`` when
     they do not apply: no masks, vector features, a scorer without maps, or no masked anomaly."""
@@ -213,5 +217,5 @@ def detector_pixel_metrics(
         return None
     if detector.fit_info_.get("feature_spec", {}).get("kind") != "map" or not has_maps(detector.scorer_):
         return None
-    maps = detector.iter_anomaly_maps(inputs, max_side=METRIC_MAX_SIDE)
+    maps = detector.iter_anomaly_maps(inputs, sigma=sigma, max_side=METRIC_MAX_SIDE)
     return evaluate_maps(maps, list(mask_paths), [str(t) for t in types])
