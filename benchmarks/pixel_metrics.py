@@ -275,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--page-only", action="store_true", help="rewrite the page from finished fits")
+    parser.add_argument(
+        "--only-seeds", default="", help="comma-separated seeds to fit (e.g. a second process on another seed); "
+        "the page still covers every finished fit of seeds 0..--seeds-1"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -287,12 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataset = load_folder(args.data)
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    only = {int(x) for x in args.only_seeds.split(",") if x.strip()}
     results = []
     for seed in range(args.seeds):
         for model in MODELS:
             for variant in VARIANTS:
                 path = args.run_dir / f"{model}-{variant}-s{seed}.json"
-                if not path.is_file() and not args.page_only:
+                if not path.is_file() and not args.page_only and (not only or seed in only):
                     print(f"fitting {_label(model, variant)} seed {seed} ...", flush=True)
                     result = run_one(dataset, model, variant, seed, args)
                     path.write_text(json.dumps(result, indent=2))
