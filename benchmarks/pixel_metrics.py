@@ -156,12 +156,14 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
     ]
     maps_seconds = np.mean([r["maps_seconds"] for r in results])
     figure = f"![overlays]({FIGURE.name})" if FIGURE.is_file() else "(figure not written)"
-    counts = dataset.type_counts()
+    anomalies = {k: v for k, v in sorted(dataset.type_counts().items()) if k != "normal"}
+    normals = {part: int(((dataset.labels == 0) & (dataset.partition == part)).sum()) for part in ("train", "test")}
     lines = [
         "# Pixel-level results: where the models look (Magnetic Tile)",
         "",
-        "Written by `benchmarks/pixel_metrics.py` (the command is at the end). Magnetic Tile (`shared/data/mt`, "
-        f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}), general setting: "
+        "Written by `benchmarks/pixel_metrics.py` (the command is at the end). Magnetic Tile (`shared/data/mt`: "
+        f"{normals['train']} training and {normals['test']} test normals; anomalies "
+        f"{', '.join(f'{k} {v}' for k, v in anomalies.items())}, every one with a pixel mask), general setting: "
         f"M = {args.n_anomalies} labelled anomalies drawn from all types, seeds {', '.join(map(str, seeds))}; "
         f"EfficientNet-Lite0 features (stride 16, two scales, 224 px), {args.epochs} training epochs "
         "(the paper trains 30; fewer here for time, the same for every model, so the comparison is paired) and "
