@@ -87,7 +87,13 @@ class FeatureExtractor(ABC):
 
 @runtime_checkable
 class Scorer(Protocol):
-    """Scoring heads: an ``nn.Module`` whose whole state is parameters and buffers."""
+    """Scoring heads: an ``nn.Module`` whose whole state is parameters and buffers.
+
+    Optional: ``head_maps(features) -> list[dict[str, Tensor]]``, per scale each
+    head's score per position (``B×h×w``, or ``(B,)`` for a head without
+    positions), for anomaly maps (``ahl_plugins.maps``; docs/plugins.md).
+    Not a Protocol member, so scorers without it still match.
+    """
 
     head_names: tuple[str, ...]
 

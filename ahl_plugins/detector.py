@@ -12,7 +12,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +387,35 @@ class OSADDetector:
             )
         features = self._features(inputs)
         return score_features(self.scorer_, features, batch_size=256, device=resolve_device(self.config.device))
+
+    def anomaly_maps(self, X: Any, *, sigma: float = 0.0, max_side: int | None = None) -> list[np.ndarray]:
+        """One float32 ``H×W`` anomaly map per image, at the image's own size, from the same scorer as
+        :meth:`decision_function` (see ``ahl_plugins.maps``); higher = more anomalous."""
+        return list(self.iter_anomaly_maps(X, sigma=sigma, max_side=max_side))
+
+    def iter_anomaly_maps(self, X: Any, *, sigma: float = 0.0, max_side: int | None = None) -> Iterator[np.ndarray]:
+        """:meth:`anomaly_maps` one image at a time. ``sigma``: Gaussian smoothing in input-image pixels
+        (0 = none); ``max_side``: shrink each map (aspect kept) so its longer side is at most this."""
+        from ahl_plugins.data.masks import image_size
+        from ahl_plugins.maps import fit_within, iter_maps, require_maps
+
+        self._check_fitted()
+        inputs, kind = self._coerce(X)
+        if kind != "image" or self.fit_info_["feature_spec"]["kind"] != "map":
+            raise DataError(
+                f"anomaly maps need image inputs and feature maps; this detector was fitted on "
+                f"{self.fit_info_['input_kind']}s with {self.fit_info_['feature_spec']['kind']} features, which have "
+                "no positions. Fit it on images with an extractor that keeps spatial maps (e.g. resnet18, efficientnet_lite0)"
+            )
+        if sigma < 0:
+            raise DataError(f"sigma must be >= 0 (pixels of the input image), got {sigma}")
+        require_maps(self.scorer_, f"the scorer of model {self.config.model!r}")
+        features = self._features(inputs)
+        sizes = [image_size(p) for p in inputs]
+        out = [fit_within(size, max_side) for size in sizes]
+        sigmas = [sigma * o[0] / s[0] for o, s in zip(out, sizes)]
+        device = resolve_device(self.config.device)
+        return iter_maps(self.scorer_, features.scales, out, sigmas=sigmas, device=device)
 
     def predict(self, X: Any) -> np.ndarray:
         """1 where the score exceeds ``threshold_``: the ``1 - contamination`` quantile of the

@@ -44,6 +44,10 @@ class ConvTopKHead(nn.Module):
         per_position = self.score(x).flatten(1).abs()
         return topk_mean(per_position, self.topk_ratio)
 
+    def position_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``B×H×W`` scores the top-k pooling reads: the head's anomaly map on ``x``'s grid."""
+        return self.score(x).squeeze(1).abs()
+
 
 class MLPHead(nn.Module):
     """``D → hidden… → 1`` with ReLU: the tabular DevNet form (one layer of 20 in the KDD'19 paper).
@@ -86,6 +90,16 @@ def shares_heads(spec: FeatureSpec) -> bool:
     layers) each get their own head.
     """
     return len(set(spec.channels)) == 1
+
+
+def check_map_features(spec: FeatureSpec, features: Sequence[torch.Tensor], who: str) -> None:
+    """``check_features``, and refuse vector features: only feature maps have positions to map."""
+    if spec.kind != "map":
+        raise DataError(
+            f"{who} has no anomaly maps on vector features: maps need per-position features (B×C×H×W); "
+            "use an image extractor that keeps spatial maps"
+        )
+    check_features(spec, features, who)
 
 
 def check_features(spec: FeatureSpec, features: Sequence[torch.Tensor], who: str) -> None:

@@ -73,6 +73,14 @@ class EnsembleScorer(nn.Module):
         for member in self.members:
             member.calibrate_heads(heads)
 
+    def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The members' per-scale head maps, averaged (as forward averages their heads)."""
+        outputs = [member.head_maps(features) for member in self.members]
+        return [
+            {name: torch.stack([out[scale][name] for out in outputs]).mean(dim=0) for name in outputs[0][scale]}
+            for scale in range(len(outputs[0]))
+        ]
+
     def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
         for member in self.members:
             prepare = getattr(member, "prepare", None)

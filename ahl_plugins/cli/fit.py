@@ -139,8 +139,14 @@ def _refuse_overwriting_inputs(output: Path, data: str, model_dir: Path) -> None
 @data_option_flag
 @skip_bad_images_flag
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
-def score(model_dir, data, device, cache_dir, data_options, skip_bad_images, output) -> None:
-    """Score DATA with a fitted model; one CSV row per input (id, score, label, type)."""
+@click.option("--maps", "maps_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Also write anomaly maps here: per image a PNG overlay and the raw .npy map, and index.html.")
+@click.option("--smooth", "sigma", type=float, default=0.0, show_default=True,
+              help="Gaussian smoothing of the maps (sigma in input-image pixels; 0 = none).")
+def score(model_dir, data, device, cache_dir, data_options, skip_bad_images, output, maps_dir, sigma) -> None:
+    """Score DATA with a fitted model; one CSV row per input (id, score, label, type).
+
+    With ground-truth masks (MVTec layout) it also reports pixel AUROC and AUPRO per anomaly type."""
     from ahl_plugins.data.tabular import TabularEncoder
     from ahl_plugins.detector import OSADDetector
     from ahl_plugins.evaluation.metrics import auc_pr, auc_roc
@@ -170,3 +176,10 @@ def score(model_dir, data, device, cache_dir, data_options, skip_bad_images, out
     if 0 < labels.sum() < len(labels):
         message += f" (AUC-ROC {auc_roc(labels, scores):.3f}, AUC-PR {auc_pr(labels, scores):.3f})"
     click.echo(message)
+    from ahl_plugins.cli.maps import pixel_lines, write_maps
+
+    for line in pixel_lines(detector, dataset, rows, scores, sigma):
+        click.echo(line)
+    if maps_dir is not None:
+        index = write_maps(detector, dataset, rows, scores, maps_dir, sigma)
+        click.echo(f"anomaly maps of {len(rows)} images -> {index}")

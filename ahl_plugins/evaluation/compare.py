@@ -56,6 +56,8 @@ RESULT_FIELDS = (
     "status",
     "auc_roc",
     "auc_pr",
+    "pixel_auroc",
+    "pixel_aupro",
     "fit_seconds",
     "train_seconds",
     "score_seconds",
@@ -66,9 +68,10 @@ RESULT_FIELDS = (
     "unseen_types",
     "extractor",
     "reason",
+    "pixel_by_type",
 )
 INT_FIELDS = ("n_anomalies", "seed", "n_train_normals", "n_train_anomalies", "n_test_normals", "n_test_anomalies")
-FLOAT_FIELDS = ("auc_roc", "auc_pr", "fit_seconds", "train_seconds", "score_seconds")
+FLOAT_FIELDS = ("auc_roc", "auc_pr", "pixel_auroc", "pixel_aupro", "fit_seconds", "train_seconds", "score_seconds")
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
 
@@ -148,6 +151,7 @@ class SplitData:
     test_labels: np.ndarray
     test_types: np.ndarray
     test_subtypes: np.ndarray | None = None
+    test_masks: list[Path | None] | None = None  # ground-truth mask files (None for normals), when the data have masks
 
 
 @dataclass
@@ -161,6 +165,7 @@ class CellRun:
     history: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     extractor: str = ""
+    pixel: dict[str, dict[str, float]] | None = None  # pixel metrics by anomaly type ("all" = every test image)
 
 
 Runner = Callable[[Cell, SplitData], CellRun]
@@ -370,6 +375,7 @@ def split_data(dataset: Any, key: SplitKey) -> SplitData:
         test_labels=split.test_labels,
         test_types=split.test_types,
         test_subtypes=None if dataset.subtypes is None else dataset.subtypes[split.test_indices],
+        test_masks=None if getattr(dataset, "masks", None) is None else [dataset.masks[i] for i in split.test_indices],
     )
 
 
@@ -425,6 +431,9 @@ class DetectorRunner:
         fitted = time.perf_counter()
         scores = detector.decision_function(data.test_inputs)
         scored = time.perf_counter()
+        from ahl_plugins.evaluation.pixel import detector_pixel_metrics
+
+        pixel = detector_pixel_metrics(detector, data.test_inputs, data.test_masks, data.test_types)
         seconds = detector.fit_info_.get("seconds", {})
         return CellRun(
             scores=np.asarray(scores, dtype=np.float64),
@@ -434,6 +443,7 @@ class DetectorRunner:
             history=detector.history_,
             info=dict(detector.fit_info_),
             extractor=extractor_name(cell.model, self.config.extractor, detector.fit_info_.get("input_kind", "vector")),
+            pixel=pixel,
         )
 
     def _knn(self, cell: Cell, data: SplitData) -> CellRun:
@@ -538,6 +548,7 @@ def _write_cell(output: Path, cell: Cell, data: SplitData, run: CellRun, metrics
         "variant": cell.variant,
         "split": data.split.summary(),
         "metrics": metrics,
+        "pixel_by_type": getattr(run, "pixel", None),
         "seconds": {"fit": run.fit_seconds, "train": run.train_seconds, "score": run.score_seconds},
         "fit_info": _history_json(run.info),
         "history": _history_json(run.history),
@@ -652,6 +663,8 @@ def _run_compare(
                 try:
                     run = runner(cell, data)
                     metrics = evaluate(data.test_labels, run.scores)
+                    pixel = getattr(run, "pixel", None) or {}
+                    metrics.update(pixel.get("all", {}))
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:  # noqa: BLE001 - one broken cell must not cost the rest of the grid
@@ -674,6 +687,9 @@ def _run_compare(
                     OK,
                     auc_roc=metrics["auc_roc"],
                     auc_pr=metrics["auc_pr"],
+                    pixel_auroc=metrics.get("pixel_auroc"),
+                    pixel_aupro=metrics.get("pixel_aupro"),
+                    pixel_by_type=json.dumps(pixel, sort_keys=True) if pixel else None,
                     fit_seconds=float(run.fit_seconds),
                     train_seconds=None if run.train_seconds is None else float(run.train_seconds),
                     score_seconds=float(run.score_seconds),

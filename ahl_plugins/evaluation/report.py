@@ -22,7 +22,10 @@ from ahl_plugins.atomic import atomic_write_text
 from ahl_plugins.evaluation.grid import ABLATIONS, AHL, BASE, KNN, VARIANT_ORDER
 
 METRICS = ("auc_roc", "auc_pr")
-METRIC_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR"}
+#: From anomaly maps, on data with ground-truth masks (``evaluation.pixel``); absent (None) elsewhere.
+PIXEL_METRICS = ("pixel_auroc", "pixel_aupro")
+ALL_METRICS = METRICS + PIXEL_METRICS
+METRIC_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO"}
 MEAN_TYPE = "mean"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
@@ -59,7 +62,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "seen_type": seen,
             "seeds": sorted(int(r["seed"]) for r in members),
         }
-        for metric in METRICS:
+        for metric in ALL_METRICS:
             per_seed = _by_seed(members, metric)
             entry[metric] = {**stats(list(per_seed.values())), "by_seed": {str(s): v for s, v in sorted(per_seed.items())}}
         for timing in ("fit_seconds", "train_seconds", "score_seconds"):
@@ -72,18 +75,68 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             continue
         base = by_group.get((model, BASE, setting, m, seen), [])
         entry = {"model": model, "variant": variant, "setting": setting, "n_anomalies": m, "seen_type": seen}
-        for metric in METRICS:
+        for metric in ALL_METRICS:
             a, b = _by_seed(members, metric), _by_seed(base, metric)
             diffs = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
             entry[metric] = {**stats(list(diffs.values())), "by_seed": {str(s): v for s, v in diffs.items()}}
         gains.append(entry)
 
+    pixel_types = _pixel_types(ok)
     groups += _type_means(groups, "groups")
     gains += _type_means(gains, "gains")
     sort_key = _sort_key
     groups.sort(key=sort_key)
     gains.sort(key=sort_key)
-    return {"groups": groups, "gains": gains, "times": _times(ok)}
+    return {"groups": groups, "gains": gains, "times": _times(ok), "pixel_types": pixel_types}
+
+
+def _pixel_types(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pixel AUROC / AUPRO per anomaly type (that type's test images + all test normals), mean ± std over seeds."""
+    values: dict[tuple[str, str, str, int, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if not row.get("pixel_by_type"):
+            continue
+        by_type = json.loads(row["pixel_by_type"]) if isinstance(row["pixel_by_type"], str) else row["pixel_by_type"]
+        key = (row["model"], row["variant"], row["setting"], int(row["n_anomalies"]), row["seen_type"])
+        for kind, metrics in by_type.items():
+            for metric in PIXEL_METRICS:
+                if metrics.get(metric) is not None:
+                    values[(*key, kind)][metric].append(float(metrics[metric]))
+    out = []
+    for (model, variant, setting, m, seen, kind), metrics in values.items():
+        entry = {"model": model, "variant": variant, "setting": setting, "n_anomalies": m, "seen_type": seen, "type": kind}
+        entry.update({metric: stats(metrics.get(metric, [])) for metric in PIXEL_METRICS})
+        out.append(entry)
+    out.sort(key=lambda e: (_sort_key(e), e["type"] != "all", e["type"]))
+    return out
+
+
+def pixel_type_tables(summary: Mapping[str, Any], markdown: bool = False) -> list[tuple[str, str]]:
+    """Per (setting, M, seen type): rows = anomaly types, columns = model variants, cells "pixel AUROC / AUPRO"."""
+    blocks: dict[tuple[str, int, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for e in summary.get("pixel_types", []):
+        blocks[(e["setting"], e["n_anomalies"], e["seen_type"])].append(e)
+    out = []
+    for (setting, m, seen), members in blocks.items():
+        variants = sorted({(e["model"], e["variant"]) for e in members}, key=lambda mv: (mv[0], _variant_rank(mv[1])))
+        kinds = sorted({e["type"] for e in members}, key=lambda t: (t != "all", t))
+        by_key = {(e["model"], e["variant"], e["type"]): e for e in members}
+        rows = []
+        for kind in kinds:
+            cells = [kind]
+            for model, variant in variants:
+                e = by_key.get((model, variant, kind), {})
+                cells.append(f"{fmt(e.get('pixel_auroc'))} / {fmt(e.get('pixel_aupro'))}" if e else "-")
+            rows.append(cells)
+        where = "" if setting == "general" else f", seen = {seen}"
+        title = f"pixel AUROC / AUPRO by anomaly type, {setting} setting, M = {m}{where}"
+        out.append((title, render(["anomaly type"] + [variant_label(mo, v) for mo, v in variants], rows, markdown)))
+    return out
+
+
+def _present(summary: Mapping[str, Any], metric: str) -> bool:
+    """Image metrics always show; pixel metrics only when some cell has them (data with masks)."""
+    return metric not in PIXEL_METRICS or any((g.get(metric) or {}).get("mean") is not None for g in summary["groups"])
 
 
 def _type_means(entries: Sequence[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -104,7 +157,7 @@ def _type_means(entries: Sequence[Mapping[str, Any]], kind: str) -> list[dict[st
             "seen_type": MEAN_TYPE,
             "types": sorted(e["seen_type"] for e in members),
         }
-        for metric in METRICS:
+        for metric in ALL_METRICS:
             per_seed: dict[str, list[float]] = defaultdict(list)
             for e in members:
                 for seed, value in e[metric]["by_seed"].items():
@@ -290,12 +343,16 @@ def _seeds(seeds: Sequence[int]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-def format_table(summary: Mapping[str, Any], metrics: Sequence[str] = METRICS) -> str:
+def format_table(summary: Mapping[str, Any], metrics: Sequence[str] = ALL_METRICS) -> str:
     """The plain-text report printed at the end of a compare."""
     parts = []
     for metric in metrics:
+        if not _present(summary, metric):
+            continue
         for title, table in paper_tables(summary, metric):
             parts.append(f"{title}\n{table}")
+    for title, table in pixel_type_tables(summary):
+        parts.append(f"{title}\n{table}")
     if summary.get("times"):
         parts.append("Times per cell (seconds; fit includes feature extraction, cached after the first)\n" + times_table(summary))
     problems = summary.get("skipped", [])
@@ -325,9 +382,13 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
         ),
         "",
     ]
-    for metric in METRICS:
+    for metric in ALL_METRICS:
+        if not _present(summary, metric):
+            continue
         for title, table in paper_tables(summary, metric, markdown=True):
             lines += [f"## {title}", "", table, ""]
+    for title, table in pixel_type_tables(summary, markdown=True):
+        lines += [f"## {title}", "", "Each type: its test images plus all test normals (maps at <= 256 px).", "", table, ""]
     if summary.get("times"):
         note = "Seconds; *fit* includes feature extraction (cached after the first fit), *train* is the training loop alone."
         lines += ["## Times per cell", "", note, "", times_table(summary, markdown=True), ""]

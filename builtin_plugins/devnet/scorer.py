@@ -16,7 +16,7 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureSpec
 from builtin_plugins.devnet import DevNetOptions
-from builtin_plugins.heads import ConvTopKHead, MLPHead, check_features, shares_heads
+from builtin_plugins.heads import ConvTopKHead, MLPHead, check_features, check_map_features, shares_heads
 
 
 class DevNetScorer(nn.Module):
@@ -46,6 +46,11 @@ class DevNetScorer(nn.Module):
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return heads["score"]
+
+    def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Per scale, the ``|1×1 conv|`` score of every position (``B×H×W``): the map whose top-k mean is the score."""
+        check_map_features(self.spec, features, "DevNet scorer")
+        return [{"score": self._head(s).position_scores(x)} for s, x in enumerate(features)]
 
     def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
         """DevNet needs nothing from the normals before training."""

@@ -47,6 +47,7 @@ from builtin_plugins.heads import (
     ConvTopKHead,
     MLPHead,
     check_features,
+    check_map_features,
     group_count,
     shares_heads,
     topk_mean,
@@ -80,6 +81,9 @@ class ResidualMapHead(nn.Module):
 
     def forward(self, residual: torch.Tensor) -> torch.Tensor:
         return self.pool(torch.relu(self.norm(self.conv(residual))))
+
+    def position_scores(self, residual: torch.Tensor) -> torch.Tensor:
+        return self.pool.position_scores(torch.relu(self.norm(self.conv(residual))))
 
 
 class DRAScoreHeads(nn.Module):
@@ -180,17 +184,50 @@ class DRAScorer(nn.Module):
                     f"reference normals have {tuple(per_sample)}; score with the same extractor and "
                     "image size the model was trained with"
                 )
-            anchor = nearest_normal_mean(x, reference, self.options.n_neighbors) if self.nearest else reference.unsqueeze(0)
             per_head["normal"].append(heads.normal(x))
             per_head["seen"].append(heads.seen(x))
             per_head["pseudo"].append(heads.pseudo(x))
-            residual = anchor - x
+            residual = self._residual(scale, x)
             if DISTANCE in per_head:
                 per_head[DISTANCE].append(residual_length(residual, self.options.topk_ratio))
-            if x.dim() == 2 and self.options.vector_residual == "abs":
-                residual = residual.abs()
-            per_head["residual"].append(heads.residual(residual))
+            per_head["residual"].append(heads.residual(self._residual_input(residual)))
         return {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items()}
+
+    def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Per scale, the seen, pseudo and residual heads' per-position scores (``B×H×W``, the maps their
+        top-k MIL pools), the distance head's per-position residual length (when on) and the holistic
+        normality score (``(B,)``, constant over the image)."""
+        check_map_features(self.spec, features, "DRA scorer")
+        if not self.prepared:
+            raise DataError("DRA scorer has no reference normals yet: prepare (fit) it before asking for maps")
+        maps = []
+        for scale, x in enumerate(features):
+            heads = self.heads[0 if self.shared else scale]
+            residual = self._residual(scale, x)
+            scale_maps = {
+                "normal": heads.normal(x),
+                "seen": heads.seen.position_scores(x),
+                "pseudo": heads.pseudo.position_scores(x),
+                "residual": heads.residual.position_scores(self._residual_input(residual)),
+            }
+            if DISTANCE in self.head_names:
+                scale_maps[DISTANCE] = residual.norm(dim=1)  # B×H×W; its top-k mean is residual_length
+            maps.append(scale_maps)
+        return maps
+
+    def _residual(self, scale: int, x: torch.Tensor) -> torch.Tensor:
+        """Anchor minus sample at ``scale``: the nearest normals' mean (``nearest``) or the random-mean
+        reference. ``forward`` and ``head_maps`` both read it here, so maps pool to the head scores
+        (tests/maps/test_maps.py checks that)."""
+        reference = self.reference(scale)
+        anchor = nearest_normal_mean(x, reference, self.options.n_neighbors) if self.nearest else reference.unsqueeze(0)
+        return anchor - x
+
+    def _residual_input(self, residual: torch.Tensor) -> torch.Tensor:
+        """What the residual head reads: the residual, or on vectors its ``|·|`` when ``vector_residual="abs"``."""
+        if residual.dim() == 2 and self.options.vector_residual == "abs":
+            return residual.abs()
+        return residual
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated)."""

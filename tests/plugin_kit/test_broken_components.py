@@ -512,3 +512,51 @@ def test_model_that_cannot_be_vmapped_passes_with_a_note() -> None:
     assert len(slow.notes) == 1 and "cannot batch this model's tasks with torch.func.vmap" in slow.notes[0]
     assert ".item()" in slow.notes[0]
     assert check_component("model", "fast", manager, kinds=["vector"]).notes == []
+
+
+# -- anomaly maps (optional part of the scorer contract) ----------------------------------------
+class MapScorer(TinyScorer):
+    """TinyScorer with maps: its linear score at every position (their mean is the pooled score)."""
+
+    def head_maps(self, features):
+        return [
+            {"score": torch.einsum("bchw,c->bhw", x, lin.weight[0]) + lin.bias[0]}
+            for lin, x in zip(self.linears, features, strict=True)
+        ]
+
+
+class PooledMapScorer(MapScorer):
+    def head_maps(self, features):
+        return [{"score": m["score"].mean(dim=(1, 2), keepdim=True)} for m in super().head_maps(features)]
+
+
+class MissingHeadMapScorer(MapScorer):
+    def head_maps(self, features):
+        return [{} for _ in features]
+
+
+class BatchDependentMapScorer(MapScorer):
+    def head_maps(self, features):
+        return [{"score": m["score"] - m["score"].mean(dim=0)} for m in super().head_maps(features)]
+
+
+def test_a_scorer_with_maps_passes_the_map_checks() -> None:
+    manager = with_components(ahl_register_scorers=[("maps", MapScorer)])
+    report = check_component("scorer", "maps", manager)
+    assert "scorer.maps [map]" in report.passed and "scorer.maps-batch-independent [map]" in report.passed
+    plain = check_component("scorer", "plain", with_components(ahl_register_scorers=[("plain", TinyScorer)]))
+    assert not any(p.startswith("scorer.maps") for p in plain.passed)  # optional: absent is fine
+
+
+@pytest.mark.parametrize(
+    ("scorer_class", "requirement", "words"),
+    [
+        (PooledMapScorer, "scorer.maps", "one score per position"),
+        (MissingHeadMapScorer, "scorer.maps", "expected heads ['score']"),
+        (BatchDependentMapScorer, "scorer.maps-batch-independent", "differs alone and within the batch"),
+    ],
+)
+def test_broken_maps_are_named(scorer_class, requirement, words) -> None:
+    error = scorer_failure(scorer_class)
+    assert error.requirement == requirement and error.feature_kind == "map"
+    assert words in error.detail

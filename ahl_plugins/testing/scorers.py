@@ -1,0 +1,525 @@
+"""Scorer checks: heads, combine, gradients, functional_call, state, batch independence, determinism."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ahl_plugins.contracts import ComponentEntry, FeatureSpec
+from ahl_plugins.errors import UnknownComponentError
+from ahl_plugins.plugins import PluginManager
+from ahl_plugins.seeding import seeded
+from ahl_plugins.testing.common import (
+    ATOL,
+    N_PREPARE_NORMALS,
+    RTOL,
+    Checker,
+    ContractReport,
+    all_finite,
+    describe,
+    entry_of,
+    feature_spec,
+    hidden_tensors,
+    kinds_to_check,
+    loaded_manager,
+    make_generator,
+    make_labels,
+    max_diff,
+    models_using,
+    parse_options,
+    surrogate_loss,
+    synthetic_features,
+)
+
+
+def _build_scorer(
+    checker: Checker, entry: ComponentEntry, options: Any, kind: str, seed: int, device: torch.device
+) -> nn.Module:
+    spec = feature_spec(kind)
+    with checker.guard("scorer.build", f"factory({spec}, options)", kind), seeded(seed, device):
+        scorer = entry.factory(spec, options)
+    if not isinstance(scorer, nn.Module):
+        raise checker.fail(
+            "scorer.build",
+            f"the factory returned {describe(scorer)}, not a torch.nn.Module; subclass nn.Module so that "
+            "functional_call, state_dict and .to(device) work",
+            kind,
+        )
+    names = getattr(scorer, "head_names", None)
+    if not isinstance(names, (tuple, list)) or not names or not all(isinstance(n, str) and n for n in names):
+        raise checker.fail(
+            "scorer.build",
+            f"head_names must be a non-empty tuple of head names such as ('score',), got {names!r}",
+            kind,
+        )
+    if len(set(names)) != len(names):
+        raise checker.fail("scorer.build", f"head_names has duplicates: {names!r}", kind)
+    if not callable(getattr(scorer, "combine", None)):
+        raise checker.fail("scorer.build", "the scorer has no combine(heads) method", kind)
+    declared = getattr(scorer, "supported_kinds", None)
+    if declared is not None and kind not in tuple(declared):
+        raise checker.fail(
+            "scorer.supported-kinds",
+            f"the scorer declares supported_kinds = {declared!r} but its factory built it for {kind} features; "
+            "put supported_kinds on the factory too, so the host can tell before building",
+            kind,
+        )
+    checker.ok("scorer.build", kind)
+    return scorer.to(device)
+
+
+def _prepare(
+    checker: Checker, scorer: nn.Module, spec: FeatureSpec, seed: int, device: torch.device, kind: str
+) -> list[torch.Tensor]:
+    normals = synthetic_features(
+        spec, torch.zeros(N_PREPARE_NORMALS, dtype=torch.long), make_generator(seed + 1, torch.device("cpu")), device=device
+    )
+    prepare = getattr(scorer, "prepare", None)
+    if not callable(prepare):
+        raise checker.fail(
+            "scorer.prepare",
+            "the scorer has no prepare(normal_features, generator) method; add one (it may do nothing)",
+            kind,
+        )
+    with checker.guard("scorer.prepare", f"prepare({N_PREPARE_NORMALS} normals, generator)", kind):
+        prepare(normals, make_generator(seed, device))
+    checker.ok("scorer.prepare", kind)
+    return normals
+
+
+def forward_seeded(scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device) -> Any:
+    with seeded(seed, device):
+        return scorer(list(features))
+
+
+def _check_heads(
+    checker: Checker, scorer: nn.Module, heads: Any, features: Sequence[torch.Tensor], kind: str
+) -> torch.Tensor:
+    batch = features[0].shape[0]
+    names = tuple(scorer.head_names)
+    if not isinstance(heads, Mapping):
+        raise checker.fail(
+            "scorer.heads",
+            f"forward returned {describe(heads)}; it must return a dict of head scores, e.g. {{'score': scores}}",
+            kind,
+        )
+    if set(heads) != set(names):
+        raise checker.fail(
+            "scorer.heads",
+            f"forward returned heads {sorted(heads)} but head_names is {list(names)}; they must match exactly",
+            kind,
+        )
+    for name in names:
+        value = heads[name]
+        if not isinstance(value, torch.Tensor):
+            raise checker.fail("scorer.heads", f"head {name!r} is {describe(value)}, not a tensor", kind)
+        if tuple(value.shape) != (batch,):
+            hint = " (squeeze the trailing dimension)" if value.dim() == 2 and value.shape[-1] == 1 else ""
+            raise checker.fail(
+                "scorer.heads",
+                f"head {name!r} has shape {tuple(value.shape)} for a batch of {batch}; expected ({batch},), "
+                f"one score per sample{hint}",
+                kind,
+            )
+        if value.dtype != features[0].dtype:
+            raise checker.fail(
+                "scorer.heads", f"head {name!r} has dtype {value.dtype}; the features are {features[0].dtype}", kind
+            )
+        if value.device != features[0].device:
+            raise checker.fail(
+                "scorer.heads", f"head {name!r} is on {value.device}; the features are on {features[0].device}", kind
+            )
+        if not all_finite(value):
+            raise checker.fail("scorer.heads", f"head {name!r} has non-finite values: {value.tolist()}", kind)
+    checker.ok("scorer.heads", kind)
+    with checker.guard("scorer.combine", "combine(heads)", kind):
+        combined = scorer.combine(heads)
+    if not isinstance(combined, torch.Tensor) or tuple(combined.shape) != (batch,):
+        raise checker.fail(
+            "scorer.combine", f"combine(heads) returned {describe(combined)}; expected shape ({batch},)", kind
+        )
+    if not combined.is_floating_point() or not all_finite(combined):
+        raise checker.fail("scorer.combine", f"combine(heads) must be finite floats, got {combined.tolist()}", kind)
+    checker.ok("scorer.combine", kind)
+    return combined
+
+
+def _check_gradients(
+    checker: Checker,
+    scorer: nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    features: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    seed: int,
+    device: torch.device,
+    kind: str,
+    loss_label: str,
+) -> None:
+    trainable = [(n, p) for n, p in scorer.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise checker.fail(
+            "scorer.trainable",
+            "the scorer has no trainable parameters; AHL adapts the scorer's parameters, so there must be some "
+            "(nn.Parameter with requires_grad=True)",
+            kind,
+        )
+    checker.ok("scorer.trainable", kind)
+    scorer.zero_grad(set_to_none=True)
+    with checker.guard("scorer.gradients", f"{loss_label}(scorer(features), labels)", kind):
+        value = loss_fn(forward_seeded(scorer, features, seed, device), labels)
+    if not isinstance(value, torch.Tensor) or not value.requires_grad:
+        raise checker.fail(
+            "scorer.gradients",
+            f"{loss_label} of the scorer's heads does not require grad: the head scores are cut off from the "
+            "parameters (computed under torch.no_grad(), detached, or via .item()/numpy); no parameter would learn",
+            kind,
+        )
+    with checker.guard("scorer.gradients", f"backward() through {loss_label}", kind):
+        value.backward()
+    missing = [n for n, p in trainable if p.grad is None]
+    if missing:
+        raise checker.fail(
+            "scorer.gradients",
+            f"no gradient reaches parameter(s) {missing} through {loss_label}: they do not influence the heads "
+            "(detached, unused, or used through a copy); remove them, set requires_grad=False, or connect them",
+            kind,
+        )
+    bad = [n for n, p in trainable if not all_finite(p.grad)]
+    if bad:
+        raise checker.fail("scorer.gradients", f"non-finite gradients for parameter(s) {bad}", kind)
+    if all(float(p.grad.abs().max()) == 0.0 for _, p in trainable):
+        raise checker.fail(
+            "scorer.gradients",
+            f"every gradient through {loss_label} is exactly zero on a batch with normals and anomalies; "
+            "the scores do not depend on the parameters",
+            kind,
+        )
+    scorer.zero_grad(set_to_none=True)
+    checker.ok("scorer.gradients", kind)
+
+
+def _check_functional_call(
+    checker: Checker,
+    scorer: nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    features: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    seed: int,
+    device: torch.device,
+    kind: str,
+) -> None:
+    from torch.func import functional_call
+
+    params = dict(scorer.named_parameters())
+    noise = make_generator(seed + 7, torch.device("cpu"))
+    swapped = {}
+    for name, p in params.items():
+        scale = 0.5 * (float(p.detach().abs().mean()) + 0.05) if p.numel() else 0.0
+        delta = (torch.randn(p.shape, generator=noise) * scale).to(device=p.device, dtype=p.dtype)
+        swapped[name] = (p.detach() + delta).requires_grad_(p.requires_grad)
+    originals = {n: p.detach().clone() for n, p in params.items()}
+    with torch.no_grad():
+        before = forward_seeded(scorer, features, seed, device)
+    with checker.guard(
+        "scorer.functional-call", "torch.func.functional_call(scorer, swapped_parameters, (features,))", kind
+    ):
+        under_call = functional_call(scorer, swapped, (list(features),))
+    changed = [n for n, p in params.items() if not torch.equal(p.detach(), originals[n])]
+    if changed:
+        raise checker.fail(
+            "scorer.functional-call",
+            f"functional_call changed the scorer's own parameter(s) {changed}; forward must not write to parameters",
+            kind,
+        )
+    # What the scorer computes when it really holds the swapped parameters.
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(swapped[n])
+        try:
+            holding = forward_seeded(scorer, features, seed, device)
+        finally:
+            for n, p in params.items():
+                p.copy_(originals[n])
+    hidden = hidden_tensors(scorer, include_registered=True)
+    hint = f" Tensors kept outside parameters/buffers: {hidden}." if hidden else ""
+    for name in scorer.head_names:
+        if not torch.allclose(under_call[name].detach(), holding[name], rtol=RTOL, atol=ATOL):
+            stale = torch.allclose(under_call[name].detach(), before[name], rtol=RTOL, atol=ATOL)
+            why = (
+                "it equals the output with the ORIGINAL parameters, so the scorer uses copies of its parameters "
+                "that functional_call cannot swap (kept in a list or dict, a plain attribute, or computed once in "
+                "__init__/prepare)"
+                if stale
+                else "the output depends on something functional_call does not swap"
+            )
+            raise checker.fail(
+                "scorer.functional-call",
+                f"under functional_call with swapped parameters head {name!r} differs from what the scorer computes "
+                f"when it holds those parameters (max |diff| {max_diff(under_call[name], holding[name]):.3g}); {why}. "
+                f"Compute everything inside forward from self's registered parameters and buffers.{hint}",
+                kind,
+            )
+    if all(torch.allclose(holding[n], before[n], rtol=RTOL, atol=ATOL) for n in scorer.head_names):
+        raise checker.fail(
+            "scorer.functional-call",
+            "perturbing every parameter did not change any head score; the heads do not follow the parameters",
+            kind,
+        )
+    targets = [(n, swapped[n]) for n in swapped if swapped[n].requires_grad]
+    with checker.guard(
+        "scorer.functional-call", "differentiating the loss with respect to the swapped parameters", kind
+    ):
+        value = loss_fn(under_call, labels)
+        grads = torch.autograd.grad(value, [t for _, t in targets], allow_unused=True)
+    missing = [n for (n, _), g in zip(targets, grads, strict=True) if g is None]
+    if missing:
+        raise checker.fail(
+            "scorer.functional-call",
+            f"under functional_call no gradient reaches the swapped parameter(s) {missing}: the AHL learner "
+            f"could not adapt them.{hint}",
+            kind,
+        )
+    checker.ok("scorer.functional-call", kind)
+
+
+def _check_state(checker: Checker, scorer: nn.Module, kind: str) -> None:
+    hidden = hidden_tensors(scorer)
+    if hidden:
+        raise checker.fail(
+            "scorer.state",
+            f"the scorer keeps tensors outside its parameters and buffers: {hidden}; functional_call cannot swap "
+            "them and save/load would lose them. Use nn.Parameter or self.register_buffer(name, tensor)",
+            kind,
+        )
+    checker.ok("scorer.state", kind)
+
+
+def _check_batch_independence(
+    checker: Checker, scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
+) -> None:
+    scorer.eval()
+    try:
+        with torch.no_grad(), checker.guard("scorer.batch-independent", "scoring in eval mode", kind):
+            full = scorer.combine(forward_seeded(scorer, features, seed, device))
+            for i in (0, features[0].shape[0] - 1):
+                alone = scorer.combine(forward_seeded(scorer, [f[i : i + 1] for f in features], seed, device))
+                if tuple(alone.shape) != (1,):
+                    raise checker.fail(
+                        "scorer.batch-independent",
+                        f"scoring one sample gave shape {tuple(alone.shape)}; expected (1,)",
+                        kind,
+                    )
+                if not torch.allclose(alone[0], full[i], rtol=RTOL, atol=ATOL):
+                    raise checker.fail(
+                        "scorer.batch-independent",
+                        f"in eval mode sample {i} scores {float(full[i]):.6g} within the batch but "
+                        f"{float(alone[0]):.6g} alone; scores must not depend on the other samples "
+                        "(batch statistics in eval mode? call .eval() on BatchNorm, avoid batch-wise normalisation)",
+                        kind,
+                    )
+    finally:
+        scorer.train()
+    checker.ok("scorer.batch-independent", kind)
+
+
+def _check_determinism(
+    checker: Checker,
+    entry: ComponentEntry,
+    options: Any,
+    kind: str,
+    features: Sequence[torch.Tensor],
+    seed: int,
+    device: torch.device,
+) -> None:
+    spec = feature_spec(kind)
+    normals = synthetic_features(
+        spec, torch.zeros(N_PREPARE_NORMALS, dtype=torch.long), make_generator(seed + 1, torch.device("cpu")), device=device
+    )
+
+    def run(global_seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        with seeded(seed, device):
+            scorer = entry.factory(spec, options).to(device)
+        initial = {k: v.detach().clone() for k, v in scorer.state_dict().items()}
+        with seeded(global_seed, device):  # a different global RNG state must not matter to prepare
+            scorer.prepare(normals, make_generator(seed, device))
+        scorer.eval()
+        with torch.no_grad():
+            return initial, scorer.combine(forward_seeded(scorer, features, seed, device))
+
+    with checker.guard("scorer.determinism", "building and preparing the scorer twice", kind):
+        init_a, scores_a = run(1)
+        init_b, scores_b = run(2)
+    differing = [k for k in init_a if not torch.equal(init_a[k], init_b[k])]
+    if differing:
+        raise checker.fail(
+            "scorer.determinism",
+            f"two builds under torch.manual_seed({seed}) gave different initial state {differing}; draw initial "
+            "weights from torch's (seeded) global RNG or from a generator seeded by the options",
+            kind,
+        )
+    if not torch.allclose(scores_a, scores_b, rtol=1e-5, atol=1e-6):
+        raise checker.fail(
+            "scorer.determinism",
+            "prepare() with equally seeded generators gave different scores (max |diff| "
+            f"{max_diff(scores_a, scores_b):.3g}) when the global RNG differed; draw randomness in prepare() "
+            "only from the generator it receives",
+            kind,
+        )
+    checker.ok("scorer.determinism", kind)
+
+
+def _check_maps(
+    checker: Checker, scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
+) -> None:
+    """The optional map part of the contract: only for scorers that have ``head_maps``, on map features."""
+    from ahl_plugins.maps import combined_maps, has_maps
+
+    if kind != "map" or not has_maps(scorer):  # optional, and vector features have no positions
+        return
+    names = tuple(scorer.head_names)
+    batch = int(features[0].shape[0])
+    scorer.eval()
+    try:
+        with torch.no_grad(), checker.guard("scorer.maps", "head_maps(features) in eval mode", kind):
+            with seeded(seed, device):
+                per_scale = scorer.head_maps(list(features))
+            if not isinstance(per_scale, (list, tuple)) or len(per_scale) != len(features):
+                raise checker.fail(
+                    "scorer.maps",
+                    f"head_maps returned {describe(per_scale)}; expected a list with one dict per feature scale "
+                    f"({len(features)})",
+                    kind,
+                )
+            for scale, (maps, x) in enumerate(zip(per_scale, features)):
+                if not isinstance(maps, Mapping) or set(maps) != set(names):
+                    got = sorted(maps) if isinstance(maps, Mapping) else describe(maps)
+                    raise checker.fail(
+                        "scorer.maps", f"scale {scale}: head_maps gave {got}; expected heads {list(names)}", kind
+                    )
+                grid = (batch, *x.shape[2:])
+                for name, value in maps.items():
+                    if not isinstance(value, torch.Tensor) or tuple(value.shape) not in (grid, (batch,)):
+                        raise checker.fail(
+                            "scorer.maps",
+                            f"scale {scale}, head {name!r}: {describe(value)}; expected {grid} (one score per "
+                            f"position of that scale's {x.shape[2]}×{x.shape[3]} grid) or ({batch},)",
+                            kind,
+                        )
+                    if value.dtype != x.dtype or value.device != x.device or not all_finite(value):
+                        raise checker.fail(
+                            "scorer.maps",
+                            f"scale {scale}, head {name!r}: {value.dtype} on {value.device}"
+                            f"{'' if all_finite(value) else ' with non-finite values'}; the features are "
+                            f"{x.dtype} on {x.device}",
+                            kind,
+                        )
+            size = (2 * int(features[0].shape[2]), 2 * int(features[0].shape[3]))
+            combined = combined_maps(scorer, features, [size] * batch, [0.0] * batch)
+            if any(tuple(m.shape) != size or not all_finite(m) for m in combined):
+                raise checker.fail(
+                    "scorer.maps",
+                    f"combine() applied to the upsampled head maps gave {[describe(m) for m in combined[:2]]}; "
+                    f"expected finite {size} maps: combine must work position by position (element-wise)",
+                    kind,
+                )
+        checker.ok("scorer.maps", kind)
+        with torch.no_grad(), checker.guard("scorer.maps-batch-independent", "head_maps of one sample", kind):
+            for i in (0, batch - 1):
+                with seeded(seed, device):
+                    alone = scorer.head_maps([f[i : i + 1] for f in features])
+                for scale, maps in enumerate(alone):
+                    for name, value in maps.items():
+                        if not torch.allclose(value[0], per_scale[scale][name][i], rtol=RTOL, atol=ATOL):
+                            raise checker.fail(
+                                "scorer.maps-batch-independent",
+                                f"sample {i}'s {name!r} map at scale {scale} differs alone and within the batch "
+                                f"(max |diff| {max_diff(value[0], per_scale[scale][name][i]):.3g})",
+                                kind,
+                            )
+        checker.ok("scorer.maps-batch-independent", kind)
+    finally:
+        scorer.train()
+
+
+def scorer_suite(
+    checker: Checker,
+    entry: ComponentEntry,
+    options: Any,
+    kind: str,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    loss_label: str,
+    seed: int,
+    device: torch.device,
+) -> nn.Module:
+    """All scorer checks on one feature kind; returns the prepared scorer."""
+    spec = feature_spec(kind)
+    scorer = _build_scorer(checker, entry, options, kind, seed, device)
+    _prepare(checker, scorer, spec, seed, device, kind)
+    labels = make_labels().to(device)
+    features = synthetic_features(spec, labels, make_generator(seed + 2, torch.device("cpu")), device=device)
+    scorer.train()
+    with checker.guard("scorer.heads", "forward(features) in train mode", kind):
+        heads = forward_seeded(scorer, features, seed, device)
+    _check_heads(checker, scorer, heads, features, kind)
+    fn = loss_fn or surrogate_loss(scorer)
+    _check_gradients(checker, scorer, fn, features, labels, seed, device, kind, loss_label)
+    _check_functional_call(checker, scorer, fn, features, labels, seed, device, kind)
+    _check_state(checker, scorer, kind)
+    _check_batch_independence(checker, scorer, features, seed, device, kind)
+    _check_determinism(checker, entry, options, kind, features, seed, device)
+    _check_maps(checker, scorer, features, seed, device, kind)
+    return scorer
+
+
+def check_scorer(
+    name: str,
+    manager: PluginManager | None = None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    loss: str | Callable[..., torch.Tensor] | None = None,
+    kinds: Sequence[str] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> ContractReport:
+    """Check a registered scorer on map and vector features (those it supports).
+
+    ``loss`` is a registered loss name or a callable used for the gradient
+    checks; by default the loss of the first model that bundles this scorer,
+    or a surrogate that separates anomalies from normals when no model does.
+    """
+    __tracebackhide__ = True
+    manager = loaded_manager(manager)
+    entry = entry_of(manager, "scorers", name)
+    checker = Checker(entry)
+    device = torch.device(device)
+    opts = parse_options(checker, entry, options, "scorer.build")
+    loss_fn: Callable[..., torch.Tensor] | None = None
+    loss_label = "a surrogate loss (no model bundles this scorer)"
+    loss_name, loss_options = (loss, None) if isinstance(loss, str) else (None, None)
+    if callable(loss):
+        loss_fn, loss_label = loss, "the given loss"
+    elif loss_name is not None:
+        loss_label = f"loss {loss_name!r}"
+    else:
+        users = models_using(manager, "scorer", name)
+        if users:
+            model_name, spec = users[0]
+            loss_name, loss_options = spec.loss, spec.loss_options
+            loss_label = f"loss {loss_name!r} (as model {model_name!r} bundles it)"
+    if loss_name is not None:
+        try:
+            loss_entry = manager.get("losses", loss_name)
+        except UnknownComponentError:
+            if loss is not None:
+                raise
+            checker.skip(f"{loss_label}: that loss is not registered; used a surrogate loss instead")
+            loss_name, loss_label = None, "a surrogate loss"
+    if loss_name is not None:
+        with checker.guard("scorer.gradients", f"building {loss_label}"):
+            loss_fn = loss_entry.factory(loss_entry.parse_options(loss_options))
+    for kind in kinds_to_check(checker, entry.factory, kinds):
+        scorer_suite(checker, entry, opts, kind, loss_fn, loss_label, seed, device)
+    return checker.report
