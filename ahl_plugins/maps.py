@@ -10,8 +10,9 @@ person looks at, the way the image score is formed from the heads:
 1. every scale's map is upsampled (bilinear) to the output size: the input
    image's own height and width, or a smaller size for metrics;
 2. scales are averaged, as DevNet and DRA average their per-scale scores;
-3. ``scorer.combine`` is applied position by position (DRA: seen + pseudo +
-   residual − normality), so the map is on the anomaly score's scale;
+3. ``scorer.combine`` is applied position by position (DRA: its calibrated
+   seen + pseudo + residual (+ distance) − normality), so the map is on the
+   anomaly score's scale;
 4. optionally, a Gaussian blur with ``sigma`` given in input-image pixels.
 """
 

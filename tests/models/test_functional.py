@@ -53,7 +53,8 @@ def test_functional_call_with_swapped_state_matches_a_loaded_module(case):
     direct = b(x)
     for name in a.head_names:
         assert torch.allclose(swapped[name], direct[name], atol=1e-6)
-        assert not torch.allclose(swapped[name], own[name])
+        if name != "distance":  # DRA's distance head has no parameters and both banks hold the same 8 normals
+            assert not torch.allclose(swapped[name], own[name])
     # the module itself is untouched
     for name, value in a(x).items():
         assert torch.equal(value, own[name])

@@ -25,7 +25,8 @@ def test_scores_match_forward_and_do_not_depend_on_batch_size():
     heads = head_scores(scorer, x.as_list(), batch_size=3)
     assert tuple(heads) == scorer.head_names
     assert all(v.shape == (11,) and v.dtype == np.float64 for v in heads.values())
-    assert np.allclose(heads["seen"] + heads["pseudo"] + heads["residual"] - heads["normal"], direct, atol=1e-6)
+    combined = scorer.combine({name: torch.from_numpy(value) for name, value in heads.items()}).numpy()
+    assert np.allclose(combined, direct, atol=1e-6)
 
 
 def test_scoring_runs_in_eval_mode_and_restores_the_mode():
