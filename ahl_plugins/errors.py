@@ -40,3 +40,7 @@ class NotFittedError(AHLError, RuntimeError):
 
 class ModelFileError(AHLError):
     """A saved model directory that is missing, truncated or incompatible."""
+
+
+class OutputLockedError(AHLError, RuntimeError):
+    """An output directory that another live process is writing (e.g. a second ``ahl compare``)."""
