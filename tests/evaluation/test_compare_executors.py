@@ -150,3 +150,23 @@ def test_ray_records_a_cell_whose_worker_dies_twice(local_ray, tmp_path):
     assert result.failed == [KILLED] and len(result.computed) == 9
     reason = next(r["reason"] for r in result.rows if r["cell_id"] == KILLED)
     assert reason.startswith("WorkerLost: the Ray task died 2 times")
+
+
+def test_image_cells_wait_for_the_first_fit_on_their_split_that_caches_the_pseudo_anomalies(monkeypatch):
+    import ahl_plugins.evaluation.compare.driver as driver
+    from ahl_plugins.evaluation.grid import build_grid
+
+    class Images:
+        input_kind = "image"
+
+    monkeypatch.setattr(driver, "split_data", lambda dataset, key: key)  # no real data needed: the split is its key
+    grid = build_grid(["devnet", "dra"], ["general"], [5], [], [0, 1], False, [("knn", "devnet")])
+    pending = driver._Grid(grid, Images(), CompareConfig(data="x", models=["devnet", "dra"], extractor="resnet18"))
+    started = [pending.next_ready()[0].id for _ in range(4)]
+    # split 0: k-NN and the first fit may run; the others wait for that fit, so split 1 opens meanwhile
+    assert started == ["knn__knn__general-M5-all-s0", "devnet__base__general-M5-all-s0",
+                       "knn__knn__general-M5-all-s1", "devnet__base__general-M5-all-s1"]
+    assert pending.next_ready() is None and pending
+    pending.finished("devnet__base__general-M5-all-s0")
+    assert [pending.next_ready()[0].id for _ in range(3)] == [
+        "devnet__ahl__general-M5-all-s0", "dra__base__general-M5-all-s0", "dra__ahl__general-M5-all-s0"]

@@ -87,3 +87,17 @@ def test_lock_of_another_machine_is_never_stolen(tmp_path):
     with pytest.raises(OutputLockedError, match=r"host some-other-node.*delete .*\.compare\.lock"):
         OutputLock(path).acquire()
     assert json.loads(path.read_text())["host"] == "some-other-node"
+
+
+def test_cli_says_who_holds_the_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from ahl_plugins.cli import cli
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # a live holder
+    result = CliRunner().invoke(cli, ["compare", "--data", "digits", "--output", str(out), "--quiet"])
+    assert result.exit_code == 1
+    assert f"is being written by another ahl compare (host {socket.gethostname()}, pid {os.getpid()})" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE], "a refused compare writes nothing"

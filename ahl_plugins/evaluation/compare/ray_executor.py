@@ -41,12 +41,12 @@ def local_runtime_env() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
 
 
-def _cell_task(runner: Runner, cell: Cell, data: SplitData, threads: int | None) -> CellOutcome:
+def _cell_task(runner: Runner, cell: Cell, data: SplitData, threads: int) -> CellOutcome:
     set_threads(threads)
     return run_cell(runner, cell, data)
 
 
-def _warm_task(runner: Runner, inputs: Sequence[Path] | np.ndarray, threads: int | None) -> dict[str, int]:
+def _warm_task(runner: Runner, inputs: Sequence[Path] | np.ndarray, threads: int) -> dict[str, int]:
     set_threads(threads)
     warm = getattr(runner, "warm", None)
     return warm(inputs) if callable(warm) else {}
@@ -58,8 +58,7 @@ class RayExecutor:
     def __init__(self, runner: Runner, *, address: str | None, threads: int | None, device: str) -> None:
         self.runner = runner
         self.address = address
-        self.threads = threads
-        self.cpus = int(threads or 1)
+        self.cpus = int(threads or 1)  # what each task asks Ray for, and the torch threads it then uses
         self.gpus = 1 if str(device).startswith("cuda") else 0
         self.capacity = 1
         self.started_ray = False
@@ -107,7 +106,7 @@ class RayExecutor:
         inputs_ref = self.ray.put(inputs)
         tasks = [
             self.warm_task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
-                self.runner_ref, inputs_ref, self.threads
+                self.runner_ref, inputs_ref, self.cpus
             )
             for node in nodes
         ]
@@ -122,7 +121,7 @@ class RayExecutor:
         if entry is None:
             entry = self.splits[split_id] = [self.ray.put(data), 0]
         entry[1] += 1
-        ref = self.cell_task.remote(self.runner_ref, cell, entry[0], self.threads)
+        ref = self.cell_task.remote(self.runner_ref, cell, entry[0], self.cpus)
         self.inflight[ref] = cell.id
         self.of_cell[cell.id] = split_id
 
@@ -143,7 +142,7 @@ class RayExecutor:
                 outcome = CellOutcome(
                     cell_id,
                     error=f"WorkerLost: the Ray task died {MAX_ATTEMPTS} times ({type(exc).__name__}: {first}); "
-                    "often out of memory: give each cell more --threads or the nodes more memory",
+                    "often out of memory: run fewer cells per node (a larger --threads reserves more CPUs per cell)",
                 )
             split_id = self.of_cell.pop(cell_id)
             self.splits[split_id][1] -= 1
