@@ -25,10 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks" / "compare_scaling.md"
+#: mode -> (extra CLI arguments, cells running at once)
 MODES = {
-    "serial": [],
-    "--jobs 2": ["--jobs", "2"],
-    f"Ray (local, {os.cpu_count()} CPUs)": ["--executor", "ray"],
+    "serial": ([], 1),
+    "--jobs 2": (["--jobs", "2"], 2),
+    f"Ray (local, {os.cpu_count()} CPUs)": (["--executor", "ray"], os.cpu_count() or 1),
 }
 
 
@@ -37,7 +38,7 @@ def grid_args(seeds: int) -> list[str]:
             "--n-anomalies", "10", "--seeds", str(seeds), "--threads", "1", "--no-plots", "--quiet"]
 
 
-def run_mode(name: str, extra: list[str], seeds: int, work: Path) -> dict:
+def run_mode(name: str, extra: list[str], workers: int, seeds: int, work: Path) -> dict:
     slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
     record = work / f"{slug}.json"
     if record.is_file():
@@ -56,6 +57,7 @@ def run_mode(name: str, extra: list[str], seeds: int, work: Path) -> dict:
     rows = list(csv.DictReader((output / "results.csv").open()))
     result = {
         "mode": name,
+        "workers": workers,
         "seconds": seconds,
         "cells": len(rows),
         "fit_seconds": sum(float(r["fit_seconds"] or 0) for r in rows),
@@ -72,9 +74,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ahl-compare-scaling"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    results = [run_mode(name, extra, args.seeds, args.work) for name, extra in MODES.items()]
+    results = [run_mode(name, extra, workers, args.seeds, args.work) for name, (extra, workers) in MODES.items()]
     serial = results[0]
     same = all(r["aucs"] == serial["aucs"] for r in results)
+    load = sum(sum(r["load"]) for r in results) / (2 * len(results))
     lines = [
         "# `ahl compare` scaling: serial vs `--jobs 2` vs Ray",
         "",
@@ -85,24 +88,34 @@ def main() -> None:
         "`--threads 1` per cell; each mode is the real CLI in a fresh output directory, so the wall time includes "
         "starting Python, the worker processes or Ray.",
         "",
-        "| mode | wall s | cells / min | speed-up vs serial | sum of cell fit s | load before / after |",
-        "|---|---|---|---|---|---|",
+        "| mode | wall s | cells / min | speed-up vs serial | sum of cell fit s | workers busy | load before / after |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['mode']} | {r['seconds']:.1f} | {60 * r['cells'] / r['seconds']:.1f} | "
-            f"**{serial['seconds'] / r['seconds']:.2f}×** | {r['fit_seconds']:.1f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |"
+            f"**{serial['seconds'] / r['seconds']:.2f}×** | {r['fit_seconds']:.1f} | "
+            f"{100 * r['fit_seconds'] / (r['workers'] * r['seconds']):.0f} % | {r['load'][0]:.1f} / {r['load'][1]:.1f} |"
         )
     lines += [
         "",
         f"AUC-ROC and AUC-PR identical cell by cell in every mode: **{'yes' if same else 'NO'}**.",
         "",
-        "What limits the speed-up: two cores (so at most 2×, and less while other jobs run, see the load); a fixed "
-        "start-up cost per mode (the fork server or Ray workers import torch once each, Ray's own start takes "
-        "several seconds), which a grid of a few minutes does not amortise but a grid of hours does; and the "
-        "grid's tail: the last cells run while the other worker idles. 'sum of cell fit s' growing with "
-        "parallelism is the two workers slowing each other (shared caches and memory bandwidth, and the "
-        "other jobs on the machine).",
+        "'workers busy' is the sum of the cells' fit times over (cells running at once × wall time): the share "
+        "of the run in which the executor kept its workers fitting, whatever the machine's load; the rest is "
+        "start-up, the driver's writes, and the tail.",
+        "",
+        f"What limits the speed-up: the cores ({os.cpu_count()}, so at most {os.cpu_count()}×) and who else uses "
+        f"them: the load averaged {load:.1f} during these runs, so "
+        + (
+            "the cores were oversubscribed by other jobs and two workers got little more CPU than one ('sum of "
+            "cell fit s' grows by about the factor the wall time fails to shrink); "
+            if load > 1.5 * (os.cpu_count() or 1)
+            else "the machine was mostly ours; "
+        )
+        + "a fixed start-up cost per mode (the fork server or each Ray worker imports torch once; Ray's own "
+        "start takes several seconds), which a grid of minutes does not amortise but a grid of hours does; and "
+        "the grid's tail, when the last cell runs while the other worker idles.",
         "",
     ]
     OUT.write_text("\n".join(lines))

@@ -101,7 +101,8 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="torch CPU threads (default: torch's). 1 is often far faster for the small scoring heads on few cores.",
+    help="torch CPU threads per running cell (default: torch's; with --jobs N, cores / N). 1 is often far faster "
+    "for the small scoring heads on few cores.",
 )
 @click.option(
     "--jobs",

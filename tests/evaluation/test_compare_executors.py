@@ -111,6 +111,17 @@ def test_ray_missing_says_what_to_install(tmp_path, monkeypatch):
         _run(tmp_path / "cmp", FAKE, runner=FakeRunner(), executor="ray")
 
 
+def test_an_unreachable_ray_address_fails_fast_and_clearly(tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional extra 'ray'")
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(InvalidOptionsError, match=rf"no Ray cluster answers at 127.0.0.1:{port}.*ray start --head"):
+        _run(tmp_path / "cmp", FAKE, runner=FakeRunner(), executor="ray", ray_address=f"127.0.0.1:{port}")
+
+
 # -- Ray ----------------------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.evaluation.compare.config import CompareConfig
-from ahl_plugins.evaluation.compare.executors import CellOutcome, Executor, make_executor, set_threads
+from ahl_plugins.evaluation.compare.executors import CellOutcome, make_executor, set_threads
 from ahl_plugins.evaluation.compare.lock import OutputLock
 from ahl_plugins.evaluation.compare.runner import DetectorRunner, Runner, extractor_name, knn_rows
 from ahl_plugins.evaluation.compare.splits import SplitData, resolve_hard_types, split_data

@@ -41,6 +41,22 @@ def local_runtime_env() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (Ray itself would retry for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray://... : left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InvalidOptionsError(
+            f"no Ray cluster answers at {address} ({exc}); start one there with `ray start --head`, or check "
+            "--ray-address / RAY_ADDRESS (HEAD_HOST:6379)"
+        ) from None
+
+
 def _cell_task(runner: Runner, cell: Cell, data: SplitData, threads: int) -> CellOutcome:
     set_threads(threads)
     return run_cell(runner, cell, data)
@@ -72,6 +88,7 @@ class RayExecutor:
             address = self.address or os.environ.get("RAY_ADDRESS") or None
             try:
                 if address:
+                    check_reachable(address)
                     ray.init(address=address, log_to_driver=False)
                 else:
                     ray.init(include_dashboard=False, log_to_driver=False, runtime_env=local_runtime_env())
