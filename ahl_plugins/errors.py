@@ -44,3 +44,7 @@ class ModelFileError(AHLError):
 
 class OutputLockedError(AHLError, RuntimeError):
     """An output directory that another live process is writing (e.g. a second ``ahl compare``)."""
+
+
+class ExecutorError(AHLError, RuntimeError):
+    """Cells cannot run at all where they were sent (workers that do not start, a cluster that is gone)."""

@@ -90,3 +90,20 @@ class SlowRunner(FakeRunner):
 
         time.sleep(self.seconds)
         return super().__call__(cell, data)
+
+
+def _load_only_in(parent: int) -> FakeRunner:
+    import os
+
+    if os.getpid() != parent:
+        raise ImportError("this runner cannot be imported in a worker")
+    return UnloadableRunner()
+
+
+class UnloadableRunner(FakeRunner):
+    """A runner that unpickles in its own process only: workers fail as they start."""
+
+    def __reduce__(self):
+        import os
+
+        return (_load_only_in, (os.getpid(),))

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ahl_plugins.errors import InvalidOptionsError
+from ahl_plugins.errors import ExecutorError, InvalidOptionsError
 from ahl_plugins.evaluation.compare import CompareConfig, DetectorRunner, load_results, parse_config, run_compare
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import FakeRunner, KillingRunner, synthetic_dataset
+from fakes import FakeRunner, KillingRunner, UnloadableRunner, synthetic_dataset
 
 #: What a cell computes (times differ from run to run; everything else must not).
 SAME = ("cell_id", "status", "auc_roc", "auc_pr", "n_train_normals", "n_train_anomalies", "n_test_normals",
@@ -92,6 +92,13 @@ class _Broken(FakeRunner):
         if (cell.model, cell.variant) == ("dra", "ahl"):
             raise ZeroDivisionError("dra ahl cannot")
         return super().__call__(cell, data)
+
+
+def test_workers_that_cannot_start_stop_the_grid_with_a_clear_error(tmp_path):
+    with pytest.raises(ExecutorError, match="worker process could not start.*__main__"):
+        _run(tmp_path / "cmp", FAKE, runner=UnloadableRunner(), jobs=2)
+    assert not (tmp_path / "cmp" / ".compare.lock").exists()
+    assert _run(tmp_path / "cmp", FAKE, runner=FakeRunner()).computed  # the directory stays usable
 
 
 def test_executor_arguments_are_checked():

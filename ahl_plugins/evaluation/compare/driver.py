@@ -250,9 +250,10 @@ def _run_compare(
                 bar.refresh()
                 if not in_flight:
                     continue
-                for outcome in executor.wait():
-                    finish(outcome)
+                outcomes = executor.wait()
                 bar.running = executor.running()
+                for outcome in outcomes:
+                    finish(outcome)
     finally:
         executor.close()
         bar.close()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ahl_plugins.errors import AHLError
+from ahl_plugins.errors import AHLError, ExecutorError
 from ahl_plugins.evaluation.compare.runner import CellRun, Runner
 from ahl_plugins.evaluation.compare.splits import SplitData
 from ahl_plugins.evaluation.grid import Cell
@@ -125,6 +125,7 @@ def _worker_main(conn: Connection, runner: Runner, threads: int | None) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     set_threads(threads)
+    conn.send(READY)
     held: tuple[str, SplitData] | None = None
     while True:
         try:
@@ -140,6 +141,10 @@ def _worker_main(conn: Connection, runner: Runner, threads: int | None) -> None:
         conn.send(run_cell(runner, cell, held[1]))
 
 
+#: A worker's first message: it started (so a death before it is a start-up failure, not a lost cell).
+READY = "ready"
+
+
 @dataclass
 class _Worker:
     process: Any  # multiprocessing.Process
@@ -147,6 +152,7 @@ class _Worker:
     split_id: str | None = None
     job: tuple[Cell, SplitData] | None = None
     attempt: int = 0
+    ready: bool = False
 
 
 #: Imported once by the fork server, so a new worker (or the replacement of a dead one) starts in
@@ -220,15 +226,27 @@ class LocalPool:
         return outcomes
 
     def _collect(self, worker: _Worker) -> CellOutcome | None:
+        """The worker's outcome; ``None`` while it still runs (or when its cell was sent again)."""
         try:
-            if worker.conn.poll():
-                outcome = worker.conn.recv()
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                if message == READY:
+                    worker.ready = True
+                    continue
                 worker.job = None
-                return outcome
+                return message
+            if worker.process.is_alive():
+                return None
         except (EOFError, OSError):
             pass
         worker.process.join(timeout=5)
         code = worker.process.exitcode
+        if not worker.ready:
+            raise ExecutorError(
+                f"a --jobs worker process could not start (exit code {code}; its error is printed above). Workers "
+                "re-import the program that started the compare: from Python, call run_compare in a script file "
+                "under `if __name__ == \"__main__\":` (not from stdin), with a runner importable by module name"
+            )
         cell, data = worker.job
         attempt = worker.attempt
         replacement = self._spawn()
