@@ -78,6 +78,7 @@ def main() -> None:
     serial = results[0]
     same = all(r["aucs"] == serial["aucs"] for r in results)
     load = sum(sum(r["load"]) for r in results) / (2 * len(results))
+    slowest = max(r["fit_seconds"] for r in results) / serial["fit_seconds"]
     lines = [
         "# `ahl compare` scaling: serial vs `--jobs 2` vs Ray",
         "",
@@ -106,16 +107,19 @@ def main() -> None:
         "start-up, the driver's writes, and the tail.",
         "",
         f"What limits the speed-up: the cores ({os.cpu_count()}, so at most {os.cpu_count()}×) and who else uses "
-        f"them: the load averaged {load:.1f} during these runs, so "
+        f"them. The load averaged {load:.1f} during these runs"
         + (
-            "the cores were oversubscribed by other jobs and two workers got little more CPU than one ('sum of "
-            "cell fit s' grows by about the factor the wall time fails to shrink); "
+            f": the cores were oversubscribed by other jobs, and in the parallel modes every cell took longer (their "
+            f"cells' fit times add up to {slowest:.1f}× the serial sum at most), which ate the concurrency. Such "
+            "numbers say nothing about the executors' scaling, only that the results do not change; run the "
+            "script on a quiet machine for that. "
             if load > 1.5 * (os.cpu_count() or 1)
-            else "the machine was mostly ours; "
+            else ". "
         )
-        + "a fixed start-up cost per mode (the fork server or each Ray worker imports torch once; Ray's own "
-        "start takes several seconds), which a grid of minutes does not amortise but a grid of hours does; and "
-        "the grid's tail, when the last cell runs while the other worker idles.",
+        + "Fixed costs: each mode starts its workers once (the fork server imports torch once; each Ray worker "
+        "does, and Ray's own start takes several seconds), which a grid of minutes does not amortise but a grid "
+        "of hours does; and the grid's tail, when the last cell runs while the other worker idles "
+        "('workers busy' counts both).",
         "",
     ]
     OUT.write_text("\n".join(lines))
