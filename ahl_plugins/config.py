@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,11 @@ class DetectorConfig(BaseModel):
 
     model: str = "devnet"
     ahl: bool = False
+    preset: Literal["default", "paper"] = Field(
+        "default",
+        description="default: the configuration chosen on validation data; paper: the AHL paper's settings "
+        "(ahl_plugins.presets); explicit options override either",
+    )
     extractor: str | None = Field(None, description="registered extractor name; None = the model's default")
     extractor_options: dict[str, Any] = Field(default_factory=dict)
     scorer_options: dict[str, Any] = Field(default_factory=dict)
@@ -24,7 +29,9 @@ class DetectorConfig(BaseModel):
     train_options: dict[str, Any] = Field(default_factory=dict, description="TrainOptions (base loop)")
     ahl_options: dict[str, Any] = Field(default_factory=dict, description="AHLOptions (AHL learner)")
     pseudo_anomalies: list[str] | None = Field(
-        None, description="pseudo-anomaly generator names; None = every generator that fits the input kind"
+        None,
+        description="pseudo-anomaly generator names; None = every generator that fits the input kind, except "
+        "opt-in ones (a generator with default = False, e.g. local_noise, knn_extrapolate)",
     )
     n_pseudo: int = Field(100, ge=0, description="pseudo anomalies made per generator")
     contamination: float = Field(0.05, gt=0.0, lt=0.5, description="share of training normals predict() flags")

@@ -108,9 +108,14 @@ Loss = Callable[["Mapping[str, torch.Tensor]", "torch.Tensor"], "torch.Tensor"]
 
 
 class PseudoAnomalyGenerator(ABC):
-    """Makes label-2 samples from normal ones."""
+    """Makes label-2 samples from normal ones.
+
+    ``default``: whether the detector uses this generator when the user names
+    none (``pseudo_anomalies=None``); an opt-in generator sets it to False.
+    """
 
     domain: InputKind = "image"
+    default: bool = True
 
     @abstractmethod
     def generate(
@@ -136,6 +141,11 @@ class GeneralizabilityEstimator(ABC):
         self, history: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor
     ) -> torch.Tensor:
         """Return ``(T,)`` weights summing to 1.
+
+        An estimator may also take a keyword ``reference``: the unified
+        model's normalised scores ``(N,)`` of the same samples this epoch; the
+        learner passes it when the signature names it (SGE uses it to judge
+        each base model relative to the model it was adapted from).
 
         ``history``: ``E×N×T`` scores in ``[0, 1]`` of the T base models on N
         training samples over the last E epochs (oldest first); ``targets``:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,19 @@ from ahl_plugins.features.pipeline import (
     make_pseudo_anomalies,
 )
 from ahl_plugins.features.store import Features
+from ahl_plugins.model_files import (
+    EXTRACTOR_FILE,
+    HISTORY_FILE,
+    SCORER_FILE,
+    read_json_file,
+    read_saved_model,
+    write_model_files,
+)
 from ahl_plugins.plugins import get_manager
+from ahl_plugins.presets import preset_options
 from ahl_plugins.seeding import seeded
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
-
-CONFIG_FILE = "config.json"
-SCORER_FILE = "scorer.safetensors"
-EXTRACTOR_FILE = "extractor.safetensors"
-HISTORY_FILE = "history.json"
 
 
 def _trainer_options_model(ahl: bool):
@@ -60,6 +65,42 @@ def _trainer_options_model(ahl: bool):
 
 def _fields(model: Any) -> frozenset[str]:
     return frozenset(model.model_fields) if model is not None else frozenset()
+
+
+def _other_trainer_hint(key: str, ahl: bool) -> None:
+    """An option of the trainer not in use is a mistake about ``ahl``, not a typo: say so."""
+    if key in _fields(_trainer_options_model(not ahl)):
+        if ahl:
+            raise InvalidOptionsError(
+                f"option {key!r} belongs to the base training loop, which ahl=True does not run; the AHL learner's "
+                f"options are: {', '.join(sorted(_fields(_trainer_options_model(True))))} (`ahl fit --ahl --show-options` lists them)"
+            )
+        raise InvalidOptionsError(f"option {key!r} is an AHL option; it needs ahl=True (on the command line: --ahl)")
+
+
+def _as_labels(y: Any) -> np.ndarray:
+    """``y`` as int64 0/1 labels; NaN, infinite or fractional values are errors, never cast away."""
+    values = np.asarray(y).reshape(-1)
+    if values.dtype.kind == "b":
+        return values.astype(np.int64)
+    if values.dtype.kind not in "iuf":
+        try:  # object arrays (pandas' nullable integers) and numeric strings
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"y must hold the numbers 0 (normal/unlabelled) or 1 (labelled anomaly), got dtype {values.dtype}"
+            ) from None
+    if values.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise DataError(f"y holds NaN or infinite values at positions {bad[:10].tolist()}; every sample needs a label 0 or 1")
+        bad = np.flatnonzero(values != np.round(values))
+        if bad.size:
+            raise DataError(
+                f"y holds non-integer values ({', '.join(f'{values[i]:g}' for i in bad[:5])} at positions "
+                f"{bad[:10].tolist()}); labels must be exactly 0 or 1 (threshold scores first, e.g. y = p >= 0.5)"
+            )
+    return values.astype(np.int64)
 
 
 class OSADDetector:
@@ -104,6 +145,7 @@ class OSADDetector:
                 continue
             section = next((name for name, names in routes if key in names), None)
             if section is None:
+                _other_trainer_hint(key, ahl)
                 valid = "; ".join(f"{name}: {', '.join(sorted(names)) or '-'}" for name, names in routes)
                 raise InvalidOptionsError(
                     f"unknown option {key!r} for model {model!r}. Detector options: "
@@ -122,23 +164,39 @@ class OSADDetector:
     def _validate_component_options(self) -> None:
         manager = get_manager()
         spec = manager.model(self.config.model)
-        manager.get("scorers", spec.scorer).parse_options({**spec.scorer_options, **self.config.scorer_options})
-        manager.get("losses", spec.loss).parse_options({**spec.loss_options, **self.config.loss_options})
+        manager.get("scorers", spec.scorer).parse_options(self._component_options("scorer", spec.scorer))
+        manager.get("losses", spec.loss).parse_options(self._component_options("loss", spec.loss))
         self._trainer_options()
         for name in self.config.pseudo_anomalies or ():
             manager.get("pseudo_anomaly_generators", name)
         if self.config.extractor is not None:
             manager.get("feature_extractors", self.config.extractor)
 
+    def _component_options(self, kind: str, name: str) -> dict[str, Any]:
+        """Options of the scorer or loss: the model bundle's, then the preset's, then the user's."""
+        spec = get_manager().model(self.config.model)
+        bundle = spec.scorer_options if kind == "scorer" else spec.loss_options
+        own = self.config.scorer_options if kind == "scorer" else self.config.loss_options
+        return {**bundle, **preset_options(self.config.preset, f"{kind}_options", name), **own}
+
     def _trainer_options(self):
         spec = get_manager().model(self.config.model)
         model = _trainer_options_model(self.config.ahl)
+        section = "ahl_options" if self.config.ahl else "train_options"
         own = self.config.ahl_options if self.config.ahl else self.config.train_options
         shared = {k: v for k, v in spec.train_options.items() if k in model.model_fields}
+        preset = preset_options(self.config.preset, section)
+        if self.config.ahl and len(shared) < len(spec.train_options):
+            warnings.warn(
+                f"model {self.config.model!r} sets train_options {sorted(set(spec.train_options) - set(shared))} "
+                "for the base loop only; the AHL learner does not take them (its learning rates are outer_lr and "
+                "inner_lr; set AHL options with ahl_options / -o)",
+                stacklevel=3,
+            )
         from pydantic import ValidationError
 
         try:
-            return model(**{**shared, **own})
+            return model(**{**shared, **preset, **own})
         except ValidationError as exc:
             raise InvalidOptionsError(f"invalid {model.__name__} for model {self.config.model!r}:\n{exc}") from None
 
@@ -211,7 +269,7 @@ class OSADDetector:
         inputs, kind = self._coerce(X)
         if y is None:
             raise DataError("fit needs labels y (1 = labelled anomaly, 0 = normal or unlabelled)")
-        labels = np.asarray(y).astype(np.int64).reshape(-1)
+        labels = _as_labels(y)
         if len(labels) != len(inputs):
             raise DataError(f"X has {len(inputs)} samples but y has {len(labels)} labels")
         if not np.isin(labels, (0, 1)).all():
@@ -274,6 +332,8 @@ class OSADDetector:
         for name in names if names is not None else registry.names():
             entry = registry.get(name)
             generator = entry.factory(entry.parse_options({}))
+            if names is None and not getattr(generator, "default", True):
+                continue  # opt-in generators are used only when named
             if compatible(generator, self.extractor_):
                 built[name] = generator
             elif names is not None:
@@ -293,7 +353,7 @@ class OSADDetector:
         manager = get_manager()
         model = manager.model(self.config.model)
         entry = manager.get("scorers", model.scorer)
-        options = entry.parse_options({**model.scorer_options, **self.config.scorer_options})
+        options = entry.parse_options(self._component_options("scorer", model.scorer))
         with seeded(self.config.seed):
             scorer = entry.factory(spec, options)
         if not isinstance(scorer, torch.nn.Module) or not callable(getattr(scorer, "combine", None)):
@@ -307,7 +367,7 @@ class OSADDetector:
         manager = get_manager()
         model = manager.model(self.config.model)
         entry = manager.get("losses", model.loss)
-        return entry.factory(entry.parse_options({**model.loss_options, **self.config.loss_options}))
+        return entry.factory(entry.parse_options(self._component_options("loss", model.loss)))
 
     # -- scoring ------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -334,9 +394,10 @@ class OSADDetector:
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     # -- persistence --------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``scorer.safetensors``, ``extractor.safetensors``, ``history.json``."""
-        from safetensors.torch import save_file
+    def save(self, directory: str | Path, extra_files: Mapping[str, Any] | None = None) -> Path:
+        """Write ``scorer.safetensors``, ``extractor.safetensors``, ``history.json``, then ``config.json``
+        with a SHA-256 checksum of each; ``extra_files`` (name -> JSON document) are written and checked too."""
+        from safetensors.torch import save as safetensors_bytes
 
         self._check_fitted()
         if self._custom_extractor is not None:
@@ -344,10 +405,14 @@ class OSADDetector:
                 "a detector with a custom extractor module cannot be saved by name; register the extractor as a plugin"
             )
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.scorer_.state_dict().items()}
-        save_file(state, str(directory / SCORER_FILE))
-        save_file({k: v.cpu().contiguous() for k, v in self.extractor_.fitted_state().items()}, str(directory / EXTRACTOR_FILE))
+        extractor_state = {k: v.cpu().contiguous() for k, v in self.extractor_.fitted_state().items()}
+        payloads = {
+            SCORER_FILE: safetensors_bytes(state),
+            EXTRACTOR_FILE: safetensors_bytes(extractor_state),
+            HISTORY_FILE: json.dumps(self.history_, default=_json_default).encode("utf-8"),
+            **{name: json.dumps(doc, indent=2, default=_json_default).encode("utf-8") for name, doc in (extra_files or {}).items()},
+        }
         document = {
             "format_version": FORMAT_VERSION,
             "ahl_plugins_version": __version__,
@@ -355,63 +420,66 @@ class OSADDetector:
             "threshold": self.threshold_,
             "fit": self.fit_info_,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2, default=_json_default))
-        (directory / HISTORY_FILE).write_text(json.dumps(self.history_, default=_json_default))
+        write_model_files(directory, payloads, document, default=_json_default)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> OSADDetector:
-        """Rebuild a saved detector; never unpickles anything."""
+        """Rebuild a saved detector; never unpickles anything.
+
+        ``config.json`` is validated in full and every file it lists is checked
+        against its checksum first, so a damaged file is named, not loaded.
+        """
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load as safetensors_load
 
         directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        if not config_path.is_file():
-            raise ModelFileError(f"no {CONFIG_FILE} in {directory}: not a saved OSADDetector directory")
-        try:
-            document = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{config_path} is not valid JSON ({exc}); the file is truncated or corrupt") from None
-        version = document.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{directory} was saved in format version {version!r}; this ahl-plugins {__version__} reads version "
-                f"{FORMAT_VERSION}. Re-fit the model or use the ahl-plugins release that wrote it "
-                f"({document.get('ahl_plugins_version', 'unknown')})"
-            )
-        config = dict(document["config"])
+        saved = read_saved_model(directory)
+        config = saved.config.model_dump()
         if device is not None:
             config["device"] = device
         sections = {k: config.pop(k) for k in ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options")}
         detector = cls(config.pop("model"), config.pop("ahl"), config.pop("extractor"), config.pop("seed"), config.pop("device"), **sections, **config)
-        fit = document["fit"]
+        fit = saved.fit.model_dump(mode="json")
         detector.fit_info_ = fit
-        detector.threshold_ = document["threshold"]
-        try:
-            scorer_state = load_file(str(directory / SCORER_FILE))
-            extractor_state = load_file(str(directory / EXTRACTOR_FILE))
-        except FileNotFoundError as exc:
-            raise ModelFileError(f"missing weights file in {directory}: {exc.filename or exc}") from None
-        except (SafetensorError, OSError) as exc:
-            raise ModelFileError(f"cannot read the weights in {directory} ({exc}); the file is truncated or corrupt") from None
+        detector.threshold_ = saved.threshold
+        states = {}
+        for name in (SCORER_FILE, EXTRACTOR_FILE):
+            path = directory / name
+            try:
+                states[name] = safetensors_load(path.read_bytes())
+            except FileNotFoundError:
+                raise ModelFileError(f"missing weights file {path}") from None
+            except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+                raise ModelFileError(f"cannot read the weights in {path} ({exc}); the file is truncated or corrupt") from None
+        unchecked = "" if saved.files else " (or the file is damaged: this model was saved without checksums)"
         target = resolve_device(detector.config.device)
         extractor = detector._build_extractor(fit["input_kind"])
-        extractor.load_fitted_state(extractor_state)
+        try:
+            extractor.load_fitted_state(states[EXTRACTOR_FILE])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
+            raise ModelFileError(
+                f"{directory / EXTRACTOR_FILE} does not fit extractor {type(extractor).__name__} "
+                f"({type(exc).__name__}: {exc}){unchecked}"
+            ) from None
         detector.extractor_ = extractor.to(target)
         spec = FeatureSpec(fit["feature_spec"]["kind"], tuple(fit["feature_spec"]["channels"]))
         scorer = detector._skeleton_scorer(spec)
+        scorer_state = states[SCORER_FILE]
         if scorer_state.keys() != scorer.state_dict().keys():
             missing = sorted(scorer.state_dict().keys() - scorer_state.keys())[:5]
             extra = sorted(scorer_state.keys() - scorer.state_dict().keys())[:5]
-            raise ModelFileError(f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: missing {missing}, unexpected {extra}")
+            raise ModelFileError(
+                f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: missing {missing}, "
+                f"unexpected {extra}{unchecked}"
+            )
         try:
             scorer.load_state_dict(scorer_state)
         except RuntimeError as exc:
-            raise ModelFileError(f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: {exc}") from None
+            raise ModelFileError(f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: {exc}{unchecked}") from None
         detector.scorer_ = scorer.to(target).eval()
         history_path = directory / HISTORY_FILE
-        detector.history_ = json.loads(history_path.read_text()) if history_path.is_file() else None
+        detector.history_ = read_json_file(history_path) if history_path.is_file() else None
         return detector
 
     def _skeleton_scorer(self, spec: FeatureSpec) -> torch.nn.Module:

@@ -48,3 +48,7 @@ class OutputLockedError(AHLError, RuntimeError):
 
 class ExecutorError(AHLError, RuntimeError):
     """Cells cannot run at all where they were sent (workers that do not start, a cluster that is gone)."""
+
+
+class IgnoredFilesWarning(UserWarning):
+    """Files a loader left out because it does not read their kind (the command line prints them itself)."""

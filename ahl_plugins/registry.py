@@ -46,6 +46,7 @@ def _check_entry(kind: Kind, entry: ComponentEntry) -> None:
                 f"{where} is a {type(entry.factory).__name__}, not an ahl_plugins.ModelSpec; "
                 "register models as register(name, ModelSpec(scorer=..., loss=...))"
             )
+        _check_train_options(where, entry.factory.train_options)
         return
     if not callable(entry.factory):
         raise InvalidComponentError(
@@ -67,6 +68,26 @@ def _check_entry(kind: Kind, entry: ComponentEntry) -> None:
         missing = [name for name in required if not hasattr(entry.factory, name)]
         if missing:
             raise InvalidComponentError(f"{where}: class {entry.factory.__qualname__} lacks {', '.join(missing)}")
+
+
+def _check_train_options(where: str, values) -> None:
+    """A bundle's ``train_options`` are defaults for both trainers: each key must be an option of at least one,
+    and valid there, so that a misspelt key fails at registration instead of being ignored."""
+    from pydantic import ValidationError
+
+    from ahl_plugins.ahl.options import AHLOptions
+    from ahl_plugins.training.base import TrainOptions
+
+    trainers = {"the base loop (TrainOptions)": TrainOptions, "the AHL learner (AHLOptions)": AHLOptions}
+    unknown = sorted(set(values) - {name for model in trainers.values() for name in model.model_fields})
+    if unknown:
+        listed = "; ".join(f"{label}: {', '.join(sorted(model.model_fields))}" for label, model in trainers.items())
+        raise InvalidComponentError(f"{where}: train_options has unknown key(s) {unknown}. Valid keys are {listed}")
+    for label, model in trainers.items():
+        try:
+            model(**{k: v for k, v in values.items() if k in model.model_fields})
+        except ValidationError as exc:
+            raise InvalidComponentError(f"{where}: train_options are invalid for {label}:\n{exc}") from None
 
 
 class Registry:

@@ -29,15 +29,15 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "hadg_query_normals.md"
 
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from validation_splits import validation_cases  # noqa: E402
+
 from ahl_plugins.ahl.options import QueryNormals
-from ahl_plugins.data.digits import load_digits_osad
-from ahl_plugins.data.nsl_kdd import load_nsl_kdd
-from ahl_plugins.data.protocols import make_split
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
 from ahl_plugins.evaluation.report import fmt, stats
@@ -47,39 +47,10 @@ MODES: tuple[str, ...] = get_args(QueryNormals)  # cluster (the paper), other_cl
 Scenario = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_val, y_val
 
 
-def nsl_kdd_scenario(dataset, group: str, seed: int) -> Scenario:
-    rng = np.random.default_rng([seed, 0x4B44])
-    train = dataset.partition == "train"
-    normals = rng.permutation(np.flatnonzero(train & (dataset.labels == 0)))
-    n_fit = (2 * normals.size) // 3
-    seen = rng.choice(np.flatnonzero(train & (dataset.types == group)), 10, replace=False)
-    unseen = np.flatnonzero(train & (dataset.labels == 1) & (dataset.types != group))
-    fit_rows = np.concatenate([normals[:n_fit], seen])
-    val_rows = np.concatenate([normals[n_fit:], unseen])
-    x = dataset.inputs
-    return x[fit_rows], dataset.labels[fit_rows], x[val_rows], dataset.labels[val_rows]
-
-
-def digits_scenario(dataset, digit: str, seed: int) -> Scenario:
-    split = make_split(dataset, "hard", n_anomalies=10, anomaly_type=digit, seed=seed)
-    x = dataset.inputs
-    return x[split.train_indices], split.train_labels, x[split.test_indices], split.test_labels
-
-
 def scenarios(seeds: int):
-    """(name, seed, scenario) for every validation case that can run here."""
-    root = SHARED / "tabular" / "nsl_kdd"
-    if root.is_dir():
-        kdd = load_nsl_kdd(root)
-        for group in ("DoS", "Probe", "R2L"):
-            for seed in range(seeds):
-                yield f"nsl_kdd/{group}", seed, nsl_kdd_scenario(kdd, group, seed)
-    else:
-        print(f"skipping NSL-KDD: {root} not found", file=sys.stderr)
-    digits = load_digits_osad()
-    for digit in ("digit_8", "digit_9"):
-        for seed in range(seeds):
-            yield f"digits/{digit}", seed, digits_scenario(digits, digit, seed)
+    """(name, seed, scenario) for the NSL-KDD and digits validation cases (``validation_splits.py``)."""
+    for case in validation_cases(seeds, ("nsl_kdd", "digits")):
+        yield case.name, case.seed, (case.x_fit, case.y_fit, case.x_val, case.y_val)
 
 
 def run_one(model: str, variant: str, seed: int, case: Scenario) -> tuple[float, float]:

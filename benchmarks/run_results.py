@@ -9,7 +9,9 @@ Runs ``ahl compare`` (through its Python API) on
 * ``nsl_kdd``: NSL-KDD; general M = 10 and hard M = 10 with seen = DoS
   (the test keeps the unseen attack names of KDDTest+);
 * ``pmlb``: ann_thyroid, page_blocks, satimage, shuttle with their class types;
-  general M = 10 and hard M = 10 with each type,
+  general M = 10 and hard M = 10 with each type;
+* ``adbench``: ADBench's ResNet-18 embeddings of five MVTec AD categories
+  (``shared/data/embeddings``), general M = 10,
 
 each for DevNet and DRA, base and AHL, over 3 seeds, plus the k-NN row. Every
 compare lives in its own directory under ``--runs`` and resumes when run
@@ -110,6 +112,18 @@ def benchmarks(data_root: Path) -> dict[str, list[Part]]:
                       "docs/when_ahl_hurts.md (investigated on training data only)."),
         ],
         "pmlb": pmlb,
+        "adbench": [
+            Part(
+                f"adbench_{name}",
+                f"ADBench MVTec embeddings: {name}",
+                str(data_root / "embeddings" / "adbench_mvtec" / f"{name}.npz"),
+                ["general"],
+                [10],
+                note="ResNet-18 ImageNet embeddings of MVTec AD (ADBench); rows carry no defect type, so only the "
+                     "general setting applies.",
+            )
+            for name in ("bottle", "carpet", "hazelnut", "screw", "transistor")
+        ],
     }
 
 
@@ -383,7 +397,10 @@ def _rel(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="", help="comma-separated benchmarks: mt, elpv, nsl_kdd, pmlb (default: all)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated benchmarks: mt, elpv, nsl_kdd, pmlb, adbench (default: all)"
+    )
+    parser.add_argument("--skip", default="", help="comma-separated part names not to run now (e.g. pmlb_shuttle)")
     parser.add_argument("--models", default="devnet,dra")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick pass)")
@@ -419,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             for part in catalogue[name]:
                 if part.name in skipped:
                     print(f"== {part.title}: skipped, {skipped[part.name]}", flush=True)
+                    continue
+                if part.name in args.skip.split(","):
                     continue
                 run_part(part, args)
     on_page = parts if args.page.resolve() == DEFAULT_PAGE else [p for name in chosen for p in catalogue[name]]

@@ -46,15 +46,28 @@ class ConvTopKHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """``D → hidden → 1`` with ReLU, linear output: the tabular DevNet form."""
+    """``D → hidden… → 1`` with ReLU: the tabular DevNet form (one layer of 20 in the KDD'19 paper).
 
-    def __init__(self, in_dim: int, hidden: int) -> None:
+    ``absolute`` takes ``|·|`` of the output, as the map heads do, so the head
+    scores abnormality on ``[0, ∞)`` and cannot turn a large negative output
+    into a confident "normal".
+    """
+
+    def __init__(self, in_dim: int, hidden: int | Sequence[int], absolute: bool = False) -> None:
         super().__init__()
-        self.hidden = nn.Linear(in_dim, hidden)
-        self.out = nn.Linear(hidden, 1)
+        widths = [hidden] if isinstance(hidden, int) else list(hidden)
+        layers: list[nn.Module] = []
+        previous = in_dim
+        for width in widths:
+            layers += [nn.Linear(previous, int(width)), nn.ReLU()]
+            previous = int(width)
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(previous, 1)
+        self.absolute = bool(absolute)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(x))).squeeze(-1)
+        out = self.out(self.body(x)).squeeze(-1)
+        return out.abs() if self.absolute else out
 
 
 def group_count(channels: int, preferred: int = 32) -> int:

@@ -58,6 +58,21 @@ class EnsembleScorer(nn.Module):
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.members[0].combine(heads)
 
+    @torch.no_grad()
+    def calibrate(self, normal_features: Sequence[torch.Tensor]) -> None:
+        """Calibrate every member alike, on the averaged heads of the training normals.
+
+        One calibration for all keeps ``combine`` of the averaged heads equal to
+        the mean of the members' own scores (the combination is linear).
+        """
+        if not all(callable(getattr(m, "calibrate_heads", None)) for m in self.members):
+            return
+        n = int(normal_features[0].shape[0])
+        parts = [self([f[i : i + 256] for f in normal_features]) for i in range(0, n, 256)]
+        heads = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+        for member in self.members:
+            member.calibrate_heads(heads)
+
     def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
         for member in self.members:
             prepare = getattr(member, "prepare", None)

@@ -8,19 +8,44 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Ablation = Literal["none", "uniform", "random_tasks", "ensemble"]
 QueryNormals = Literal["cluster", "other_clusters", "all"]
+InnerUpdate = Literal["sgd", "relative"]
+TaskPrior = Literal["uniform", "query_size"]
+
+#: The paper's settings (with the release's defects fixed): what ``preset="paper"`` restores.
+PAPER_AHL_OPTIONS: dict[str, Any] = {
+    "query_normals": "cluster",
+    "task_prior": "uniform",
+    "inner_update": "sgd",
+    "inner_steps": 3,
+    "inner_lr": 2e-4,
+    "first_order": False,
+    "outer_lr": 2e-3,
+    "weight_decay": 1e-4,
+    "outer_steps_per_epoch": 5,
+    "task_batch_size": 48,
+    "estimator_samples": 512,
+    "score_normalisation": "minmax",
+    "estimator_options": {"relative_errors": False, "temperature_mode": "absolute", "train_steps": 10},
+}
 
 
 class AHLOptions(BaseModel):
     """Everything the AHL learner can be told; misspelt names are rejected.
 
-    ``outer_steps_per_epoch``: the paper and the authors' code take one outer
-    step per epoch (and lose the last one, defect 4). We take several: each
-    outer step draws a fresh balanced support and query batch per task. The
-    default, 5, is the number that keeps AHL's fit time within about three
-    times the base loop's on the same features and epochs (see
-    ``docs/benchmarks/ahl_overhead.md``); ``None`` means one outer step per
-    base batch (``batches_per_epoch``), the same number of parameter updates
-    as the base loop.
+    The defaults are the configuration chosen on validation splits of training
+    data (``docs/benchmarks/ahl_validation.md``); ``PAPER_AHL_OPTIONS`` holds
+    the paper's values, which ``preset="paper"`` restores. Every difference is
+    a row of ``docs/deviations.md``.
+
+    Update budget: base and base+AHL get the same optimisation budget
+    (Adam learning rate × updates per epoch, with the same decay), so the
+    paired gain measures heterogeneity learning, not a different optimiser:
+    the base loop takes 20 steps of 2e-4 per epoch, AHL 5 outer steps of
+    8e-4. Each task's support and query batches hold ``task_batch_size``
+    samples (default ``batch_size / T``), so one epoch of AHL reads half the
+    samples of a base epoch, which keeps its cost near the base loop's on
+    feature maps (where cost follows samples) as on vectors (where it
+    follows steps).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,24 +61,44 @@ class AHLOptions(BaseModel):
         "other_clusters (every normal outside the support cluster) | all (every normal); see "
         "docs/when_ahl_hurts.md for when the paper's choice hurts",
     )
+    task_prior: TaskPrior = Field(
+        "query_size",
+        description="prior weight of each task before SGE: uniform (the paper: 1/T) | query_size (proportional to "
+        "the task's query normals, so a small cluster no longer carries 1/T of the objective)",
+    )
     random_halves_task: bool = Field(
         False, description="add the appendix's extra task: all normals split into random halves"
     )
     # CDL
-    inner_steps: int = Field(3, ge=1, description="gradient steps each base model takes on its support batch")
-    inner_lr: float = Field(2e-4, gt=0, description="learning rate of the inner (adaptation) steps")
-    outer_lr: float = Field(2e-3, gt=0, description="Adam learning rate of the unified model")
-    weight_decay: float = Field(1e-4, ge=0, description="Adam weight decay of the unified model")
+    inner_update: InnerUpdate = Field(
+        "relative",
+        description="inner (adaptation) step: sgd (the paper: theta - inner_lr * grad) | relative (the step moves "
+        "the heads by inner_lr times their norm along the gradient, whatever the gradient's scale)",
+    )
+    inner_steps: int = Field(1, ge=1, description="gradient steps each base model takes on its support batch")
+    inner_lr: float = Field(
+        0.05, gt=0, description="inner step size: a learning rate (sgd) or a share of the heads' norm (relative)"
+    )
+    outer_lr: float = Field(
+        8e-4,
+        gt=0,
+        description="Adam learning rate of the unified model (default: the base loop's 2e-4 × its 20 steps per "
+        "epoch / 5 outer steps, the same update budget)",
+    )
+    weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay of the unified model")
     lr_step: int = Field(10, ge=1, description="epochs between learning-rate decays")
     lr_gamma: float = Field(0.1, gt=0, le=1, description="learning-rate decay factor")
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm of an outer step (None: no clipping)")
     epochs: int = Field(30, ge=1, description="meta-training epochs")
-    batch_size: int = Field(48, ge=2, description="samples per balanced support or query batch, per task")
+    batch_size: int = Field(48, ge=2, description="samples of one base batch (sets task_batch_size by default)")
+    task_batch_size: int | None = Field(
+        None, ge=2, description="samples per balanced support or query batch, per task; None: batch_size / T (>= 6)"
+    )
     batches_per_epoch: int = Field(20, ge=1, description="balanced batches per epoch (the base loop's epoch length)")
     outer_steps_per_epoch: int | None = Field(
-        5, ge=1, description="outer (meta) steps per epoch; None: one per batch, i.e. batches_per_epoch"
+        5, ge=1, description="outer (meta) steps per epoch; None: one per base batch, i.e. batches_per_epoch"
     )
-    first_order: bool = Field(False, description="drop second-order terms of the meta-gradient (faster)")
+    first_order: bool = Field(True, description="drop second-order terms of the meta-gradient (faster)")
     task_batching: Literal["auto", "vmap", "loop"] = Field(
         "auto",
         description="run the T tasks as one torch.func.vmap or as a loop; auto: vmap for vector features, loop for "
@@ -63,9 +108,16 @@ class AHLOptions(BaseModel):
     # SGE
     history: int = Field(5, ge=1, description="K: epochs of score history the estimator looks at")
     estimator: str = Field("sge", min_length=1, description="registered generalizability estimator")
-    estimator_options: dict[str, Any] = Field(default_factory=dict, description="options of the estimator")
+    estimator_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the estimator (see `ahl plugins list --all`)"
+    )
+    score_normalisation: Literal["rank", "minmax"] = Field(
+        "rank",
+        description="how each base model's scores are put on [0, 1] before SGE compares them with 0/1 labels: rank "
+        "(quantiles over the judged samples; robust) | minmax (the earlier form: one outlier squashes the rest)",
+    )
     estimator_samples: int | None = Field(
-        512,
+        128,
         ge=3,
         description="training samples the base models score each epoch for the estimator (all seen anomalies, the "
         "rest split between normals and pseudo anomalies; drawn once per run); None: every sample",
@@ -85,6 +137,12 @@ class AHLOptions(BaseModel):
                 "also given; drop one of the two"
             )
         return self
+
+    def task_batch(self, n_tasks: int) -> int:
+        """Samples per task batch: ``task_batch_size``, else the base batch shared among the T tasks."""
+        if self.task_batch_size is not None:
+            return self.task_batch_size
+        return max(6, -(-self.batch_size // max(1, n_tasks)))
 
     @property
     def n_outer_steps(self) -> int:

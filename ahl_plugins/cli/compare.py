@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
+
+from ahl_plugins.cli.options import skip_bad_images_flag
 
 DEMO_OUTPUT = "ahl-demo"
 #: The demo's heads are tiny MLPs on 64 values: on a 2-core machine torch's default of 2 intra-op threads made
@@ -60,18 +63,25 @@ def _report(result: Any, started: float, extra: str = "") -> None:
 
 
 def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool, extra: str = "") -> None:
-    from ahl_plugins.errors import AHLError
+    from ahl_plugins.errors import AHLError, IgnoredFilesWarning
     from ahl_plugins.evaluation.compare import parse_config, run_compare
 
     started = time.perf_counter()
     try:
         config = parse_config(**config_values, progress=not quiet)
-        result = run_compare(config, output, echo=click.echo, plots=plots)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IgnoredFilesWarning)  # run_compare prints each ignored file
+            result = run_compare(config, output, echo=click.echo, plots=plots)
     except AHLError as exc:
         raise click.ClickException(str(exc)) from None
     _report(result, started, extra)
     if result.failed:
         raise SystemExit(1)
+    if result.rows and all(row.get("status") == "skipped" for row in result.rows):
+        raise click.ClickException(
+            f"every one of the {len(result.rows)} cells was skipped (the reasons are above and in results.csv): "
+            "nothing was computed. Fix the data or the grid (e.g. a lower --n-anomalies) and run again"
+        )
 
 
 @click.command()
@@ -95,6 +105,7 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Detector option for every variant (repeatable).")
 @click.option("--ahl-option", "ahl_options", multiple=True, metavar="KEY=VALUE", help="Option for the AHL variants only (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Option of the data loader, e.g. label_column=y.")
+@skip_bad_images_flag
 @click.option("--cache-dir", default=None, help="Feature cache (default: $AHL_CACHE_DIR or the user cache directory).")
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Directory for results; rerun with the same arguments to resume.")
 @click.option(
@@ -137,6 +148,7 @@ def compare(
     options: tuple[str, ...],
     ahl_options: tuple[str, ...],
     data_options: tuple[str, ...],
+    skip_bad_images: bool,
     cache_dir: str | None,
     output: str,
     threads: int | None,
@@ -173,7 +185,7 @@ def compare(
         "k": k,
         "options": _key_values(options, "--option"),
         "ahl_options": _key_values(ahl_options, "--ahl-option"),
-        "dataset_options": _key_values(data_options, "--data-option"),
+        "dataset_options": {**_key_values(data_options, "--data-option"), **({"skip_bad_images": True} if skip_bad_images else {})},
         "device": device,
         "cache_dir": cache_dir,
         "threads": threads,

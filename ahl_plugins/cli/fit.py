@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import csv
-import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ahl_plugins.cli.options import data_option_flag, option_flag, parse_key_values
+from ahl_plugins.cli.options import (
+    OptionFlagCommand,
+    data_option_flag,
+    load_data,
+    option_flag,
+    parse_key_values,
+    skip_bad_images_flag,
+)
+
+
+def _default(name: str, field, bundled: Mapping[str, Any]) -> str:
+    """How ``--show-options`` prints a default: the bundle's value, else the field's (factories called)."""
+    if name in bundled:
+        return repr(bundled[name])
+    if field.is_required():
+        return "(required)"
+    return repr(field.get_default(call_default_factory=True))
 
 
 def _show_options(model: str, ahl: bool) -> None:
@@ -32,12 +49,12 @@ def _show_options(model: str, ahl: bool) -> None:
         for name, field in model_cls.model_fields.items():
             if keep is not None and name not in keep:
                 continue
-            default = spec.train_options.get(name, field.default) if title.startswith("trainer") else field.default
+            bundled = spec.train_options if title.startswith("trainer") else {}
             description = f"  {field.description}" if field.description else ""
-            click.echo(f"  {name} = {default!r}{description}")
+            click.echo(f"  {name} = {_default(name, field, bundled)}{description}")
 
 
-@click.command()
+@click.command(cls=OptionFlagCommand)
 @click.option("--data", "data", required=True, help="MVTec-style folder, .npz, .csv/.tsv(.gz), 'digits' or 'elpv'.")
 @click.option("--model", default="devnet", show_default=True, help="A registered model (see `ahl plugins list --all`).")
 @click.option("--extractor", default=None, help="A registered feature extractor; default: the model's.")
@@ -49,33 +66,38 @@ def _show_options(model: str, ahl: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--cache-dir", default=None, help="Feature cache (default: $AHL_CACHE_DIR or the user cache dir).")
-@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images and report them instead of failing.")
+@skip_bad_images_flag
 @option_flag
 @click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE",
               help="Option for the feature extractor (repeatable), e.g. --extractor-option weights=none.")
 @data_option_flag
 @click.option("--show-options", is_flag=True, help="List the options of --model (with --ahl: the AHL ones) and exit.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Directory for the fitted model.")
+@click.option("--overwrite", is_flag=True, help="Replace a model already saved in --output.")
 def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, contamination, seed, device, cache_dir,
-        skip_bad_images, options, extractor_options, data_options, show_options, output) -> None:
-    """Fit a model on an OSAD split of DATA and save it to --output."""
+        skip_bad_images, options, extractor_options, data_options, show_options, output, overwrite) -> None:
+    """Fit a model on an OSAD split of DATA and save it to --output.
+
+    The split's test part is recorded in split.json but not needed: with as
+    many labelled anomalies as the data hold, the model is fitted anyway.
+    """
     if show_options:
         _show_options(model, use_ahl)
         return
     if output is None:
         raise click.UsageError("--output is required")
-    from ahl_plugins.data.load import load_dataset
     from ahl_plugins.data.protocols import make_split
     from ahl_plugins.data.tabular import refit_encoding
     from ahl_plugins.detector import OSADDetector
+    from ahl_plugins.model_files import CONFIG_FILE
 
-    loader_options = parse_key_values(data_options, "--data-option")
-    if skip_bad_images:
-        loader_options["skip_bad_images"] = True
-    dataset = load_dataset(data, **loader_options)
-    for skipped in dataset.skipped:
-        click.echo(f"skipped unreadable image: {skipped}", err=True)
-    split = make_split(dataset, setting, n_anomalies, anomaly_type, seed, contamination)
+    if (output / CONFIG_FILE).is_file() and not overwrite:
+        raise click.UsageError(
+            f"{output} already holds a saved model; pass --overwrite to replace it (only once the new fit "
+            "succeeds), or choose another --output"
+        )
+    dataset = load_data(data, data_options, skip_bad_images)
+    split = make_split(dataset, setting, n_anomalies, anomaly_type, seed, contamination, need_test=False)
     if dataset.encoder is not None and dataset.raw_table is not None and not dataset.has_partition:
         dataset = refit_encoding(dataset, split.train_indices)
     detector = OSADDetector(
@@ -84,15 +106,28 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     )
     train = split.train_indices
     detector.fit(dataset.select_inputs(train), split.train_labels, dataset.types[train])
-    detector.save(output)
-    (output / "split.json").write_text(json.dumps(split.to_dict(), indent=2))
+    extra = {"split.json": split.to_dict()}
     if dataset.encoder is not None:
-        (output / "encoder.json").write_text(json.dumps(dataset.encoder.to_dict(), indent=2))
+        extra["encoder.json"] = dataset.encoder.to_dict()
+    detector.save(output, extra_files=extra)
     info = detector.fit_info_
     click.echo(
         f"fitted {model}{' + AHL' if use_ahl else ''} on {info['n_normals']} normals and {info['n_seen']} labelled "
         f"anomalies ({', '.join(f'{t}: {c}' for t, c in info['seen_types'].items()) or 'none'}); saved to {output}"
     )
+
+
+def _refuse_overwriting_inputs(output: Path, data: str, model_dir: Path) -> None:
+    """``--output`` must not be the data being scored nor a file of the model: writing it would destroy them."""
+    target = output.expanduser().resolve()
+    source = Path(data).expanduser()
+    if source.exists() and target == source.resolve():
+        raise click.UsageError(f"--output {output} is the input data itself; writing the scores would overwrite it. "
+                               "Choose another file")
+    if target.parent == model_dir.resolve() and target.exists():
+        raise click.UsageError(f"--output {output} is a file of the model in {model_dir}; choose another file")
+    if source.is_dir() and source.resolve() in target.parents and target.exists():
+        raise click.UsageError(f"--output {output} is an existing file inside the data folder {data}; choose another file")
 
 
 @click.command()
@@ -102,21 +137,23 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
 @click.option("--device", default=None, help="Override the saved device.")
 @click.option("--cache-dir", default=None)
 @data_option_flag
+@skip_bad_images_flag
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
-def score(model_dir, data, device, cache_dir, data_options, output) -> None:
+def score(model_dir, data, device, cache_dir, data_options, skip_bad_images, output) -> None:
     """Score DATA with a fitted model; one CSV row per input (id, score, label, type)."""
-    from ahl_plugins.data.load import load_dataset
     from ahl_plugins.data.tabular import TabularEncoder
     from ahl_plugins.detector import OSADDetector
     from ahl_plugins.evaluation.metrics import auc_pr, auc_roc
+    from ahl_plugins.model_files import read_json_file
 
+    _refuse_overwriting_inputs(output, data, model_dir)
     detector = OSADDetector.load(model_dir, device=device)
     if cache_dir is not None:
         detector.config.cache_dir = cache_dir
-    dataset = load_dataset(data, **parse_key_values(data_options, "--data-option"))
+    dataset = load_data(data, data_options, skip_bad_images)
     encoder_file = model_dir / "encoder.json"
     if encoder_file.is_file() and dataset.raw_table is not None:
-        inputs = TabularEncoder.from_dict(json.loads(encoder_file.read_text())).transform(dataset.raw_table)
+        inputs = TabularEncoder.from_dict(read_json_file(encoder_file)).transform(dataset.raw_table)
     else:
         inputs = dataset.inputs
     rows = [i for i in range(len(dataset)) if dataset.partition[i] == "test"] if dataset.input_kind == "image" and dataset.has_partition else list(range(len(dataset)))

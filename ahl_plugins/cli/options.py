@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import click
@@ -37,3 +38,64 @@ data_option_flag = click.option(
     metavar="KEY=VALUE",
     help="Option for the data loader (repeatable), e.g. --data-option label_column=target.",
 )
+skip_bad_images_flag = click.option(
+    "--skip-bad-images",
+    is_flag=True,
+    help="Skip unreadable images (and report them) instead of failing; image folders only.",
+)
+
+
+def load_data(data: str, data_options: tuple[str, ...], skip_bad_images: bool = False):
+    """The dataset a command reads, with every skipped or ignored file reported on stderr."""
+    from ahl_plugins.data.load import load_dataset
+    from ahl_plugins.errors import IgnoredFilesWarning
+
+    options = parse_key_values(data_options, "--data-option")
+    if skip_bad_images:
+        options["skip_bad_images"] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IgnoredFilesWarning)  # listed below, one line per file
+        dataset = load_dataset(data, **options)
+    for skipped in dataset.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    return dataset
+
+
+def _option_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(detector and base-loop option names, AHL-only option names): what ``-o`` takes whatever the model."""
+    from ahl_plugins.ahl.options import AHLOptions
+    from ahl_plugins.config import DETECTOR_KEYS
+    from ahl_plugins.training.base import TrainOptions
+
+    base = DETECTOR_KEYS | frozenset(TrainOptions.model_fields)
+    return base, frozenset(AHLOptions.model_fields) - base
+
+
+def _flag_value(flag: str, args: list[str]) -> str:
+    for i, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            return args[i + 1]
+    return "VALUE"
+
+
+class OptionFlagCommand(click.Command):
+    """A command taking model options through ``-o KEY=VALUE``: ``--epochs 1`` gets the hint ``-o epochs=1``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        original = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            key = exc.option_name.lstrip("-").replace("-", "_")
+            base, ahl_only = _option_names()
+            if key not in base | ahl_only:
+                raise
+            needs = " (an AHL option: add --ahl)" if key in ahl_only else ""
+            raise click.NoSuchOption(
+                exc.option_name,
+                message=f"No such option '{exc.option_name}'. Detector and trainer options go through -o: "
+                f"-o {key}={_flag_value(exc.option_name, original)}{needs}; --show-options lists them",
+                ctx=ctx,
+            ) from None

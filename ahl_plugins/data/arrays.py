@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,8 +150,8 @@ def read_table(
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix.lower() == ".gz" else path.read_bytes()
         text = raw.decode("utf-8-sig")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"cannot read {path}: {exc}; the file is damaged or not gzip") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc}); is it really a CSV/TSV file?") from None
     suffixes = [s.lower() for s in path.suffixes]

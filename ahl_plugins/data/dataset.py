@@ -30,7 +30,8 @@ class OSADDataset:
     for sources with a fixed split (MVTec layout, NSL-KDD's two files) and
     ``"any"`` where the protocol has to split (a single CSV, ELPV anomalies).
     ``subtypes`` optionally refines ``types`` (NSL-KDD: attack name under the
-    attack group). ``skipped`` lists unreadable files left out on request,
+    attack group). ``skipped`` lists files left out as ``"<file>: <reason>"``
+    (unreadable ones on request; always those with an extension not read),
     ``encoder`` is the fitted tabular encoder (for re-applying it to new rows),
     ``raw_table`` the table's columns before encoding (to refit it on a
     split's training rows) and ``info`` free JSON-friendly provenance (source, dropped rows, ...).

@@ -13,24 +13,28 @@ reported up front, by name, instead of half-way through feature extraction.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
-from ahl_plugins.data.images import IMAGE_EXTENSIONS
-from ahl_plugins.errors import DataError
+from ahl_plugins.data.images import IMAGE_EXTENSIONS, SKIP_HINT, decode_errors, unknown_depth
+from ahl_plugins.errors import DataError, IgnoredFilesWarning
 
 GOOD = "good"
 
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    return list_files(folder)[0]
+
+
+def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """``(images, ignored)``: the files directly in ``folder`` the loader reads, and the other (non-hidden) ones."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
 
 
 def check_image(path: Path) -> str | None:
@@ -39,7 +43,7 @@ def check_image(path: Path) -> str | None:
     JPEGs are decoded at reduced scale (``draft``): the whole stream is still
     read, so truncation is caught, at a fraction of the cost.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -48,9 +52,9 @@ def check_image(path: Path) -> str | None:
             image.load()
             if image.width < 1 or image.height < 1:
                 return "image has no pixels"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            return unknown_depth(image)
+    except decode_errors() as exc:
         return str(exc) or type(exc).__name__
-    return None
 
 
 def load_folder(
@@ -64,6 +68,9 @@ def load_folder(
 
     A corrupt image raises :class:`DataError` naming it; with
     ``skip_bad_images=True`` it is left out and listed in ``dataset.skipped``.
+    Files with an extension the loader does not read are listed there too
+    (and in a warning), so no anomaly type vanishes unnoticed; a ``test/``
+    folder left with no readable image is an error naming it.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -82,7 +89,8 @@ def load_folder(
         )
 
     entries: list[tuple[Path, str, str]] = []  # (path, type, partition)
-    entries += [(p, NORMAL_TYPE, "train") for p in list_images(train_good)]
+    ignored: list[Path] = []
+    folders = [(train_good, NORMAL_TYPE, "train")]
     test_dir = root / "test"
     if test_dir.is_dir():
         for folder in sorted(p for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -91,10 +99,20 @@ def load_folder(
                     f"{folder}: the anomaly type name {NORMAL_TYPE!r} is reserved; "
                     f"put normal test images in test/{GOOD}/ and rename this folder"
                 )
-            kind = NORMAL_TYPE if folder.name == GOOD else folder.name
-            entries += [(p, kind, "test") for p in list_images(folder)]
+            folders.append((folder, NORMAL_TYPE if folder.name == GOOD else folder.name, "test"))
+    for folder, kind, part in folders:
+        images, others = list_files(folder)
+        entries += [(p, kind, part) for p in images]
+        ignored += others
 
-    skipped: list[str] = []
+    skipped = [f"{p.relative_to(root).as_posix()}: extension {p.suffix or '(none)'!r} is not read" for p in ignored]
+    if ignored:
+        warnings.warn(
+            f"{root}: ignored {len(ignored)} file(s) with an extension the loader does not read "
+            f"({', '.join(skipped[:5])}{', ...' if len(ignored) > 5 else ''}); accepted: {sorted(IMAGE_EXTENSIONS)}",
+            IgnoredFilesWarning,
+            stacklevel=2,
+        )
     if verify:
         kept = []
         for entry in entries:
@@ -103,12 +121,10 @@ def load_folder(
                 kept.append(entry)
                 continue
             if not skip_bad_images:
-                raise DataError(
-                    f"cannot read image {entry[0]}: {reason}. Replace or remove the file, or pass "
-                    "--skip-bad-images (skip_bad_images=True) to skip unreadable images and report them"
-                )
+                raise DataError(f"cannot read image {entry[0]}: {reason}. {SKIP_HINT}")
             skipped.append(f"{entry[0].relative_to(root).as_posix()}: {reason}")
         entries = kept
+    _check_folders_kept(root, folders[1:], entries, skipped)
 
     n_train = sum(1 for _, kind, part in entries if part == "train")
     if n_train == 0:
@@ -130,6 +146,21 @@ def load_folder(
         skipped=tuple(skipped),
         info={"source": str(root.resolve()), "layout": "mvtec"},
     )
+
+
+def _check_folders_kept(root: Path, folders: list[tuple[Path, str, str]], entries, skipped: list[str]) -> None:
+    """A test folder with no readable image left would drop its anomaly type silently: refuse it."""
+    kept = {path.parent for path, _, _ in entries}
+    for folder, _, _ in folders:
+        if folder in kept:
+            continue
+        prefix = folder.relative_to(root).as_posix() + "/"
+        reasons = [s for s in skipped if s.startswith(prefix)]
+        why = f"; left out: {'; '.join(reasons[:5])}{' ...' if len(reasons) > 5 else ''}" if reasons else ""
+        raise DataError(
+            f"{folder} holds no readable image{why}. Accepted extensions: {sorted(IMAGE_EXTENSIONS)}; convert or "
+            "replace the files, or remove the folder"
+        )
 
 
 def _find_mask(root: Path, image: Path, kind: str) -> Path | None:

@@ -7,24 +7,71 @@ from pathlib import Path
 from ahl_plugins.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+#: Pillow modes of one-channel images deeper than 8 bits, and the largest value of each. ``convert("RGB")``
+#: would clip them (every 16-bit pixel above 255 turns white), so they are scaled by their bit depth first.
+DEEP_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+SKIP_HINT = (
+    "Replace or remove the file, or pass --skip-bad-images (skip_bad_images=True) to skip unreadable images "
+    "and report them"
+)
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a file it cannot decode, a decompression bomb included."""
+    from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+
+
+def unknown_depth(image) -> str | None:
+    """Why the bit depth of ``image`` is unknown (mode ``I`` past 65535, mode ``F`` outside [0, 1]), or None."""
+    import numpy as np
+
+    top = DEEP_MODES.get(image.mode)
+    if top is None:
+        return None
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if np.isfinite(values).all() and low >= 0 and high <= top:
+        return None
+    return (
+        f"mode {image.mode} with values {low:g}..{high:g}, outside 0..{top:g}, so its bit depth is unknown; "
+        "save it as an 8- or 16-bit image"
+    )
+
+
+def to_8bit(image):
+    """``image`` with a one-channel 16-bit (or 0..1 float) image scaled to 8 bits; others unchanged.
+
+    Mode ``I`` (32-bit integers, how some readers return 16-bit PNG/TIFF) is read as 16-bit; call
+    :func:`unknown_depth` first for images whose values do not fit that.
+    """
+    import numpy as np
+    from PIL import Image
+
+    top = DEEP_MODES.get(image.mode)
+    if top is None:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.round(np.clip(values, 0, top) * (255.0 / top)).astype(np.uint8), mode="L")
 
 
 def read_rgb(path: str | Path):
-    """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA converted)."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA, 16-bit converted)."""
+    from PIL import Image
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            problem = unknown_depth(image)
+            if problem is None:
+                return to_8bit(image).convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"cannot read image {path}: {exc}. Replace or remove the file, or pass --skip-bad-images "
-            "(skip_bad_images=True) to skip unreadable images and report them"
-        ) from None
+    except decode_errors() as exc:
+        raise DataError(f"cannot read image {path}: {exc or type(exc).__name__}. {SKIP_HINT}") from None
+    raise DataError(f"cannot read image {path}: {problem}. {SKIP_HINT}")
 
 
 def load_image_tensor(path: str | Path, size: int):

@@ -189,8 +189,14 @@ def make_split(
     seed: int = 0,
     contamination: float = 0.0,
     test_fraction: float = 0.25,
+    need_test: bool = True,
 ) -> Split:
-    """Draw one reproducible split (see the module doc for the rules)."""
+    """Draw one reproducible split (see the module doc for the rules).
+
+    ``need_test=False`` (fitting a model to keep, e.g. ``ahl fit``) draws the
+    same split but accepts a test set without anomalies or normals, even an
+    empty one: only evaluation needs both classes.
+    """
     if setting not in SETTINGS:
         raise InvalidOptionsError(f"setting must be one of {list(SETTINGS)}, got {setting!r}")
     if isinstance(n_anomalies, bool) or int(n_anomalies) != n_anomalies or n_anomalies < 1:
@@ -224,7 +230,7 @@ def make_split(
     train_normals, test_normals = np.sort(train_normals), np.sort(test_normals)
     if train_normals.size == 0:
         raise DataError(f"dataset {dataset.name!r}: no normal samples left for training")
-    if test_normals.size == 0:
+    if test_normals.size == 0 and need_test:
         raise DataError(
             f"dataset {dataset.name!r}: no normal samples for the test set (AUC needs both classes); "
             "add test normals (MVTec layout: test/good/)"
@@ -243,7 +249,7 @@ def make_split(
             )
         if anomaly_type not in types_present:
             raise DataError(f"anomaly type {anomaly_type!r} not in dataset {dataset.name!r}; types are {types_present}")
-        if len(types_present) < 2:
+        if len(types_present) < 2 and need_test:
             raise DataError(
                 f"the hard setting tests on anomaly types other than the seen one, but dataset {dataset.name!r} "
                 f"has only {types_present}; use the general setting"
@@ -281,7 +287,7 @@ def make_split(
     if setting == "hard":
         test_anomaly_mask &= types != anomaly_type
     test_anomalies = np.flatnonzero(test_anomaly_mask)
-    if test_anomalies.size == 0:
+    if test_anomalies.size == 0 and need_test:
         raise DataError(
             f"dataset {dataset.name!r}: no anomalies left for the test set after drawing {n_anomalies} for training "
             f"({int(anomaly.sum())} anomalies in all); lower n_anomalies"

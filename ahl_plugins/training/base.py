@@ -18,7 +18,9 @@ from torch import nn
 
 from ahl_plugins.errors import AHLError, DataError
 from ahl_plugins.training.batches import balanced_indices
+from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
+from ahl_plugins.training.head_check import probe_heads
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
@@ -72,6 +74,7 @@ def train_base(
 
     scorer.to(device)
     scorer.prepare(data.normals.as_list(), generator)
+    probe_heads(scorer, features.scales)
     scorer.train()
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
@@ -103,5 +106,6 @@ def train_base(
             )
         history.append({"epoch": epoch + 1, "loss": mean, "lr": lr})
         bar.set_postfix(loss=f"{mean:.4f}")
+    calibrate_scorer(scorer, data.normals.as_list())
     scorer.eval()
     return history

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ahl_plugins.features.store import Features
+from ahl_plugins.training.head_check import check_heads
 
 COMBINED = "__combined__"
 
@@ -32,10 +33,13 @@ def _score(
     try:
         with torch.inference_mode():
             for start in range(0, len(features), batch_size):
-                heads = scorer([t[start : start + batch_size].to(device) for t in features.scales])
+                batch = [t[start : start + batch_size].to(device) for t in features.scales]
+                heads = scorer(batch)
+                combined = scorer.combine(heads) if isinstance(heads, Mapping) and heads else None
+                check_heads(scorer, heads, combined, batch[0].shape[0])
                 for name, value in heads.items():
                     chunks.setdefault(name, []).append(value.cpu())
-                chunks[COMBINED].append(scorer.combine(heads).cpu())
+                chunks[COMBINED].append(combined.cpu())
     finally:
         scorer.train(was_training)
     return {name: torch.cat(parts).double().numpy() if parts else np.zeros(0) for name, parts in chunks.items()}

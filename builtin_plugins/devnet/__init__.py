@@ -22,7 +22,11 @@ class DevNetOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     topk_ratio: float = Field(0.1, gt=0, le=1, description="share of map positions pooled into the score (maps)")
-    hidden: int = Field(20, ge=1, description="hidden units of the tabular DevNet (vectors)")
+    hidden: list[int] = Field(
+        [100, 50],
+        min_length=1,
+        description="hidden layer widths of the MLP on vectors; [20] is the KDD'19 tabular DevNet",
+    )
 
 
 def build_scorer(spec: FeatureSpec, options: DevNetOptions | None = None) -> Any:

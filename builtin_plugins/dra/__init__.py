@@ -5,7 +5,7 @@ Light module: the scorer, the loss and torch are imported only when built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,37 @@ class DRAOptions(BaseModel):
     n_references: int = Field(5, ge=1, description="training normals averaged into the residual head's reference")
     normal_hidden: int = Field(256, ge=1, description="hidden units of the normality head's FC layer (maps)")
     hidden: int = Field(64, ge=1, description="hidden units of each MLP head (vectors)")
+    vector_head_output: Literal["abs", "linear"] = Field(
+        "abs",
+        description="MLP heads on vectors end in |.| like the map heads (abs) or stay linear (linear: the earlier form)",
+    )
+    head_calibration: bool = Field(
+        True,
+        description="before combining, put each head on the scale of the training normals (median 0, robust "
+        "spread 1), so no head dominates the score by its range alone; False: the paper's raw sum",
+    )
+    residual_reference: Literal["nearest", "random_mean"] = Field(
+        "nearest",
+        description="what the residual head compares a sample with: nearest (the mean of its n_neighbors nearest "
+        "training normals, itself excluded) | random_mean (the paper: the mean of n_references random normals)",
+    )
+    n_neighbors: int = Field(5, ge=1, description="nearest training normals averaged into the residual reference")
+    distance_head: bool = Field(
+        False,
+        description="add a parameter-free fifth head, the residual's length (the label-free k-NN signal: how far the "
+        "sample is from its nearest training normals), calibrated and summed with the others",
+    )
+    vector_residual: Literal["abs", "signed"] = Field(
+        "abs",
+        description="what the residual MLP reads on vectors: abs (|reference - x| per feature, so one linear layer "
+        "already measures a weighted distance) | signed (reference - x, the paper's form)",
+    )
+    reference_bank_size: int = Field(
+        4096,
+        ge=1,
+        description="training normals kept for the nearest-normal search (a seeded subsample beyond that); maps "
+        "keep at most 256 because each is a whole feature map",
+    )
 
 
 class DRALossOptions(DeviationReferenceOptions):

@@ -4,11 +4,18 @@
   high for normals (the loss trains it that way), so the anomaly score subtracts it.
 - ``seen``: seen abnormality, 1×1 conv -> ``|·|`` -> top-k MIL over positions.
 - ``pseudo``: pseudo abnormality, same form as ``seen``, trained on pseudo anomalies.
-- ``residual``: latent residual abnormality: (mean of the reference normals' maps
-  minus the sample's map) -> conv3×3 + GroupNorm + ReLU -> 1×1 conv -> ``|·|`` -> top-k MIL.
+- ``residual``: latent residual abnormality: (reference minus the sample's map)
+  -> conv3×3 + GroupNorm + ReLU -> 1×1 conv -> ``|·|`` -> top-k MIL. The reference
+  is by default the mean of the sample's nearest training normals (so the
+  residual says how far the sample is from the normal data around it); the
+  paper's form, the mean of 5 random normals, is ``residual_reference="random_mean"``.
 
-On vectors every head is an MLP ``D -> hidden -> 1`` with a linear output (the
-tabular DevNet form); the residual head reads ``reference mean - sample``.
+Before they are summed, the heads are calibrated on the training normals
+(``calibrate``; ``head_calibration=False`` restores the raw sum).
+
+On vectors every head is an MLP ``D -> hidden -> 1`` ending in ``|·|`` like the
+map heads (``vector_head_output="linear"``: the earlier linear output); the
+residual head reads ``reference - sample``.
 Multi-scale features are scored per scale and averaged; one set of heads
 serves all scales when they have the same width (see ``heads.shares_heads``).
 
@@ -42,9 +49,11 @@ from builtin_plugins.heads import (
     check_features,
     group_count,
     shares_heads,
+    topk_mean,
 )
 
 HEAD_NAMES = ("normal", "seen", "pseudo", "residual")
+DISTANCE = "distance"
 
 
 class HolisticHead(nn.Module):
@@ -84,10 +93,38 @@ class DRAScoreHeads(nn.Module):
             self.pseudo = ConvTopKHead(channels, options.topk_ratio)
             self.residual = ResidualMapHead(channels, options.topk_ratio)
         else:
-            self.normal = MLPHead(channels, options.hidden)
-            self.seen = MLPHead(channels, options.hidden)
-            self.pseudo = MLPHead(channels, options.hidden)
-            self.residual = MLPHead(channels, options.hidden)
+            absolute = options.vector_head_output == "abs"
+            self.normal = MLPHead(channels, options.hidden, absolute)
+            self.seen = MLPHead(channels, options.hidden, absolute)
+            self.pseudo = MLPHead(channels, options.hidden, absolute)
+            self.residual = MLPHead(channels, options.hidden, absolute)
+
+
+def residual_length(residual: torch.Tensor, topk_ratio: float) -> torch.Tensor:
+    """The residual's Euclidean length: per sample (vectors) or per position, top-k pooled (maps)."""
+    if residual.dim() == 2:
+        return residual.norm(dim=1)
+    return topk_mean(residual.norm(dim=1).flatten(1), topk_ratio)
+
+
+def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of each sample's ``k`` nearest bank normals (``B×...``), the sample itself excluded.
+
+    Maps are compared by their pooled vectors and averaged as whole maps. A
+    bank row at (numerically) zero distance is the sample itself during
+    training, or an exact duplicate of it; it is skipped either way, so a
+    training normal and a test sample are treated alike. Pure tensor code
+    (no ``.item()``, no data-dependent branches): safe under ``vmap``.
+    """
+    keys = bank.mean(dim=(2, 3)) if bank.dim() == 4 else bank
+    query = x.mean(dim=(2, 3)) if x.dim() == 4 else x
+    keys, query = keys.to(query.dtype), query
+    distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + (keys**2).sum(-1)[None, :]
+    scale = (keys**2).sum(-1).mean()
+    distances = torch.where(distances <= 1e-7 * scale, torch.full_like(distances, float("inf")), distances)
+    k = min(int(k), max(1, keys.shape[0] - 1))
+    nearest = torch.topk(distances, k, dim=-1, largest=False).indices  # B×k
+    return bank[nearest].mean(dim=1).to(x.dtype)
 
 
 class DRAScorer(nn.Module):
@@ -99,13 +136,20 @@ class DRAScorer(nn.Module):
         super().__init__()
         options = options or DRAOptions()
         self.spec = spec
+        self.options = options
         self.n_references = options.n_references
+        self.nearest = options.residual_reference == "nearest"
+        self.head_names = HEAD_NAMES + ((DISTANCE,) if options.distance_head else ())
         self.shared = shares_heads(spec)
         widths = spec.channels[:1] if self.shared else spec.channels
         self.heads = nn.ModuleList([DRAScoreHeads(spec.kind, c, options) for c in widths])
         for scale in range(spec.n_scales):
-            # Empty until ``prepare``; its shape (C×H×W for maps) is only known from data.
+            # Empty until ``prepare``: the mean reference (C×H×W or D), or with ``nearest`` the bank of
+            # normals (N×C×H×W or N×D); shapes are only known from data.
             self.register_buffer(self._reference_name(scale), torch.empty(0))
+        # head calibration (identity until ``calibrate``): score_h -> (score_h - center_h) / scale_h
+        self.register_buffer("head_center", torch.zeros(len(self.head_names)))
+        self.register_buffer("head_scale", torch.ones(len(self.head_names)))
 
     @staticmethod
     def _reference_name(scale: int) -> str:
@@ -125,37 +169,90 @@ class DRAScorer(nn.Module):
                 "DRA scorer has no reference normals yet: call scorer.prepare(normal_features, generator) "
                 "before training or scoring (the base and AHL trainers do this)"
             )
-        per_head: dict[str, list[torch.Tensor]] = {name: [] for name in HEAD_NAMES}
+        per_head: dict[str, list[torch.Tensor]] = {name: [] for name in self.head_names}
         for scale, x in enumerate(features):
             heads = self.heads[0 if self.shared else scale]
             reference = self.reference(scale)
-            if reference.shape != x.shape[1:]:
+            per_sample = reference.shape[1:] if self.nearest else reference.shape
+            if per_sample != x.shape[1:]:
                 raise DataError(
                     f"DRA scorer: scale {scale} features have shape {tuple(x.shape[1:])} per sample but the "
-                    f"reference normals have {tuple(reference.shape)}; score with the same extractor and "
+                    f"reference normals have {tuple(per_sample)}; score with the same extractor and "
                     "image size the model was trained with"
                 )
+            anchor = nearest_normal_mean(x, reference, self.options.n_neighbors) if self.nearest else reference.unsqueeze(0)
             per_head["normal"].append(heads.normal(x))
             per_head["seen"].append(heads.seen(x))
             per_head["pseudo"].append(heads.pseudo(x))
-            per_head["residual"].append(heads.residual(reference.unsqueeze(0) - x))
+            residual = anchor - x
+            if DISTANCE in per_head:
+                per_head[DISTANCE].append(residual_length(residual, self.options.topk_ratio))
+            if x.dim() == 2 and self.options.vector_residual == "abs":
+                residual = residual.abs()
+            per_head["residual"].append(heads.residual(residual))
         return {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items()}
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Anomaly score = seen + pseudo + residual - normality (each already averaged over scales)."""
-        return heads["seen"] + heads["pseudo"] + heads["residual"] - heads["normal"]
+        """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated)."""
+        z = [(heads[name] - self.head_center[i]) / self.head_scale[i] for i, name in enumerate(self.head_names)]
+        normal, seen, pseudo, residual = z[:4]
+        score = seen + pseudo + residual - normal
+        return score + z[4] if len(z) > 4 else score
+
+    @torch.no_grad()
+    def calibrate(self, normal_features: Sequence[torch.Tensor]) -> None:
+        """Fit each head's centre (median) and spread (IQR / 1.349) on the training normals, when enabled.
+
+        The four heads are trained separately and land on different ranges;
+        summed raw, the widest one decides the score. Calibrated, each head
+        speaks in "spreads of the normals' scores", which needs no labels.
+        """
+        if not self.options.head_calibration:
+            return
+        was_training = self.training
+        self.eval()
+        try:
+            n = int(normal_features[0].shape[0])
+            parts = [self([f[i : i + 256] for f in normal_features]) for i in range(0, n, 256)]
+        finally:
+            self.train(was_training)
+        self.calibrate_heads({name: torch.cat([p[name] for p in parts]) for name in self.head_names})
+
+    @torch.no_grad()
+    def calibrate_heads(self, heads: Mapping[str, torch.Tensor]) -> None:
+        """Calibrate from the training normals' head scores (what :meth:`calibrate` computes)."""
+        if not self.options.head_calibration:
+            return
+        for i, name in enumerate(self.head_names):
+            values = heads[name].detach().double().cpu()
+            q1, median, q3 = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+            spread = (q3 - q1) / 1.349
+            floor = max(float(values.std()) if values.numel() > 1 else 0.0, float(values.abs().mean()), 1.0) * 1e-3
+            self.head_center[i] = float(median)
+            self.head_scale[i] = max(float(spread), floor)
 
     @torch.no_grad()
     def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
-        """Pick ``n_references`` training normals with ``generator``; keep each scale's mean map as a buffer."""
+        """Keep the residual head's reference from the training normals, chosen with ``generator``.
+
+        ``random_mean``: the mean of ``n_references`` random normals per scale.
+        ``nearest``: a bank of up to ``reference_bank_size`` normals (all of
+        them when fewer) to search for each sample's nearest neighbours.
+        """
         check_features(self.spec, normal_features, "DRA scorer (reference normals)")
         n = int(normal_features[0].shape[0])
         if n == 0:
             raise DataError("DRA scorer needs at least one training normal to build its reference")
-        chosen = torch.randperm(n, generator=generator, device=generator.device)[: min(self.n_references, n)]
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        if self.nearest:
+            cap = self.options.reference_bank_size if self.spec.kind == "vector" else min(256, self.options.reference_bank_size)
+            chosen = torch.sort(order[: min(cap, n)]).values
+        else:
+            chosen = order[: min(self.n_references, n)]
         for scale, x in enumerate(normal_features):
-            mean = x[chosen.to(x.device)].mean(dim=0)
-            setattr(self, self._reference_name(scale), mean.detach().clone())
+            picked = x[chosen.to(x.device)]
+            value = picked if self.nearest else picked.mean(dim=0)
+            setattr(self, self._reference_name(scale), value.detach().clone())
 
     def _load_from_state_dict(
         self,

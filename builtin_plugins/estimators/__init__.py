@@ -5,7 +5,7 @@ Light module: torch and the implementation load only when an estimator is built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,10 +30,29 @@ class SGEOptions(BaseModel):
     dropout: float = Field(
         0.0, ge=0, lt=1, description="dropout between LSTM layers while training (off when predicting)"
     )
-    train_steps: int = Field(10, ge=0, description="Adam steps on the self-supervised MSE per epoch")
+    train_steps: int = Field(
+        4,
+        ge=0,
+        description="Adam steps on the self-supervised MSE per epoch (the LSTM keeps training across epochs; 4 "
+        "instead of the earlier 10 halves SGE's fixed cost, see docs/benchmarks/ahl_overhead.md)",
+    )
     lr: float = Field(1e-2, gt=0, description="Adam learning rate of the LSTM")
     batch_size: int = Field(256, ge=1, description="(sample, window) pairs per LSTM training step")
-    temperature: float = Field(1.0, gt=0, description="weights = softmax(-error / temperature); 1.0 is the paper's")
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="absolute: weights = softmax(-error / temperature) (the paper's, 1.0); spread: "
+        "softmax(-(error - mean) / (temperature * spread)), spread = the errors' std over tasks, at least their "
+        "sampling noise",
+    )
+    temperature_mode: Literal["spread", "absolute"] = Field(
+        "spread", description="spread (scale-free, the default) | absolute (the paper: errors used as they are)"
+    )
+    relative_errors: bool = Field(
+        True,
+        description="judge each base model by its error minus the unified model's error on the same weighted "
+        "samples (so excluding a different support cluster alone no longer changes the error)",
+    )
     seed: int = Field(0, description="seed of the LSTM initialisation and of its minibatches")
 
 

@@ -12,7 +12,16 @@ generalization error is
 
 where ``c = error_weights`` (0 on model i's own training normals, 1.0 on
 anomalies it did not train on, 0.5 otherwise) and ``y_j`` is 0 for normals,
-1 for anomalies. Weights are ``softmax(−r / temperature)``.
+1 for anomalies. The paper's weights are ``softmax(−r / temperature)``.
+
+Two changes make the weights discriminate (``docs/deviations.md``): with
+``relative_errors`` the unified model's error on the same weighted samples
+is subtracted from r_i, so what remains is how much better or worse base
+model i generalises than the model it was adapted from (without it, the
+errors differed mostly by which normals each task leaves out); with
+``temperature_mode="spread"`` the errors are centred and divided by their
+spread over tasks (never below their sampling noise), so the weights use the
+differences the errors actually show instead of staying near 1/T.
 
 Fixes of the authors' release (defect 5): the LSTM's initial state is the
 deterministic zero state, the network is in ``eval()`` (dropout off) when it
@@ -157,14 +166,35 @@ class SGEEstimator(GeneralizabilityEstimator):
         return torch.cat([self.network(part) for part in torch.split(sequences, 8192)])
 
     @staticmethod
-    def errors(predicted: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor) -> torch.Tensor:
-        """``(T,)`` generalization errors: weighted squared error, averaged over the samples each model is judged on."""
+    def per_sample_errors(predicted: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor) -> torch.Tensor:
+        """``N×T`` weighted squared errors ``c_ji (ŝ_ji − y_j)²`` (``predicted`` N×T, or N for one model)."""
+        if predicted.dim() == 1:
+            predicted = predicted[:, None]
         squared = (predicted - targets[:, None].to(predicted.dtype)) ** 2
-        weights = error_weights.to(predicted.dtype)
-        counts = (weights > 0).sum(dim=0).clamp(min=1).to(predicted.dtype)
-        return (weights * squared).sum(dim=0) / counts
+        return error_weights.to(predicted.dtype) * squared
 
-    def task_weights(self, history: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def errors(cls, predicted: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor) -> torch.Tensor:
+        """``(T,)`` generalization errors: weighted squared error, averaged over the samples each model is judged on."""
+        counts = (error_weights > 0).sum(dim=0).clamp(min=1).to(predicted.dtype)
+        return cls.per_sample_errors(predicted, targets, error_weights).sum(dim=0) / counts
+
+    def _scaled(self, errors: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What goes into the softmax: errors / temperature, or centred errors over their spread."""
+        if self.options.temperature_mode == "absolute":
+            return errors / self.options.temperature
+        spread = errors.std(unbiased=False) if errors.numel() > 1 else torch.zeros(())
+        scale = torch.maximum(spread, noise.mean()).clamp_min(1e-12)
+        return (errors - errors.mean()) / (self.options.temperature * scale)
+
+    def task_weights(
+        self,
+        history: torch.Tensor,
+        targets: torch.Tensor,
+        error_weights: torch.Tensor,
+        reference: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``reference``: the unified model's normalised scores (N,) this epoch, for ``relative_errors``."""
         history = history.detach().float().cpu()
         targets = targets.detach().cpu()
         error_weights = error_weights.detach().float().cpu()
@@ -176,11 +206,29 @@ class SGEEstimator(GeneralizabilityEstimator):
             return uniform
         fit_loss = self.fit(history)
         predicted = self.predict(history[-self.window :])
-        errors = self.errors(predicted, targets, error_weights)
-        weights = torch.softmax(-errors / self.options.temperature, dim=0)
+        per_sample = self.per_sample_errors(predicted, targets, error_weights)
+        judged = error_weights > 0
+        counts = judged.sum(dim=0).clamp(min=1).float()
+        absolute = per_sample.sum(dim=0) / counts
+        if self.options.relative_errors and reference is not None:
+            reference = reference.detach().float().cpu().reshape(-1)
+            if reference.shape != targets.shape:
+                raise DataError(f"estimator: reference must have shape {tuple(targets.shape)}, got {tuple(reference.shape)}")
+            per_sample = per_sample - self.per_sample_errors(reference, targets, error_weights)
+        errors = per_sample.sum(dim=0) / counts
+        # How much of the errors' spread noise alone explains: each r_i's standard error over its samples,
+        # and the forecast's own imprecision (an LSTM off by δ = sqrt(mse) per score moves a squared error
+        # by about 2·sqrt(r)·δ). The spread temperature never goes below it.
+        centred = torch.where(judged, per_sample - errors, torch.zeros_like(per_sample))
+        noise = (centred.square().sum(dim=0) / counts.clamp(min=2)).sqrt() / counts.sqrt()
+        if fit_loss is not None:
+            noise = torch.maximum(noise, 2.0 * (absolute.clamp(min=0) * fit_loss).sqrt())
+        weights = torch.softmax(-self._scaled(errors, noise), dim=0)
         self.diagnostics = {
             "status": "sge",
             "lstm_mse": fit_loss,
             "errors": [float(e) for e in errors],
+            "error_noise": [float(e) for e in noise],
+            "relative": bool(self.options.relative_errors and reference is not None),
         }
         return weights

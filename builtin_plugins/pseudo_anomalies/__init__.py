@@ -1,4 +1,5 @@
-"""Built-in pseudo-anomaly generators (label 2): CutPaste, CutMix, DRAEM; feature swap and shift.
+"""Built-in pseudo-anomaly generators (label 2): CutPaste, CutMix, DRAEM; feature swap, shift, local noise, k-NN
+extrapolation.
 
 Options live here and the implementations load lazily, so listing plugins
 never imports torch. See docs/pseudo_anomalies.md for what each one does.
@@ -91,6 +92,30 @@ class FeatureShiftOptions(_Options):
         return self
 
 
+class LocalNoiseOptions(_Options):
+    neighbours: int = Field(5, ge=1, description="k: the noise is scaled to the distance to the k-th nearest normal")
+    magnitude: tuple[float, float] = Field(
+        (1.5, 3.0), description="noise norm as a multiple of that local k-NN distance"
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _check_range("magnitude", self.magnitude, 0.0, None)
+        return self
+
+
+class KnnExtrapolateOptions(_Options):
+    neighbours: int = Field(5, ge=1, description="k nearest normals whose mean the row is pushed away from")
+    step: tuple[float, float] = Field(
+        (1.0, 4.0), description="how far past the row, in multiples of its offset from that local mean"
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _check_range("step", self.step, 0.0, None)
+        return self
+
+
 def make_cutpaste(options: CutPasteOptions | None = None):
     from builtin_plugins.pseudo_anomalies.images import CutPaste
 
@@ -119,6 +144,18 @@ def make_feature_shift(options: FeatureShiftOptions | None = None):
     from builtin_plugins.pseudo_anomalies.vectors import FeatureShift
 
     return FeatureShift(options or FeatureShiftOptions())
+
+
+def make_local_noise(options: LocalNoiseOptions | None = None):
+    from builtin_plugins.pseudo_anomalies.vectors import LocalNoise
+
+    return LocalNoise(options or LocalNoiseOptions())
+
+
+def make_knn_extrapolate(options: KnnExtrapolateOptions | None = None):
+    from builtin_plugins.pseudo_anomalies.vectors import KnnExtrapolate
+
+    return KnnExtrapolate(options or KnnExtrapolateOptions())
 
 
 @hookimpl
@@ -152,4 +189,16 @@ def ahl_register_pseudo_anomaly_generators(register) -> None:
         make_feature_shift,
         options=FeatureShiftOptions,
         description="vectors: a random subset of features pushed a few standard deviations along a random direction",
+    )
+    register(
+        "local_noise",
+        make_local_noise,
+        options=LocalNoiseOptions,
+        description="vectors: isotropic noise a few local k-NN distances long (just outside the row's neighbourhood)",
+    )
+    register(
+        "knn_extrapolate",
+        make_knn_extrapolate,
+        options=KnnExtrapolateOptions,
+        description="vectors: the row pushed away from the mean of its nearest normals (off the normal manifold)",
     )

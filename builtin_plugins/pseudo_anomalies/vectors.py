@@ -12,7 +12,12 @@ import torch
 
 from ahl_plugins.contracts import PseudoAnomalyGenerator
 from ahl_plugins.errors import DataError
-from builtin_plugins.pseudo_anomalies import FeatureShiftOptions, FeatureSwapOptions
+from builtin_plugins.pseudo_anomalies import (
+    FeatureShiftOptions,
+    FeatureSwapOptions,
+    KnnExtrapolateOptions,
+    LocalNoiseOptions,
+)
 
 
 def _check_rows(x: torch.Tensor, name: str) -> None:
@@ -96,3 +101,69 @@ class FeatureShift(_VectorGenerator):
         shift = direction / rms[:, None] * size[:, None] * std
         out = x + shift.to(x.device, x.dtype)
         return out, mask.to(x.device)
+
+
+def _neighbours(x: torch.Tensor, pool: torch.Tensor | None, k: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances (B×k) and indices of each row's k nearest pool rows, the row itself (distance 0) skipped."""
+    _check_rows(x, name)
+    if pool is None or pool.dim() != 2 or len(pool) < 2:
+        raise DataError(f"{name} needs a pool of at least 2 other normal rows to measure local distances")
+    if pool.shape[1] != x.shape[1]:
+        raise DataError(f"{name}: pool rows have {pool.shape[1]} features, the batch {x.shape[1]}")
+    ref = pool.to(x.device, torch.float32)
+    distances = torch.cdist(x.float(), ref)
+    distances = torch.where(distances <= 1e-6, torch.full_like(distances, float("inf")), distances)
+    k = min(int(k), len(ref) - 1)
+    values, indices = torch.topk(distances, k, dim=1, largest=False)
+    values = torch.where(torch.isfinite(values), values, torch.zeros_like(values))
+    return values, indices
+
+
+class LocalNoise(_VectorGenerator):
+    """Add isotropic Gaussian noise whose norm is a few times the row's k-th nearest-normal distance.
+
+    A fixed noise level is too small in sparse regions and too large in dense
+    ones; scaled to the local k-NN distance, every pseudo anomaly lands just
+    outside its own neighbourhood, the way a subtle real anomaly sits just
+    off the normal data in an embedding.
+    """
+
+    name = "local_noise"
+    default = False  # opt-in: see docs/benchmarks/pseudo_anomaly_heads.md
+
+    def __init__(self, options: LocalNoiseOptions) -> None:
+        self.options = options
+
+    def generate(self, x, pool, generator):
+        distances, _ = _neighbours(x, pool, self.options.neighbours, self.name)
+        batch, dim = x.shape
+        radius = distances[:, -1].cpu()
+        low, high = self.options.magnitude
+        size = (low + (high - low) * torch.rand(batch, generator=generator)) * radius
+        noise = torch.randn(batch, dim, generator=generator)
+        noise = noise / noise.norm(dim=1, keepdim=True).clamp_min(1e-12) * size[:, None]
+        return x + noise.to(x.device, x.dtype), torch.ones(batch, dim, dtype=torch.bool, device=x.device)
+
+
+class KnnExtrapolate(_VectorGenerator):
+    """Push a row away from the mean of its k nearest normals: ``x + s (x - mean_kNN(x))``.
+
+    The offset of a row from its local mean points out of the normal data
+    where the data are locally thin, so extrapolating along it leaves the
+    normal manifold in a direction the data themselves suggest, rather than
+    along a random axis.
+    """
+
+    name = "knn_extrapolate"
+    default = False  # opt-in: see docs/benchmarks/pseudo_anomaly_heads.md
+
+    def __init__(self, options: KnnExtrapolateOptions) -> None:
+        self.options = options
+
+    def generate(self, x, pool, generator):
+        _, indices = _neighbours(x, pool, self.options.neighbours, self.name)
+        local_mean = pool.to(x.device, x.dtype)[indices].mean(dim=1)
+        low, high = self.options.step
+        step = (low + (high - low) * torch.rand(x.shape[0], generator=generator)).to(x.device, x.dtype)
+        out = x + step[:, None] * (x - local_mean)
+        return out, torch.ones_like(x, dtype=torch.bool)

@@ -132,3 +132,38 @@ def test_unvmappable_scorer_falls_back_to_the_loop_with_the_same_result():
     gb = torch.autograd.grad(qb.sum(), list(b.parameters.values()))
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_relative_inner_step_moves_the_heads_by_the_asked_share_of_their_norm():
+    """One relative step of 0.05 moves θ by 5% of ‖θ‖; the paper's plain 2e-4 step moves it by far less."""
+    torch.manual_seed(0)
+    sx, sy, qx, qy = _batches(n_tasks=3, batch=12, dim=4)
+    weights = torch.full((3,), 1 / 3)
+    moved = {}
+    for update, lr in (("relative", 0.05), ("sgd", 2e-4)):
+        scorer = LinearScorer(4)
+        learner = MetaLearner(scorer, smooth_loss, inner_steps=1, inner_lr=lr, first_order=True, inner_update=update)
+        optimizer = torch.optim.SGD(learner.parameters.values(), lr=0.0)
+        features = [torch.cat([sx.reshape(-1, 4), qx.reshape(-1, 4)])]
+        rows = torch.arange(36).reshape(3, 12)
+        batch = TaskBatch(rows, sy, rows + 36 * 0 + 0, sy)  # support = query rows: only the step size matters
+        step = learner.outer_step(optimizer, features, TaskBatch(rows, sy, rows, sy), weights, None)
+        moved[update] = step.inner_change
+        del batch
+    torch.testing.assert_close(moved["relative"], torch.full((3,), 0.05), rtol=1e-4, atol=1e-6)
+    assert float(moved["sgd"].max()) < 1e-2 * float(moved["relative"].min())
+
+
+def test_relative_inner_step_is_the_same_under_vmap_and_the_loop():
+    sx, sy, qx, qy = _batches()
+    weights = torch.tensor([0.2, 0.3, 0.5])
+    grads = []
+    for vectorize in (True, False):
+        torch.manual_seed(0)
+        scorer = LinearScorer(4)
+        learner = MetaLearner(scorer, smooth_loss, inner_steps=2, inner_lr=0.1, inner_update="relative",
+                              vectorize=vectorize)
+        query, _, _ = learner.task_losses([sx], sy, [qx], qy)
+        (weights * query).sum().backward()
+        grads.append(torch.cat([scorer.w.grad.flatten(), scorer.b.grad.flatten()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)

@@ -104,3 +104,40 @@ def test_estimators_are_registered_plugins():
     )
     with pytest.raises(InvalidOptionsError, match="window"):
         sge.parse_options({"windw": 3})
+
+
+def test_a_task_that_generalises_worse_gets_clearly_less_than_uniform_weight():
+    """Six tasks, one of whose base models scores the held-out anomalies badly: its weight falls well below 1/T,
+    with the unified model's scores as the reference the errors are taken relative to."""
+    n_tasks = 6
+    history, targets, ew = _history(7, n_tasks=n_tasks)
+    g = torch.Generator().manual_seed(1)
+    anomalies = targets.bool()
+    history[:, anomalies, 4] = (0.45 + 0.05 * torch.randn(7, int(anomalies.sum()), generator=g)).clamp(0, 1)
+    reference = history[-1].mean(dim=1)
+    estimator = SGEEstimator(n_tasks, SGEOptions(window=3, train_steps=60, lr=2e-2))
+    for e in range(3, 8):
+        weights = estimator.task_weights(history[:e], targets, ew, reference=reference)
+    assert estimator.diagnostics["relative"] is True
+    assert float(weights[4]) < 0.5 / n_tasks, weights
+    assert float(weights.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_spread_temperature_leaves_equal_tasks_near_uniform():
+    """Errors that differ only by noise stay within their sampling noise: the weights stay near 1/T."""
+    history, targets, ew = _history(6, n_tasks=6)
+    estimator = SGEEstimator(6, SGEOptions(window=3, train_steps=60, lr=2e-2))
+    weights = estimator.task_weights(history, targets, ew, reference=history[-1].mean(dim=1))
+    assert float(weights.max() / weights.min()) < 3.0, weights
+
+
+def test_paper_temperature_keeps_weights_near_uniform_where_spread_separates():
+    """The measured defect of the paper's form: softmax(-r) of errors in [0, 1] barely moves the weights."""
+    history, targets, ew = _history(6, n_tasks=4, bad=2)
+    paper = _sge(temperature_mode="absolute", relative_errors=False)
+    ours = _sge()
+    for e in range(3, 7):
+        w_paper = paper.task_weights(history[:e], targets, ew)
+        w_ours = ours.task_weights(history[:e], targets, ew)
+    assert float(w_paper.max() - w_paper.min()) < float(w_ours.max() - w_ours.min())
+    assert float(w_ours[2]) < 0.1

@@ -258,3 +258,56 @@ def test_features_that_do_not_stack_are_a_data_error():
     broken = TrainingData(data.normals, Features((torch.zeros(2, 3),)), {})
     with pytest.raises(DataError, match="same feature extractor"):
         train_ahl(_scorer(VectorScorer, data), deviation_loss, broken, AHLOptions(**FAST), seed=0)
+
+
+def test_rank_normalisation_is_scale_free_and_shares_ties():
+    from ahl_plugins.ahl.trainer import rank_scores
+
+    scores = torch.tensor([[0.0, 10.0, 1e6, 5.0], [1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 1.0, 2.0]])
+    ranks = rank_scores(scores)
+    torch.testing.assert_close(ranks[0], torch.tensor([0.0, 2 / 3, 1.0, 1 / 3]))
+    torch.testing.assert_close(ranks[1], torch.full((4,), 0.5))
+    torch.testing.assert_close(ranks[2], torch.tensor([1.0, 1 / 6, 1 / 6, 2 / 3]))
+    # an outlier does not squash the rest, as min-max does
+    assert float(normalise_scores(scores[:1], "minmax")[0, 1]) < 1e-4
+
+
+def test_query_size_prior_weighs_tasks_by_their_query_normals():
+    from ahl_plugins.ahl.trainer import task_prior
+
+    from ahl_plugins.training.data import TrainingData
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(4)[:3] * 8.0
+    normals = torch.cat([centres[c] + torch.randn(n, 4, generator=g) for c, n in enumerate((40, 10, 10))])
+    seen = torch.randn(6, 4, generator=g) + 5.0
+    data = TrainingData(Features.of([normals]), Features.of([seen]))
+    taskset = build_tasks(data, seed=0)
+    prior = task_prior(taskset, "query_size")
+    sizes = torch.tensor([t.query_normals.size for t in taskset], dtype=torch.float32)
+    assert sorted(set(sizes.tolist())) == [10.0, 40.0]
+    torch.testing.assert_close(prior, sizes / sizes.sum())
+    assert float(prior.max()) == pytest.approx(40 / 120)
+    torch.testing.assert_close(task_prior(taskset, "uniform"), torch.full((len(taskset),), 1 / len(taskset)))
+
+
+def test_history_records_how_far_the_base_models_moved_and_how_they_differ():
+    data = vector_data()
+    _, history = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    for record in history["epochs"]:
+        assert len(record["inner_change"]) == 6
+        assert all(c == pytest.approx(0.05, rel=1e-3) for c in record["inner_change"])  # relative step, 1 inner step
+        assert record["base_score_spread"] > 0.0
+    paper = AHLOptions(**{**FAST, "inner_update": "sgd", "inner_lr": 2e-4, "inner_steps": 3})
+    _, history = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, paper, seed=0)
+    assert max(max(r["inner_change"]) for r in history["epochs"]) < 5e-3
+
+
+def test_default_update_budget_matches_the_base_loop():
+    """lr × updates per epoch, and the decay schedule, are the base loop's: the paired gain compares learners."""
+    from ahl_plugins.training.base import TrainOptions
+
+    ahl, base = AHLOptions(), TrainOptions()
+    assert ahl.outer_lr * ahl.n_outer_steps == pytest.approx(base.lr * base.batches_per_epoch)
+    assert (ahl.lr_step, ahl.lr_gamma, ahl.epochs, ahl.weight_decay) == (
+        base.lr_step, base.lr_gamma, base.epochs, base.weight_decay)

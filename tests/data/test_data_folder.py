@@ -14,7 +14,8 @@ def test_mvtec_tree_loads_types_partitions_ids_and_masks(tmp_path):
     root = make_mvtec_tree(tmp_path / "cat")
     (root / "train" / "good" / "notes.txt").write_text("not an image")
     (root / "train" / "good" / ".hidden.png").write_bytes(b"junk")
-    ds = load_folder(root)
+    with pytest.warns(UserWarning, match=r"ignored 1 file\(s\).*notes.txt"):
+        ds = load_folder(root)
 
     assert ds.name == "cat" and ds.input_kind == "image" and len(ds) == 6 + 3 + 4 + 3
     assert ds.anomaly_types == ["dent", "scratch"]
@@ -31,7 +32,7 @@ def test_mvtec_tree_loads_types_partitions_ids_and_masks(tmp_path):
             assert mask is None
         else:
             assert mask is not None and mask.name == f"{path.stem}_mask.png" and mask.parent.name == kind
-    assert ds.skipped == ()
+    assert ds.skipped == ("train/good/notes.txt: extension '.txt' is not read",)
 
 
 def test_grayscale_and_rgba_images_become_rgb(tmp_path):

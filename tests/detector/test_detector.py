@@ -125,10 +125,10 @@ def test_loading_rejects_other_format_versions_and_broken_files(blobs, tmp_path)
     (path / "config.json").write_text(json.dumps(document))
     weights = (path / "scorer.safetensors").read_bytes()
     (path / "scorer.safetensors").write_bytes(weights[: len(weights) // 2])
-    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+    with pytest.raises(ModelFileError, match="scorer.safetensors is damaged"):
         OSADDetector.load(path)
     (path / "scorer.safetensors").unlink()
-    with pytest.raises(ModelFileError, match="missing weights file"):
+    with pytest.raises(ModelFileError, match="scorer.safetensors is missing"):
         OSADDetector.load(path)
 
 
@@ -137,6 +137,11 @@ def test_loading_weights_of_another_model_is_refused(blobs, tmp_path):
     devnet = OSADDetector("devnet", **FAST).fit(X, y).save(tmp_path / "devnet")
     dra = OSADDetector("dra", **FAST).fit(X, y).save(tmp_path / "dra")
     (devnet / "scorer.safetensors").write_bytes((dra / "scorer.safetensors").read_bytes())
+    with pytest.raises(ModelFileError, match="scorer.safetensors is damaged"):
+        OSADDetector.load(devnet)
+    document = json.loads((devnet / "config.json").read_text())
+    del document["checksum"]
+    (devnet / "config.json").write_text(json.dumps({**document, "files": {}}))  # as saved before checksums
     with pytest.raises(ModelFileError, match="does not match model 'devnet'"):
         OSADDetector.load(devnet)
 

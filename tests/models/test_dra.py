@@ -47,21 +47,22 @@ def test_forward_before_prepare_is_a_clear_error():
 
 def test_prepare_averages_n_references_chosen_by_the_generator(map_features):
     normals = map_features(batch=12)
-    scorer = prepared(FeatureSpec("map", (8, 8)), normals, seed=7, n_references=5)
+    scorer = prepared(FeatureSpec("map", (8, 8)), normals, seed=7, n_references=5, residual_reference="random_mean")
     chosen = torch.randperm(12, generator=torch.Generator().manual_seed(7))[:5]
     for scale in range(2):
         assert torch.allclose(scorer.reference(scale), normals[scale][chosen].mean(0))
-    again = prepared(FeatureSpec("map", (8, 8)), normals, seed=7, n_references=5)
+    again = prepared(FeatureSpec("map", (8, 8)), normals, seed=7, n_references=5, residual_reference="random_mean")
     assert torch.equal(again.reference(0), scorer.reference(0))
     # fewer normals than references: all of them
-    few = prepared(FeatureSpec("map", (8, 8)), [t[:3] for t in normals], n_references=5)
+    few = prepared(FeatureSpec("map", (8, 8)), [t[:3] for t in normals], n_references=5,
+                   residual_reference="random_mean")
     assert torch.allclose(few.reference(1), normals[1][:3].mean(0))
 
 
 def test_residual_head_reads_reference_minus_sample():
     spec = FeatureSpec("vector", (4,))
     normals = [torch.randn(10, 4)]
-    scorer = prepared(spec, normals)
+    scorer = prepared(spec, normals, residual_reference="random_mean")
     x = [torch.randn(3, 4)]
     before = scorer(x)
     scorer.reference_0 = scorer.reference_0 + 1.0
@@ -74,7 +75,7 @@ def test_residual_head_reads_reference_minus_sample():
 
 
 def test_score_is_seen_plus_pseudo_plus_residual_minus_normal():
-    scorer = build_scorer(FeatureSpec("vector", (2,)))
+    scorer = build_scorer(FeatureSpec("vector", (2,)))  # uncalibrated: calibration is the identity
     heads = {
         "normal": torch.tensor([1.0, 4.0]),
         "seen": torch.tensor([2.0, 0.0]),
@@ -86,7 +87,7 @@ def test_score_is_seen_plus_pseudo_plus_residual_minus_normal():
 
 def test_scales_are_averaged_per_head(map_features):
     feats = map_features(batch=3)
-    scorer = prepared(FeatureSpec("map", (8, 8)), feats)
+    scorer = prepared(FeatureSpec("map", (8, 8)), feats, residual_reference="random_mean")
     out = scorer(feats)
     heads = scorer.heads[0]
     for name in ("normal", "seen", "pseudo"):
@@ -184,3 +185,56 @@ def test_loss_needs_the_four_heads():
             {"normal": torch.zeros(2), "seen": torch.zeros(2), "pseudo": torch.zeros(2)},
             torch.zeros(2, dtype=torch.long),
         )
+
+
+def test_nearest_normal_reference_skips_the_sample_itself():
+    """A training normal's residual is taken against its nearest *other* normals, never against itself."""
+    from builtin_plugins.dra.scorer import nearest_normal_mean
+
+    bank = torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [11.0, 0.0]])
+    anchor = nearest_normal_mean(bank, bank, k=1)
+    torch.testing.assert_close(anchor, torch.tensor([[1.0, 0.0], [0.0, 0.0], [11.0, 0.0], [10.0, 0.0]]))
+    query = torch.tensor([[10.4, 0.0]])
+    torch.testing.assert_close(nearest_normal_mean(query, bank, k=2), torch.tensor([[10.5, 0.0]]))
+
+
+def test_nearest_normal_reference_on_maps_averages_whole_maps_found_by_pooled_keys():
+    from builtin_plugins.dra.scorer import nearest_normal_mean
+
+    bank = torch.stack([torch.full((2, 3, 3), float(v)) for v in (0.0, 1.0, 5.0)])
+    anchor = nearest_normal_mean(torch.full((1, 2, 3, 3), 4.0), bank, k=1)
+    torch.testing.assert_close(anchor, torch.full((1, 2, 3, 3), 5.0))
+
+
+def test_nearest_residual_is_the_default_and_the_bank_is_capped():
+    normals = [torch.randn(50, 4)]
+    scorer = prepared(FeatureSpec("vector", (4,)), normals, reference_bank_size=20)
+    assert scorer.nearest and scorer.reference(0).shape == (20, 4)
+    out = scorer([torch.randn(3, 4)])
+    assert out["residual"].shape == (3,) and bool((out["residual"] >= 0).all())  # |.| output on vectors
+
+
+def test_calibration_puts_every_head_on_the_normals_scale():
+    torch.manual_seed(0)
+    normals = [torch.randn(200, 5)]
+    scorer = prepared(FeatureSpec("vector", (5,)), normals)
+    scorer.calibrate(normals)
+    with torch.no_grad():
+        heads = scorer(normals)
+    for i, name in enumerate(HEADS):
+        z = (heads[name] - scorer.head_center[i]) / scorer.head_scale[i]
+        assert abs(float(torch.quantile(z, 0.5))) < 1e-5, name
+        q1, q3 = torch.quantile(z, torch.tensor([0.25, 0.75]))
+        assert float(q3 - q1) == pytest.approx(1.349, rel=1e-3), name
+    # combine is the sum of calibrated heads, normal subtracted
+    z = [(heads[n] - scorer.head_center[i]) / scorer.head_scale[i] for i, n in enumerate(HEADS)]
+    torch.testing.assert_close(scorer.combine(heads), z[1] + z[2] + z[3] - z[0])
+
+
+def test_paper_form_keeps_the_raw_sum():
+    normals = [torch.randn(40, 5)]
+    scorer = prepared(FeatureSpec("vector", (5,)), normals, head_calibration=False, residual_reference="random_mean",
+                      vector_head_output="linear")
+    scorer.calibrate(normals)
+    heads = scorer(normals)
+    torch.testing.assert_close(scorer.combine(heads), heads["seen"] + heads["pseudo"] + heads["residual"] - heads["normal"])

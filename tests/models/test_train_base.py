@@ -48,8 +48,8 @@ def test_seeded_makes_initialisation_reproducible_without_touching_global_state(
     state = torch.random.get_rng_state()
     a, b, c = devnet(seed=5), devnet(seed=5), devnet(seed=6)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert torch.equal(a.heads[0].hidden.weight, b.heads[0].hidden.weight)
-    assert not torch.equal(a.heads[0].hidden.weight, c.heads[0].hidden.weight)
+    assert torch.equal(a.heads[0].body[0].weight, b.heads[0].body[0].weight)
+    assert not torch.equal(a.heads[0].body[0].weight, c.heads[0].body[0].weight)
 
 
 def test_history_lr_schedule_and_eval_mode(vector_data):

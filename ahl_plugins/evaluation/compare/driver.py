@@ -156,6 +156,8 @@ def _run_compare(
         from ahl_plugins.data.load import load_dataset
 
         dataset = load_dataset(config.data, **config.dataset_options)
+        for line in dataset.skipped:  # unreadable or ignored files: said once, up front
+            say(f"skipped {line}")
     hard_types = resolve_hard_types(dataset, config.anomaly_types) if "hard" in config.settings else []
     if config.anomaly_types is not None and "hard" not in config.settings:
         say("note: --anomaly-type applies to the hard setting only; it is ignored here")

@@ -1,0 +1,37 @@
+"""Presets: ``paper`` restores the paper's configuration, ``default`` is the validated one; explicit options win."""
+
+from __future__ import annotations
+
+import pytest
+
+from ahl_plugins.ahl.options import PAPER_AHL_OPTIONS, AHLOptions
+from ahl_plugins.detector import OSADDetector
+from ahl_plugins.errors import InvalidOptionsError
+
+
+def test_paper_preset_restores_the_papers_ahl_settings():
+    detector = OSADDetector("dra", ahl=True, preset="paper")
+    options = detector._trainer_options()
+    for key, value in PAPER_AHL_OPTIONS.items():
+        assert getattr(options, key) == value, key
+    assert (options.inner_update, options.inner_steps, options.inner_lr, options.first_order) == ("sgd", 3, 2e-4, False)
+
+
+def test_default_preset_is_the_options_defaults():
+    assert OSADDetector("dra", ahl=True)._trainer_options() == AHLOptions()
+
+
+def test_paper_preset_reaches_the_scorer_and_explicit_options_win():
+    detector = OSADDetector("dra", preset="paper", head_calibration=True)
+    options = detector._component_options("scorer", "dra")
+    assert options["residual_reference"] == "random_mean" and options["vector_head_output"] == "linear"
+    assert options["head_calibration"] is True
+    assert OSADDetector("devnet", preset="paper")._component_options("scorer", "devnet")["hidden"] == [20]
+    assert OSADDetector("devnet")._component_options("scorer", "devnet") == {}
+    ahl = OSADDetector("devnet", ahl=True, preset="paper", inner_steps=1)._trainer_options()
+    assert ahl.inner_steps == 1 and ahl.inner_update == "sgd"
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises((InvalidOptionsError, ValueError), match="preset"):
+        OSADDetector("devnet", preset="papers")
