@@ -112,8 +112,24 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="torch CPU threads (default: torch's). 1 is often far faster for the small scoring heads on few cores.",
+    help="torch CPU threads per running cell (default: torch's; with --jobs N, cores / N). 1 is often far faster "
+    "for the small scoring heads on few cores.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local worker processes running cells at once; results are identical to --jobs 1 with the same --threads.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine (--jobs). ray: one Ray task per cell (pip install 'ahl-plugins[ray]').",
+)
+@click.option("--ray-address", default=None, help="With --executor ray: an existing cluster (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(
@@ -136,6 +152,9 @@ def compare(
     cache_dir: str | None,
     output: str,
     threads: int | None,
+    jobs: int,
+    executor: str,
+    ray_address: str | None,
     no_plots: bool,
     quiet: bool,
 ) -> None:
@@ -170,6 +189,9 @@ def compare(
         "device": device,
         "cache_dir": cache_dir,
         "threads": threads,
+        "jobs": jobs,
+        "executor": executor,
+        "ray_address": ray_address,
     }
     _run(values, output, plots=not no_plots, quiet=quiet)
 
