@@ -293,6 +293,99 @@ def _headline_rows(
     return rows
 
 
+FAMILIES = {"nsl_kdd": "NSL-KDD", "pmlb": "PMLB", "adbench": "ADBench embeddings", "mt": "Magnetic Tile", "elpv": "ELPV"}
+
+
+def _family(part: Part) -> str:
+    return next(title for prefix, title in FAMILIES.items() if part.name.startswith(prefix))
+
+
+def _peer_key(part: Part) -> str:
+    return part.name.replace("adbench_", "adbench_mvtec_", 1)
+
+
+def _headline_means(summary: dict[str, Any], setting: str) -> dict[str, float]:
+    """Mean AUC-ROC per ``model/variant`` (``knn``) in the headline row of ``setting`` (M = 10)."""
+    groups = [g for g in summary["groups"] if g["setting"] == setting and g["n_anomalies"] == 10]
+    seen_types = {g["seen_type"] for g in groups}
+    if not seen_types:
+        return {}
+    seen = "all" if setting == "general" else ("mean" if "mean" in seen_types else sorted(seen_types)[0])
+    out = {}
+    for g in groups:
+        if g["seen_type"] == seen and g["auc_roc"].get("mean") is not None:
+            out["knn" if g["variant"] == "knn" else f"{g['model']}/{g['variant']}"] = g["auc_roc"]["mean"]
+    return out
+
+
+def _peer_means(peers: dict[str, Any] | None, key: str, setting: str) -> dict[str, float]:
+    if not peers:
+        return {}
+    rows = [g for g in peers["groups"] if g["data"] == key and g["setting"] == setting and g["n_anomalies"] == 10]
+    seen_types = {g["seen_type"] for g in rows}
+    seen = "all" if setting == "general" else ("mean" if "mean" in seen_types else min(seen_types, default=None))
+    return {g["detector"]: g["auc_roc"]["mean"] for g in rows
+            if g["seen_type"] == seen and g["detector"] != "5-NN" and g.get("complete", True)}
+
+
+def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers: dict[str, Any] | None) -> list[str]:
+    """Per family and setting: the best OSAD row against the label-free k-NN and DeepOD, averaged over data sets."""
+    from collections import defaultdict
+
+    table: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    for part, summary in rows:
+        for setting in ("general", "hard"):
+            ours = _headline_means(summary, setting)
+            if "knn" not in ours:
+                continue
+            osad = {k: v for k, v in ours.items() if k != "knn"}
+            if not osad:
+                continue
+            theirs = _peer_means(peers, _peer_key(part), setting)
+            entry = {"knn": ours["knn"], "best": max(osad.values())}
+            for model in models:
+                for variant in ("base", "ahl"):
+                    if f"{model}/{variant}" in osad:
+                        entry[f"{model}/{variant}"] = osad[f"{model}/{variant}"]
+            if theirs:
+                entry["deepod_best"] = max(theirs.values())
+                if "DevNet" in theirs:
+                    entry["deepod_devnet"] = theirs["DevNet"]
+            table[(_family(part), setting)].append(entry)
+    if not table:
+        return []
+    columns = ["knn", "best"] + [f"{m}/{v}" for m in models for v in ("base", "ahl")] + ["deepod_devnet", "deepod_best"]
+    names = {"knn": "k-NN", "best": "best OSAD row", "deepod_devnet": "DeepOD DevNet", "deepod_best": "best DeepOD"}
+    head = [names.get(c, c.replace("/base", "").replace("/ahl", " + AHL").replace("devnet", "DevNet")
+                      .replace("dra", "DRA")) for c in columns]
+    lines = [
+        "## Best OSAD row against the label-free k-NN and DeepOD",
+        "",
+        "Mean AUC-ROC over the data sets of a family (M = 10; hard: each set's mean over seen types). *best OSAD "
+        "row*: per data set the best of our four rows (DevNet, DRA, each with and without AHL), then averaged; "
+        "DeepOD 0.4.1 (`docs/benchmarks/peers.md`) ran on exactly these splits; `-`: not run for that family.",
+        "",
+        "| family | setting | sets | " + " | ".join(head) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for (family, setting), entries in sorted(table.items()):
+        cells = []
+        for c in columns:
+            values = [e[c] for e in entries if c in e]
+            cells.append(f"{sum(values) / len(values):.3f}" if len(values) == len(entries) else "-")
+        lines.append(f"| {family} | {setting} | {len(entries)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _load_peers(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from peers import load_peer_summary
+
+    return load_peer_summary(path)
+
+
 def _tally_line(tally: dict[str, list[str]]) -> str:
     parts = [
         f"AHL({model}) gains beyond one std in {verdicts.count('helps')} of {len(verdicts)} rows, loses beyond it in "
@@ -329,6 +422,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
     out_sections: list[str] = []
     tally: dict[str, list[str]] = {}
     runs_meta = []
+    summaries: list[tuple[Part, dict[str, Any]]] = []
     for part in parts:
         directory = _find_run(part, args)
         summary_path = directory / "summary.json"
@@ -337,9 +431,14 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
             out_sections += [f"Not run here: {skipped[part.name]}.", ""]
             continue
         if not summary_path.is_file():
-            out_sections += ["Not run yet (no results on disk for these arguments).", ""]
+            out_sections += [
+                "Not run yet with the current defaults (no results on disk for these arguments). The numbers of the "
+                "previous defaults are kept in `docs/results_previous.md`.",
+                "",
+            ]
             continue
         summary = json.loads(summary_path.read_text())
+        summaries.append((part, summary))
         meta = json.loads((directory / "compare.json").read_text())
         runs_meta.append((part, meta))
         headline += _headline_rows(part, summary, args.models, tally)
@@ -371,7 +470,8 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
             ]
             out_sections.append("")
     if runs_meta:
-        out += [*headline, "", _tally_line(tally), "", *out_sections]
+        best = _best_rows(summaries, args.models, _load_peers(args.peers))
+        out += [*headline, "", _tally_line(tally), "", *best, *out_sections]
     else:
         out += out_sections
     machine = runs_meta[0][1].get("machine") if runs_meta else machine_description()
@@ -417,6 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the Markdown page to write; a page other than docs/results.md holds only the --only benchmarks",
     )
     parser.add_argument("--title", default="Results: base vs base+AHL on real data", help="the page's heading")
+    parser.add_argument(
+        "--peers", type=Path, default=ROOT / "runs" / "peers" / "results-e10.jsonl",
+        help="DeepOD results written by benchmarks/peers.py, shown beside ours (skipped when absent)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from runs on disk; run nothing")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -71,7 +71,7 @@ def test_learns_to_separate_and_updates_every_step():
     data = vector_data(n_normals=90)
     scorer = _scorer(VectorScorer, data)
     before = {k: v.clone() for k, v in scorer.state_dict().items()}
-    options = AHLOptions(epochs=6, history=3, outer_lr=1e-2, inner_lr=1e-2, batch_size=24, outer_steps_per_epoch=8)
+    options = AHLOptions(epochs=6, history=3, outer_lr=1e-2, batch_size=24, task_batch_size=24, outer_steps_per_epoch=8)
     scorer, history = train_ahl(scorer, deviation_loss, data, options, seed=0)
     assert all(not torch.equal(before[k], v) for k, v in scorer.state_dict().items())
     first, last = history["epochs"][0]["objective"], history["epochs"][-1]["objective"]

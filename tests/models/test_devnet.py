@@ -35,7 +35,7 @@ def test_topk_keeps_at_least_one_position():
 
 
 def test_vector_mode_is_tabular_devnet():
-    scorer = build_scorer(FeatureSpec("vector", (7,)), DevNetOptions(hidden=20))
+    scorer = build_scorer(FeatureSpec("vector", (7,)), DevNetOptions(hidden=[20]))
     shapes = sorted(tuple(p.shape) for p in scorer.parameters())
     assert shapes == [(1,), (1, 20), (20,), (20, 7)]
     out = scorer([torch.randn(5, 7)])

@@ -91,7 +91,8 @@ def test_prepare_gets_the_training_normals(vector_data):
     data = TrainingData(normals, base.seen, base.pseudo)
     scorer = build_dra(FeatureSpec("vector", (6,)))
     train_base(scorer, build_dra_loss(), data, TrainOptions(epochs=1, batches_per_epoch=1), seed=0)
-    assert torch.equal(scorer.reference(0), torch.full((6,), 2.5))
+    bank = scorer.reference(0)  # the nearest-normal bank: the training normals themselves
+    assert bank.shape == (20, 6) and torch.equal(bank, torch.full((20, 6), 2.5))
 
 
 def test_training_with_only_normals_is_refused(vector_data):
