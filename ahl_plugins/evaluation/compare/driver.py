@@ -237,15 +237,18 @@ def _run_compare(
     try:
         if todo:
             executor.start()
-            warmed = executor.warm(list(dataset.inputs)) if dataset.input_kind == "image" else {}
-            if warmed:
-                say(f"features cached once for the grid: {', '.join(f'{k} ({n} images)' for k, n in warmed.items())}")
+            warm = dataset.input_kind == "image"
             while pending or in_flight:
                 while executor.running() < executor.capacity:
                     job = pending.next_ready()
                     skip_impossible()
                     if job is None:
                         break
+                    if warm:  # before the first cell that runs (a grid of impossible splits extracts nothing)
+                        warm = False
+                        warmed = executor.warm(list(dataset.inputs))
+                        if warmed:
+                            say(f"features cached once for the grid: {', '.join(f'{k} ({n} images)' for k, n in warmed.items())}")
                     in_flight[job[0].id] = job
                     executor.submit(*job)
                 bar.running = executor.running()
