@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from ahl_plugins.cli.options import data_option_flag, option_flag, parse_key_values
+from ahl_plugins.cli.options import (
+    data_option_flag,
+    extractor_options_for,
+    option_flag,
+    own_network_flags,
+    parse_key_values,
+)
 
 
 def _show_options(model: str, ahl: bool) -> None:
@@ -40,7 +46,8 @@ def _show_options(model: str, ahl: bool) -> None:
 @click.command()
 @click.option("--data", "data", required=True, help="MVTec-style folder, .npz, .csv/.tsv(.gz), 'digits' or 'elpv'.")
 @click.option("--model", default="devnet", show_default=True, help="A registered model (see `ahl plugins list --all`).")
-@click.option("--extractor", default=None, help="A registered feature extractor; default: the model's.")
+@click.option("--extractor", default=None,
+              help="A registered feature extractor (default: the model's), or a TorchScript file of your own network.")
 @click.option("--ahl", "use_ahl", is_flag=True, help="Train with Anomaly Heterogeneity Learning.")
 @click.option("--setting", type=click.Choice(["general", "hard"]), default="general", show_default=True)
 @click.option("--anomaly-type", default=None, help="Seen anomaly type (hard setting).")
@@ -53,11 +60,13 @@ def _show_options(model: str, ahl: bool) -> None:
 @option_flag
 @click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE",
               help="Option for the feature extractor (repeatable), e.g. --extractor-option weights=none.")
+@own_network_flags
 @data_option_flag
 @click.option("--show-options", is_flag=True, help="List the options of --model (with --ahl: the AHL ones) and exit.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Directory for the fitted model.")
 def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, contamination, seed, device, cache_dir,
-        skip_bad_images, options, extractor_options, data_options, show_options, output) -> None:
+        skip_bad_images, options, extractor_options, extractor_weights, extractor_layers, finetune_backbone,
+        data_options, show_options, output) -> None:
     """Fit a model on an OSAD split of DATA and save it to --output."""
     if show_options:
         _show_options(model, use_ahl)
@@ -78,9 +87,12 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     split = make_split(dataset, setting, n_anomalies, anomaly_type, seed, contamination)
     if dataset.encoder is not None and dataset.raw_table is not None and not dataset.has_partition:
         dataset = refit_encoding(dataset, split.train_indices)
+    extractor_values = extractor_options_for(
+        extractor, model, extractor_weights, extractor_layers, parse_key_values(extractor_options, "--extractor-option")
+    )
     detector = OSADDetector(
-        model, use_ahl, extractor, seed, device, cache_dir=cache_dir, progress=True,
-        extractor_options=parse_key_values(extractor_options, "--extractor-option"), **parse_key_values(options, "--option"),
+        model, use_ahl, extractor, seed, device, cache_dir=cache_dir, progress=True, extractor_options=extractor_values,
+        **({"finetune_backbone": True} if finetune_backbone else {}), **parse_key_values(options, "--option"),
     )
     train = split.train_indices
     detector.fit(dataset.select_inputs(train), split.train_labels, dataset.types[train])
@@ -90,7 +102,7 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
         (output / "encoder.json").write_text(json.dumps(dataset.encoder.to_dict(), indent=2))
     info = detector.fit_info_
     click.echo(
-        f"fitted {model}{' + AHL' if use_ahl else ''} on {info['n_normals']} normals and {info['n_seen']} labelled "
+        f"fitted {model}{' (backbone fine-tuned)' if finetune_backbone else ''}{' + AHL' if use_ahl else ''} on {info['n_normals']} normals and {info['n_seen']} labelled "
         f"anomalies ({', '.join(f'{t}: {c}' for t, c in info['seen_types'].items()) or 'none'}); saved to {output}"
     )
 
