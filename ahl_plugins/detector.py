@@ -38,6 +38,7 @@ from ahl_plugins.features.pipeline import (
     PseudoImages,
     compatible,
     extract_features,
+    file_identity,
     load_images,
     make_pseudo_anomalies,
 )
@@ -346,21 +347,22 @@ class OSADDetector:
         require_finetunable(self.extractor_)
         size = int(self.extractor_.image_size)
         normal_inputs = [inputs[i] for i in normal_idx]
-        normals, normal_ids = load_images(normal_inputs, size)
-        seen, seen_ids = load_images([inputs[i] for i in seen_idx], size)
-        pseudo, pseudo_ids = [], {}
+        seen_inputs = [inputs[i] for i in seen_idx]
+        made = {}
         if self.config.n_pseudo > 0:
             for name, generator, seed in self._pseudo_generators(kind):
-                made = PseudoImages(generator, normal_inputs, size, seed, DEFAULT_POOL_SIZE)
-                pseudo.append(made.batch(range(self.config.n_pseudo)))
-                pseudo_ids[name] = made.identity()
-        images = torch.cat([normals, seen, *pseudo])
-        labels = torch.cat(
-            [torch.zeros(len(normals)), torch.ones(len(seen)), torch.full((sum(len(p) for p in pseudo),), 2.0)]
-        ).long()
+                made[name] = PseudoImages(generator, normal_inputs, size, seed, DEFAULT_POOL_SIZE)
+        n_pseudo = self.config.n_pseudo * len(made)
+        labels = torch.cat([torch.zeros(len(normal_idx)), torch.ones(len(seen_idx)), torch.full((n_pseudo,), 2.0)]).long()
+
+        def images() -> torch.Tensor:  # only when the fine-tuning cache misses
+            pseudo = [pool.batch(range(self.config.n_pseudo)) for _, pool in sorted(made.items())]
+            return torch.cat([load_images(normal_inputs, size), load_images(seen_inputs, size), *pseudo])
+
         scorer = self._new_scorer(self.extractor_.spec)
         identity = training_identity(
-            normal_ids + seen_ids, labels, pseudo_ids,
+            [file_identity(p) for p in normal_inputs + seen_inputs], labels,
+            {name: pool.identity() for name, pool in made.items()},
             {"model": self.config.model, "scorer": self.config.scorer_options, "loss": self.config.loss_options},
         )
         result = finetune_backbone(

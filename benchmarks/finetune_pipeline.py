@@ -13,7 +13,7 @@ splits and seeds:
 Rows go to a JSONL file as each split finishes; rerunning with the same
 arguments skips what is done (resumable). The page is rebuilt from that file.
 
-    nice -n 15 python benchmarks/finetune_pipeline.py --runs runs/finetune     # ~50 CPU-minutes
+    nice -n 15 python benchmarks/finetune_pipeline.py --runs runs/finetune     # ~70 min on a busy 2-core CPU
     python benchmarks/finetune_pipeline.py --runs runs/finetune --report-only
 
 Nothing is tuned on test data: every option below is fixed before any run.
@@ -215,12 +215,12 @@ def main() -> None:
     parser.add_argument("--elpv-hard", nargs="*", default=["mono"], help="seen types of the ELPV hard setting")
     parser.add_argument("--extractor", default="efficientnet_lite0")
     parser.add_argument("--tap", default="stride16")
-    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--scales", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="base training epochs (frozen and fine-tuned)")
-    parser.add_argument("--batches", type=int, default=10, help="batches of 48 per epoch")
+    parser.add_argument("--epochs", type=int, default=2, help="base training epochs (frozen and fine-tuned)")
+    parser.add_argument("--batches", type=int, default=8, help="batches of 48 per epoch")
     parser.add_argument("--backbone-lr", type=float, default=2e-5)
-    parser.add_argument("--ahl-epochs", type=int, default=5)
+    parser.add_argument("--ahl-epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")

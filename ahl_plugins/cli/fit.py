@@ -17,7 +17,7 @@ from ahl_plugins.cli.options import (
 )
 
 
-def _show_options(model: str, ahl: bool) -> None:
+def _show_options(model: str, ahl: bool, finetune: bool = False) -> None:
     from ahl_plugins.config import DetectorConfig
     from ahl_plugins.detector import DETECTOR_KEYS, _trainer_options_model
     from ahl_plugins.plugins import get_manager
@@ -30,6 +30,11 @@ def _show_options(model: str, ahl: bool) -> None:
         (f"scorer {spec.scorer!r}", manager.get("scorers", spec.scorer).options, None),
         (f"loss {spec.loss!r}", manager.get("losses", spec.loss).options, None),
     ]
+    if finetune:
+        from ahl_plugins.training.finetune import FINETUNE_ONLY_OPTIONS, FinetuneOptions
+
+        where = "finetune_options={...}; backbone_lr etc. also by name" if ahl else "with the trainer's options"
+        sections.append((f"fine-tuning ({where})", FinetuneOptions, None if ahl else FINETUNE_ONLY_OPTIONS))
     for title, model_cls, keep in sections:
         click.echo(f"{title}:")
         if model_cls is None:
@@ -69,7 +74,7 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
         data_options, show_options, output) -> None:
     """Fit a model on an OSAD split of DATA and save it to --output."""
     if show_options:
-        _show_options(model, use_ahl)
+        _show_options(model, use_ahl, finetune_backbone)
         return
     if output is None:
         raise click.UsageError("--output is required")

@@ -43,7 +43,7 @@ def own_network_flags(command):
     """``--extractor-weights`` / ``--extractor-layers`` / ``--finetune-backbone``: shared by fit and compare."""
     command = click.option(
         "--finetune-backbone", is_flag=True,
-        help="Train the backbone end to end with the heads first (images); with --ahl, AHL then runs on its features.",
+        help="Train the backbone end to end with the heads first (images); AHL then runs on its frozen features.",
     )(command)
     command = click.option(
         "--extractor-layers", default=None, metavar="NAME[,NAME]",

@@ -29,6 +29,7 @@ from ahl_plugins.atomic import atomic_write_bytes, atomic_write_text
 from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
 from ahl_plugins.evaluation.grid import (
     ALL_TYPES,
+    BASE,
     KNN,
     SETTINGS,
     Cell,
@@ -43,6 +44,8 @@ FORMAT = "ahl-plugins/compare"
 FORMAT_VERSION = 1
 #: Test hook: kill this process (SIGKILL, as an impatient user would) after N cells were written.
 KILL_AFTER_ENV = "AHL_COMPARE_KILL_AFTER"
+#: Label prefix of the k-NN rows on a fine-tuned model's features (``knn[fine-tuned dra]``).
+FINETUNED_KNN = f"{KNN}[fine-tuned "
 
 RESULT_FIELDS = (
     "cell_id",
@@ -89,6 +92,9 @@ class CompareConfig(BaseModel):
     extractor: str | None = None
     extractor_options: dict[str, Any] = Field(default_factory=dict, description="options of the feature extractor")
     epochs: int | None = Field(None, ge=1, description="override the trainers' epochs (for a quick pass)")
+    finetune_backbone: bool = Field(
+        False, description="base = fine-tuned end to end; AHL on its frozen features; k-NN also on those features"
+    )
     k: int = Field(5, ge=1, description="neighbours of the k-NN reference")
     options: dict[str, Any] = Field(default_factory=dict, description="detector options for every model variant")
     ahl_options: dict[str, Any] = Field(default_factory=dict, description="extra options for the AHL variants only")
@@ -390,6 +396,10 @@ class DetectorRunner:
         if kwargs["ahl"]:
             options.update(self.config.ahl_options)
         options.update({k: v for k, v in kwargs.items() if k != "ahl"})
+        if self.config.finetune_backbone:
+            from ahl_plugins.training.finetune import finetune_options_like_base
+
+            options.update(finetune_options_like_base(self.config.options, self.config.epochs, ahl=kwargs["ahl"]))
         return options
 
     def make_detector(self, cell: Cell, seed: int):
@@ -442,12 +452,17 @@ class DetectorRunner:
         from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
 
         timings: dict[str, float] = {}
+        extractor = self.config.extractor
+        if cell.model.startswith(FINETUNED_KNN):
+            # The base model's fine-tuned network (read back from the fine-tuning cache when the base cell ran).
+            base = self.make_detector(Cell(cell.split, cell.source_model, BASE), data.key.seed)
+            extractor = base.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types)).extractor_
         scores = knn_reference(
             data.train_inputs,
             data.train_labels,
             data.test_inputs,
             model=cell.source_model or self.config.models[0],
-            extractor=self.config.extractor,
+            extractor=extractor,
             extractor_options=self.config.extractor_options,
             k=self.config.k,
             cache=FeatureCache(resolve_cache_dir(self.config.cache_dir)),
@@ -602,6 +617,8 @@ def _run_compare(
         say("note: --anomaly-type applies to the hard setting only; it is ignored here")
     runner = runner or DetectorRunner(config)
     rows_knn = knn_rows(config.models, config.extractor, dataset.input_kind)
+    if config.finetune_backbone:
+        rows_knn += [(f"{FINETUNED_KNN}{model}]", model) for model in config.models]
     grid = build_grid(
         config.models, config.settings, config.n_anomalies, hard_types, config.seed_list, config.ablations, rows_knn
     )

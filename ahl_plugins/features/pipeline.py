@@ -122,15 +122,14 @@ class _ImageSource:
             return torch.stack(list(pool.map(lambda p: load_image_tensor(p, self.size), paths)))
 
 
-def load_images(inputs: Inputs, size: int) -> tuple[torch.Tensor, list[str]]:
-    """All ``inputs`` as one ``N×3×S×S`` tensor in [0, 1], with each image's identity (for cache keys).
+def load_images(inputs: Inputs, size: int) -> torch.Tensor:
+    """All ``inputs`` as one ``N×3×S×S`` tensor in [0, 1].
 
     The same loading and resizing as extraction, so a network trained on these
     images sees at test time exactly what it saw in training.
     """
     source = _ImageSource(inputs, int(size))
-    indices = list(range(len(source)))
-    return source.load(indices), [source.identity(i) for i in indices]
+    return source.load(list(range(len(source))))
 
 
 # -- the batched, cached loop ------------------------------------------------------------

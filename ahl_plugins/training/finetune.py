@@ -133,7 +133,7 @@ def finetune_backbone(
     extractor: object,
     scorer: nn.Module,
     loss: LossFn,
-    images: torch.Tensor,
+    images: torch.Tensor | Callable[[], torch.Tensor],
     labels: torch.Tensor,
     options: FinetuneOptions | None = None,
     *,
@@ -146,7 +146,8 @@ def finetune_backbone(
     """Train ``extractor``'s network and ``scorer`` together on labelled images, in place.
 
     ``images`` are ``N×3×S×S`` in [0, 1] with ``labels`` 0 (normal), 1 (seen)
-    or 2 (pseudo anomaly). Afterwards the network is frozen in eval mode, the
+    or 2 (pseudo anomaly); a callable that returns them is only called when
+    the cache cannot answer (loading and corrupting images is not free). Afterwards the network is frozen in eval mode, the
     extractor's fingerprint names the new weights, and the scorer is in eval
     mode on ``device``. With a ``cache`` and a ``cache_identity`` (the images'
     and options' identity) a repeat call loads the trained weights instead.
@@ -157,8 +158,6 @@ def finetune_backbone(
     ft = require_finetunable(extractor)
     device = torch.device(device)
     labels = labels.cpu().long()
-    if images.dim() != 4 or images.shape[0] != labels.shape[0]:
-        raise DataError(f"fine-tuning needs N×3×S×S images with one label each, got {tuple(images.shape)} and {len(labels)}")
     if int((labels == 0).sum()) < 1:
         raise DataError("fine-tuning needs training normals (label 0)")
     if int((labels != 0).sum()) == 0:
@@ -181,6 +180,9 @@ def finetune_backbone(
             ft.mark_finetuned(weights_fingerprint(network))
             return {"epochs": hit, "cached": True, "seconds": time.perf_counter() - started, "weights": weights_fingerprint(network)}
 
+    images = images() if callable(images) else images
+    if images.dim() != 4 or images.shape[0] != labels.shape[0]:
+        raise DataError(f"fine-tuning needs N×3×S×S images with one label each, got {tuple(images.shape)} and {len(labels)}")
     generator = torch.Generator().manual_seed(int(seed))
     references = _References(scorer, images[labels == 0], generator)
     references.update(ft, network, device, generator)
@@ -283,3 +285,14 @@ def _train(
 def training_identity(image_ids: list[str], labels: torch.Tensor, pseudo_ids: Mapping[str, str], extra: Mapping[str, Any]) -> str:
     """What a fine-tuning run learnt from: every image, its label, the pseudo-anomaly sets and the model."""
     return cache_key(*image_ids, labels.tolist(), json.dumps(dict(sorted(pseudo_ids.items()))), json.dumps(extra, sort_keys=True, default=str))
+
+
+def finetune_options_like_base(options: Mapping[str, Any], epochs: int | None, *, ahl: bool) -> dict[str, Any]:
+    """Detector options that fine-tune an AHL variant exactly as its base variant, so it reads the base's
+    fine-tuned network back from the cache (``options``/``epochs``: what a compare gives every variant)."""
+    if not ahl:
+        return {"finetune_backbone": True}
+    tuned = {k: v for k, v in options.items() if k in FinetuneOptions.model_fields}
+    if epochs is not None:
+        tuned["epochs"] = epochs
+    return {"finetune_backbone": True, "finetune_options": tuned}
