@@ -451,8 +451,9 @@ class OSADDetector:
         self._check_fitted()
         if self._custom_extractor is not None and self.config.extractor_file is None:
             raise ModelFileError(
-                "a detector with an nn.Module extractor object cannot be saved (its code is not data); save the "
-                "network with torch.jit.save(torch.jit.script(model), 'model.ts') and pass extractor='model.ts', "
+                "a detector with an extractor object (an nn.Module or FeatureExtractor instance) cannot be saved: its "
+                "code is not data. Save the network with torch.jit.save(torch.jit.script(model), 'model.ts') and pass "
+                "extractor='model.ts', "
                 "or register the architecture as a plugin and pass its state dict as extractor_options weights=path"
             )
         directory = Path(directory)

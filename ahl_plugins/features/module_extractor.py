@@ -55,6 +55,16 @@ def is_torchscript_path(value: object) -> bool:
     return isinstance(value, (str, Path)) and str(value).endswith(TORCHSCRIPT_SUFFIXES) and Path(value).is_file()
 
 
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """Hash of a network's weights and buffers: the identity of the features it makes (fine-tuned or not)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
 def _freeze(module: torch.nn.Module) -> torch.nn.Module:
     # ScriptModules refuse ``requires_grad_``; setting each parameter works for both kinds.
     for parameter in module.parameters():
@@ -197,21 +207,17 @@ class ModuleExtractor(FeatureExtractor):
         return self._spec
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for key, tensor in sorted(self.module.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         layers = ",".join(self.layers or ())
         return (
-            f"module:{self.name}:{digest.hexdigest()[:16]}:{self.input_kind}:{self.image_size}:{self.mean}:{self.std}"
-            f":{layers}"
+            f"module:{self.name}:{weights_fingerprint(self.module)}:{self.input_kind}:{self.image_size}:{self.mean}"
+            f":{self.std}:{layers}"
         )
 
     # -- fine-tuning (ahl_plugins.training.finetune) -------------------------------------
     def trainable_module(self) -> torch.nn.Module:
         return self.module
 
-    def mark_finetuned(self, weights_fingerprint: str) -> None:
+    def mark_finetuned(self, fingerprint: str) -> None:
         # The fingerprint hashes the weights themselves, so it already follows fine-tuning.
         self.finetuned = True
 

@@ -20,7 +20,6 @@ the options and the seed), so base and AHL runs on one split fine-tune once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -33,6 +32,7 @@ from torch import nn
 
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.cache import FeatureCache, cache_key
+from ahl_plugins.features.module_extractor import weights_fingerprint
 from ahl_plugins.training.base import TrainingDivergedError, TrainOptions
 from ahl_plugins.training.batches import balanced_indices
 
@@ -61,17 +61,7 @@ class FinetunableExtractor(Protocol):
 
     def trainable_module(self) -> nn.Module: ...
 
-    def mark_finetuned(self, weights_fingerprint: str) -> None: ...
-
-
-def weights_fingerprint(module: nn.Module) -> str:
-    """Hash of a network's weights and buffers: the identity of fine-tuned features."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:20]
+    def mark_finetuned(self, fingerprint: str) -> None: ...
 
 
 def require_finetunable(extractor: object) -> FinetunableExtractor:
@@ -177,8 +167,9 @@ def finetune_backbone(
         if hit is not None:
             network.eval()
             scorer.eval()
-            ft.mark_finetuned(weights_fingerprint(network))
-            return {"epochs": hit, "cached": True, "seconds": time.perf_counter() - started, "weights": weights_fingerprint(network)}
+            fingerprint = weights_fingerprint(network)
+            ft.mark_finetuned(fingerprint)
+            return {"epochs": hit, "cached": True, "seconds": time.perf_counter() - started, "weights": fingerprint}
 
     images = images() if callable(images) else images
     if images.dim() != 4 or images.shape[0] != labels.shape[0]:

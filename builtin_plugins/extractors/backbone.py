@@ -18,6 +18,7 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec
 from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.module_extractor import weights_fingerprint
 
 FINGERPRINT_VERSION = "v1"
 #: Key prefix of a fine-tuned backbone's weights in a saved detector's extractor.safetensors.
@@ -226,9 +227,9 @@ class PyramidExtractor(FeatureExtractor):
         """The network whose weights backbone fine-tuning trains."""
         return self.model
 
-    def mark_finetuned(self, weights_fingerprint: str) -> None:
+    def mark_finetuned(self, fingerprint: str) -> None:
         """After fine-tuning: the weights are now their own identity, and they are saved with a detector."""
-        self.weights_identity = f"finetuned:{weights_fingerprint}"
+        self.weights_identity = f"finetuned:{fingerprint}"
         self.finetuned = True
 
     def fitted_state(self) -> dict[str, torch.Tensor]:
@@ -241,8 +242,6 @@ class PyramidExtractor(FeatureExtractor):
         if not own:
             return
         apply_state_dict(self.model, own, "saved with the detector (fine-tuned backbone)", self.name)
-        from ahl_plugins.training.finetune import weights_fingerprint
-
         self.mark_finetuned(weights_fingerprint(self.model))
 
     def to(self, device: torch.device | str) -> PyramidExtractor:

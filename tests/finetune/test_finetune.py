@@ -77,6 +77,9 @@ def test_ahl_sees_the_finetuned_features_and_reuses_the_finetuning(tiles, tmp_pa
     common = {"extractor": "resnet18", "extractor_options": TINY_RESNET, "n_pseudo": 6, "cache_dir": str(tmp_path / "c")}
     base = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
     assert base.fit_info_["finetune"]["cached"] is False
+    again = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    assert again.fit_info_["finetune"]["cached"] is True  # network and heads restored from the cache
+    np.testing.assert_array_equal(again.decision_function(paths), base.decision_function(paths))
 
     import ahl_plugins.ahl.trainer as trainer
 
