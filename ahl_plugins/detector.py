@@ -32,7 +32,12 @@ from ahl_plugins.errors import (
     NotFittedError,
 )
 from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
-from ahl_plugins.features.module_extractor import ModuleExtractor, ModuleExtractorOptions, is_torchscript_path
+from ahl_plugins.features.module_extractor import (
+    FINETUNED_PREFIX,
+    ModuleExtractor,
+    ModuleExtractorOptions,
+    is_torchscript_path,
+)
 from ahl_plugins.features.pipeline import (
     DEFAULT_POOL_SIZE,
     PseudoImages,
@@ -517,7 +522,7 @@ class OSADDetector:
         except (SafetensorError, OSError) as exc:
             raise ModelFileError(f"cannot read the weights in {directory} ({exc}); the file is truncated or corrupt") from None
         target = resolve_device(detector.config.device)
-        finetuned = any(k.startswith("backbone.") for k in extractor_state)
+        finetuned = any(k.startswith(FINETUNED_PREFIX) for k in extractor_state)
         extractor = detector._build_extractor(fit["input_kind"], skip_weights=finetuned)
         extractor.load_fitted_state(extractor_state)
         detector.extractor_ = extractor.to(target)

@@ -83,6 +83,9 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     from ahl_plugins.data.tabular import refit_encoding
     from ahl_plugins.detector import OSADDetector
 
+    extractor_values = extractor_options_for(
+        extractor, model, extractor_weights, extractor_layers, parse_key_values(extractor_options, "--extractor-option")
+    )
     loader_options = parse_key_values(data_options, "--data-option")
     if skip_bad_images:
         loader_options["skip_bad_images"] = True
@@ -92,9 +95,6 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     split = make_split(dataset, setting, n_anomalies, anomaly_type, seed, contamination)
     if dataset.encoder is not None and dataset.raw_table is not None and not dataset.has_partition:
         dataset = refit_encoding(dataset, split.train_indices)
-    extractor_values = extractor_options_for(
-        extractor, model, extractor_weights, extractor_layers, parse_key_values(extractor_options, "--extractor-option")
-    )
     detector = OSADDetector(
         model, use_ahl, extractor, seed, device, cache_dir=cache_dir, progress=True, extractor_options=extractor_values,
         **({"finetune_backbone": True} if finetune_backbone else {}), **parse_key_values(options, "--option"),

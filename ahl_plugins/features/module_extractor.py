@@ -28,6 +28,8 @@ from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
+#: Key prefix of a fine-tuned network's weights in a saved detector's extractor.safetensors.
+FINETUNED_PREFIX = "backbone."
 
 
 class ModuleExtractorOptions(BaseModel):
@@ -224,10 +226,10 @@ class ModuleExtractor(FeatureExtractor):
     def fitted_state(self) -> dict[str, torch.Tensor]:
         if not self.finetuned:
             return {}
-        return {f"backbone.{k}": v.detach() for k, v in self.module.state_dict().items()}
+        return {f"{FINETUNED_PREFIX}{k}": v.detach() for k, v in self.module.state_dict().items()}
 
     def load_fitted_state(self, state: dict[str, torch.Tensor]) -> None:
-        own = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        own = {k[len(FINETUNED_PREFIX) :]: v for k, v in state.items() if k.startswith(FINETUNED_PREFIX)}
         if own:
             self.module.load_state_dict(own)
             self.finetuned = True

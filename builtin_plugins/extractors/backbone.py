@@ -18,11 +18,9 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec
 from ahl_plugins.errors import DataError, InvalidOptionsError
-from ahl_plugins.features.module_extractor import weights_fingerprint
+from ahl_plugins.features.module_extractor import FINETUNED_PREFIX, weights_fingerprint
 
 FINGERPRINT_VERSION = "v1"
-#: Key prefix of a fine-tuned backbone's weights in a saved detector's extractor.safetensors.
-FINETUNED_PREFIX = "backbone."
 _SHOW_KEYS = 8
 
 

@@ -169,3 +169,12 @@ def test_pickled_files_are_refused(tmp_path):
         ModuleExtractor.from_torchscript(pickled)
     with pytest.raises(DataError, match="pickled models are refused"):
         TorchvisionExtractor("resnet18", TorchvisionOptions(**{**TINY_RESNET, "weights": str(pickled)}))
+
+
+def test_cli_rejects_weights_for_a_torchscript_network(tile_tree, torchscript_file, tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    result = CliRunner().invoke(cli, [
+        "fit", "--data", str(tile_tree), "--extractor", str(torchscript_file),
+        "--extractor-weights", str(tmp_path / "w.safetensors"), "--output", str(tmp_path / "m"),
+    ])
+    assert result.exit_code == 2 and "carries its own weights" in result.output, (result.output, result.exception)
