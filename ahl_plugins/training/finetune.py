@@ -137,9 +137,10 @@ def finetune_backbone(
 
     ``images`` are ``N×3×S×S`` in [0, 1] with ``labels`` 0 (normal), 1 (seen)
     or 2 (pseudo anomaly); a callable that returns them is only called when
-    the cache cannot answer (loading and corrupting images is not free). Afterwards the network is frozen in eval mode, the
-    extractor's fingerprint names the new weights, and the scorer is in eval
-    mode on ``device``. With a ``cache`` and a ``cache_identity`` (the images'
+    the cache cannot answer (loading and corrupting images is not free).
+    Afterwards the network is frozen in eval mode, the extractor's
+    fingerprint names the new weights, and the scorer is in eval mode on
+    ``device``. With a ``cache`` and a ``cache_identity`` (the images'
     and options' identity) a repeat call loads the trained weights instead.
     Returns ``{"epochs": [{"epoch", "loss", "lr", "backbone_lr"}], "cached",
     "seconds", "weights"}``.
