@@ -192,7 +192,21 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
                 cells += [paired_gain(groups, after, before, metric) for after, before in GAINS]
                 lines.append(f"| {DATA_NAMES[data]} | {label} | {seeds} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += ["## What the numbers say (AUC-ROC)", ""]
+    for data in ("mt", "elpv"):
+        for setting in ("general", "hard"):
+            groups = group_rows(rows, data, setting)
+            if not all(groups.get(v) for v in VARIANTS):
+                continue
+            mean = {v: float(np.mean(seed_means(groups[v], "auc_roc"))) for v in VARIANTS}
+            best = max(("dra (frozen)", "dra (fine-tuned)", "AHL(dra) (fine-tuned)"), key=mean.get)
+            knn = max(mean["knn (pretrained)"], mean["knn (fine-tuned)"])
+            lines.append(
+                f"- {DATA_NAMES[data]}, {setting}: best labelled model {best} ({mean[best]:.3f}); the label-free k-NN "
+                f"({knn:.3f}) is {'above' if knn > mean[best] else 'below'} it."
+            )
     lines += [
+        "",
         "## Published numbers for the same data (AUC-ROC, M = 10)",
         "",
         "| data | setting | paper DRA | paper AHL(DRA) | ours dra (fine-tuned) | ours AHL(dra) (fine-tuned) |",
