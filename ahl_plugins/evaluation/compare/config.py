@@ -29,6 +29,9 @@ class CompareConfig(BaseModel):
     extractor: str | None = None
     extractor_options: dict[str, Any] = Field(default_factory=dict, description="options of the feature extractor")
     epochs: int | None = Field(None, ge=1, description="override the trainers' epochs (for a quick pass)")
+    finetune_backbone: bool = Field(
+        False, description="base = fine-tuned end to end; AHL on its frozen features; k-NN also on those features"
+    )
     k: int = Field(5, ge=1, description="neighbours of the k-NN reference")
     options: dict[str, Any] = Field(default_factory=dict, description="detector options for every model variant")
     ahl_options: dict[str, Any] = Field(default_factory=dict, description="extra options for the AHL variants only")

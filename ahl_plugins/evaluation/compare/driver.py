@@ -25,7 +25,7 @@ from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.executors import CellOutcome, make_executor, set_threads
 from ahl_plugins.evaluation.compare.lock import OutputLock
-from ahl_plugins.evaluation.compare.runner import DetectorRunner, Runner, extractor_name, knn_rows
+from ahl_plugins.evaluation.compare.runner import DetectorRunner, Runner, extractor_name, finetuned_knn_rows, knn_rows
 from ahl_plugins.evaluation.compare.splits import SplitData, resolve_hard_types, split_data
 from ahl_plugins.evaluation.compare.storage import (
     FAILED,
@@ -163,6 +163,8 @@ def _run_compare(
         say("note: --anomaly-type applies to the hard setting only; it is ignored here")
     runner = runner or DetectorRunner(config)
     rows_knn = knn_rows(config.models, config.extractor, dataset.input_kind)
+    if config.finetune_backbone:
+        rows_knn += finetuned_knn_rows(config.models)
     grid = build_grid(
         config.models, config.settings, config.n_anomalies, hard_types, config.seed_list, config.ablations, rows_knn
     )

@@ -19,7 +19,10 @@ import numpy as np
 
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.splits import SplitData
-from ahl_plugins.evaluation.grid import KNN, Cell
+from ahl_plugins.evaluation.grid import BASE, KNN, Cell
+
+#: Label prefix of the k-NN rows on a fine-tuned model's features (``knn[fine-tuned dra]``).
+FINETUNED_KNN = f"{KNN}[fine-tuned "
 
 
 @dataclass
@@ -52,6 +55,10 @@ class DetectorRunner:
         if kwargs["ahl"]:
             options.update(self.config.ahl_options)
         options.update({k: v for k, v in kwargs.items() if k != "ahl"})
+        if self.config.finetune_backbone:
+            from ahl_plugins.training.finetune import finetune_options_like_base
+
+            options.update(finetune_options_like_base(self.config.options, self.config.epochs, ahl=kwargs["ahl"]))
         return options
 
     def make_detector(self, cell: Cell, seed: int):
@@ -130,12 +137,17 @@ class DetectorRunner:
 
         timings: dict[str, float] = {}
         model = cell.source_model or self.config.models[0]
+        extractor = self.config.extractor
+        if cell.model.startswith(FINETUNED_KNN):
+            # The base model's fine-tuned network (read back from the fine-tuning cache when the base cell ran).
+            base = self.make_detector(Cell(cell.split, cell.source_model, BASE), data.key.seed)
+            extractor = base.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types)).extractor_
         scores = knn_reference(
             data.train_inputs,
             data.train_labels,
             data.test_inputs,
             model=model,
-            extractor=self.config.extractor,
+            extractor=extractor,
             extractor_options=self.config.extractor_options,
             k=self.config.k,
             cache=FeatureCache(self.config.cache_dir),
@@ -176,3 +188,8 @@ def knn_rows(models: Sequence[str], extractor: str | None, kind: str) -> list[tu
     if len(groups) == 1:
         return [(KNN, next(iter(groups.values())))]
     return [(f"{KNN}[{name}]", model) for name, model in groups.items()]
+
+
+def finetuned_knn_rows(models: Sequence[str]) -> list[tuple[str, str]]:
+    """One k-NN row per model on that model's fine-tuned network: ``(label, model)``."""
+    return [(f"{FINETUNED_KNN}{model}]", model) for model in models]
