@@ -411,6 +411,7 @@ class OSADDetector:
                 "drop finetune_backbone for tabular data or embeddings"
             )
         require_finetunable(self.extractor_)
+        spec = get_manager().model(self.config.model)
         size = int(self.extractor_.image_size)
         normal_inputs = [inputs[i] for i in normal_idx]
         seen_inputs = [inputs[i] for i in seen_idx]
@@ -429,7 +430,11 @@ class OSADDetector:
         identity = training_identity(
             [file_identity(p) for p in normal_inputs + seen_inputs], labels,
             {name: pool.identity() for name, pool in made.items()},
-            {"model": self.config.model, "scorer": self.config.scorer_options, "loss": self.config.loss_options},
+            {  # the effective options (bundle, preset, user's): a preset that changes the heads misses the cache
+                "model": self.config.model,
+                "scorer": self._component_options("scorer", spec.scorer),
+                "loss": self._component_options("loss", spec.loss),
+            },
         )
         result = finetune_backbone(
             self.extractor_, scorer, self._loss(), images, labels, self._finetune_options(), seed=self.config.seed,

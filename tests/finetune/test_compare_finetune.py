@@ -28,13 +28,20 @@ def test_compare_finetuned_base_with_ahl_on_its_features(tile_tree, tmp_path):
     ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [(r["model"], r["variant"]) for r in rows] == [
+    rows = {(r["model"], r["variant"]): r for r in csv.DictReader((out / "results.csv").open())}  # completion order
+    assert sorted(rows) == sorted([
         ("knn", "knn"), ("knn[fine-tuned devnet]", "knn"), ("devnet", "base"), ("devnet", "ahl")
-    ]
-    assert all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
-    base, ahl = (json.loads((out / "cells" / f"{r['cell_id']}.json").read_text())["fit_info"] for r in rows[2:])
+    ])
+    assert all(r["status"] == "ok" for r in rows.values()), [r["reason"] for r in rows.values()]
+    base, ahl = (
+        json.loads((out / "cells" / f"{rows[key]['cell_id']}.json").read_text())["fit_info"]
+        for key in [("devnet", "base"), ("devnet", "ahl")]
+    )
     # AHL ran on the very network the base model fine-tuned (read back from the cache, not trained again).
     assert ahl["finetune"] == {**base["finetune"], "cached": True}
-    knn_pretrained, knn_tuned = (np.load(out / "cells" / f"{r['cell_id']}.npz")["scores"] for r in rows[:2])
+    assert base["finetune"]["cached"] is False  # the base cell trains it; the k-NN row waits and reads it back
+    knn_pretrained, knn_tuned = (
+        np.load(out / "cells" / f"{rows[key]['cell_id']}.npz")["scores"]
+        for key in [("knn", "knn"), ("knn[fine-tuned devnet]", "knn")]
+    )
     assert not np.allclose(knn_pretrained, knn_tuned)  # the fine-tuned row reads other features

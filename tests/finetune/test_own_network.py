@@ -60,6 +60,22 @@ def test_torchscript_file_fits_saves_and_reloads(tiles, torchscript_file, tmp_pa
     torchscript_file.unlink()  # the saved model carries its own copy of the network
     loaded = OSADDetector.load(tmp_path / "model")
     np.testing.assert_array_equal(loaded.decision_function(paths), scores)
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert "extractor.ts" in saved["files"]  # checksummed like the weights
+
+
+def test_damaged_torchscript_copy_is_named_and_a_later_save_drops_it(tiles, torchscript_file, tmp_path):
+    paths, labels = tiles
+    detector = OSADDetector("devnet", extractor=str(torchscript_file), extractor_options=OWN, n_pseudo=6,
+                            use_cache=False, **FAST).fit(paths, labels)
+    model = detector.save(tmp_path / "model")
+    network = model / "extractor.ts"
+    network.write_bytes(network.read_bytes()[:-10])
+    with pytest.raises(ModelFileError, match="extractor.ts"):
+        OSADDetector.load(model)
+    OSADDetector("devnet", extractor="resnet18", extractor_options=TINY_RESNET, n_pseudo=6, use_cache=False,
+                 **FAST).fit(paths, labels).save(model)
+    assert not network.exists()  # nothing of the old model is left to be mistaken for the new one
 
 
 def test_torchscript_network_can_be_finetuned_and_reloaded(tiles, torchscript_file, tmp_path):
