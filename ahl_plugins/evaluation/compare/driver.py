@@ -25,7 +25,14 @@ from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.executors import CellOutcome, make_executor, set_threads
 from ahl_plugins.evaluation.compare.lock import OutputLock
-from ahl_plugins.evaluation.compare.runner import DetectorRunner, Runner, extractor_name, finetuned_knn_rows, knn_rows
+from ahl_plugins.evaluation.compare.runner import (
+    DetectorRunner,
+    Runner,
+    extractor_name,
+    finetuned_base,
+    finetuned_knn_rows,
+    knn_rows,
+)
 from ahl_plugins.evaluation.compare.splits import SplitData, resolve_hard_types, split_data
 from ahl_plugins.evaluation.compare.storage import (
     FAILED,
@@ -116,7 +123,14 @@ class _Grid:
             self.skipped.append((key, cells, str(exc)))
             return
         owners: dict[str, str] = {}
+        after_base: list[tuple[str, Cell]] = []
+        to_run = {cell.id for cell in cells}
         for cell in cells:
+            base = finetuned_base(cell)
+            if base is not None and base.id in to_run:
+                # k-NN on a fine-tuned network reads it back from the base cell's fine-tuning (never trains it twice).
+                after_base.append((base.id, cell))
+                continue
             if cell.is_knn or self.dataset.input_kind != "image":
                 self.ready.append((cell, data))
                 continue
@@ -127,6 +141,8 @@ class _Grid:
                 owners[group] = cell.id
                 self.waiting[cell.id] = []
                 self.ready.append((cell, data))
+        for base_id, cell in after_base:
+            self.waiting.setdefault(base_id, []).append((cell, data))
 
     def finished(self, cell_id: str) -> None:
         self.ready.extendleft(reversed(self.waiting.pop(cell_id, [])))

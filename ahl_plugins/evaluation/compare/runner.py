@@ -138,9 +138,10 @@ class DetectorRunner:
         timings: dict[str, float] = {}
         model = cell.source_model or self.config.models[0]
         extractor = self.config.extractor
-        if cell.model.startswith(FINETUNED_KNN):
+        base_cell = finetuned_base(cell)
+        if base_cell is not None:
             # The base model's fine-tuned network (read back from the fine-tuning cache when the base cell ran).
-            base = self.make_detector(Cell(cell.split, cell.source_model, BASE), data.key.seed)
+            base = self.make_detector(base_cell, data.key.seed)
             extractor = base.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types)).extractor_
         scores = knn_reference(
             data.train_inputs,
@@ -188,6 +189,11 @@ def knn_rows(models: Sequence[str], extractor: str | None, kind: str) -> list[tu
     if len(groups) == 1:
         return [(KNN, next(iter(groups.values())))]
     return [(f"{KNN}[{name}]", model) for name, model in groups.items()]
+
+
+def finetuned_base(cell: Cell) -> Cell | None:
+    """The base cell whose fine-tuned network a ``knn[fine-tuned <model>]`` cell reads; None for other cells."""
+    return Cell(cell.split, cell.source_model, BASE) if cell.model.startswith(FINETUNED_KNN) else None
 
 
 def finetuned_knn_rows(models: Sequence[str]) -> list[tuple[str, str]]:
