@@ -208,7 +208,10 @@ class LocalPool:
 
     def _send(self, worker: _Worker, cell: Cell, data: SplitData, attempt: int) -> None:
         split_id = data.key.id
-        worker.conn.send((cell, split_id, None if worker.split_id == split_id else data))
+        try:
+            worker.conn.send((cell, split_id, None if worker.split_id == split_id else data))
+        except OSError:  # it died before reading (could not start, or was killed): wait() collects and reports it
+            pass
         worker.split_id, worker.job, worker.attempt = split_id, (cell, data), attempt
 
     def running(self) -> int:
