@@ -23,11 +23,20 @@ class DetectorConfig(BaseModel):
         "(ahl_plugins.presets); explicit options override either",
     )
     extractor: str | None = Field(None, description="registered extractor name; None = the model's default")
+    extractor_file: str | None = Field(
+        None, description="TorchScript file of the user's own network, used as the extractor (instead of a name)"
+    )
     extractor_options: dict[str, Any] = Field(default_factory=dict)
     scorer_options: dict[str, Any] = Field(default_factory=dict)
     loss_options: dict[str, Any] = Field(default_factory=dict)
     train_options: dict[str, Any] = Field(default_factory=dict, description="TrainOptions (base loop)")
     ahl_options: dict[str, Any] = Field(default_factory=dict, description="AHLOptions (AHL learner)")
+    finetune_backbone: bool = Field(
+        False, description="train the backbone end to end with the heads first (images; AHL then uses its features)"
+    )
+    finetune_options: dict[str, Any] = Field(
+        default_factory=dict, description="FinetuneOptions (end-to-end base training; with ahl=False, train_options too)"
+    )
     pseudo_anomalies: list[str] | None = Field(
         None,
         description="pseudo-anomaly generator names; None = every generator that fits the input kind, except "
@@ -49,4 +58,5 @@ DETECTOR_KEYS = frozenset(DetectorConfig.model_fields) - {
     "loss_options",
     "train_options",
     "ahl_options",
+    "finetune_options",
 }

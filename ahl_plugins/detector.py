@@ -8,6 +8,7 @@ anomalous. With ``ahl=True`` the same model is trained by the AHL learner.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -31,10 +32,19 @@ from ahl_plugins.errors import (
     NotFittedError,
 )
 from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
-from ahl_plugins.features.module_extractor import ModuleExtractor
+from ahl_plugins.features.module_extractor import (
+    FINETUNED_PREFIX,
+    ModuleExtractor,
+    ModuleExtractorOptions,
+    is_torchscript_path,
+)
 from ahl_plugins.features.pipeline import (
+    DEFAULT_POOL_SIZE,
+    PseudoImages,
     compatible,
     extract_features,
+    file_identity,
+    load_images,
     make_pseudo_anomalies,
 )
 from ahl_plugins.features.store import Features
@@ -42,6 +52,7 @@ from ahl_plugins.model_files import (
     EXTRACTOR_FILE,
     HISTORY_FILE,
     SCORER_FILE,
+    TORCHSCRIPT_FILE,
     read_json_file,
     read_saved_model,
     write_model_files,
@@ -50,7 +61,11 @@ from ahl_plugins.plugins import get_manager
 from ahl_plugins.presets import preset_options
 from ahl_plugins.seeding import seeded
 from ahl_plugins.training.data import TrainingData
+from ahl_plugins.training.finetune import FINETUNE_ONLY_OPTIONS
 from ahl_plugins.training.scoring import score_features
+
+#: The option sections of a detector (``DetectorConfig`` fields that hold a dict of options).
+SECTIONS = ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options", "finetune_options")
 
 
 def _trainer_options_model(ahl: bool):
@@ -121,21 +136,20 @@ class OSADDetector:
         **options: Any,
     ) -> None:
         self._custom_extractor: FeatureExtractor | None = None
+        module: torch.nn.Module | None = None
         if isinstance(extractor, FeatureExtractor):
             self._custom_extractor, extractor = extractor, None
         elif isinstance(extractor, torch.nn.Module):
-            self._custom_extractor, extractor = ModuleExtractor(extractor), None
-        elif isinstance(extractor, (str, Path)) and str(extractor).endswith((".pt", ".pth", ".ts")) and Path(extractor).is_file():
-            self._custom_extractor, extractor = ModuleExtractor.from_torchscript(extractor), None
-        sections: dict[str, dict[str, Any]] = {
-            key: dict(options.pop(key, None) or {})
-            for key in ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options")
-        }
+            module, extractor = extractor, None
+        elif is_torchscript_path(extractor):
+            options["extractor_file"], extractor = str(Path(extractor).expanduser().resolve()), None
+        sections: dict[str, dict[str, Any]] = {key: dict(options.pop(key, None) or {}) for key in SECTIONS}
         config = {"model": model, "ahl": ahl, "extractor": extractor, "seed": seed, "device": device}
         manager = get_manager()
         spec = manager.model(model)
         routes = [
             ("ahl_options" if ahl else "train_options", _fields(_trainer_options_model(ahl))),
+            ("finetune_options", FINETUNE_ONLY_OPTIONS),
             ("scorer_options", _fields(manager.get("scorers", spec.scorer).options)),
             ("loss_options", _fields(manager.get("losses", spec.loss).options)),
         ]
@@ -154,6 +168,10 @@ class OSADDetector:
             sections[section][key] = value
         self.config = DetectorConfig(**config, **sections)
         self._validate_component_options()
+        if module is not None:
+            self._custom_extractor = ModuleExtractor.from_options(module, self._module_options())
+        elif self.config.extractor_file is not None:
+            self._custom_extractor = self._torchscript_extractor(Path(self.config.extractor_file))
         self.scorer_: torch.nn.Module | None = None
         self.extractor_: FeatureExtractor | None = None
         self.history_: Any = None
@@ -171,6 +189,43 @@ class OSADDetector:
             manager.get("pseudo_anomaly_generators", name)
         if self.config.extractor is not None:
             manager.get("feature_extractors", self.config.extractor)
+        if self.config.finetune_backbone:
+            self._finetune_options()
+        elif self.config.finetune_options:
+            raise InvalidOptionsError(
+                f"fine-tuning options {sorted(self.config.finetune_options)} need finetune_backbone=True"
+            )
+
+    def _module_options(self) -> ModuleExtractorOptions:
+        """Options of a user's own network (nn.Module or TorchScript): image_size, layers, mean, std."""
+        from pydantic import ValidationError
+
+        try:
+            return ModuleExtractorOptions(**self.config.extractor_options)
+        except ValidationError as exc:
+            raise InvalidOptionsError(f"invalid extractor_options for your own network:\n{exc}") from None
+
+    def _torchscript_extractor(self, path: Path) -> ModuleExtractor:
+        options = self._module_options()
+        return ModuleExtractor.from_torchscript(
+            path, image_size=options.image_size, mean=options.mean, std=options.std, layers=options.layers
+        )
+
+    def _finetune_options(self):
+        """FinetuneOptions: the model's training defaults, the preset's and train_options (without AHL) for the
+        base loop, then finetune_options."""
+        from pydantic import ValidationError
+
+        from ahl_plugins.training.finetune import FinetuneOptions
+
+        spec = get_manager().model(self.config.model)
+        shared = {k: v for k, v in spec.train_options.items() if k in FinetuneOptions.model_fields}
+        preset = {k: v for k, v in preset_options(self.config.preset, "train_options").items() if k in FinetuneOptions.model_fields}
+        own = {} if self.config.ahl else self.config.train_options
+        try:
+            return FinetuneOptions(**{**shared, **preset, **own, **self.config.finetune_options})
+        except ValidationError as exc:
+            raise InvalidOptionsError(f"invalid FinetuneOptions for model {self.config.model!r}:\n{exc}") from None
 
     def _component_options(self, kind: str, name: str) -> dict[str, Any]:
         """Options of the scorer or loss: the model bundle's, then the preset's, then the user's."""
@@ -230,14 +285,20 @@ class OSADDetector:
     def _cache(self) -> FeatureCache | None:
         return FeatureCache(resolve_cache_dir(self.config.cache_dir)) if self.config.use_cache else None
 
-    def _build_extractor(self, kind: InputKind) -> FeatureExtractor:
+    def _build_extractor(self, kind: InputKind, skip_weights: bool = False) -> FeatureExtractor:
+        """The configured extractor; ``skip_weights`` when saved fine-tuned weights replace the pretrained ones."""
         if self._custom_extractor is not None:
             extractor = self._custom_extractor
+            if self.config.finetune_backbone:
+                extractor = copy.deepcopy(extractor)  # fine-tuning must not change the caller's network
         else:
             spec = get_manager().model(self.config.model)
             name = self.config.extractor or (spec.image_extractor if kind == "image" else spec.vector_extractor)
             entry = get_manager().get("feature_extractors", name)
-            extractor = entry.factory(entry.parse_options(self.config.extractor_options))
+            options = entry.parse_options(self.config.extractor_options)
+            if skip_weights and options is not None and "weights" in type(options).model_fields:
+                options = options.model_copy(update={"weights": "none"})
+            extractor = entry.factory(options)
         if extractor.input_kind != kind:
             raise DataError(
                 f"extractor {self.config.extractor or type(extractor).__name__!r} takes {extractor.input_kind} inputs "
@@ -286,6 +347,10 @@ class OSADDetector:
         self.extractor_ = self._build_extractor(kind).to(device)
         if kind == "vector":
             self.extractor_.fit(torch.from_numpy(inputs))
+        finetuned_scorer, finetuned = None, None
+        if self.config.finetune_backbone:
+            finetuned_scorer, finetuned = self._finetune(kind, inputs, normal_idx, seen_idx, device)
+        tuned = time.perf_counter()
         features = self._features(inputs)
         normals, seen = features[normal_idx], features[seen_idx]
         normal_inputs = [inputs[i] for i in normal_idx] if kind == "image" else inputs[normal_idx]
@@ -302,6 +367,8 @@ class OSADDetector:
             scorer, history = train_ahl(
                 scorer, self._loss(), data, options, seed=self.config.seed, device=device, progress=self.config.progress
             )
+        elif finetuned_scorer is not None:
+            scorer, history = finetuned_scorer, finetuned["epochs"]
         else:
             from ahl_plugins.training.base import train_base
 
@@ -320,11 +387,63 @@ class OSADDetector:
             "pseudo": {name: len(pool) for name, pool in pseudo.items()},
             "scorer": spec_model.scorer,
             "n_tasks": history.get("n_tasks") if isinstance(history, dict) else None,
-            "seconds": {"features": extracted - started, "train": time.perf_counter() - extracted},
+            "seconds": {"features": extracted - tuned, "train": time.perf_counter() - extracted},
         }
+        if finetuned is not None:
+            self.fit_info_["seconds"]["finetune"] = tuned - started
+            self.fit_info_["finetune"] = {
+                "weights": finetuned["weights"],
+                "cached": finetuned["cached"],
+                "epochs": len(finetuned["epochs"]),
+                "final_loss": finetuned["epochs"][-1]["loss"] if finetuned["epochs"] else None,
+            }
         return self
 
-    def _pseudo_anomalies(self, kind: InputKind, normal_inputs: Any, normals: Features) -> dict[str, Features]:
+    def _finetune(
+        self, kind: InputKind, inputs: Any, normal_idx: np.ndarray, seen_idx: np.ndarray, device: torch.device
+    ) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """Train ``extractor_`` end to end with a fresh scorer on images (see ahl_plugins.training.finetune)."""
+        from ahl_plugins.training.finetune import finetune_backbone, require_finetunable, training_identity
+
+        if kind != "image":
+            raise DataError(
+                "finetune_backbone=True trains an image backbone end to end, but the inputs are vectors; "
+                "drop finetune_backbone for tabular data or embeddings"
+            )
+        require_finetunable(self.extractor_)
+        spec = get_manager().model(self.config.model)
+        size = int(self.extractor_.image_size)
+        normal_inputs = [inputs[i] for i in normal_idx]
+        seen_inputs = [inputs[i] for i in seen_idx]
+        made = {}
+        if self.config.n_pseudo > 0:
+            for name, generator, seed in self._pseudo_generators(kind):
+                made[name] = PseudoImages(generator, normal_inputs, size, seed, DEFAULT_POOL_SIZE)
+        n_pseudo = self.config.n_pseudo * len(made)
+        labels = torch.cat([torch.zeros(len(normal_idx)), torch.ones(len(seen_idx)), torch.full((n_pseudo,), 2.0)]).long()
+
+        def images() -> torch.Tensor:  # only when the fine-tuning cache misses
+            pseudo = [pool.batch(range(self.config.n_pseudo)) for _, pool in sorted(made.items())]
+            return torch.cat([load_images(normal_inputs, size), load_images(seen_inputs, size), *pseudo])
+
+        scorer = self._new_scorer(self.extractor_.spec)
+        identity = training_identity(
+            [file_identity(p) for p in normal_inputs + seen_inputs], labels,
+            {name: pool.identity() for name, pool in made.items()},
+            {  # the effective options (bundle, preset, user's): a preset that changes the heads misses the cache
+                "model": self.config.model,
+                "scorer": self._component_options("scorer", spec.scorer),
+                "loss": self._component_options("loss", spec.loss),
+            },
+        )
+        result = finetune_backbone(
+            self.extractor_, scorer, self._loss(), images, labels, self._finetune_options(), seed=self.config.seed,
+            device=device, cache=self._cache(), cache_identity=identity, progress=self.config.progress,
+        )
+        return scorer, result
+
+    def _pseudo_generators(self, kind: InputKind) -> list[tuple[str, Any, int]]:
+        """``(name, generator, seed)`` of every pseudo-anomaly generator in use, in name order."""
         manager = get_manager()
         registry = manager.registry("pseudo_anomaly_generators")
         names = self.config.pseudo_anomalies
@@ -338,15 +457,19 @@ class OSADDetector:
                 built[name] = generator
             elif names is not None:
                 raise DataError(f"pseudo-anomaly generator {name!r} works on {generator.domain}s, but the inputs are {kind}s")
+        return [(name, generator, self.config.seed * 1009 + i) for i, (name, generator) in enumerate(sorted(built.items()))]
+
+    def _pseudo_anomalies(self, kind: InputKind, normal_inputs: Any, normals: Features) -> dict[str, Features]:
+        generators = self._pseudo_generators(kind)
         if self.config.n_pseudo == 0:
             return {}
         return {
             name: make_pseudo_anomalies(
-                self.extractor_, generator, normal_inputs, self.config.n_pseudo, seed=self.config.seed * 1009 + i,
+                self.extractor_, generator, normal_inputs, self.config.n_pseudo, seed=seed,
                 normal_features=normals, cache=self._cache(), batch_size=self.config.extract_batch_size,
                 device=resolve_device(self.config.device), progress=self.config.progress,
             )
-            for i, (name, generator) in enumerate(sorted(built.items()))
+            for name, generator, seed in generators
         }
 
     def _new_scorer(self, spec: FeatureSpec) -> torch.nn.Module:
@@ -429,23 +552,40 @@ class OSADDetector:
         from safetensors.torch import save as safetensors_bytes
 
         self._check_fitted()
-        if self._custom_extractor is not None:
+        if self._custom_extractor is not None and self.config.extractor_file is None:
             raise ModelFileError(
-                "a detector with a custom extractor module cannot be saved by name; register the extractor as a plugin"
+                "a detector with an extractor object (an nn.Module or FeatureExtractor instance) cannot be saved: its "
+                "code is not data. Save the network with torch.jit.save(torch.jit.script(model), 'model.ts') and pass "
+                "extractor='model.ts', "
+                "or register the architecture as a plugin and pass its state dict as extractor_options weights=path"
             )
         directory = Path(directory)
+        config = self.config.model_dump(mode="json")
+        network: dict[str, bytes] = {}
+        if self.config.extractor_file is not None:
+            # The TorchScript network is part of the model: copied beside it and checksummed like the weights.
+            source = Path(self.config.extractor_file)
+            try:
+                network[TORCHSCRIPT_FILE] = source.read_bytes()
+            except OSError as exc:
+                raise ModelFileError(
+                    f"cannot copy the TorchScript extractor {source} into the saved model ({exc}); it was moved or "
+                    "deleted after fit. Put it back or re-fit"
+                ) from None
+            config["extractor_file"] = TORCHSCRIPT_FILE
         state = {k: v.detach().cpu().contiguous() for k, v in self.scorer_.state_dict().items()}
         extractor_state = {k: v.cpu().contiguous() for k, v in self.extractor_.fitted_state().items()}
         payloads = {
             SCORER_FILE: safetensors_bytes(state),
             EXTRACTOR_FILE: safetensors_bytes(extractor_state),
+            **network,
             HISTORY_FILE: json.dumps(self.history_, default=_json_default).encode("utf-8"),
             **{name: json.dumps(doc, indent=2, default=_json_default).encode("utf-8") for name, doc in (extra_files or {}).items()},
         }
         document = {
             "format_version": FORMAT_VERSION,
             "ahl_plugins_version": __version__,
-            "config": self.config.model_dump(mode="json"),
+            "config": config,
             "threshold": self.threshold_,
             "fit": self.fit_info_,
         }
@@ -467,7 +607,9 @@ class OSADDetector:
         config = saved.config.model_dump()
         if device is not None:
             config["device"] = device
-        sections = {k: config.pop(k) for k in ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options")}
+        sections = {k: config.pop(k, None) or {} for k in SECTIONS}
+        if config.get("extractor_file") is not None:
+            config["extractor_file"] = str(directory / config["extractor_file"])
         detector = cls(config.pop("model"), config.pop("ahl"), config.pop("extractor"), config.pop("seed"), config.pop("device"), **sections, **config)
         fit = saved.fit.model_dump(mode="json")
         detector.fit_info_ = fit
@@ -483,9 +625,11 @@ class OSADDetector:
                 raise ModelFileError(f"cannot read the weights in {path} ({exc}); the file is truncated or corrupt") from None
         unchecked = "" if saved.files else " (or the file is damaged: this model was saved without checksums)"
         target = resolve_device(detector.config.device)
-        extractor = detector._build_extractor(fit["input_kind"])
+        extractor_state = states[EXTRACTOR_FILE]
+        finetuned = any(k.startswith(FINETUNED_PREFIX) for k in extractor_state)
+        extractor = detector._build_extractor(fit["input_kind"], skip_weights=finetuned)
         try:
-            extractor.load_fitted_state(states[EXTRACTOR_FILE])
+            extractor.load_fitted_state(extractor_state)
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
             raise ModelFileError(
                 f"{directory / EXTRACTOR_FILE} does not fit extractor {type(extractor).__name__} "

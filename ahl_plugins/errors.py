@@ -42,5 +42,13 @@ class ModelFileError(AHLError):
     """A saved model directory that is missing, truncated or incompatible."""
 
 
+class OutputLockedError(AHLError, RuntimeError):
+    """An output directory that another live process is writing (e.g. a second ``ahl compare``)."""
+
+
+class ExecutorError(AHLError, RuntimeError):
+    """Cells cannot run at all where they were sent (workers that do not start, a cluster that is gone)."""
+
+
 class IgnoredFilesWarning(UserWarning):
     """Files a loader left out because it does not read their kind (the command line prints them itself)."""

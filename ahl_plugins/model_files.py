@@ -27,9 +27,13 @@ from ahl_plugins.errors import ModelFileError
 CONFIG_FILE = "config.json"
 SCORER_FILE = "scorer.safetensors"
 EXTRACTOR_FILE = "extractor.safetensors"
+#: The copied TorchScript network of a detector built with ``extractor="net.ts"``.
+TORCHSCRIPT_FILE = "extractor.ts"
 HISTORY_FILE = "history.json"
 #: Written beside a model by ``ahl fit`` only; removed when a save without them replaces the model.
 OPTIONAL_FILES = ("split.json", "encoder.json")
+#: Files a save writes only for some models; a save without one removes a stale copy.
+STALE_IF_ABSENT = (*OPTIONAL_FILES, TORCHSCRIPT_FILE)
 SHA256 = r"^[0-9a-f]{64}$"
 
 
@@ -108,7 +112,7 @@ def write_model_files(
     document = json.loads(json.dumps(document, default=default))  # the form load will see
     document["checksum"] = document_digest(document)
     atomic_write_bytes(directory / CONFIG_FILE, json.dumps(document, indent=2).encode("utf-8"))
-    for name in OPTIONAL_FILES:
+    for name in STALE_IF_ABSENT:
         if name not in payloads:
             (directory / name).unlink(missing_ok=True)
 

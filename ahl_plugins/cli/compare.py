@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ahl_plugins.cli.options import skip_bad_images_flag
+from ahl_plugins.cli.options import extractor_options_for, own_network_flags, skip_bad_images_flag
 
 DEMO_OUTPUT = "ahl-demo"
 #: The demo's heads are tiny MLPs on 64 values: on a 2-core machine torch's default of 2 intra-op threads made
@@ -99,6 +99,7 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
 @click.option("--ablations", is_flag=True, help="Also run AHL without SGE (uniform), without HADG (random tasks) and as an ensemble.")
 @click.option("--extractor", default=None, help="Registered feature extractor (default: each model's own).")
 @click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE", help="Feature extractor option, e.g. image_size=224 (repeatable).")
+@own_network_flags
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the training epochs (for a quick pass).")
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours of the k-NN reference row.")
@@ -112,8 +113,24 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="torch CPU threads (default: torch's). 1 is often far faster for the small scoring heads on few cores.",
+    help="torch CPU threads per running cell (default: torch's; with --jobs N, cores / N). 1 is often far faster "
+    "for the small scoring heads on few cores.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local worker processes running cells at once; results are identical to --jobs 1 with the same --threads.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine (--jobs). ray: one Ray task per cell (pip install 'ahl-plugins[ray]').",
+)
+@click.option("--ray-address", default=None, help="With --executor ray: an existing cluster (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(
@@ -126,6 +143,9 @@ def compare(
     ablations: bool,
     extractor: str | None,
     extractor_options: tuple[str, ...],
+    extractor_weights: str | None,
+    extractor_layers: str | None,
+    finetune_backbone: bool,
     device: str,
     epochs: int | None,
     k: int,
@@ -136,6 +156,9 @@ def compare(
     cache_dir: str | None,
     output: str,
     threads: int | None,
+    jobs: int,
+    executor: str,
+    ray_address: str | None,
     no_plots: bool,
     quiet: bool,
 ) -> None:
@@ -161,7 +184,11 @@ def compare(
         "seeds": seeds,
         "ablations": ablations,
         "extractor": extractor,
-        "extractor_options": _key_values(extractor_options, "--extractor-option"),
+        "extractor_options": extractor_options_for(
+            extractor, _comma(models)[0] if _comma(models) else "devnet", extractor_weights, extractor_layers,
+            _key_values(extractor_options, "--extractor-option"),
+        ),
+        "finetune_backbone": finetune_backbone,
         "epochs": epochs,
         "k": k,
         "options": _key_values(options, "--option"),
@@ -170,6 +197,9 @@ def compare(
         "device": device,
         "cache_dir": cache_dir,
         "threads": threads,
+        "jobs": jobs,
+        "executor": executor,
+        "ray_address": ray_address,
     }
     _run(values, output, plots=not no_plots, quiet=quiet)
 

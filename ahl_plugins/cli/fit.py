@@ -12,8 +12,10 @@ import click
 from ahl_plugins.cli.options import (
     OptionFlagCommand,
     data_option_flag,
+    extractor_options_for,
     load_data,
     option_flag,
+    own_network_flags,
     parse_key_values,
     skip_bad_images_flag,
 )
@@ -28,7 +30,7 @@ def _default(name: str, field, bundled: Mapping[str, Any]) -> str:
     return repr(field.get_default(call_default_factory=True))
 
 
-def _show_options(model: str, ahl: bool) -> None:
+def _show_options(model: str, ahl: bool, finetune: bool = False) -> None:
     from ahl_plugins.config import DetectorConfig
     from ahl_plugins.detector import DETECTOR_KEYS, _trainer_options_model
     from ahl_plugins.plugins import get_manager
@@ -41,6 +43,11 @@ def _show_options(model: str, ahl: bool) -> None:
         (f"scorer {spec.scorer!r}", manager.get("scorers", spec.scorer).options, None),
         (f"loss {spec.loss!r}", manager.get("losses", spec.loss).options, None),
     ]
+    if finetune:
+        from ahl_plugins.training.finetune import FINETUNE_ONLY_OPTIONS, FinetuneOptions
+
+        where = "finetune_options={...}; backbone_lr etc. also by name" if ahl else "with the trainer's options"
+        sections.append((f"fine-tuning ({where})", FinetuneOptions, None if ahl else FINETUNE_ONLY_OPTIONS))
     for title, model_cls, keep in sections:
         click.echo(f"{title}:")
         if model_cls is None:
@@ -57,7 +64,8 @@ def _show_options(model: str, ahl: bool) -> None:
 @click.command(cls=OptionFlagCommand)
 @click.option("--data", "data", required=True, help="MVTec-style folder, .npz, .csv/.tsv(.gz), 'digits' or 'elpv'.")
 @click.option("--model", default="devnet", show_default=True, help="A registered model (see `ahl plugins list --all`).")
-@click.option("--extractor", default=None, help="A registered feature extractor; default: the model's.")
+@click.option("--extractor", default=None,
+              help="A registered feature extractor (default: the model's), or a TorchScript file of your own network.")
 @click.option("--ahl", "use_ahl", is_flag=True, help="Train with Anomaly Heterogeneity Learning.")
 @click.option("--setting", type=click.Choice(["general", "hard"]), default="general", show_default=True)
 @click.option("--anomaly-type", default=None, help="Seen anomaly type (hard setting).")
@@ -70,19 +78,21 @@ def _show_options(model: str, ahl: bool) -> None:
 @option_flag
 @click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE",
               help="Option for the feature extractor (repeatable), e.g. --extractor-option weights=none.")
+@own_network_flags
 @data_option_flag
 @click.option("--show-options", is_flag=True, help="List the options of --model (with --ahl: the AHL ones) and exit.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Directory for the fitted model.")
 @click.option("--overwrite", is_flag=True, help="Replace a model already saved in --output.")
 def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, contamination, seed, device, cache_dir,
-        skip_bad_images, options, extractor_options, data_options, show_options, output, overwrite) -> None:
+        skip_bad_images, options, extractor_options, extractor_weights, extractor_layers, finetune_backbone,
+        data_options, show_options, output, overwrite) -> None:
     """Fit a model on an OSAD split of DATA and save it to --output.
 
     The split's test part is recorded in split.json but not needed: with as
     many labelled anomalies as the data hold, the model is fitted anyway.
     """
     if show_options:
-        _show_options(model, use_ahl)
+        _show_options(model, use_ahl, finetune_backbone)
         return
     if output is None:
         raise click.UsageError("--output is required")
@@ -91,6 +101,9 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     from ahl_plugins.detector import OSADDetector
     from ahl_plugins.model_files import CONFIG_FILE
 
+    extractor_values = extractor_options_for(
+        extractor, model, extractor_weights, extractor_layers, parse_key_values(extractor_options, "--extractor-option")
+    )
     if (output / CONFIG_FILE).is_file() and not overwrite:
         raise click.UsageError(
             f"{output} already holds a saved model; pass --overwrite to replace it (only once the new fit "
@@ -101,8 +114,8 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     if dataset.encoder is not None and dataset.raw_table is not None and not dataset.has_partition:
         dataset = refit_encoding(dataset, split.train_indices)
     detector = OSADDetector(
-        model, use_ahl, extractor, seed, device, cache_dir=cache_dir, progress=True,
-        extractor_options=parse_key_values(extractor_options, "--extractor-option"), **parse_key_values(options, "--option"),
+        model, use_ahl, extractor, seed, device, cache_dir=cache_dir, progress=True, extractor_options=extractor_values,
+        **({"finetune_backbone": True} if finetune_backbone else {}), **parse_key_values(options, "--option"),
     )
     train = split.train_indices
     detector.fit(dataset.select_inputs(train), split.train_labels, dataset.types[train])
@@ -112,7 +125,7 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     detector.save(output, extra_files=extra)
     info = detector.fit_info_
     click.echo(
-        f"fitted {model}{' + AHL' if use_ahl else ''} on {info['n_normals']} normals and {info['n_seen']} labelled "
+        f"fitted {model}{' (backbone fine-tuned)' if finetune_backbone else ''}{' + AHL' if use_ahl else ''} on {info['n_normals']} normals and {info['n_seen']} labelled "
         f"anomalies ({', '.join(f'{t}: {c}' for t, c in info['seen_types'].items()) or 'none'}); saved to {output}"
     )
 

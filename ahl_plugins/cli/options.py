@@ -99,3 +99,56 @@ class OptionFlagCommand(click.Command):
                 f"-o {key}={_flag_value(exc.option_name, original)}{needs}; --show-options lists them",
                 ctx=ctx,
             ) from None
+
+
+def own_network_flags(command):
+    """``--extractor-weights`` / ``--extractor-layers`` / ``--finetune-backbone``: shared by fit and compare."""
+    command = click.option(
+        "--finetune-backbone", is_flag=True,
+        help="Train the backbone end to end with the heads first (images); AHL then runs on its frozen features.",
+    )(command)
+    command = click.option(
+        "--extractor-layers", default=None, metavar="NAME[,NAME]",
+        help="Layer(s) to read: torchvision stages (layer3,layer4), EfficientNet taps (stride16), or the dict "
+        "keys / submodule names of your own TorchScript network.",
+    )(command)
+    return click.option(
+        "--extractor-weights", default=None, type=click.Path(exists=True, dir_okay=False),
+        help="State dict (.safetensors, or a tensors-only .pt) of your own trained network, for the registered "
+        "architecture named by --extractor (e.g. --extractor resnet18). Never unpickled.",
+    )(command)
+
+
+def extractor_options_for(
+    extractor: str | None, model: str, weights: str | None, layers: str | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Fold ``--extractor-weights`` and ``--extractor-layers`` into the extractor's own option names."""
+    options = dict(options)
+    if weights is None and layers is None:
+        return options
+    from ahl_plugins.features.module_extractor import is_torchscript_path
+    from ahl_plugins.plugins import get_manager
+
+    names = [v.strip() for v in (layers or "").split(",") if v.strip()]
+    if extractor is not None and is_torchscript_path(extractor):
+        if weights is not None:
+            raise click.BadParameter(
+                "a TorchScript file carries its own weights; --extractor-weights is for a registered architecture",
+                param_hint="--extractor-weights",
+            )
+        options["layers"] = names
+        return options
+    manager = get_manager()
+    name = extractor or manager.model(model).image_extractor
+    fields = manager.get("feature_extractors", name).options
+    fields = set(fields.model_fields) if fields is not None else set()
+    if weights is not None:
+        if "weights" not in fields:
+            raise click.BadParameter(f"extractor {name!r} takes no weights option", param_hint="--extractor-weights")
+        options["weights"] = str(weights)
+    if names:
+        key = next((k for k in ("layers", "tap") if k in fields), None)
+        if key is None:
+            raise click.BadParameter(f"extractor {name!r} has no layer option", param_hint="--extractor-layers")
+        options[key] = names
+    return options

@@ -122,6 +122,16 @@ class _ImageSource:
             return torch.stack(list(pool.map(lambda p: load_image_tensor(p, self.size), paths)))
 
 
+def load_images(inputs: Inputs, size: int) -> torch.Tensor:
+    """All ``inputs`` as one ``N×3×S×S`` tensor in [0, 1].
+
+    The same loading and resizing as extraction, so a network trained on these
+    images sees at test time exactly what it saw in training.
+    """
+    source = _ImageSource(inputs, int(size))
+    return source.load(list(range(len(source))))
+
+
 # -- the batched, cached loop ------------------------------------------------------------
 def _run_items(
     extractor: FeatureExtractor,

@@ -18,6 +18,7 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec
 from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.module_extractor import FINETUNED_PREFIX, weights_fingerprint
 
 FINGERPRINT_VERSION = "v1"
 _SHOW_KEYS = 8
@@ -168,6 +169,7 @@ class PyramidExtractor(FeatureExtractor):
             )
         self.mean, self.std = tuple(mean), tuple(std)
         self._device = torch.device("cpu")
+        self.finetuned = False
 
     # -- subclass hook ---------------------------------------------------------------
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -195,23 +197,50 @@ class PyramidExtractor(FeatureExtractor):
             ]
         )
 
-    def extract(self, batch: torch.Tensor) -> list[torch.Tensor]:
+    def forward_features(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The pyramid's maps with autograd on (what backbone fine-tuning differentiates)."""
         if batch.dim() != 4 or batch.shape[1] != 3:
             raise DataError(f"{self.name} takes B×3×S×S image batches in [0, 1], got shape {tuple(batch.shape)}")
-        source_device = batch.device
         batch = batch.to(self._device, torch.float32)
         mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1)
+        x = (batch - mean) / std
         outputs: list[torch.Tensor] = []
+        for size in self.level_sizes():
+            level = x
+            if tuple(x.shape[-2:]) != (size, size):
+                level = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            outputs.extend(t.float() for t in self._taps(level))
+        return outputs
+
+    def extract(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        source_device = batch.device
         with torch.inference_mode():
-            x = (batch - mean) / std
-            for size in self.level_sizes():
-                level = x
-                if tuple(x.shape[-2:]) != (size, size):
-                    level = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-                outputs.extend(t.float() for t in self._taps(level))
+            outputs = self.forward_features(batch)
         # Inference tensors cannot be saved for backward; heads trained on these need ordinary ones.
         return [t.clone().to(source_device) for t in outputs]
+
+    # -- fine-tuning (ahl_plugins.training.finetune) ----------------------------------
+    def trainable_module(self) -> nn.Module:
+        """The network whose weights backbone fine-tuning trains."""
+        return self.model
+
+    def mark_finetuned(self, fingerprint: str) -> None:
+        """After fine-tuning: the weights are now their own identity, and they are saved with a detector."""
+        self.weights_identity = f"finetuned:{fingerprint}"
+        self.finetuned = True
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        if not self.finetuned:
+            return {}
+        return {f"{FINETUNED_PREFIX}{k}": v.detach() for k, v in self.model.state_dict().items()}
+
+    def load_fitted_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = {k[len(FINETUNED_PREFIX) :]: v for k, v in state.items() if k.startswith(FINETUNED_PREFIX)}
+        if not own:
+            return
+        apply_state_dict(self.model, own, "saved with the detector (fine-tuned backbone)", self.name)
+        self.mark_finetuned(weights_fingerprint(self.model))
 
     def to(self, device: torch.device | str) -> PyramidExtractor:
         self._device = torch.device(device)

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-FAST = {"epochs": 2, "batches_per_epoch": 3, "n_pseudo": 16, "use_cache": False}
-
 
 @pytest.fixture
 def blobs():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from ahl_plugins.cli import cli
@@ -39,3 +40,37 @@ def test_compare_an_image_folder(mvtec_tree, tmp_path):
             assert np.isfinite(cell["scores"]).all()
     assert len(tested) == 1  # every variant scored the same test images
     assert any(cache.rglob("*.safetensors"))  # features were extracted once, into the cache
+
+
+@pytest.mark.slow  # two compares of images: over 30 s on a loaded 2-core machine
+def test_compare_images_with_jobs_2_matches_serial_and_extracts_each_image_once(mvtec_tree, tmp_path):
+    from ahl_plugins.evaluation.compare import CompareConfig, DetectorRunner
+    from ahl_plugins.features.cache import FeatureCache
+
+    common = [
+        "compare", "--data", str(mvtec_tree), "--models", "devnet", "--setting", "hard", "--anomaly-type", "scratch",
+        "--n-anomalies", "3", "--seeds", "1", "--threads", "1", "--quiet", "--no-plots", *SMALL_RESNET, *TINY,
+    ]
+    runs = {}
+    for name, extra in {"serial": [], "jobs2": ["--jobs", "2"]}.items():
+        cache = tmp_path / f"cache-{name}"
+        result = CliRunner().invoke(cli, [*common, *extra, "--cache-dir", str(cache), "--output", str(tmp_path / name)],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader((tmp_path / name / "results.csv").open()))
+        assert all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+        runs[name] = {r["cell_id"]: (r["auc_roc"], r["auc_pr"]) for r in rows}
+        for r in rows:
+            with np.load(tmp_path / name / "cells" / f"{r['cell_id']}.npz") as cell:
+                runs[name][r["cell_id"] + "/scores"] = cell["scores"].tobytes()
+    assert runs["jobs2"] == runs["serial"]
+
+    # the driver's warm-up alone fills the cache with one entry per image of the data set
+    warm_cache = tmp_path / "warm-only"
+    values = {"data": str(mvtec_tree), "models": ["devnet"], "extractor": "resnet18", "cache_dir": str(warm_cache),
+              "extractor_options": {"weights": "none", "image_size": 64}}
+    from ahl_plugins.data.load import load_dataset
+
+    dataset = load_dataset(str(mvtec_tree))
+    assert DetectorRunner(CompareConfig(**values)).warm(list(dataset.inputs)) == {"resnet18": len(dataset)}
+    assert len(FeatureCache(warm_cache)) == len(dataset)

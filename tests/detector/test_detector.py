@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
+from detector_testkit import FAST
 
 from ahl_plugins import OSADDetector
 from ahl_plugins.errors import (

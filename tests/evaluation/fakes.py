@@ -55,3 +55,55 @@ class FakeRunner:
                 "tasks": [{"index": t, "kind": "clusters", "support_cluster": t // 2, "query_cluster": t % 3} for t in range(6)],
             }
         return CellRun(scores=scores, fit_seconds=0.01, score_seconds=0.001, train_seconds=0.005, history=history, extractor="identity")
+
+
+class KillingRunner:
+    """Runs ``inner``, but the worker running ``cell_id`` SIGKILLs itself mid-cell: once (a marker
+    file remembers it died) or every time (``always``). Must only run in worker processes."""
+
+    def __init__(self, inner, cell_id: str, marker: str, always: bool = False) -> None:
+        self.inner, self.cell_id, self.marker, self.always = inner, cell_id, marker, always
+
+    def __call__(self, cell, data) -> CellRun:
+        import os
+        import signal
+        from pathlib import Path
+
+        if cell.id == self.cell_id:
+            marker = Path(self.marker)
+            deaths = int(marker.read_text()) if marker.is_file() else 0
+            if self.always or deaths == 0:
+                marker.write_text(str(deaths + 1))
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(cell, data)
+
+
+class SlowRunner(FakeRunner):
+    """A FakeRunner that takes ``seconds`` per cell (to hold a compare's lock for a while)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, cell, data) -> CellRun:
+        import time
+
+        time.sleep(self.seconds)
+        return super().__call__(cell, data)
+
+
+def _load_only_in(parent: int) -> FakeRunner:
+    import os
+
+    if os.getpid() != parent:
+        raise ImportError("this runner cannot be imported in a worker")
+    return UnloadableRunner()
+
+
+class UnloadableRunner(FakeRunner):
+    """A runner that unpickles in its own process only: workers fail as they start."""
+
+    def __reduce__(self):
+        import os
+
+        return (_load_only_in, (os.getpid(),))

@@ -1,0 +1,206 @@
+"""Running one cell: fit and score a model variant (or the k-NN reference) on its split.
+
+A runner is any picklable callable ``(cell, split_data) -> CellRun``; the
+executors ship it to their workers once. :class:`DetectorRunner` is the
+default. It can also fill the feature cache before the grid (``warm``), so
+that the backbone runs once per data set and extractor instead of once per
+cell and worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ahl_plugins.evaluation.compare.config import CompareConfig
+from ahl_plugins.evaluation.compare.splits import SplitData
+from ahl_plugins.evaluation.grid import BASE, KNN, Cell
+
+#: Label prefix of the k-NN rows on a fine-tuned model's features (``knn[fine-tuned dra]``).
+FINETUNED_KNN = f"{KNN}[fine-tuned "
+
+
+@dataclass
+class CellRun:
+    """What running one cell produced."""
+
+    scores: np.ndarray
+    fit_seconds: float
+    score_seconds: float
+    train_seconds: float | None = None
+    history: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+    extractor: str = ""
+    pixel: dict[str, dict[str, float]] | None = None  # pixel metrics by anomaly type ("all" = every test image)
+
+
+Runner = Callable[[Cell, SplitData], CellRun]
+
+
+class DetectorRunner:
+    """Fits and scores a cell with :class:`OSADDetector` (or the k-NN reference)."""
+
+    def __init__(self, config: CompareConfig) -> None:
+        self.config = config
+
+    def detector_options(self, cell: Cell) -> dict[str, Any]:
+        options = dict(self.config.options)
+        if self.config.epochs is not None:
+            options["epochs"] = self.config.epochs
+        kwargs = cell.detector_kwargs()
+        if kwargs["ahl"]:
+            options.update(self.config.ahl_options)
+        options.update({k: v for k, v in kwargs.items() if k != "ahl"})
+        if self.config.finetune_backbone:
+            from ahl_plugins.training.finetune import finetune_options_like_base
+
+            options.update(finetune_options_like_base(self.config.options, self.config.epochs, ahl=kwargs["ahl"]))
+        return options
+
+    def make_detector(self, cell: Cell, seed: int):
+        from ahl_plugins.detector import OSADDetector
+
+        return OSADDetector(
+            cell.model,
+            ahl=cell.detector_kwargs()["ahl"],
+            extractor=self.config.extractor,
+            seed=seed,
+            device=self.config.device,
+            cache_dir=self.config.cache_dir,
+            extractor_options=dict(self.config.extractor_options),
+            **self.detector_options(cell),
+        )
+
+    def check(self, cells: Iterable[Cell]) -> None:
+        """Build one detector per model variant before anything runs: a misspelt option or
+        model fails now, with the detector's message, not once per cell."""
+        seen = set()
+        for cell in cells:
+            if cell.is_knn or (cell.model, cell.variant) in seen:
+                continue
+            seen.add((cell.model, cell.variant))
+            self.make_detector(cell, cell.split.seed)
+
+    def warm(self, inputs: list[Path] | np.ndarray) -> dict[str, int]:
+        """Extract every image of the data set once per extractor into the feature cache.
+
+        Every cell then reads its training and test features from the cache.
+        Vector "extraction" is a standardisation fitted per split, so there is
+        nothing to share. Returns ``{extractor: images}``.
+        """
+        if isinstance(inputs, np.ndarray) or self.config.options.get("use_cache") is False:
+            return {}
+        from ahl_plugins.devices import resolve_device
+        from ahl_plugins.evaluation.knn import build_extractor
+        from ahl_plugins.features.cache import FeatureCache
+        from ahl_plugins.features.pipeline import extract_features
+
+        cache = FeatureCache(self.config.cache_dir)
+        done = {}
+        for name, model in extractor_models(self.config.models, self.config.extractor, "image").items():
+            built = build_extractor(model, self.config.extractor, "image", self.config.extractor_options)
+            extract_features(
+                built, inputs, cache=cache, batch_size=int(self.config.options.get("extract_batch_size", 32)),
+                device=resolve_device(self.config.device), progress=False,
+            )
+            done[name] = len(inputs)
+        return done
+
+    def __call__(self, cell: Cell, data: SplitData) -> CellRun:
+        if cell.is_knn:
+            return self._knn(cell, data)
+        detector = self.make_detector(cell, data.key.seed)
+        started = time.perf_counter()
+        detector.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types))
+        fitted = time.perf_counter()
+        scores = detector.decision_function(data.test_inputs)
+        scored = time.perf_counter()
+        from ahl_plugins.evaluation.pixel import detector_pixel_metrics
+
+        pixel = detector_pixel_metrics(detector, data.test_inputs, data.test_masks, data.test_types)
+        seconds = detector.fit_info_.get("seconds", {})
+        return CellRun(
+            scores=np.asarray(scores, dtype=np.float64),
+            fit_seconds=fitted - started,
+            score_seconds=scored - fitted,
+            train_seconds=seconds.get("train"),
+            history=detector.history_,
+            info=dict(detector.fit_info_),
+            extractor=extractor_name(cell.model, self.config.extractor, detector.fit_info_.get("input_kind", "vector")),
+            pixel=pixel,
+        )
+
+    def _knn(self, cell: Cell, data: SplitData) -> CellRun:
+        from ahl_plugins.devices import resolve_device
+        from ahl_plugins.evaluation.knn import knn_reference
+        from ahl_plugins.features.cache import FeatureCache
+
+        timings: dict[str, float] = {}
+        model = cell.source_model or self.config.models[0]
+        extractor = self.config.extractor
+        base_cell = finetuned_base(cell)
+        if base_cell is not None:
+            # The base model's fine-tuned network (read back from the fine-tuning cache when the base cell ran).
+            base = self.make_detector(base_cell, data.key.seed)
+            extractor = base.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types)).extractor_
+        scores = knn_reference(
+            data.train_inputs,
+            data.train_labels,
+            data.test_inputs,
+            model=model,
+            extractor=extractor,
+            extractor_options=self.config.extractor_options,
+            k=self.config.k,
+            cache=FeatureCache(self.config.cache_dir),
+            device=resolve_device(self.config.device),
+            timings=timings,
+        )
+        return CellRun(
+            scores=scores,
+            fit_seconds=timings.get("fit", 0.0),
+            score_seconds=timings.get("score", 0.0),
+            info={"k": self.config.k, "method": "kth"},
+            extractor=extractor_name(model, self.config.extractor, data_kind(data)),
+        )
+
+
+def data_kind(data: SplitData) -> str:
+    return "vector" if isinstance(data.train_inputs, np.ndarray) else "image"
+
+
+def extractor_name(model: str, extractor: str | None, kind: str) -> str:
+    from ahl_plugins.plugins import get_manager
+
+    spec = get_manager().model(model)
+    return extractor or (spec.image_extractor if kind == "image" else spec.vector_extractor)
+
+
+def extractor_models(models: Sequence[str], extractor: str | None, kind: str) -> dict[str, str]:
+    """``{extractor name: the first model using it}``, in model order."""
+    groups: dict[str, str] = {}
+    for model in models:
+        groups.setdefault(extractor_name(model, extractor, kind), model)
+    return groups
+
+
+def knn_rows(models: Sequence[str], extractor: str | None, kind: str) -> list[tuple[str, str]]:
+    """One k-NN row per distinct extractor among the models: ``(label, model)``."""
+    groups = extractor_models(models, extractor, kind)
+    if len(groups) == 1:
+        return [(KNN, next(iter(groups.values())))]
+    return [(f"{KNN}[{name}]", model) for name, model in groups.items()]
+
+
+def finetuned_base(cell: Cell) -> Cell | None:
+    """The base cell whose fine-tuned network a ``knn[fine-tuned <model>]`` cell reads; None for other cells."""
+    return Cell(cell.split, cell.source_model, BASE) if cell.model.startswith(FINETUNED_KNN) else None
+
+
+def finetuned_knn_rows(models: Sequence[str]) -> list[tuple[str, str]]:
+    """One k-NN row per model on that model's fine-tuned network: ``(label, model)``."""
+    return [(f"{FINETUNED_KNN}{model}]", model) for model in models]

@@ -1,0 +1,290 @@
+"""End-to-end base training: the backbone fine-tuned together with the scoring heads.
+
+The paper's pipeline trains the base model (DRA or DevNet) end to end with its
+own loss, backbone included, and only then runs AHL on the frozen features of
+that trained network. This module is the first half: the model's registered
+scorer and loss, balanced batches of normal / seen / pseudo-anomaly *images*
+(pseudo anomalies made in image space by the registered generators), the
+extractor's own image pyramid, a smaller learning rate for the backbone than
+for the heads, and BatchNorm statistics frozen (batches of 48 split three ways
+are too small to re-estimate them). On CUDA the forward pass runs under
+``torch.autocast`` (float16 with a gradient scaler) unless
+``mixed_precision=False``; on the CPU everything stays float32.
+
+Scorers whose ``prepare`` reads training normals (DRA's reference maps) get
+them refreshed before every batch, computed by the current backbone without
+gradient, and once more at the end, so the saved buffer matches the final
+weights. The result is cached (keyed by the pretrained extractor, the images,
+the options and the seed), so base and AHL runs on one split fine-tune once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.cache import FeatureCache, cache_key
+from ahl_plugins.features.module_extractor import weights_fingerprint
+from ahl_plugins.training.base import TrainingDivergedError, TrainOptions
+from ahl_plugins.training.batches import balanced_indices
+
+LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
+CACHE_VERSION = "finetune-v1"
+#: Normals whose current features a scorer's ``prepare`` gets when it names no ``n_references``.
+DEFAULT_PREPARE_NORMALS = 32
+
+
+class FinetuneOptions(TrainOptions):
+    """The base loop's options plus what only end-to-end training needs."""
+
+    backbone_lr: float = Field(2e-5, gt=0, description="Adam learning rate of the backbone (the heads use lr)")
+    freeze_batchnorm: bool = Field(True, description="keep the backbone's BatchNorm running statistics fixed")
+    mixed_precision: bool = Field(True, description="float16 autocast with gradient scaling on CUDA (ignored on CPU)")
+
+
+FINETUNE_ONLY_OPTIONS = frozenset(FinetuneOptions.model_fields) - frozenset(TrainOptions.model_fields)
+
+
+@runtime_checkable
+class FinetunableExtractor(Protocol):
+    """What an extractor offers so that its weights can be trained (built-in CNNs and ModuleExtractor)."""
+
+    def forward_features(self, batch: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def trainable_module(self) -> nn.Module: ...
+
+    def mark_finetuned(self, fingerprint: str) -> None: ...
+
+
+def require_finetunable(extractor: object) -> FinetunableExtractor:
+    if not isinstance(extractor, FinetunableExtractor):
+        raise InvalidOptionsError(
+            f"extractor {getattr(extractor, 'name', type(extractor).__name__)!r} cannot be fine-tuned: it has no "
+            "forward_features/trainable_module (the built-in CNNs, nn.Module and TorchScript extractors have them); "
+            "use finetune_backbone=False to train the heads on its frozen features"
+        )
+    return extractor
+
+
+_BATCHNORM_NAMES = frozenset({"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"})
+
+
+def _is_batchnorm(module: nn.Module) -> bool:
+    # A scripted network's submodules are RecursiveScriptModules that only keep their class name.
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) or getattr(module, "original_name", "") in _BATCHNORM_NAMES
+
+
+def _set_train_mode(network: nn.Module, freeze_batchnorm: bool) -> None:
+    network.train()
+    if freeze_batchnorm:
+        for module in network.modules():
+            if _is_batchnorm(module):
+                module.eval()
+
+
+def _state_tensors(module: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().cpu() for _, t in sorted(module.state_dict().items())]
+
+
+def _restore(module: nn.Module, tensors: list[torch.Tensor]) -> None:
+    names = sorted(module.state_dict())
+    module.load_state_dict(dict(zip(names, tensors)))
+
+
+class _References:
+    """The training normals a scorer's ``prepare`` reads, refreshed through the current backbone."""
+
+    def __init__(self, scorer: nn.Module, normals: torch.Tensor, generator: torch.Generator) -> None:
+        count = int(getattr(scorer, "n_references", 0) or 0)
+        self.refresh_each_step = count > 0
+        count = count or DEFAULT_PREPARE_NORMALS
+        chosen = torch.randperm(len(normals), generator=generator)[: min(count, len(normals))]
+        self.images = normals[chosen]
+        self.scorer = scorer
+
+    @torch.no_grad()
+    def update(self, extractor: FinetunableExtractor, network: nn.Module, device: torch.device, generator: torch.Generator) -> None:
+        was_training = network.training
+        network.eval()
+        features = [t.float() for t in extractor.forward_features(self.images.to(device))]
+        network.train(was_training)  # the training loop sets its own BatchNorm mode before each batch
+        self.scorer.prepare(features, generator)
+
+
+def finetune_backbone(
+    extractor: object,
+    scorer: nn.Module,
+    loss: LossFn,
+    images: torch.Tensor | Callable[[], torch.Tensor],
+    labels: torch.Tensor,
+    options: FinetuneOptions | None = None,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    cache: FeatureCache | None = None,
+    cache_identity: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train ``extractor``'s network and ``scorer`` together on labelled images, in place.
+
+    ``images`` are ``N×3×S×S`` in [0, 1] with ``labels`` 0 (normal), 1 (seen)
+    or 2 (pseudo anomaly); a callable that returns them is only called when
+    the cache cannot answer (loading and corrupting images is not free).
+    Afterwards the network is frozen in eval mode, the extractor's
+    fingerprint names the new weights, and the scorer is in eval mode on
+    ``device``. With a ``cache`` and a ``cache_identity`` (the images'
+    and options' identity) a repeat call loads the trained weights instead.
+    Returns ``{"epochs": [{"epoch", "loss", "lr", "backbone_lr"}], "cached",
+    "seconds", "weights"}``.
+    """
+    options = options or FinetuneOptions()
+    ft = require_finetunable(extractor)
+    device = torch.device(device)
+    labels = labels.cpu().long()
+    if int((labels == 0).sum()) < 1:
+        raise DataError("fine-tuning needs training normals (label 0)")
+    if int((labels != 0).sum()) == 0:
+        raise DataError(
+            "fine-tuning needs at least one labelled anomaly (y=1) or pseudo anomaly; got only normals. "
+            "Label some anomalies, or enable a pseudo-anomaly generator"
+        )
+    network = ft.trainable_module()
+    extractor.to(device)
+    scorer.to(device)
+    started = time.perf_counter()
+
+    key = None
+    if cache is not None and cache_identity is not None:
+        key = cache_key(CACHE_VERSION, extractor.fingerprint(), cache_identity, options.model_dump_json(), int(seed))
+        hit = _load_cached(cache, key, network, scorer)
+        if hit is not None:
+            network.eval()
+            scorer.eval()
+            fingerprint = weights_fingerprint(network)
+            ft.mark_finetuned(fingerprint)
+            return {"epochs": hit, "cached": True, "seconds": time.perf_counter() - started, "weights": fingerprint}
+
+    images = images() if callable(images) else images
+    if images.dim() != 4 or images.shape[0] != labels.shape[0]:
+        raise DataError(f"fine-tuning needs N×3×S×S images with one label each, got {tuple(images.shape)} and {len(labels)}")
+    generator = torch.Generator().manual_seed(int(seed))
+    references = _References(scorer, images[labels == 0], generator)
+    references.update(ft, network, device, generator)
+    history = _train(ft, network, scorer, loss, images, labels, options, references, generator, device, progress)
+    references.update(ft, network, device, generator)
+    network.eval()
+    scorer.eval()
+    fingerprint = weights_fingerprint(network)
+    ft.mark_finetuned(fingerprint)
+    if key is not None:
+        losses = torch.tensor([[r["loss"], r["lr"], r["backbone_lr"]] for r in history], dtype=torch.float64)
+        cache.put(key, [losses, *_state_tensors(network), *_state_tensors(scorer)])
+    return {"epochs": history, "cached": False, "seconds": time.perf_counter() - started, "weights": fingerprint}
+
+
+def _load_cached(cache: FeatureCache, key: str, network: nn.Module, scorer: nn.Module) -> list[dict[str, Any]] | None:
+    entry = cache.get(key)
+    n_network, n_scorer = len(network.state_dict()), len(scorer.state_dict())
+    if entry is None or len(entry) != 1 + n_network + n_scorer:
+        return None
+    try:
+        _restore(network, entry[1 : 1 + n_network])
+        _restore(scorer, entry[1 + n_network :])
+    except RuntimeError:
+        return None  # written by another architecture under a colliding key: recompute
+    return [
+        {"epoch": i + 1, "loss": float(row[0]), "lr": float(row[1]), "backbone_lr": float(row[2])}
+        for i, row in enumerate(entry[0])
+    ]
+
+
+def _train(
+    extractor: FinetunableExtractor,
+    network: nn.Module,
+    scorer: nn.Module,
+    loss: LossFn,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    options: FinetuneOptions,
+    references: _References,
+    generator: torch.Generator,
+    device: torch.device,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    backbone = list(network.parameters())
+    for parameter in backbone:
+        parameter.requires_grad_(True)
+    heads = [p for p in scorer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(
+        [{"params": heads, "lr": options.lr}, {"params": backbone, "lr": options.backbone_lr}],
+        weight_decay=options.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=options.lr_step, gamma=options.lr_gamma)
+    amp = options.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    labels_on_device = labels.to(device)
+
+    from tqdm.auto import tqdm
+
+    history: list[dict[str, Any]] = []
+    bar = tqdm(range(options.epochs), desc="fine-tuning", unit="epoch", disable=not progress, leave=False)
+    try:
+        for epoch in bar:
+            lr, backbone_lr = (group["lr"] for group in optimizer.param_groups)
+            total = torch.zeros((), device=device)
+            for _ in range(options.batches_per_epoch):
+                index = balanced_indices(labels, options.batch_size, generator)
+                if references.refresh_each_step:
+                    references.update(extractor, network, device, generator)
+                _set_train_mode(network, options.freeze_batchnorm)
+                scorer.train()
+                batch = images[index].to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    scores = scorer(extractor.forward_features(batch))
+                value = loss({k: v.float() for k, v in scores.items()}, labels_on_device[index.to(device)])
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(value).backward()
+                if options.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(heads + backbone, options.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                total = total + value.detach()
+            schedule.step()
+            mean = float(total) / options.batches_per_epoch
+            if not math.isfinite(mean):
+                raise TrainingDivergedError(
+                    f"the fine-tuning loss became {mean} in epoch {epoch + 1}; lower lr ({options.lr}) or "
+                    f"backbone_lr ({options.backbone_lr})"
+                )
+            history.append({"epoch": epoch + 1, "loss": mean, "lr": lr, "backbone_lr": backbone_lr})
+            bar.set_postfix(loss=f"{mean:.4f}")
+    finally:
+        for parameter in backbone:
+            parameter.requires_grad_(False)
+        network.eval()
+    return history
+
+
+def training_identity(image_ids: list[str], labels: torch.Tensor, pseudo_ids: Mapping[str, str], extra: Mapping[str, Any]) -> str:
+    """What a fine-tuning run learnt from: every image, its label, the pseudo-anomaly sets and the model."""
+    return cache_key(*image_ids, labels.tolist(), json.dumps(dict(sorted(pseudo_ids.items()))), json.dumps(extra, sort_keys=True, default=str))
+
+
+def finetune_options_like_base(options: Mapping[str, Any], epochs: int | None, *, ahl: bool) -> dict[str, Any]:
+    """Detector options that fine-tune an AHL variant exactly as its base variant, so it reads the base's
+    fine-tuned network back from the cache (``options``/``epochs``: what a compare gives every variant)."""
+    if not ahl:
+        return {"finetune_backbone": True}
+    tuned = {k: v for k, v in options.items() if k in FinetuneOptions.model_fields}
+    if epochs is not None:
+        tuned["epochs"] = epochs
+    return {"finetune_backbone": True, "finetune_options": tuned}
