@@ -230,7 +230,7 @@ def write_report(args: argparse.Namespace, rows: list[dict], sources: dict[str, 
             "a query pass on 8: about 2 × 48 samples forward and backward per outer step, so one AHL epoch reads "
             "half the samples of a base epoch. On compute-bound heads (maps) that keeps AHL near the base cost; "
             "on overhead-bound heads (vectors) the cost follows the number of calls (vmap runs the T tasks as one), "
-            "and the fixed cost of SGE (T base models and the unified one score up to 128 samples per epoch; 10 "
+            "and the fixed cost of SGE (T base models and the unified one score up to 128 samples per epoch; 4 "
             "Adam steps of a tiny BiLSTM) weighs most. The paper preset's second-order steps with 3 inner steps on "
             "per-task batches of 48 cost about 50 base steps each. Skipped: "
             + (", ".join(f"{c}/{m}/{v}" for c, m, v in sorted(SKIP)) or "none")

@@ -146,7 +146,7 @@ def run_part(part: Part, args: argparse.Namespace) -> Path:
         "data": part.data,
         "models": args.models,
         "settings": part.settings,
-        "n_anomalies": part.n_anomalies,
+        "n_anomalies": [m for m in part.n_anomalies if m in args.n_anomalies] or part.n_anomalies,
         "anomaly_types": part.anomaly_types,
         "seeds": args.seeds,
         "extractor": part.extractor,
@@ -499,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--only", default="", help="comma-separated benchmarks: mt, elpv, nsl_kdd, pmlb, adbench (default: all)"
+    )
+    parser.add_argument(
+        "--n-anomalies", type=lambda v: [int(x) for x in v.split(",")], default=[1, 10],
+        help="run only these M among each part's (default: all of them)",
     )
     parser.add_argument("--skip", default="", help="comma-separated part names not to run now (e.g. pmlb_shuttle)")
     parser.add_argument("--models", default="devnet,dra")
