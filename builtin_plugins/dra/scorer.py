@@ -1,4 +1,4 @@
-"""The DRA scorer (Ding et al., CVPR 2022): four heads for disentangled abnormalities.
+"""The DRA scorer (Ding et al., CVPR 2022): four heads for disentangled abnormalities, plus a distance head.
 
 - ``normal``: holistic normality, global average pool -> FC (C-256-1) -> ``|·|``;
   high for normals (the loss trains it that way), so the anomaly score subtracts it.
@@ -9,6 +9,8 @@
   is by default the mean of the sample's nearest training normals (so the
   residual says how far the sample is from the normal data around it); the
   paper's form, the mean of 5 random normals, is ``residual_reference="random_mean"``.
+- ``distance`` (``distance_head``, on by default): the residual's length, top-k pooled on
+  maps; no parameters: the label-free "how far from the nearest normals" signal.
 
 Before they are summed, the heads are calibrated on the training normals
 (``calibrate``; ``head_calibration=False`` restores the raw sum).
