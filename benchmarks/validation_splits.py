@@ -101,21 +101,20 @@ def validation_cases(seeds: int, families: tuple[str, ...] = ("nsl_kdd", "digits
         for digit in ("digit_8", "digit_9"):
             for seed in range(seeds):
                 yield digits_case(digits, digit, seed)
-    if "pmlb" in families:
-        for name in PMLB_SETS:
-            path = SHARED / "tabular" / "pmlb" / f"{name}.tsv.gz"
+    carved = {
+        "pmlb": ("tabular, general (carved)", [(n, SHARED / "tabular" / "pmlb" / f"{n}.tsv.gz") for n in PMLB_SETS]),
+        "adbench": (
+            "embeddings, general (carved)",
+            [(n, SHARED / "embeddings" / "adbench_mvtec" / f"{n}.npz") for n in ADBENCH_SETS],
+        ),
+    }
+    for family, (title, sources) in carved.items():
+        if family not in families:
+            continue
+        for name, path in sources:
             if not path.is_file():
                 print(f"skipping {path}: not found", file=sys.stderr)
                 continue
             dataset = load_dataset(path)
             for seed in range(seeds):
-                yield carved_case(dataset, "tabular, general (carved)", f"pmlb/{name}", seed)
-    if "adbench" in families:
-        for name in ADBENCH_SETS:
-            path = SHARED / "embeddings" / "adbench_mvtec" / f"{name}.npz"
-            if not path.is_file():
-                print(f"skipping {path}: not found", file=sys.stderr)
-                continue
-            dataset = load_dataset(path)
-            for seed in range(seeds):
-                yield carved_case(dataset, "embeddings, general (carved)", f"adbench/{name}", seed)
+                yield carved_case(dataset, title, f"{family}/{name}", seed)
