@@ -241,6 +241,8 @@ class OSADDetector:
         own = self.config.ahl_options if self.config.ahl else self.config.train_options
         shared = {k: v for k, v in spec.train_options.items() if k in model.model_fields}
         preset = preset_options(self.config.preset, section)
+        if {**shared, **own}.get("estimator", "sge") != "sge":
+            preset.pop("estimator_options", None)  # the preset's estimator options are SGE's
         if self.config.ahl and len(shared) < len(spec.train_options):
             warnings.warn(
                 f"model {self.config.model!r} sets train_options {sorted(set(spec.train_options) - set(shared))} "

@@ -35,3 +35,9 @@ def test_paper_preset_reaches_the_scorer_and_explicit_options_win():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises((InvalidOptionsError, ValueError), match="preset"):
         OSADDetector("devnet", preset="papers")
+
+
+def test_paper_preset_leaves_a_third_party_estimator_its_own_options():
+    options = OSADDetector("devnet", ahl=True, preset="paper", estimator="uniform")._trainer_options()
+    assert options.estimator == "uniform" and options.estimator_options == {}
+    assert options.inner_update == "sgd"
