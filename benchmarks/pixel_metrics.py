@@ -169,8 +169,8 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "(the paper trains 30; fewer here for time, the same for every model, so the comparison is paired) and "
         "every other option at its default. Base and AHL of one model see the same split, seed and features.",
         "",
-        "Maps: each model's own head maps (DevNet: |1×1 conv| per position; DRA: seen + pseudo + residual − "
-        "normality, position by position), upsampled to the image, scales averaged, "
+        "Maps: each model's own head maps (DevNet: |1×1 conv| per position; DRA: its calibrated combine of the seen, "
+        "pseudo, residual, distance and normality maps, position by position), upsampled to the image, scales averaged, "
         f"at most {args.max_side} px on the longer side for the metrics, Gaussian smoothing σ = {args.sigma} input "
         "pixels. Pixel AUROC pools every pixel of every test image; AUPRO is the MVTec AD per-region overlap "
         "integrated to FPR 0.3 and normalised (`ahl_plugins/evaluation/pixel.py`). Mean ± sample std over seeds; "
