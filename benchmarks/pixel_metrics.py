@@ -195,11 +195,13 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "",
         figure,
         "",
-        f"Fit time per model (mean, this shared 2-core machine, torch threads 1): {', '.join(times)}; maps and "
+        f"Fit time per model (mean, this shared 2-core machine, torch threads {args.threads}, feature cache warm): "
+        f"{', '.join(times)}; maps and "
         f"pixel metrics for the whole test set: {maps_seconds:.0f} s per fit.",
         "",
         "Command: `nice -n 15 python3 benchmarks/pixel_metrics.py "
-        f"--seeds {args.seeds} --epochs {args.epochs} --sigma {args.sigma} --max-side {args.max_side}`",
+        f"--seeds {args.seeds} --epochs {args.epochs} --sigma {args.sigma} --max-side {args.max_side} "
+        f"--threads {args.threads}`",
         "",
     ]
     PAGE.write_text("\n".join(lines))
