@@ -145,7 +145,7 @@ def run_part(part: Part, args: argparse.Namespace) -> Path:
     values: dict[str, Any] = {
         "data": part.data,
         "models": args.models,
-        "settings": part.settings,
+        "settings": [x for x in part.settings if x in args.settings] or part.settings,
         "n_anomalies": [m for m in part.n_anomalies if m in args.n_anomalies] or part.n_anomalies,
         "anomaly_types": part.anomaly_types,
         "seeds": args.seeds,
@@ -509,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--n-anomalies", type=lambda v: [int(x) for x in v.split(",")], default=[1, 10],
         help="run only these M among each part's (default: all of them)",
+    )
+    parser.add_argument(
+        "--settings", type=lambda v: v.split(","), default=["general", "hard"],
+        help="run only these settings among each part's (default: both)",
     )
     parser.add_argument("--skip", default="", help="comma-separated part names not to run now (e.g. pmlb_shuttle)")
     parser.add_argument("--models", default="devnet,dra")
