@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT_VERSION = 1
+#: The option sections of a detector (``DetectorConfig`` fields that hold a dict of options).
+SECTIONS = ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options", "finetune_options")
 
 
 class DetectorConfig(BaseModel):

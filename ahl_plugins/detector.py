@@ -9,8 +9,6 @@ anomalous. With ``ahl=True`` the same model is trained by the AHL learner.
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,20 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ahl_plugins import __version__
-from ahl_plugins.config import DETECTOR_KEYS, FORMAT_VERSION, DetectorConfig
+from ahl_plugins.config import DETECTOR_KEYS, SECTIONS, DetectorConfig
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec, InputKind
 from ahl_plugins.data.dataset import OSADDataset
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import (
     DataError,
     InvalidOptionsError,
-    ModelFileError,
     NotFittedError,
 )
 from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
 from ahl_plugins.features.module_extractor import (
-    FINETUNED_PREFIX,
     ModuleExtractor,
     ModuleExtractorOptions,
     is_torchscript_path,
@@ -48,24 +43,12 @@ from ahl_plugins.features.pipeline import (
     make_pseudo_anomalies,
 )
 from ahl_plugins.features.store import Features
-from ahl_plugins.model_files import (
-    EXTRACTOR_FILE,
-    HISTORY_FILE,
-    SCORER_FILE,
-    TORCHSCRIPT_FILE,
-    read_json_file,
-    read_saved_model,
-    write_model_files,
-)
 from ahl_plugins.plugins import get_manager
 from ahl_plugins.presets import preset_options
 from ahl_plugins.seeding import seeded
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.finetune import FINETUNE_ONLY_OPTIONS
 from ahl_plugins.training.scoring import score_features
-
-#: The option sections of a detector (``DetectorConfig`` fields that hold a dict of options).
-SECTIONS = ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options", "finetune_options")
 
 
 def _trainer_options_model(ahl: bool):
@@ -405,7 +388,11 @@ class OSADDetector:
         self, kind: InputKind, inputs: Any, normal_idx: np.ndarray, seen_idx: np.ndarray, device: torch.device
     ) -> tuple[torch.nn.Module, dict[str, Any]]:
         """Train ``extractor_`` end to end with a fresh scorer on images (see ahl_plugins.training.finetune)."""
-        from ahl_plugins.training.finetune import finetune_backbone, require_finetunable, training_identity
+        from ahl_plugins.training.finetune import (
+            finetune_backbone,
+            require_finetunable,
+            training_identity,
+        )
 
         if kind != "image":
             raise DataError(
@@ -547,52 +534,13 @@ class OSADDetector:
         training normals' scores (so about ``contamination`` of normals are flagged)."""
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
-    # -- persistence --------------------------------------------------------------
+    # -- persistence (ahl_plugins.persistence) -------------------------------------
     def save(self, directory: str | Path, extra_files: Mapping[str, Any] | None = None) -> Path:
         """Write ``scorer.safetensors``, ``extractor.safetensors``, ``history.json``, then ``config.json``
         with a SHA-256 checksum of each; ``extra_files`` (name -> JSON document) are written and checked too."""
-        from safetensors.torch import save as safetensors_bytes
+        from ahl_plugins.persistence import save_detector
 
-        self._check_fitted()
-        if self._custom_extractor is not None and self.config.extractor_file is None:
-            raise ModelFileError(
-                "a detector with an extractor object (an nn.Module or FeatureExtractor instance) cannot be saved: its "
-                "code is not data. Save the network with torch.jit.save(torch.jit.script(model), 'model.ts') and pass "
-                "extractor='model.ts', "
-                "or register the architecture as a plugin and pass its state dict as extractor_options weights=path"
-            )
-        directory = Path(directory)
-        config = self.config.model_dump(mode="json")
-        network: dict[str, bytes] = {}
-        if self.config.extractor_file is not None:
-            # The TorchScript network is part of the model: copied beside it and checksummed like the weights.
-            source = Path(self.config.extractor_file)
-            try:
-                network[TORCHSCRIPT_FILE] = source.read_bytes()
-            except OSError as exc:
-                raise ModelFileError(
-                    f"cannot copy the TorchScript extractor {source} into the saved model ({exc}); it was moved or "
-                    "deleted after fit. Put it back or re-fit"
-                ) from None
-            config["extractor_file"] = TORCHSCRIPT_FILE
-        state = {k: v.detach().cpu().contiguous() for k, v in self.scorer_.state_dict().items()}
-        extractor_state = {k: v.cpu().contiguous() for k, v in self.extractor_.fitted_state().items()}
-        payloads = {
-            SCORER_FILE: safetensors_bytes(state),
-            EXTRACTOR_FILE: safetensors_bytes(extractor_state),
-            **network,
-            HISTORY_FILE: json.dumps(self.history_, default=_json_default).encode("utf-8"),
-            **{name: json.dumps(doc, indent=2, default=_json_default).encode("utf-8") for name, doc in (extra_files or {}).items()},
-        }
-        document = {
-            "format_version": FORMAT_VERSION,
-            "ahl_plugins_version": __version__,
-            "config": config,
-            "threshold": self.threshold_,
-            "fit": self.fit_info_,
-        }
-        write_model_files(directory, payloads, document, default=_json_default)
-        return directory
+        return save_detector(self, directory, extra_files)
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> OSADDetector:
@@ -601,61 +549,9 @@ class OSADDetector:
         ``config.json`` is validated in full and every file it lists is checked
         against its checksum first, so a damaged file is named, not loaded.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load as safetensors_load
+        from ahl_plugins.persistence import load_detector
 
-        directory = Path(directory)
-        saved = read_saved_model(directory)
-        config = saved.config.model_dump()
-        if device is not None:
-            config["device"] = device
-        sections = {k: config.pop(k, None) or {} for k in SECTIONS}
-        if config.get("extractor_file") is not None:
-            config["extractor_file"] = str(directory / config["extractor_file"])
-        detector = cls(config.pop("model"), config.pop("ahl"), config.pop("extractor"), config.pop("seed"), config.pop("device"), **sections, **config)
-        fit = saved.fit.model_dump(mode="json")
-        detector.fit_info_ = fit
-        detector.threshold_ = saved.threshold
-        states = {}
-        for name in (SCORER_FILE, EXTRACTOR_FILE):
-            path = directory / name
-            try:
-                states[name] = safetensors_load(path.read_bytes())
-            except FileNotFoundError:
-                raise ModelFileError(f"missing weights file {path}") from None
-            except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-                raise ModelFileError(f"cannot read the weights in {path} ({exc}); the file is truncated or corrupt") from None
-        unchecked = "" if saved.files else " (or the file is damaged: this model was saved without checksums)"
-        target = resolve_device(detector.config.device)
-        extractor_state = states[EXTRACTOR_FILE]
-        finetuned = any(k.startswith(FINETUNED_PREFIX) for k in extractor_state)
-        extractor = detector._build_extractor(fit["input_kind"], skip_weights=finetuned)
-        try:
-            extractor.load_fitted_state(extractor_state)
-        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
-            raise ModelFileError(
-                f"{directory / EXTRACTOR_FILE} does not fit extractor {type(extractor).__name__} "
-                f"({type(exc).__name__}: {exc}){unchecked}"
-            ) from None
-        detector.extractor_ = extractor.to(target)
-        spec = FeatureSpec(fit["feature_spec"]["kind"], tuple(fit["feature_spec"]["channels"]))
-        scorer = detector._skeleton_scorer(spec)
-        scorer_state = states[SCORER_FILE]
-        if scorer_state.keys() != scorer.state_dict().keys():
-            missing = sorted(scorer.state_dict().keys() - scorer_state.keys())[:5]
-            extra = sorted(scorer_state.keys() - scorer.state_dict().keys())[:5]
-            raise ModelFileError(
-                f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: missing {missing}, "
-                f"unexpected {extra}{unchecked}"
-            )
-        try:
-            scorer.load_state_dict(scorer_state)
-        except RuntimeError as exc:
-            raise ModelFileError(f"{directory / SCORER_FILE} does not match model {detector.config.model!r}: {exc}{unchecked}") from None
-        detector.scorer_ = scorer.to(target).eval()
-        history_path = directory / HISTORY_FILE
-        detector.history_ = read_json_file(history_path) if history_path.is_file() else None
-        return detector
+        return load_detector(cls, directory, device)
 
     def _skeleton_scorer(self, spec: FeatureSpec) -> torch.nn.Module:
         """An untrained scorer of the saved shape (the ensemble ablation holds several)."""
@@ -665,17 +561,3 @@ class OSADDetector:
 
             return EnsembleScorer.from_template(scorer, self.fit_info_.get("n_tasks") or 1)
         return scorer
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from validation_splits import validation_cases  # noqa: E402
 
 from ahl_plugins.detector import OSADDetector  # noqa: E402
-from ahl_plugins.evaluation.knn import knn_scores  # noqa: E402
+from ahl_plugins.evaluation.knn import knn_reference, knn_scores  # noqa: E402
 from ahl_plugins.evaluation.metrics import auc_roc  # noqa: E402
 from ahl_plugins.evaluation.report import fmt, stats  # noqa: E402
 
@@ -71,6 +71,9 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
          "devnet": {"estimator_options": {"train_steps": 4}}},
         "as `ahl` (whose SGE took 10 LSTM steps per epoch) with 4 steps, the default since",
     ),
+    "ahl_layerwise": (True, {"inner_update": "layerwise"}, "defaults but the relative inner step taken per tensor"),
+    "ahl_no_adapt": (True, {"inner_lr": 1e-6}, "defaults but (almost) no inner step: CDL without adaptation"),
+    "ahl_pair_prior": (True, {"task_prior": "pair_size"}, "defaults but the prior is support × query normals"),
     "ahl_inner_0.2": (True, {"inner_lr": 0.2}, "defaults with a larger relative inner step (0.2)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "defaults with a smaller relative inner step (0.01)"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
@@ -98,7 +101,9 @@ def run_one(model: str, config: str, case) -> dict[str, Any]:
     ahl = CONFIGS[config][0]
     options = options_for(config, model)
     started = time.perf_counter()
-    detector = OSADDetector(model, ahl=ahl, seed=case.seed, use_cache=False, **options).fit(case.x_fit, case.y_fit)
+    options = {**case.detector_options, **options}
+    # image cases read their backbone features from the feature cache the results runs filled
+    detector = OSADDetector(model, ahl=ahl, seed=case.seed, use_cache=case.is_image, **options).fit(case.x_fit, case.y_fit)
     seconds = time.perf_counter() - started
     auc = auc_roc(case.y_val, detector.decision_function(case.x_val))
     return {"auc_roc": float(auc), "seconds": seconds}
@@ -106,6 +111,12 @@ def run_one(model: str, config: str, case) -> dict[str, Any]:
 
 def knn_auc(case) -> float:
     """The label-free 5-NN row, on features standardised with the fit rows' statistics (as the identity extractor)."""
+    if case.is_image:
+        from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
+
+        scores = knn_reference(case.x_fit, case.y_fit, case.x_val, extractor=case.detector_options.get("extractor"),
+                               cache=FeatureCache(resolve_cache_dir(None)))
+        return float(auc_roc(case.y_val, scores))
     x_fit = np.asarray(case.x_fit, dtype=np.float64)
     mu, sd = x_fit.mean(0), np.maximum(x_fit.std(0), 1e-6)
     normals = (x_fit[case.y_fit == 0] - mu) / sd
@@ -128,7 +139,14 @@ REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_seco
              "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual"}
 
 
-def reference_of(config: str) -> str:
+#: configurations measured after DRA's |residual| and distance head became defaults: their DRA reference is the
+#: defaults of that time, `ahl_distance` (DevNet's defaults did not change, so it stays `ahl`)
+ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt", "ahl_pair_prior"}
+
+
+def reference_of(config: str, model: str = "devnet") -> str:
+    if config in ON_DISTANCE_DEFAULTS:
+        return "ahl_distance" if model == "dra" else "ahl"
     return REFERENCE.get(config, "ahl" if config.startswith("ahl") else "base")
 
 
@@ -158,7 +176,13 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         "Configurations:",
         "",
     ]
-    lines += [f"- `{name}` (vs `{reference_of(name)}`): {CONFIGS[name][2]}" for name in configs if name != "base"]
+    lines += [
+        f"- `{name}` (vs `{reference_of(name)}`"
+        + (f"; DRA vs `{reference_of(name, 'dra')}`" if reference_of(name, "dra") != reference_of(name) else "")
+        + f"): {CONFIGS[name][2]}"
+        for name in configs
+        if name != "base"
+    ]
     lines.insert(len(lines) - sum(1 for n in configs if n != "base"), f"- `base`: {CONFIGS['base'][2]}")
     lines.append("")
     knn = {(r["case"], r["seed"]): r["auc_roc"] for k, r in rows.items() if k[0] == "knn"}
@@ -172,7 +196,7 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
             mine = [r for k, r in rows.items() if k[0] == config and k[1] == model]
             if not mine:
                 continue
-            reference = reference_of(config)
+            reference = reference_of(config, model)
             cells = []
             for family in names:
                 vals = [r["auc_roc"] for r in mine if r["case"] in families[family]]

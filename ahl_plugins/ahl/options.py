@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Ablation = Literal["none", "uniform", "random_tasks", "ensemble"]
 QueryNormals = Literal["cluster", "other_clusters", "all"]
-InnerUpdate = Literal["sgd", "relative"]
-TaskPrior = Literal["uniform", "query_size"]
+InnerUpdate = Literal["sgd", "relative", "layerwise"]
+TaskPrior = Literal["uniform", "query_size", "pair_size"]
 
 #: The paper's settings (with the release's defects fixed): what ``preset="paper"`` restores.
 PAPER_AHL_OPTIONS: dict[str, Any] = {
@@ -64,7 +64,8 @@ class AHLOptions(BaseModel):
     task_prior: TaskPrior = Field(
         "query_size",
         description="prior weight of each task before SGE: uniform (the paper: 1/T) | query_size (proportional to "
-        "the task's query normals, so a small cluster no longer carries 1/T of the objective)",
+        "the task's query normals, so a small cluster no longer carries 1/T of the objective) | pair_size "
+        "(proportional to support normals × query normals, so a task adapting on a tiny cluster weighs little too)",
     )
     random_halves_task: bool = Field(
         False, description="add the appendix's extra task: all normals split into random halves"
@@ -73,7 +74,8 @@ class AHLOptions(BaseModel):
     inner_update: InnerUpdate = Field(
         "relative",
         description="inner (adaptation) step: sgd (the paper: theta - inner_lr * grad) | relative (the step moves "
-        "the heads by inner_lr times their norm along the gradient, whatever the gradient's scale)",
+        "the heads by inner_lr times their norm along the gradient, whatever the gradient's scale) | layerwise (the "
+        "same per parameter tensor: each tensor moves by inner_lr times its own norm)",
     )
     inner_steps: int = Field(1, ge=1, description="gradient steps each base model takes on its support batch")
     inner_lr: float = Field(

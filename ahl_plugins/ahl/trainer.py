@@ -177,19 +177,25 @@ def estimation_samples(
 
 
 def task_prior(taskset: TaskSet, kind: str) -> torch.Tensor:
-    """``(T,)`` prior task weights: 1/T (``uniform``), or proportional to each task's query normals.
+    """``(T,)`` prior task weights: 1/T (``uniform``), or proportional to each task's query (and support) normals.
 
     Under the paper's HADG, pair (a, b) judges base model a on cluster b, and
     every pair weighs 1/T: a cluster of 3% of the normals then carries a
     third of the query-normal weight (ELPV, NSL-KDD; ``docs/when_ahl_hurts.md``).
     ``query_size`` weighs each task by how many normals its query set holds,
-    so each normal counts about the same in the objective.
+    so each normal counts about the same in the objective. Under it a task
+    that adapts on a 65-normal cluster and is judged on a 3,000-normal one
+    still carries 41% of page_blocks' objective; ``pair_size`` weighs each
+    task by support × query normals, so every (support, query) pair of
+    normals counts the same.
     """
     n_tasks = len(taskset)
     if kind == "uniform":
         return torch.full((n_tasks,), 1.0 / n_tasks)
-    sizes = torch.tensor([max(1, task.query_normals.size) for task in taskset], dtype=torch.float32)
-    return sizes / sizes.sum()
+    sizes = torch.tensor([max(1, task.query_normals.size) for task in taskset], dtype=torch.float64)
+    if kind == "pair_size":
+        sizes = sizes * torch.tensor([max(1, task.support_normals.size) for task in taskset], dtype=torch.float64)
+    return (sizes / sizes.sum()).float()
 
 
 def _combine_weights(prior: torch.Tensor, estimated: torch.Tensor) -> torch.Tensor:

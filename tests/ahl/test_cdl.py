@@ -152,14 +152,34 @@ def test_relative_inner_step_moves_the_heads_by_the_asked_share_of_their_norm():
     assert float(moved["sgd"].max()) < 0.1 * float(moved["relative"].min())
 
 
-def test_relative_inner_step_is_the_same_under_vmap_and_the_loop():
+def test_layerwise_inner_step_moves_every_tensor_by_the_asked_share_of_its_own_norm():
+    """The global relative step can move a small tensor by a multiple of its norm; layerwise moves each by 5%."""
+    torch.manual_seed(0)
+    sx, sy, qx, qy = _batches(n_tasks=3, batch=12, dim=4)
+    for update in ("relative", "layerwise"):
+        scorer = LinearScorer(4)
+        with torch.no_grad():
+            scorer.w.mul_(10.0)  # the weight dwarfs the bias, as a wide conv dwarfs a 1×1 head
+        learner = MetaLearner(scorer, smooth_loss, inner_steps=1, inner_lr=0.05, first_order=True, inner_update=update)
+        _, _, adapted = learner.task_losses([sx], sy, [qx], qy)
+        share = {name: (adapted[name] - p.detach()).reshape(3, -1).norm(dim=1) / p.detach().norm()
+                 for name, p in learner.parameters.items()}
+        if update == "layerwise":
+            for moved in share.values():
+                torch.testing.assert_close(moved, torch.full((3,), 0.05), rtol=1e-4, atol=1e-6)
+        else:
+            assert float(share["b"].max()) > 0.2  # the bias moved by far more than 5% of its norm
+
+
+@pytest.mark.parametrize("update", ["relative", "layerwise"])
+def test_relative_inner_steps_are_the_same_under_vmap_and_the_loop(update):
     sx, sy, qx, qy = _batches()
     weights = torch.tensor([0.2, 0.3, 0.5])
     grads = []
     for vectorize in (True, False):
         torch.manual_seed(0)
         scorer = LinearScorer(4)
-        learner = MetaLearner(scorer, smooth_loss, inner_steps=2, inner_lr=0.1, inner_update="relative",
+        learner = MetaLearner(scorer, smooth_loss, inner_steps=2, inner_lr=0.1, inner_update=update,
                               vectorize=vectorize)
         query, _, _ = learner.task_losses([sx], sy, [qx], qy)
         (weights * query).sum().backward()

@@ -289,6 +289,12 @@ def test_query_size_prior_weighs_tasks_by_their_query_normals():
     torch.testing.assert_close(prior, sizes / sizes.sum())
     assert float(prior.max()) == pytest.approx(40 / 120)
     torch.testing.assert_close(task_prior(taskset, "uniform"), torch.full((len(taskset),), 1 / len(taskset)))
+    # pair_size: the two tasks between the 10-normal clusters weigh 100 / (4·400 + 2·100) each, a quarter of the rest
+    pair = task_prior(taskset, "pair_size")
+    small = [i for i, t in enumerate(taskset) if t.support_normals.size == 10 and t.query_normals.size == 10]
+    assert len(small) == 2
+    assert all(float(pair[i]) == pytest.approx(100 / 1800) for i in small)
+    assert float(pair.sum()) == pytest.approx(1.0)
 
 
 def test_history_records_how_far_the_base_models_moved_and_how_they_differ():
