@@ -105,6 +105,10 @@ def ahl_register_models(register: Register) -> None:
             loss="dra",
             image_extractor="resnet18",
             vector_extractor="identity",
+            # DRA's heads differ in size by orders of magnitude (a 3×3 C×C residual conv beside 1×1 heads), so
+            # AHL's inner step moves each tensor by its own share of its norm; the one global share moved the
+            # small heads by many times their norm (docs/deviations.md; validation: ahl_layerwise).
+            train_options={"inner_update": "layerwise"},
             description="DRA (Ding et al. 2022): disentangled seen, pseudo and residual abnormality heads",
         ),
     )

@@ -17,8 +17,11 @@ def test_paper_preset_restores_the_papers_ahl_settings():
     assert (options.inner_update, options.inner_steps, options.inner_lr, options.first_order) == ("sgd", 3, 2e-4, False)
 
 
-def test_default_preset_is_the_options_defaults():
-    assert OSADDetector("dra", ahl=True)._trainer_options() == AHLOptions()
+def test_default_preset_is_the_options_defaults_with_the_models_own():
+    assert OSADDetector("devnet", ahl=True)._trainer_options() == AHLOptions()
+    # DRA's bundle asks for the per-tensor inner step (chosen on validation); the paper preset and the user win
+    assert OSADDetector("dra", ahl=True)._trainer_options() == AHLOptions(inner_update="layerwise")
+    assert OSADDetector("dra", ahl=True, inner_update="relative")._trainer_options() == AHLOptions()
 
 
 def test_paper_preset_reaches_the_scorer_and_explicit_options_win():
