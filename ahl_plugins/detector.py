@@ -217,6 +217,11 @@ class OSADDetector:
         own = self.config.scorer_options if kind == "scorer" else self.config.loss_options
         return {**bundle, **preset_options(self.config.preset, f"{kind}_options", name), **own}
 
+    def _effective_options(self, registry: str, kind: str, name: str) -> dict[str, Any]:
+        """Every option the component will run with: the merged options above, validated, defaults filled in."""
+        parsed = get_manager().get(registry, name).parse_options(self._component_options(kind, name))
+        return parsed.model_dump(mode="json") if parsed is not None else self._component_options(kind, name)
+
     def _trainer_options(self):
         spec = get_manager().model(self.config.model)
         model = _trainer_options_model(self.config.ahl)
@@ -419,10 +424,10 @@ class OSADDetector:
         identity = training_identity(
             [file_identity(p) for p in normal_inputs + seen_inputs], labels,
             {name: pool.identity() for name, pool in made.items()},
-            {  # the effective options (bundle, preset, user's): a preset that changes the heads misses the cache
+            {  # the effective options, defaults included: a preset, or a new default, that changes the heads misses
                 "model": self.config.model,
-                "scorer": self._component_options("scorer", spec.scorer),
-                "loss": self._component_options("loss", spec.loss),
+                "scorer": self._effective_options("scorers", "scorer", spec.scorer),
+                "loss": self._effective_options("losses", "loss", spec.loss),
             },
         )
         result = finetune_backbone(

@@ -126,3 +126,25 @@ def test_finetuning_refuses_vectors_and_stray_options():
         OSADDetector("devnet", backbone_lr=1e-5)
     with pytest.raises(InvalidOptionsError, match="backbone_lr"):
         OSADDetector("devnet", finetune_backbone=True, backbone_lr=-1.0)
+
+
+def test_a_changed_scorer_default_misses_the_finetuning_cache(tiles, tmp_path, monkeypatch):
+    """The cache key holds every option the heads run with, defaults included, not only those set by name:
+    a release that changes a head default must not read back a backbone fine-tuned with the old heads."""
+    import dataclasses
+
+    from builtin_plugins.dra import DRAOptions
+
+    class WiderTopK(DRAOptions):  # a release that pools more positions: the same shapes, other heads
+        topk_ratio: float = 0.5
+
+    paths, labels = tiles
+    common = {"extractor": "resnet18", "extractor_options": TINY_RESNET, "n_pseudo": 6, "cache_dir": str(tmp_path / "c")}
+    first = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    assert first.fit_info_["finetune"]["cached"] is False
+    registry = get_manager().registry("scorers")
+    entry = registry.get("dra")
+    monkeypatch.setitem(registry._entries, "dra", dataclasses.replace(entry, options=WiderTopK))
+    changed = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    assert changed.scorer_.options.topk_ratio == 0.5
+    assert changed.fit_info_["finetune"]["cached"] is False
