@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import platform
 import sys
 import time
@@ -127,7 +128,10 @@ def run_case(
         base_times.append(timed(partial(train_base, scorer, loss, data, TrainOptions(epochs=epochs), seed=r))[0])
     base = min(base_times)
     rows = []
+    # the model bundle's AHL defaults (DRA: the per-tensor inner step), under every variant but the paper's
+    bundle = {k: v for k, v in get_manager().model(model).train_options.items() if k in AHLOptions.model_fields}
     for variant, extra in variants.items():
+        extra = extra if variant == "paper preset" else {**bundle, **extra}
         best, history = None, None
         for r in range(repeats):
             scorer, loss = build(model, data, r)
@@ -151,6 +155,7 @@ def run_case(
                 "scoring": timing.get("scoring_seconds", 0.0),
                 "estimator": timing.get("estimator_seconds", 0.0),
                 "vectorized": history.get("vectorized"),
+                "timed": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             }
         )
         print(
@@ -177,10 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: leave torch's default)")
     parser.add_argument("--cases", default="ann_thyroid,maps")
     parser.add_argument("--models", default="devnet,dra")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="re-time only these; the other rows stay")
+    parser.add_argument("--rows", type=Path, default=ROOT / "runs" / "overhead" / "rows.jsonl",
+                        help="every timed row, one JSON line each; the page is written from all of them")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "ahl_overhead.md")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
     rows, sources = [], {}
     for case in args.cases.split(","):
         if case == "maps":
@@ -190,8 +199,19 @@ def main(argv: list[str] | None = None) -> None:
             data, sources[case] = thyroid(0)
             epochs = args.epochs
         for model in args.models.split(","):
-            rows.extend(run_case(case, data, model, epochs, args.repeats, VARIANTS))
-    write_report(args, rows, sources)
+            rows.extend(run_case(case, data, model, epochs, args.repeats, variants))
+    write_report(args, merge_rows(args.rows, rows), sources)
+
+
+def merge_rows(path: Path, new: list[dict]) -> list[dict]:
+    """Rows stored at ``path`` updated with ``new`` (keyed by case, model, variant), in case/model/variant order."""
+    key = lambda r: (r["case"], r["model"], r["variant"])
+    stored = {key(r): r for r in map(json.loads, path.read_text().splitlines())} if path.is_file() else {}
+    stored.update({key(r): r for r in new})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in stored.values()))
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(stored.values(), key=lambda r: (r["case"], r["model"], order.get(r["variant"], len(order))))
 
 
 def write_report(args: argparse.Namespace, rows: list[dict], sources: dict[str, str]) -> None:
@@ -207,20 +227,22 @@ def write_report(args: argparse.Namespace, rows: list[dict], sources: dict[str, 
             f"{args.map_epochs} on maps), "
             "base batch size (48) and batches per epoch (20) for both; the base loop is `train_base` with its defaults, "
             "AHL is `train_ahl` with its defaults (k = 3 so T = 6 tasks; 5 first-order outer steps per epoch with "
-            "one relative inner step, per-task batches of 8, K = 5) unless the variant says otherwise; `paper preset` "
+            "one relative inner step (DRA: per tensor, its bundle's default), per-task batches of 8, K = 5) unless the "
+            "variant says otherwise; `paper preset` "
             "is `PAPER_AHL_OPTIONS` (second order, 3 plain inner steps, per-task batches of 48). Times are the minimum "
             "over repeats; the machine is shared (2 cores, other jobs running), so single timings vary by up to ±50%."
         ),
         "",
         "Data: " + "; ".join(f"`{k}`: {v}" for k, v in sources.items()) + ".",
         "",
-        "| case | model | AHL variant | base s | AHL s | AHL / base | k-means s | meta-steps s | SGE scoring s | SGE s | vmap |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | model | AHL variant | base s | AHL s | AHL / base | k-means s | meta-steps s | SGE scoring s | SGE s | vmap | timed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['model']} | {r['variant']} | {r['base']:.2f} | {r['ahl']:.2f} | **{r['ratio']:.2f}** | "
-            f"{r['tasks']:.2f} | {r['meta']:.2f} | {r['scoring']:.2f} | {r['estimator']:.2f} | {r['vectorized']} |"
+            f"{r['tasks']:.2f} | {r['meta']:.2f} | {r['scoring']:.2f} | {r['estimator']:.2f} | {r['vectorized']} | "
+            f"{r.get('timed', '-')} |"
         )
     lines += [
         "",
