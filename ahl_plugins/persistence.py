@@ -35,6 +35,7 @@ from ahl_plugins.model_files import (
 if TYPE_CHECKING:
     from ahl_plugins.detector import OSADDetector
 
+
 def save_detector(detector: OSADDetector, directory: str | Path, extra_files: Mapping[str, Any] | None = None) -> Path:
     """See :meth:`OSADDetector.save`."""
     from safetensors.torch import save as safetensors_bytes
