@@ -142,10 +142,14 @@ REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_seco
 
 #: configurations measured after DRA's |residual| and distance head became defaults: their DRA reference is the
 #: defaults of that time, `ahl_distance` (DevNet's defaults did not change, so it stays `ahl`)
-ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt", "ahl_pair_prior"}
+ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt"}
+#: measured after DRA's per-tensor inner step became its default: DRA's reference is `ahl_layerwise`
+ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior"}
 
 
 def reference_of(config: str, model: str = "devnet") -> str:
+    if config in ON_LAYERWISE_DEFAULTS:
+        return "ahl_layerwise" if model == "dra" else "ahl"
     if config in ON_DISTANCE_DEFAULTS:
         return "ahl_distance" if model == "dra" else "ahl"
     return REFERENCE.get(config, "ahl" if config.startswith("ahl") else "base")
