@@ -75,6 +75,10 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
                       "defaults of the time but the relative inner step taken per tensor (DRA's default since)"),
     "ahl_no_adapt": (True, {"inner_lr": 1e-6}, "defaults but (almost) no inner step: CDL without adaptation"),
     "ahl_pair_prior": (True, {"task_prior": "pair_size"}, "defaults but the prior is support × query normals"),
+    "ahl_inner_0.02": (True, {"inner_lr": 0.02}, "defaults with a smaller relative inner step (0.02)"),
+    "ahl_task_batch16": (True, {"task_batch_size": 16}, "defaults with per-task batches of 16 instead of 8"),
+    "ahl_steps10": (True, {"outer_steps_per_epoch": 10, "outer_lr": 4e-4},
+                    "defaults with 10 outer steps per epoch at 4e-4 (the same lr × steps)"),
     "ahl_inner_0.2": (True, {"inner_lr": 0.2}, "defaults with a larger relative inner step (0.2)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "defaults with a smaller relative inner step (0.01)"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
@@ -144,7 +148,7 @@ REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_seco
 #: defaults of that time, `ahl_distance` (DevNet's defaults did not change, so it stays `ahl`)
 ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt"}
 #: measured after DRA's per-tensor inner step became its default: DRA's reference is `ahl_layerwise`
-ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior"}
+ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10"}
 
 
 def reference_of(config: str, model: str = "devnet") -> str:
