@@ -56,6 +56,11 @@ GAINS = (("dra (fine-tuned)", "dra (frozen)"), ("AHL(dra) (fine-tuned)", "dra (f
 DATA_NAMES = {"mt": "Magnetic Tile (mt)", "elpv": "ELPV solar cells"}
 
 
+def ahl_outer_lr(args: argparse.Namespace) -> float:
+    """AHL's outer lr for the base loop's budget: its 2e-4 × ``batches`` steps per epoch over 5 outer steps."""
+    return 2e-4 * args.batches / 5
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str | None, int]]:
     """(data, setting, seen type, seed), seeds outermost so a cut-short run still covers every setting."""
     groups = [("mt", "general", None), *[("mt", "hard", t) for t in args.mt_hard], ("elpv", "general", None),
@@ -108,7 +113,7 @@ def run_split(dataset, data: str, setting: str, seen: str | None, seed: int, arg
     started = time.perf_counter()
     ahl = OSADDetector(
         "dra", ahl=True, seed=seed, finetune_backbone=True, **base, epochs=args.ahl_epochs,
-        finetune_options={**train, "backbone_lr": args.backbone_lr},
+        outer_lr=ahl_outer_lr(args), finetune_options={**train, "backbone_lr": args.backbone_lr},
     ).fit(train_inputs, y_train)
     if not ahl.fit_info_["finetune"]["cached"] or ahl.fit_info_["finetune"]["weights"] != tuned.fit_info_["finetune"]["weights"]:
         raise RuntimeError("AHL did not get the base model's fine-tuned backbone from the cache")
@@ -170,10 +175,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "back from the fine-tuning cache, checked by its weights fingerprint) and meta-learns fresh DRA heads on it.",
         "",
         f"Caveat: training is very short here. The base heads take {args.epochs * args.batches} Adam steps at lr "
-        f"2e-4; AHL's unified heads take {args.ahl_epochs} × 5 outer Adam steps at its default outer lr 2e-3 (each "
-        "over 6 tasks adapted by 3 inner steps). With so few steps the tenfold larger learning rate alone may "
-        "explain part of the *gain of AHL*; at the paper's 30 epochs the base is not this undertrained. With so "
-        "few steps at backbone lr "
+        f"2e-4; AHL's unified heads take {args.ahl_epochs} × 5 outer Adam steps at {ahl_outer_lr(args):.1e} (the "
+        "same lr × steps per epoch as the base loop's, AHL's default update budget scaled to "
+        f"{args.batches} batches per epoch), each over 6 tasks adapted by one per-tensor relative inner step. "
+        "With so few steps at backbone lr "
         f"{args.backbone_lr} the backbone moves little, which the near-equal k-NN columns show.",
         "",
     ]
@@ -240,8 +245,8 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             lines.append(f"| {variant} | {len(chosen)} | {np.mean([r['fit_s'] for r in chosen]):.1f} | "
                          f"{np.mean(tune):.1f} |" if tune else
                          f"| {variant} | {len(chosen)} | {np.mean([r['fit_s'] for r in chosen]):.1f} | - |")
-    lines += ["", "Times are wall-clock on the shared machine (single-threaded, niced, under a load of about 10 on 2 "
-              "cores), so compare them with each other only. They include feature extraction (images not yet in "
+    lines += ["", "Times are wall-clock on the shared 2-core machine (single-threaded, other jobs beside it), so "
+              "compare them with each other only. They include feature extraction (images not yet in "
               "the feature cache) and scoring the test set. k-NN reads features the detector fitted just before "
               "cached; AHL reads the fine-tuned network and its features back from the cache, so its time is "
               "meta-learning plus scoring.", ""]
