@@ -169,3 +169,25 @@ def test_failed_cell_is_recorded_then_retried(tmp_path):
     assert not result.failed
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 10 and all(r["status"] == "ok" for r in rows)
+
+
+def test_results_written_before_new_columns_resume_and_unknown_columns_are_refused(tmp_path):
+    """A results.csv from a version without the later columns (the pixel metrics) still resumes: its rows load
+    and the file gets the current header; columns this version does not know are a clear error."""
+    from ahl_plugins.errors import DataError
+    from ahl_plugins.evaluation.compare.storage import RESULT_FIELDS, ResultsFile
+
+    old_columns = [c for c in RESULT_FIELDS if not c.startswith("pixel")]
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({c: "" for c in old_columns} | {"cell_id": "a", "status": "ok", "auc_roc": "0.75", "seed": "1"})
+    rows = ResultsFile(path).load()
+    assert rows["a"]["auc_roc"] == 0.75 and rows["a"]["seed"] == 1 and rows["a"]["pixel_auroc"] is None
+    assert tuple(next(csv.reader(path.open()))) == RESULT_FIELDS
+    assert ResultsFile(path).load()["a"]["auc_roc"] == 0.75
+
+    path.write_text("cell_id,status,colour\na,ok,red\n")
+    with pytest.raises(DataError, match="colour"):
+        ResultsFile(path).load()

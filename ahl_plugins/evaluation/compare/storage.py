@@ -85,11 +85,18 @@ class ResultsFile:
             text = text[: text.rfind("\n") + 1]  # killed mid-write: that cell was not finished
             atomic_write_text(self.path, text)
         reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is not None and tuple(reader.fieldnames) != RESULT_FIELDS:
-            raise DataError(
-                f"{self.path} has columns {reader.fieldnames}, not those of this ahl-plugins version; "
-                "use a fresh --output directory"
-            )
+        columns = tuple(reader.fieldnames or ())
+        if columns and columns != RESULT_FIELDS:
+            if not set(columns) < set(RESULT_FIELDS):
+                raise DataError(
+                    f"{self.path} has columns {list(columns)}, not those of this ahl-plugins version; "
+                    "use a fresh --output directory"
+                )
+            # Written before columns were added (e.g. the pixel metrics): every cell is still valid, the new
+            # columns are empty for it. Rewrite once with the current header so appended rows line up.
+            rows = {raw["cell_id"]: parse_row(raw) for raw in reader}
+            self.rewrite(rows.values())
+            return rows
         return {raw["cell_id"]: parse_row(raw) for raw in reader}
 
     def append(self, row: Mapping[str, Any]) -> None:
