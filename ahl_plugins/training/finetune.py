@@ -12,9 +12,11 @@ are too small to re-estimate them). On CUDA the forward pass runs under
 ``mixed_precision=False``; on the CPU everything stays float32.
 
 Scorers whose ``prepare`` reads training normals (DRA's reference maps) get
-them refreshed before every batch, computed by the current backbone without
-gradient, and once more at the end, so the saved buffer matches the final
-weights. The result is cached (keyed by the pretrained extractor, the images,
+them refreshed, computed by the current backbone without gradient (a few
+before every batch, a larger bank once per epoch), and once more at the end,
+so the saved buffer matches the final weights. The heads are then calibrated
+on every training normal's final features, as the base and AHL trainers
+calibrate them. The result is cached (keyed by the pretrained extractor, the images,
 the options and the seed), so base and AHL runs on one split fine-tune once.
 """
 
@@ -35,11 +37,14 @@ from ahl_plugins.features.cache import FeatureCache, cache_key
 from ahl_plugins.features.module_extractor import weights_fingerprint
 from ahl_plugins.training.base import TrainingDivergedError, TrainOptions
 from ahl_plugins.training.batches import balanced_indices
+from ahl_plugins.training.calibration import calibrate_scorer
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
-CACHE_VERSION = "finetune-v1"
+CACHE_VERSION = "finetune-v2"  # v2: the reference bank as large as the scorer keeps, calibrated heads
 #: Normals whose current features a scorer's ``prepare`` gets when it names no ``n_references``.
 DEFAULT_PREPARE_NORMALS = 32
+#: Reference sets up to this size are recomputed before every batch, larger ones once per epoch.
+REFRESH_EACH_STEP_MAX = 32
 
 
 class FinetuneOptions(TrainOptions):
@@ -100,11 +105,18 @@ def _restore(module: nn.Module, tensors: list[torch.Tensor]) -> None:
 
 
 class _References:
-    """The training normals a scorer's ``prepare`` reads, refreshed through the current backbone."""
+    """The training normals a scorer's ``prepare`` reads, refreshed through the current backbone.
+
+    A scorer says how many it keeps with ``reference_normals`` (DRA's nearest-normal bank: up to 256 maps)
+    or ``n_references`` (the paper's 5 averaged normals). Up to ``REFRESH_EACH_STEP_MAX`` of them are
+    recomputed before every batch; a larger bank once per epoch, as a forward pass over it costs several
+    batches.
+    """
 
     def __init__(self, scorer: nn.Module, normals: torch.Tensor, generator: torch.Generator) -> None:
-        count = int(getattr(scorer, "n_references", 0) or 0)
-        self.refresh_each_step = count > 0
+        count = int(getattr(scorer, "reference_normals", 0) or getattr(scorer, "n_references", 0) or 0)
+        self.refresh_each_step = 0 < count <= REFRESH_EACH_STEP_MAX
+        self.refresh_each_epoch = count > REFRESH_EACH_STEP_MAX
         count = count or DEFAULT_PREPARE_NORMALS
         chosen = torch.randperm(len(normals), generator=generator)[: min(count, len(normals))]
         self.images = normals[chosen]
@@ -117,6 +129,14 @@ class _References:
         features = [t.float() for t in extractor.forward_features(self.images.to(device))]
         network.train(was_training)  # the training loop sets its own BatchNorm mode before each batch
         self.scorer.prepare(features, generator)
+
+
+@torch.no_grad()
+def _normal_features(extractor: FinetunableExtractor, normals: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+    """Every training normal's features through the final network: what the heads are calibrated on, as the
+    base and AHL trainers calibrate them on the frozen features."""
+    parts = [[t.float() for t in extractor.forward_features(normals[i : i + 64].to(device))] for i in range(0, len(normals), 64)]
+    return [torch.cat(scale) for scale in zip(*parts)]
 
 
 def finetune_backbone(
@@ -182,6 +202,7 @@ def finetune_backbone(
     references.update(ft, network, device, generator)
     network.eval()
     scorer.eval()
+    calibrate_scorer(scorer, _normal_features(ft, images[labels == 0], device))
     fingerprint = weights_fingerprint(network)
     ft.mark_finetuned(fingerprint)
     if key is not None:
@@ -240,6 +261,8 @@ def _train(
         for epoch in bar:
             lr, backbone_lr = (group["lr"] for group in optimizer.param_groups)
             total = torch.zeros((), device=device)
+            if references.refresh_each_epoch and epoch > 0:
+                references.update(extractor, network, device, generator)
             for _ in range(options.batches_per_epoch):
                 index = balanced_indices(labels, options.batch_size, generator)
                 if references.refresh_each_step:

@@ -124,7 +124,7 @@ def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Te
     """
     keys = bank.mean(dim=(2, 3)) if bank.dim() == 4 else bank
     query = x.mean(dim=(2, 3)) if x.dim() == 4 else x
-    keys, query = keys.to(query.dtype), query
+    keys = keys.to(query.dtype)
     distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + (keys**2).sum(-1)[None, :]
     scale = (keys**2).sum(-1).mean()
     distances = torch.where(distances <= 1e-7 * scale, torch.full_like(distances, float("inf")), distances)
@@ -156,6 +156,15 @@ class DRAScorer(nn.Module):
         # head calibration (identity until ``calibrate``): score_h -> (score_h - center_h) / scale_h
         self.register_buffer("head_center", torch.zeros(len(self.head_names)))
         self.register_buffer("head_scale", torch.ones(len(self.head_names)))
+
+    @property
+    def reference_normals(self) -> int:
+        """How many training normals ``prepare`` keeps: the bank (vectors up to ``reference_bank_size``, maps up
+        to 256, each a whole map), or the ``n_references`` averaged. A trainer that computes the normals'
+        features itself (end-to-end fine-tuning) passes this many."""
+        if not self.nearest:
+            return self.n_references
+        return self.options.reference_bank_size if self.spec.kind == "vector" else min(256, self.options.reference_bank_size)
 
     @staticmethod
     def _reference_name(scale: int) -> str:
@@ -284,8 +293,7 @@ class DRAScorer(nn.Module):
             raise DataError("DRA scorer needs at least one training normal to build its reference")
         order = torch.randperm(n, generator=generator, device=generator.device)
         if self.nearest:
-            cap = self.options.reference_bank_size if self.spec.kind == "vector" else min(256, self.options.reference_bank_size)
-            chosen = torch.sort(order[: min(cap, n)]).values
+            chosen = torch.sort(order[: min(self.reference_normals, n)]).values
         else:
             chosen = order[: min(self.n_references, n)]
         for scale, x in enumerate(normal_features):

@@ -54,6 +54,23 @@ def test_finetuning_trains_the_backbone_and_renames_its_features():
     assert len(result["epochs"]) == 2 and result["epochs"][0]["backbone_lr"] < result["epochs"][0]["lr"]
 
 
+def test_finetuned_dra_keeps_its_whole_reference_bank_and_calibrated_heads():
+    """DRA's nearest-normal bank holds every normal it would keep on frozen features (not the paper's 5), computed
+    by the final network, and its heads are calibrated on the normals as the other trainers do."""
+    extractor, scorer, loss = _parts()
+    images, labels = _images()
+    finetune_backbone(extractor, scorer, loss, images, labels, FinetuneOptions(**FAST), seed=0)
+    normals = images[labels == 0]
+    assert scorer.reference_normals >= len(normals)
+    bank = scorer.reference(0)
+    assert bank.shape[0] == len(normals)
+    with torch.no_grad():
+        final = extractor.forward_features(normals)[0]
+    torch.testing.assert_close(torch.sort(bank.flatten(1).sum(1)).values, torch.sort(final.flatten(1).sum(1)).values)
+    assert not torch.equal(scorer.head_scale, torch.ones_like(scorer.head_scale))
+    assert not torch.equal(scorer.head_center, torch.zeros_like(scorer.head_center))
+
+
 def test_batchnorm_statistics_update_when_not_frozen():
     extractor, scorer, loss = _parts()
     before = _state(extractor.model)
