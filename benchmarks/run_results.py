@@ -363,7 +363,8 @@ def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers
         "",
         "Mean AUC-ROC over the data sets of a family (M = 10; hard: each set's mean over seen types). *best OSAD "
         "row*: per data set the best of our four rows (DevNet, DRA, each with and without AHL), then averaged; "
-        "DeepOD 0.4.1 (`docs/benchmarks/peers.md`) ran on exactly these splits; `-`: not run for that family.",
+        "DeepOD 0.4.1 (`docs/benchmarks/peers.md`) ran on exactly these splits; `-`: not run for that family; "
+        "where it ran on only some of a family's sets, its mean there is shown beside ours on the same sets.",
         "",
         "| family | setting | sets | " + " | ".join(head) + " |",
         "|---|---|---|" + "---|" * len(columns),
@@ -371,8 +372,17 @@ def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers
     for (family, setting), entries in sorted(table.items()):
         cells = []
         for c in columns:
-            values = [e[c] for e in entries if c in e]
-            cells.append(f"{sum(values) / len(values):.3f}" if len(values) == len(entries) else "-")
+            have = [e for e in entries if c in e]
+            mean = sum(e[c] for e in have) / len(have) if have else None
+            if mean is None:
+                cells.append("-")
+            elif len(have) == len(entries):
+                cells.append(f"{mean:.3f}")
+            else:  # DeepOD ran on some of the sets: its mean there, beside ours on the same sets
+                ours = "best" if c == "deepod_best" else "devnet/base"
+                same = sum(e.get(ours, float("nan")) for e in have) / len(have)
+                label = "best OSAD row" if c == "deepod_best" else "our DevNet"
+                cells.append(f"{mean:.3f} ({len(have)} of {len(entries)} sets; {label} there {same:.3f})")
         lines.append(f"| {family} | {setting} | {len(entries)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
