@@ -89,10 +89,16 @@ class FeatureExtractor(ABC):
 class Scorer(Protocol):
     """Scoring heads: an ``nn.Module`` whose whole state is parameters and buffers.
 
-    Optional: ``head_maps(features) -> list[dict[str, Tensor]]``, per scale each
-    head's score per position (``B×h×w``, or ``(B,)`` for a head without
-    positions), for anomaly maps (``ahl_plugins.maps``; docs/plugins.md).
-    Not a Protocol member, so scorers without it still match.
+    Optional, not Protocol members, so scorers without them still match:
+
+    - ``head_maps(features) -> list[dict[str, Tensor]]``: per scale each head's
+      score per position (``B×h×w``, or ``(B,)`` for a head without positions),
+      for anomaly maps (``ahl_plugins.maps``; docs/plugins.md);
+    - ``calibrate(normal_features)``: called after training, base loop, AHL and
+      fine-tuning alike, to put the heads on a common scale (docs/models.md);
+    - ``reference_normals: int``: how many training normals ``prepare`` keeps.
+      End-to-end fine-tuning computes those normals' features itself, through
+      the current backbone, and passes this many (else ``n_references``, else 32).
     """
 
     head_names: tuple[str, ...]
