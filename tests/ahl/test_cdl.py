@@ -162,7 +162,7 @@ def test_layerwise_inner_step_moves_every_tensor_by_the_asked_share_of_its_own_n
             scorer.w.mul_(10.0)  # the weight dwarfs the bias, as a wide conv dwarfs a 1×1 head
         learner = MetaLearner(scorer, smooth_loss, inner_steps=1, inner_lr=0.05, first_order=True, inner_update=update)
         _, _, adapted = learner.task_losses([sx], sy, [qx], qy)
-        share = {name: (adapted[name] - p.detach()).reshape(3, -1).norm(dim=1) / p.detach().norm()
+        share = {name: (adapted[name].detach() - p.detach()).reshape(3, -1).norm(dim=1) / p.detach().norm()
                  for name, p in learner.parameters.items()}
         if update == "layerwise":
             for moved in share.values():
