@@ -10,9 +10,10 @@ An inner step is either the paper's plain ``θ - lr·g`` (``sgd``) or a
 each step then moves the heads by the share ``lr`` of their norm, whatever
 the scale of the loss's gradient. ``layerwise`` takes that step per tensor,
 ``θ_t - lr·‖θ_t‖·g_t/‖g_t‖``, so a small head whose gradient dominates the
-global direction is not moved by a multiple of its own norm. At the paper's 2e-4 plain steps the heads
-moved by about 1e-4 of their norm, so the base models never differed from
-the unified one (``docs/deviations.md``).
+global direction is not moved by a multiple of its own norm (DRA's
+default). At the paper's 2e-4 plain steps the heads moved by about 1e-4 of
+their norm, so the base models never differed from the unified one
+(``docs/deviations.md``).
 
 The scorer is only ever called through ``torch.func.functional_call``, so any
 plugin's heads work unchanged. The T tasks are independent within a step, so
