@@ -80,6 +80,7 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_steps10": (True, {"outer_steps_per_epoch": 10, "outer_lr": 4e-4},
                     "defaults with 10 outer steps per epoch at 4e-4 (the same lr × steps)"),
     "ahl_outer_2e-3": (True, {"outer_lr": 2e-3}, "defaults with the paper's outer lr 2e-3 (2.5× the base loop's budget)"),
+    "ahl_k4": (True, {"n_clusters": 4}, "defaults with k = 4 clusters (T = 12 tasks) instead of 3"),
     "ahl_inner_0.2": (True, {"inner_lr": 0.2}, "defaults with a larger relative inner step (0.2)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "defaults with a smaller relative inner step (0.01)"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
@@ -149,7 +150,7 @@ REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_seco
 #: defaults of that time, `ahl_distance` (DevNet's defaults did not change, so it stays `ahl`)
 ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt"}
 #: measured after DRA's per-tensor inner step became its default: DRA's reference is `ahl_layerwise`
-ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3"}
+ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3", "ahl_k4"}
 
 
 def reference_of(config: str, model: str = "devnet") -> str:
