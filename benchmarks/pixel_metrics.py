@@ -195,9 +195,11 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "",
         figure,
         "",
-        f"Fit time per model (mean, this shared 2-core machine, torch threads {args.threads}, feature cache warm): "
+        f"Fit time per model (mean, this shared 2-core machine, torch threads {args.threads}): "
         f"{', '.join(times)}; maps and "
-        f"pixel metrics for the whole test set: {maps_seconds:.0f} s per fit.",
+        f"pixel metrics for the whole test set: {maps_seconds:.0f} s per fit. Fits resumed in a later run (a "
+        "changed default re-runs only its model) were timed under other load and cache state, so these times "
+        "do not compare models; AHL's cost against the base loop is measured in `docs/benchmarks/ahl_overhead.md`.",
         "",
         "Command: `nice -n 15 python3 benchmarks/pixel_metrics.py "
         f"--seeds {args.seeds} --epochs {args.epochs} --sigma {args.sigma} --max-side {args.max_side} "
