@@ -6,8 +6,9 @@ Usage::
 
 Every configuration in ``CONFIGS`` is fitted on each validation case of
 ``validation_splits.py`` (NSL-KDD's training file and digits in the hard
-setting; PMLB and the ADBench MVTec embeddings carved from their results
-split's training part) and scored on its validation part. Results go one
+setting; PMLB, the ADBench MVTec embeddings and Magnetic Tile's feature maps
+carved from their results split's training part) and scored on its
+validation part. Results go one
 JSON line per (config, model, case, seed) to ``runs/validation/results.jsonl``
 and are skipped when already there, so the script resumes; the page
 ``docs/benchmarks/ahl_validation.md`` is rebuilt from that file each run
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", default="devnet,dra")
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench")
+    parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench,mt")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="folder of *.jsonl result files")
     parser.add_argument("--tag", default="main", help="this run writes <results>/<tag>.jsonl")

@@ -103,7 +103,9 @@ def carved_case(dataset, family: str, name: str, seed: int, detector_options: di
 MT_OPTIONS = {"extractor": "efficientnet_lite0", "epochs": 10}
 
 
-def validation_cases(seeds: int, families: tuple[str, ...] = ("nsl_kdd", "digits", "pmlb", "adbench")) -> Iterator[Case]:
+def validation_cases(
+    seeds: int, families: tuple[str, ...] = ("nsl_kdd", "digits", "pmlb", "adbench", "mt")
+) -> Iterator[Case]:
     """Every validation case that can run here (missing shared data is skipped with a note)."""
     if "nsl_kdd" in families:
         root = SHARED / "tabular" / "nsl_kdd"
