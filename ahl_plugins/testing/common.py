@@ -302,6 +302,16 @@ def models_using(manager: PluginManager, field_name: str, component: str) -> lis
     return [(e.name, e.factory) for e in manager.registry("models") if getattr(e.factory, field_name) == component]
 
 
+def open_check(
+    manager: PluginManager | None, kind: str, name: str, options: Mapping[str, Any] | None, requirement: str
+) -> tuple[PluginManager, ComponentEntry, Checker, Any]:
+    """How every ``check_*`` starts: the loaded manager, the entry, its checker and its validated options."""
+    manager = loaded_manager(manager)
+    entry = entry_of(manager, kind, name)
+    checker = Checker(entry)
+    return manager, entry, checker, parse_options(checker, entry, options, requirement)
+
+
 def parse_options(checker: Checker, entry: ComponentEntry, values: Mapping[str, Any] | None, requirement: str) -> Any:
     try:
         return entry.parse_options(values)

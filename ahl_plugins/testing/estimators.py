@@ -12,14 +12,11 @@ from ahl_plugins.seeding import seeded
 from ahl_plugins.testing.common import (
     ESTIMATOR_CASES,
     ESTIMATOR_SAMPLES,
-    Checker,
     ContractReport,
     all_finite,
     describe,
-    entry_of,
-    loaded_manager,
     make_generator,
-    parse_options,
+    open_check,
 )
 
 
@@ -44,11 +41,8 @@ def check_estimator(
 ) -> ContractReport:
     """Check a registered generalizability estimator for several task counts and history lengths."""
     __tracebackhide__ = True
-    manager = loaded_manager(manager)
-    entry = entry_of(manager, "estimators", name)
-    checker = Checker(entry)
+    manager, entry, checker, opts = open_check(manager, "estimators", name, options, "estimator.build")
     device = torch.device(device)
-    opts = parse_options(checker, entry, options, "estimator.build")
 
     def weights(n_tasks: int, epochs: int) -> torch.Tensor:
         with seeded(seed, device):

@@ -14,15 +14,12 @@ from ahl_plugins.testing.common import (
     ATOL,
     RTOL,
     VECTOR_DIM,
-    Checker,
     ContractReport,
     all_finite,
     describe,
-    entry_of,
-    loaded_manager,
     make_generator,
     max_diff,
-    parse_options,
+    open_check,
 )
 
 
@@ -37,11 +34,8 @@ def check_extractor(
 ) -> ContractReport:
     """Check a registered feature extractor on a small batch of its input kind."""
     __tracebackhide__ = True
-    manager = loaded_manager(manager)
-    entry = entry_of(manager, "feature_extractors", name)
-    checker = Checker(entry)
+    manager, entry, checker, opts = open_check(manager, "feature_extractors", name, options, "extractor.build")
     device = torch.device(device)
-    opts = parse_options(checker, entry, options, "extractor.build")
 
     def build() -> Any:
         with checker.guard("extractor.build", "factory(options)"), seeded(seed, device):

@@ -12,14 +12,11 @@ from ahl_plugins.seeding import seeded
 from ahl_plugins.testing.common import (
     IMAGE_SIZE_FOR_GENERATORS,
     VECTOR_DIM,
-    Checker,
     ContractReport,
     all_finite,
     describe,
-    entry_of,
-    loaded_manager,
     make_generator,
-    parse_options,
+    open_check,
 )
 
 
@@ -34,11 +31,8 @@ def check_generator(
 ) -> ContractReport:
     """Check a registered pseudo-anomaly generator on images or vectors (its ``domain``)."""
     __tracebackhide__ = True
-    manager = loaded_manager(manager)
-    entry = entry_of(manager, "pseudo_anomaly_generators", name)
-    checker = Checker(entry)
+    manager, entry, checker, opts = open_check(manager, "pseudo_anomaly_generators", name, options, "generator.build")
     device = torch.device(device)
-    opts = parse_options(checker, entry, options, "generator.build")
     with checker.guard("generator.build", "factory(options)"):
         generator_obj = entry.factory(opts)
     if not callable(getattr(generator_obj, "generate", None)):

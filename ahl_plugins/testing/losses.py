@@ -19,15 +19,12 @@ from ahl_plugins.testing.common import (
     ContractReport,
     all_finite,
     describe,
-    entry_of,
     feature_spec,
-    loaded_manager,
     make_generator,
     make_labels,
     models_using,
-    parse_options,
+    open_check,
 )
-
 
 _LABEL_LIKE = {"labels", "label", "y", "y_true", "target", "targets"}
 
@@ -252,11 +249,8 @@ def check_loss(
     head moves when the anomaly score goes up.
     """
     __tracebackhide__ = True
-    manager = loaded_manager(manager)
-    entry = entry_of(manager, "losses", name)
-    checker = Checker(entry)
+    manager, entry, checker, opts = open_check(manager, "losses", name, options, "loss.build")
     device = torch.device(device)
-    opts = parse_options(checker, entry, options, "loss.build")
     with checker.guard("loss.build", "factory(options)"):
         loss_fn = entry.factory(opts)
     names, combine, source = _loss_context(manager, name, head_names, scorer, seed, device)

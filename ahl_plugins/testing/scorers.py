@@ -20,16 +20,14 @@ from ahl_plugins.testing.common import (
     ContractReport,
     all_finite,
     describe,
-    entry_of,
     feature_spec,
     hidden_tensors,
     kinds_to_check,
-    loaded_manager,
     make_generator,
     make_labels,
     max_diff,
     models_using,
-    parse_options,
+    open_check,
     surrogate_loss,
     synthetic_features,
 )
@@ -491,11 +489,8 @@ def check_scorer(
     or a surrogate that separates anomalies from normals when no model does.
     """
     __tracebackhide__ = True
-    manager = loaded_manager(manager)
-    entry = entry_of(manager, "scorers", name)
-    checker = Checker(entry)
+    manager, entry, checker, opts = open_check(manager, "scorers", name, options, "scorer.build")
     device = torch.device(device)
-    opts = parse_options(checker, entry, options, "scorer.build")
     loss_fn: Callable[..., torch.Tensor] | None = None
     loss_label = "a surrogate loss (no model bundles this scorer)"
     loss_name, loss_options = (loss, None) if isinstance(loss, str) else (None, None)
