@@ -98,7 +98,13 @@ class Scorer(Protocol):
       fine-tuning alike, to put the heads on a common scale (docs/models.md);
     - ``reference_normals: int``: how many training normals ``prepare`` keeps.
       End-to-end fine-tuning computes those normals' features itself, through
-      the current backbone, and passes this many (else ``n_references``, else 32).
+      the current backbone, and passes this many (else ``n_references``, else 32);
+    - ``task_buffers(support_normals) -> dict[str, Tensor]``: for AHL's
+      ``task_references="support"``, per-task values (``T×...``) of buffers that
+      encode the training normals, given each task's support normals (indices
+      into the normals ``prepare`` saw). DRA masks its reference bank to them,
+      so a task's query normals are judged against references they were not
+      drawn from. Return ``{}`` to leave a task set unrestricted.
     """
 
     head_names: tuple[str, ...]

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default="ann_thyroid,maps")
     parser.add_argument("--models", default="devnet,dra")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="re-time only these; the other rows stay")
-    parser.add_argument("--rows", type=Path, default=ROOT / "runs" / "overhead" / "rows.jsonl",
+    parser.add_argument("--rows", type=Path, default=ROOT / "benchmarks" / "results" / "overhead" / "rows.jsonl",
                         help="every timed row, one JSON line each; the page is written from all of them")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "ahl_overhead.md")
     args = parser.parse_args(argv)

@@ -8,11 +8,16 @@ Every configuration in ``CONFIGS`` is fitted on each validation case of
 ``validation_splits.py`` (NSL-KDD's training file and digits in the hard
 setting; PMLB, the ADBench MVTec embeddings and Magnetic Tile's feature maps
 carved from their results split's training part) and scored on its
-validation part. Results go one
-JSON line per (config, model, case, seed) to ``runs/validation/results.jsonl``
-and are skipped when already there, so the script resumes; the page
-``docs/benchmarks/ahl_validation.md`` is rebuilt from that file each run
+validation part. Results go one JSON line per (config, model, case, seed) to
+``<results>/<tag>.jsonl`` and are skipped when already there, so the script
+resumes; the page is rebuilt from every ``*.jsonl`` of ``<results>`` each run
 (``--report-only`` rebuilds it without fitting).
+
+The rows live in the repository (``benchmarks/results/validation``), so a
+fresh clone rebuilds the page. Rounds measured before that were kept under
+the untracked ``runs/validation``: their page, ``docs/benchmarks/ahl_validation.md``
+(``--results runs/validation --page docs/benchmarks/ahl_validation.md``), is
+kept as it was generated.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ from ahl_plugins.evaluation.knn import knn_reference, knn_scores  # noqa: E402
 from ahl_plugins.evaluation.metrics import auc_roc  # noqa: E402
 from ahl_plugins.evaluation.report import fmt, stats  # noqa: E402
 
-DEFAULT_RESULTS = ROOT / "runs" / "validation"
-DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "ahl_validation.md"
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "validation"
+DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "ahl_validation_current_defaults.md"
 
 #: DRA's vector residual as it was when `base` and `ahl` were measured; `*_abs_residual` are the defaults since.
 SIGNED = {"dra": {"vector_residual": "signed"}, "devnet": {}}
@@ -84,6 +89,19 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_k4": (True, {"n_clusters": 4}, "defaults with k = 4 clusters (T = 12 tasks) instead of 3"),
     "ahl_inner_0.2": (True, {"inner_lr": 0.2}, "defaults with a larger relative inner step (0.2)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "defaults with a smaller relative inner step (0.01)"),
+    "base_now": (False, {}, "the base model, defaults of December 2026 (DRA: |residual|, distance head)"),
+    "ahl_now": (True, {}, "AHL, defaults of December 2026 (DRA: per-tensor inner step)"),
+    "ahl_warm_0.5": (True, {"warm_start": 0.5},
+                     "as `ahl_now`, but the base loop trains the first half of the epochs and AHL continues"),
+    "ahl_warm_0.33": (True, {"warm_start": 1 / 3},
+                      "as `ahl_now`, but the base loop trains the first third of the epochs and AHL continues"),
+    "ahl_now_query_all": (True, {"query_normals": "all"}, "as `ahl_now`, but every normal in every query set"),
+    "ahl_now_second_order": (True, {"first_order": False}, "as `ahl_now`, with second-order meta-gradients"),
+    "ahl_now_inner_0.2": (True, {"inner_lr": 0.2}, "as `ahl_now`, with a 4× larger relative inner step (0.2)"),
+    "ahl_now_steps20": (True, {"outer_steps_per_epoch": 20, "outer_lr": 2e-4},
+                        "as `ahl_now`, with 20 outer steps of 2e-4 per epoch (the base loop's steps)"),
+    "ahl_task_refs": (True, {"task_references": "support"},
+                      "as `ahl_now`, but each base model finds DRA's nearest references among its support normals"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
     "base_raw_sum": (False, {"head_calibration": False}, "base defaults but DRA's heads summed raw (no calibration)"),
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
@@ -96,7 +114,7 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
 }
 
 #: configurations that only change one model's options
-MODEL_ONLY = {"base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
+MODEL_ONLY = {"ahl_task_refs": "dra", "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
               "base_abs_residual": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
 
 
@@ -143,7 +161,9 @@ def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
 
 
 #: what each configuration's paired gain is taken against (default: `ahl` for AHL variants, `base` otherwise)
-REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_second_order": "ahl_sge4",
+REFERENCE = {"ahl": "base", "ahl_paper": "base", "ahl_now": "base_now", "ahl_warm_0.5": "base_now",
+             "ahl_warm_0.33": "base_now", "ahl_task_refs": "base_now", "ahl_now_query_all": "base_now",
+             "ahl_now_second_order": "base_now", "ahl_now_inner_0.2": "base_now", "ahl_now_steps20": "base_now", "base_paper": "base", "ahl_second_order": "ahl_sge4",
              "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual"}
 
 
@@ -170,13 +190,15 @@ def _paired(rows: dict[tuple, dict[str, Any]], config: str, reference: str, mode
     return out
 
 
-def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str]) -> None:
+def write_page(
+    path: Path, rows: dict[tuple, dict[str, Any]], models: list[str], title: str = "AHL and base-model defaults, chosen on validation data"
+) -> None:
     families: dict[str, set[str]] = defaultdict(set)
     for row in rows.values():
         families[row["family"]].add(row["case"])
     configs = [c for c in CONFIGS if any(k[0] == c for k in rows)]
     lines = [
-        "# AHL and base-model defaults, chosen on validation data",
+        f"# {title}",
         "",
         "Generated by `python benchmarks/ahl_validation.py`; do not edit by hand. Validation AUC-ROC on splits "
         "carved from training data only (`benchmarks/validation_splits.py` says how; no sample of any published "
@@ -195,7 +217,8 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         for name in configs
         if name != "base"
     ]
-    lines.insert(len(lines) - sum(1 for n in configs if n != "base"), f"- `base`: {CONFIGS['base'][2]}")
+    if "base" in configs:
+        lines.insert(len(lines) - sum(1 for n in configs if n != "base"), f"- `base`: {CONFIGS['base'][2]}")
     lines.append("")
     knn = {(r["case"], r["seed"]): r["auc_roc"] for k, r in rows.items() if k[0] == "knn"}
     names = sorted(families)
@@ -245,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="folder of *.jsonl result files")
     parser.add_argument("--tag", default="main", help="this run writes <results>/<tag>.jsonl")
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
+    parser.add_argument("--title", default="AHL variants against the current defaults, on validation data")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -274,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     out.flush()
                     print(f"{case.name} s{case.seed} {model} {config}: {result['auc_roc']:.3f} "
                           f"({result['seconds']:.1f} s)", flush=True)
-    write_page(args.page, rows, models)
+    write_page(args.page, rows, models, args.title)
     print(f"wrote {args.page}")
     return 0
 

@@ -22,7 +22,7 @@ DeepOD gets ``device``, ``random_state`` (= the split's seed) and
 ``verbose=0``; every other option is its default (100 epochs) unless
 ``--epochs`` says otherwise, which the page then states. Each finished
 (data, setting, seen type, detector, seed) is one JSON line appended and
-fsynced to ``runs/peers/results[-e<epochs>].jsonl``; a run started again skips
+fsynced to ``benchmarks/results/peers/results[-e<epochs>].jsonl``; a run started again skips
 what is done (and retries what failed).
 
     nice -n 15 python benchmarks/peers.py                 # everything, then the page
@@ -56,7 +56,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-DEFAULT_RUNS = ROOT / "runs" / "peers"
+DEFAULT_RUNS = ROOT / "benchmarks" / "results" / "peers"  # tracked: the page rebuilds from a clone
 DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "peers.md"
 
 DEEPOD_VERSION = "0.4.1"

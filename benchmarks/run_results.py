@@ -39,7 +39,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-DEFAULT_RUNS = ROOT / "runs" / "benchmarks"
+#: tracked (without each compare's cells/), so a fresh clone can rebuild the page or resume a run
+DEFAULT_RUNS = ROOT / "benchmarks" / "results" / "compare"
 DEFAULT_PAGE = ROOT / "docs" / "results.md"
 
 #: Published numbers (AHL paper, CVPR 2024; AUC-ROC, M = 10), quoted in ARCHITECTURE.md §5 and shared/data/README.md.
@@ -542,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--title", default="Results: base vs base+AHL on real data", help="the page's heading")
     parser.add_argument(
-        "--peers", type=Path, default=ROOT / "runs" / "peers" / "results-e10.jsonl",
+        "--peers", type=Path, default=ROOT / "benchmarks" / "results" / "peers" / "results-e10.jsonl",
         help="DeepOD results written by benchmarks/peers.py, shown beside ours (skipped when absent)",
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from runs on disk; run nothing")

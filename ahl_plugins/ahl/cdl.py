@@ -21,7 +21,8 @@ they run as one ``torch.func.vmap`` over stacked task batches; a scorer that
 cannot be vmapped (``.item()``, data-dependent Python branches, in-place
 buffer updates) is detected on the first step and run by a loop over tasks
 with ``torch.autograd.grad`` instead. Buffers are the unified model's, passed
-unchanged to every base model.
+unchanged to every base model, except ``task_constants`` (``T×...`` per
+name, e.g. DRA's reference bank restricted to each task's support normals).
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ class MetaLearner:
         self.vectorize = bool(vectorize)
         self.vectorized: bool | None = None if vectorize else False  # None: not tried yet
         self.parameters = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
+        #: per-task buffer values (name -> T×...), replacing the unified model's in base model i
+        self.task_constants: Params = {}
         if not self.parameters:
             raise AHLError(
                 f"scorer {type(scorer).__name__} has no trainable parameters; AHL meta-learns the scoring "
@@ -153,8 +156,9 @@ class MetaLearner:
         return consts
 
     # -- one task, two implementations ---------------------------------------------------------------------
-    def _task_func(self, params: Params, consts: Params, sx, sy, qx, qy):
+    def _task_func(self, params: Params, consts: Params, task_consts: Params, sx, sy, qx, qy):
         """Adapt and take the query loss with torch.func (vmappable)."""
+        consts = {**consts, **task_consts}
 
         def support_loss(p: Params) -> torch.Tensor:
             return self.loss(functional_call(self.scorer, (p, consts), (sx,)), sy)
@@ -191,8 +195,9 @@ class MetaLearner:
         step = self.inner_lr * theta.norm() / grad.norm().clamp_min(1e-12)
         return (step.detach() if self.first_order else step) * grad
 
-    def _task_autograd(self, params: Params, consts: Params, sx, sy, qx, qy):
+    def _task_autograd(self, params: Params, consts: Params, task_consts: Params, sx, sy, qx, qy):
         """The same with torch.autograd.grad, for scorers that cannot be vmapped."""
+        consts = {**consts, **task_consts}
         p = dict(params)
         first = None
         for _ in range(self.inner_steps):
@@ -212,8 +217,8 @@ class MetaLearner:
         consts = self.constants()
         if self.vectorized is not False:
             try:
-                run = vmap(self._task_func, in_dims=(None, None, 0, 0, 0, 0), randomness="different")
-                query, first, adapted = run(params, consts, support_x, support_y, query_x, query_y)
+                run = vmap(self._task_func, in_dims=(None, None, 0, 0, 0, 0, 0), randomness="different")
+                query, first, adapted = run(params, consts, self.task_constants, support_x, support_y, query_x, query_y)
                 if self.vectorized is None:
                     logger.info("AHL: tasks batched with torch.func.vmap")
                 self.vectorized = True
@@ -233,7 +238,13 @@ class MetaLearner:
                 )
         results = [
             self._task_autograd(
-                params, consts, [x[t] for x in support_x], support_y[t], [x[t] for x in query_x], query_y[t]
+                params,
+                consts,
+                self._constants_of(t),
+                [x[t] for x in support_x],
+                support_y[t],
+                [x[t] for x in query_x],
+                query_y[t],
             )
             for t in range(support_y.shape[0])
         ]
@@ -241,6 +252,9 @@ class MetaLearner:
         first = torch.stack([r[1] for r in results])
         adapted = {k: torch.stack([r[2][k] for r in results]) for k in params}
         return query, first, adapted
+
+    def _constants_of(self, task: int) -> Params:
+        return {k: v[task] for k, v in self.task_constants.items()}
 
     # -- the outer step -------------------------------------------------------------------------------------
     def outer_step(
@@ -290,17 +304,24 @@ class MetaLearner:
 
     # -- scoring with the base models (for SGE) -------------------------------------------------------------
     @torch.no_grad()
-    def score_base_models(self, adapted: Params, features: Sequence[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-        """``T×N`` anomaly scores of every base model θ_i' on the given rows, in eval mode."""
+    def score_base_models(
+        self, adapted: Params, features: Sequence[torch.Tensor], rows: torch.Tensor, per_task: bool = True
+    ) -> torch.Tensor:
+        """``T×N`` anomaly scores of every base model θ_i' on the given rows, in eval mode.
+
+        ``per_task``: base model i reads its ``task_constants``; False: the unified model's buffers (for
+        parameters that are not the T base models', e.g. the unified model's own).
+        """
         consts = self.constants()
+        task_constants = self.task_constants if per_task else {}
         n_tasks = next(iter(adapted.values())).shape[0]
         per_sample = sum(int(np.prod(f.shape[1:])) for f in features)
         chunk = max(16, int(2**24 // max(1, per_sample * (n_tasks if self.vectorized else 1))))
         was_training = self.scorer.training
         self.scorer.eval()
 
-        def score(p: Params, x: list[torch.Tensor]) -> torch.Tensor:
-            return self.scorer.combine(functional_call(self.scorer, (p, consts), (x,)))
+        def score(p: Params, task_consts: Params, x: list[torch.Tensor]) -> torch.Tensor:
+            return self.scorer.combine(functional_call(self.scorer, (p, {**consts, **task_consts}), (x,)))
 
         try:
             out = []
@@ -308,9 +329,16 @@ class MetaLearner:
                 index = rows[start : start + chunk].to(features[0].device)
                 x = [f.index_select(0, index) for f in features]
                 if self.vectorized:
-                    out.append(vmap(score, in_dims=(0, None), randomness="different")(adapted, x))
+                    out.append(vmap(score, in_dims=(0, 0, None), randomness="different")(adapted, task_constants, x))
                 else:
-                    out.append(torch.stack([score({k: v[t] for k, v in adapted.items()}, x) for t in range(n_tasks)]))
+                    out.append(
+                        torch.stack(
+                            [
+                                score({k: v[t] for k, v in adapted.items()}, {k: v[t] for k, v in task_constants.items()}, x)
+                                for t in range(n_tasks)
+                            ]
+                        )
+                    )
             return torch.cat(out, dim=1).float().cpu()
         finally:
             self.scorer.train(was_training)

@@ -23,6 +23,7 @@ from torch.func import functional_call, vmap
 
 from ahl_plugins.ahl.cdl import TaskSampler, gather
 from ahl_plugins.errors import AHLError
+from ahl_plugins.training.base import step_decay
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,12 @@ def train_ensemble(
     grad_clip: float | None,
     vectorize: bool = True,
     progress: Any = None,
+    start_epoch: int = 0,
 ) -> tuple[EnsembleScorer, list[dict[str, Any]], bool]:
-    """Train ``n_members`` copies on their tasks' support sets; returns (ensemble, per-epoch records, vmapped)."""
+    """Train ``n_members`` copies on their tasks' support sets; returns (ensemble, per-epoch records, vmapped).
+
+    ``start_epoch``: epochs the template was already trained (a warm start); the lr decay continues from there.
+    """
     trainable = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
     if not trainable:
         raise AHLError(f"scorer {type(scorer).__name__} has no trainable parameters to train an ensemble of")
@@ -125,7 +130,7 @@ def train_ensemble(
     # every member owns its buffers (e.g. running statistics), as an independent model would
     stacked_consts = {n: v.unsqueeze(0).repeat(n_members, *([1] * v.dim())).clone() for n, v in consts.items()}
     optimizer = torch.optim.Adam(stacked.values(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step, gamma=lr_gamma)
+    scheduler = step_decay(optimizer, lr_step, lr_gamma, start_epoch)
     device = features[0].device
 
     def member_loss(p, c, x, y):
@@ -188,7 +193,7 @@ def train_ensemble(
         scheduler.step()
         records.append(
             {
-                "epoch": epoch + 1,
+                "epoch": start_epoch + epoch + 1,
                 "member_losses": (sums / steps_per_epoch).tolist(),
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,

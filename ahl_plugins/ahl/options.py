@@ -15,6 +15,8 @@ TaskPrior = Literal["uniform", "query_size", "pair_size"]
 PAPER_AHL_OPTIONS: dict[str, Any] = {
     "query_normals": "cluster",
     "task_prior": "uniform",
+    "warm_start": 0.0,
+    "task_references": "all",
     "inner_update": "sgd",
     "inner_steps": 3,
     "inner_lr": 2e-4,
@@ -66,6 +68,12 @@ class AHLOptions(BaseModel):
         description="prior weight of each task before SGE: uniform (the paper: 1/T) | query_size (proportional to "
         "the task's query normals, so a small cluster no longer carries 1/T of the objective) | pair_size "
         "(proportional to support normals × query normals, so a task adapting on a tiny cluster weighs little too)",
+    )
+    task_references: Literal["all", "support"] = Field(
+        "all",
+        description="reference normals of a scorer that keeps some (DRA's bank): all (every base model uses the "
+        "unified model's) | support (base model i only its task's support normals, so its query normals are judged "
+        "against references they were not drawn from; needs the scorer's task_buffers)",
     )
     random_halves_task: bool = Field(
         False, description="add the appendix's extra task: all normals split into random halves"
@@ -124,6 +132,14 @@ class AHLOptions(BaseModel):
         description="training samples the base models score each epoch for the estimator (all seen anomalies, the "
         "rest split between normals and pseudo anomalies; drawn once per run); None: every sample",
     )
+    warm_start: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the epochs trained by the base loop before meta-training starts from its model (0: the "
+        "paper, meta-training from scratch); the base epochs take the same lr × steps, and the learning-rate decay "
+        "counts every epoch, so the update budget does not change",
+    )
     # ablations
     ablation: Ablation = Field(
         "none",
@@ -145,6 +161,11 @@ class AHLOptions(BaseModel):
         if self.task_batch_size is not None:
             return self.task_batch_size
         return max(6, -(-self.batch_size // max(1, n_tasks)))
+
+    @property
+    def warm_epochs(self) -> int:
+        """Epochs of the base loop before meta-training (``warm_start`` × ``epochs``, leaving at least one)."""
+        return min(self.epochs - 1, round(self.warm_start * self.epochs))
 
     @property
     def n_outer_steps(self) -> int:

@@ -28,6 +28,7 @@ from ahl_plugins.contracts import (
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
 from ahl_plugins.seeding import seeded
+from ahl_plugins.training.base import TrainOptions, step_decay, train_base
 from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.head_check import probe_heads
@@ -247,8 +248,10 @@ def train_ahl(
     ``scorer`` is trained in place and returned in ``eval()`` mode, except for
     ``ablation="ensemble"``, which returns a new :class:`EnsembleScorer`.
     ``prepare_scorer`` calls ``scorer.prepare(normals, generator)`` first;
-    pass False when the scorer was already prepared (e.g. warm-started from
-    a trained base model). ``estimator`` overrides the registered one.
+    pass False when the scorer was already prepared (e.g. trained by the
+    caller). With ``warm_start`` > 0 the base loop trains the first epochs
+    (and prepares the scorer) and meta-training continues from its model.
+    ``estimator`` overrides the registered one.
     """
     options = _options(options)
     if len(data.seen) + sum(len(pool) for pool in data.pseudo.values()) == 0:
@@ -262,7 +265,8 @@ def train_ahl(
         scorer.to(device)
         features, labels = _stack(data)
         features = [f.to(device) for f in features]
-        if prepare_scorer and callable(getattr(scorer, "prepare", None)):
+        warm_records = _warm_start(scorer, loss, data, options, seed, device) if options.warm_epochs else []
+        if prepare_scorer and not warm_records and callable(getattr(scorer, "prepare", None)):
             scorer.prepare(data.normals.to(device).as_list(), torch.Generator().manual_seed(int(seed)))
         probe_heads(scorer, features)
         t0 = time.perf_counter()
@@ -288,9 +292,10 @@ def train_ahl(
             "options": options.model_dump(mode="json"),
             "n_tasks": n_tasks,
             "task_batch_size": batch,
+            "warm_start_epochs": warm_records,
             **taskset.summary(),
         }
-        bar = _progress_bar(options.epochs, progress)
+        bar = _progress_bar(options.epochs - options.warm_epochs, progress)
         try:
             if options.ablation == "ensemble":
                 ensemble, records, vectorized = train_ensemble(
@@ -299,7 +304,8 @@ def train_ahl(
                     features,
                     sampler,
                     n_members=n_tasks,
-                    epochs=options.epochs,
+                    epochs=options.epochs - options.warm_epochs,
+                    start_epoch=options.warm_epochs,
                     steps_per_epoch=options.batches_per_epoch,
                     lr=options.outer_lr,
                     weight_decay=options.weight_decay,
@@ -327,6 +333,44 @@ def train_ahl(
     history["timing"]["total_seconds"] = time.perf_counter() - started
     scorer.eval()
     return scorer, history
+
+
+def _warm_start(
+    scorer: nn.Module, loss: Loss, data: TrainingData, options: AHLOptions, seed: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """Train the first ``warm_epochs`` with the base loop, at AHL's update budget; returns its epoch records.
+
+    The base loop takes ``batches_per_epoch`` steps per epoch where AHL takes
+    ``n_outer_steps``, so its lr is ``outer_lr × n_outer_steps /
+    batches_per_epoch`` (2e-4 under the defaults: the base model's own).
+    """
+    base = TrainOptions(
+        epochs=options.warm_epochs,
+        batch_size=options.batch_size,
+        batches_per_epoch=options.batches_per_epoch,
+        lr=options.outer_lr * options.n_outer_steps / options.batches_per_epoch,
+        weight_decay=options.weight_decay,
+        lr_step=options.lr_step,
+        lr_gamma=options.lr_gamma,
+        grad_clip=options.grad_clip,
+    )
+    return train_base(scorer, loss, data, base, seed=seed, device=device)
+
+
+def _task_references(scorer: nn.Module, taskset: TaskSet) -> dict[str, torch.Tensor]:
+    """The scorer's per-task buffers for ``task_references="support"`` ({} when it has none to restrict)."""
+    restrict = getattr(scorer, "task_buffers", None)
+    if not callable(restrict):
+        return {}
+    values = dict(restrict([task.support_normals for task in taskset]))
+    buffers = dict(scorer.named_buffers())
+    bad = [name for name in values if name not in buffers or values[name].shape[0] != len(taskset)]
+    if bad:
+        raise AHLError(
+            f"scorer {type(scorer).__name__}.task_buffers returned {bad}: each value must be a buffer of the scorer, "
+            f"stacked over the {len(taskset)} tasks (T×...)"
+        )
+    return values
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -363,8 +407,11 @@ def _meta_train(
         vectorize=_uses_vmap(options, features),
         inner_update=options.inner_update,
     )
+    if options.task_references == "support":
+        learner.task_constants = _task_references(scorer, taskset)
     optimizer = torch.optim.Adam(learner.parameters.values(), lr=options.outer_lr, weight_decay=options.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=options.lr_step, gamma=options.lr_gamma)
+    start = options.warm_epochs
+    scheduler = step_decay(optimizer, options.lr_step, options.lr_gamma, start)
     rows, targets, error_weights = estimation_samples(taskset, labels, options.estimator_samples, seed)
     wants_reference = needs_history and _accepts_reference(estimator)
     score_history: list[torch.Tensor] = []  # per epoch N×T in [0, 1]
@@ -373,7 +420,7 @@ def _meta_train(
     records = []
     meta_seconds = scoring_seconds = estimator_seconds = 0.0
     scorer.train()
-    for epoch in range(options.epochs):
+    for epoch in range(options.epochs - start):
         t0 = time.perf_counter()
         query_sum = torch.zeros(n_tasks)
         support_sum = torch.zeros(n_tasks)
@@ -396,7 +443,7 @@ def _meta_train(
         used_weights = weights
         estimator_info: Any = None
         spread = None
-        last_epoch = epoch == options.epochs - 1
+        last_epoch = epoch == options.epochs - start - 1
         reference = None
         if needs_history:
             # θ_i' of the epoch's last outer step score every sample the tasks use
@@ -407,7 +454,7 @@ def _meta_train(
             if wants_reference and not last_epoch:
                 unified = {k: v.detach().unsqueeze(0) for k, v in learner.parameters.items()}
                 reference = normalise_scores(
-                    learner.score_base_models(unified, features, rows), options.score_normalisation
+                    learner.score_base_models(unified, features, rows, per_task=False), options.score_normalisation
                 )[0]
         t2 = time.perf_counter()
         scoring_seconds += t2 - t1
@@ -424,7 +471,7 @@ def _meta_train(
         steps = options.n_outer_steps
         records.append(
             {
-                "epoch": epoch + 1,
+                "epoch": start + epoch + 1,
                 "weights": [float(w) for w in used_weights],
                 "next_weights": None if last_epoch else [float(w) for w in weights],
                 "objective": objective_sum / steps,

@@ -40,6 +40,20 @@ class TrainOptions(BaseModel):
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null disables clipping")
 
 
+def step_decay(
+    optimizer: torch.optim.Optimizer, step: int, gamma: float, start_epoch: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """lr × gamma^(epoch // step), with ``epoch`` counted from ``start_epoch`` epochs already trained.
+
+    A loop that continues another (AHL after a warm start) keeps the decay of
+    one run of ``start_epoch`` + its own epochs. From epoch 0 it is
+    ``StepLR``, so existing runs keep their exact learning rates.
+    """
+    if start_epoch == 0:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: gamma ** ((epoch + start_epoch) // step))
+
+
 class TrainingDivergedError(AHLError, FloatingPointError):
     """The loss became NaN or infinite."""
 
@@ -78,7 +92,7 @@ def train_base(
     scorer.train()
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=options.lr_step, gamma=options.lr_gamma)
+    schedule = step_decay(optimizer, options.lr_step, options.lr_gamma)
 
     from tqdm.auto import tqdm
 

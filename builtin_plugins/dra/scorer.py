@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,8 +114,11 @@ def residual_length(residual: torch.Tensor, topk_ratio: float) -> torch.Tensor:
     return topk_mean(residual.norm(dim=1).flatten(1), topk_ratio)
 
 
-def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
+def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int, excluded: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of each sample's ``k`` nearest bank normals (``B×...``), the sample itself excluded.
+
+    ``excluded``: ``(R,)``, 1 for bank rows not to use (a task's restriction, see
+    :meth:`DRAScorer.task_buffers`); empty or None: every row.
 
     Maps are compared by their pooled vectors and averaged as whole maps. A
     bank row at (numerically) zero distance is the sample itself during
@@ -128,6 +132,8 @@ def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Te
     distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + (keys**2).sum(-1)[None, :]
     scale = (keys**2).sum(-1).mean()
     distances = torch.where(distances <= 1e-7 * scale, torch.full_like(distances, float("inf")), distances)
+    if excluded is not None and excluded.numel():
+        distances = torch.where(excluded[None, :] > 0, torch.full_like(distances, float("inf")), distances)
     k = min(int(k), max(1, keys.shape[0] - 1))
     nearest = torch.topk(distances, k, dim=-1, largest=False).indices  # B×k
     return bank[nearest].mean(dim=1).to(x.dtype)
@@ -153,6 +159,10 @@ class DRAScorer(nn.Module):
             # Empty until ``prepare``: the mean reference (C×H×W or D), or with ``nearest`` the bank of
             # normals (N×C×H×W or N×D); shapes are only known from data.
             self.register_buffer(self._reference_name(scale), torch.empty(0))
+        # AHL's per-task restriction of the bank (``task_buffers``); empty: the whole bank. Not saved.
+        self.register_buffer("reference_excluded", torch.empty(0), persistent=False)
+        # which training normals (rows given to ``prepare``) the bank holds; empty when not prepared. Not saved.
+        self.register_buffer("reference_rows", torch.empty(0, dtype=torch.long), persistent=False)
         # head calibration (identity until ``calibrate``): score_h -> (score_h - center_h) / scale_h
         self.register_buffer("head_center", torch.zeros(len(self.head_names)))
         self.register_buffer("head_scale", torch.ones(len(self.head_names)))
@@ -231,7 +241,10 @@ class DRAScorer(nn.Module):
         reference. ``forward`` and ``head_maps`` both read it here, so maps pool to the head scores
         (tests/maps/test_maps.py checks that)."""
         reference = self.reference(scale)
-        anchor = nearest_normal_mean(x, reference, self.options.n_neighbors) if self.nearest else reference.unsqueeze(0)
+        if self.nearest:
+            anchor = nearest_normal_mean(x, reference, self.options.n_neighbors, self.reference_excluded)
+        else:
+            anchor = reference.unsqueeze(0)
         return anchor - x
 
     def _residual_input(self, residual: torch.Tensor) -> torch.Tensor:
@@ -296,10 +309,32 @@ class DRAScorer(nn.Module):
             chosen = torch.sort(order[: min(self.reference_normals, n)]).values
         else:
             chosen = order[: min(self.n_references, n)]
+        device = self.reference_rows.device
+        self.reference_rows = chosen.to(device) if self.nearest else torch.empty(0, dtype=torch.long, device=device)
+        self.reference_excluded = torch.empty(0, device=self.reference_excluded.device)
         for scale, x in enumerate(normal_features):
             picked = x[chosen.to(x.device)]
             value = picked if self.nearest else picked.mean(dim=0)
             setattr(self, self._reference_name(scale), value.detach().clone())
+
+    def task_buffers(self, support_normals: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """``reference_excluded`` per task (``T×R``): 1 on bank rows outside the task's support normals.
+
+        A task's base model then finds its nearest references among the
+        normals it adapts on, so its query normals from another cluster look
+        as unfamiliar as unseen normals will (AHL's ``task_references="support"``).
+        A task with fewer than ``n_neighbors`` + 1 of its normals in the bank
+        keeps the whole bank. Empty without a nearest-normal bank.
+        """
+        if not self.nearest or self.reference_rows.numel() == 0:
+            return {}
+        rows = self.reference_rows.cpu().numpy()
+        masks = []
+        for members in support_normals:
+            inside = np.isin(rows, np.asarray(members))
+            keep = inside if inside.sum() > self.options.n_neighbors else np.ones_like(inside)
+            masks.append(torch.from_numpy((~keep).astype(np.float32)))
+        return {"reference_excluded": torch.stack(masks).to(self.reference(0).device)}
 
     def _load_from_state_dict(
         self,

@@ -317,3 +317,58 @@ def test_default_update_budget_matches_the_base_loop():
     assert ahl.outer_lr * ahl.n_outer_steps == pytest.approx(base.lr * base.batches_per_epoch)
     assert (ahl.lr_step, ahl.lr_gamma, ahl.epochs, ahl.weight_decay) == (
         base.lr_step, base.lr_gamma, base.epochs, base.weight_decay)
+
+
+def test_warm_start_continues_the_base_loop_in_one_budget_and_one_decay():
+    """warm_start = 0.5: the base loop trains epochs 1-2 (the lr of AHL's budget), meta-training 3-4 from its model."""
+    from ahl_plugins.training.base import TrainOptions, train_base
+
+    data = vector_data()
+    options = AHLOptions(**{**FAST, "epochs": 4, "lr_step": 2, "warm_start": 0.5})
+    scorer, history = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=0)
+    base_options = TrainOptions(epochs=2, batch_size=12, batches_per_epoch=2, lr=options.outer_lr * 2 / 2, lr_step=2)
+    base = _scorer(VectorScorer, data)
+    base_history = train_base(base, deviation_loss, data, base_options, seed=0)
+    assert history["warm_start_epochs"] == base_history
+    assert [e["epoch"] for e in history["epochs"]] == [3, 4]
+    assert [e["lr"] for e in history["epochs"]] == [pytest.approx(options.outer_lr * 0.1)] * 2  # the decay at epoch 3
+    assert any(not torch.equal(x, y) for x, y in zip(scorer.state_dict().values(), base.state_dict().values()))
+    ensemble, history = train_ahl(
+        _scorer(VectorScorer, data), deviation_loss, data, options.model_copy(update={"ablation": "ensemble"}), seed=0
+    )
+    assert len(history["warm_start_epochs"]) == 2 and [e["epoch"] for e in history["epochs"]] == [3, 4]
+    with pytest.raises(InvalidOptionsError, match="warm_start"):
+        train_ahl(_scorer(VectorScorer, data), deviation_loss, data, {"warm_start": 1.0}, seed=0)
+
+
+def test_support_references_reach_every_base_model_under_vmap_and_the_loop():
+    """task_references="support": DRA's base models search only their support normals; vmap == loop."""
+    from builtin_plugins.dra import DRAOptions, build_loss, build_scorer
+
+    data = vector_data()
+
+    def fit(**extra):
+        torch.manual_seed(0)
+        scorer = build_scorer(data.normals.spec, DRAOptions(n_neighbors=2))
+        return train_ahl(scorer, build_loss(), data, AHLOptions(**FAST, **extra), seed=0)
+
+    support, history = fit(task_references="support")
+    looped, _ = fit(task_references="support", task_batching="loop")
+    whole, _ = fit()
+    for x, y in zip(support.state_dict().values(), looped.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(x, y) for x, y in zip(support.state_dict().values(), whole.state_dict().values()))
+    assert support.reference_excluded.numel() == 0  # the unified model scores with its whole bank
+    assert history["vectorized"] is True
+
+
+def test_task_buffers_that_are_not_the_scorer_s_buffers_are_a_clear_error():
+    from ahl_plugins.errors import AHLError
+
+    class Restricting(VectorScorer):
+        def task_buffers(self, support_normals):
+            return {"bank_mask": torch.zeros(len(support_normals), 3)}
+
+    data = vector_data()
+    with pytest.raises(AHLError, match=r"task_buffers returned \['bank_mask'\].*buffer of the scorer"):
+        train_ahl(_scorer(Restricting, data), deviation_loss, data, AHLOptions(**FAST, task_references="support"), seed=0)

@@ -209,6 +209,29 @@ def test_nearest_normal_reference_on_maps_averages_whole_maps_found_by_pooled_ke
     torch.testing.assert_close(anchor, torch.full((1, 2, 3, 3), 5.0))
 
 
+def test_task_buffers_restrict_the_bank_to_each_task_s_support_normals():
+    """For AHL's task_references="support": bank rows outside a task's support normals are excluded."""
+    import numpy as np
+
+    from builtin_plugins.dra.scorer import nearest_normal_mean
+
+    normals = [torch.arange(40, dtype=torch.float32).reshape(20, 2)]
+    scorer = prepared(FeatureSpec("vector", (2,)), normals, reference_bank_size=10, n_neighbors=3)
+    rows = scorer.reference_rows.numpy()  # which of the 20 normals the bank of 10 holds
+    support = [rows[:6], np.setdiff1d(np.arange(20), rows[:6]), rows[:2]]
+    excluded = scorer.task_buffers(support)["reference_excluded"]
+    assert excluded.shape == (3, 10)
+    assert excluded[0].tolist() == [0.0] * 6 + [1.0] * 4
+    assert excluded[1].tolist() == [1.0] * 6 + [0.0] * 4
+    assert excluded[2].tolist() == [0.0] * 10  # 2 bank rows < n_neighbors + 1: the whole bank
+    far = torch.tensor([[100.0, 100.0]])
+    bank = scorer.reference(0)
+    torch.testing.assert_close(nearest_normal_mean(far, bank, 1, excluded[0]), bank[5:6])
+    torch.testing.assert_close(nearest_normal_mean(far, bank, 1), bank[9:10])
+    assert "reference_excluded" not in scorer.state_dict()  # the unified model always keeps its whole bank
+    assert prepared(FeatureSpec("vector", (2,)), normals, residual_reference="random_mean").task_buffers(support) == {}
+
+
 def test_nearest_residual_is_the_default_and_the_bank_is_capped():
     normals = [torch.randn(50, 4)]
     scorer = prepared(FeatureSpec("vector", (4,)), normals, reference_bank_size=20)
