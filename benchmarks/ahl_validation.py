@@ -100,6 +100,10 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_now_inner_0.2": (True, {"inner_lr": 0.2}, "as `ahl_now`, with a 4× larger relative inner step (0.2)"),
     "ahl_now_steps20": (True, {"outer_steps_per_epoch": 20, "outer_lr": 2e-4},
                         "as `ahl_now`, with 20 outer steps of 2e-4 per epoch (the base loop's steps)"),
+    "ahl_now_support1": (True, {"support_loss_weight": 1.0},
+                         "as `ahl_now`, plus the unified model's own support losses in the meta-objective (weight 1)"),
+    "ahl_now_support0.5": (True, {"support_loss_weight": 0.5}, "as `ahl_now_support1`, weight 0.5"),
+    "ahl_now_support2": (True, {"support_loss_weight": 2.0}, "as `ahl_now_support1`, weight 2"),
     "ahl_task_refs": (True, {"task_references": "support"},
                       "as `ahl_now`, but each base model finds DRA's nearest references among its support normals"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
@@ -163,7 +167,8 @@ def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
 #: what each configuration's paired gain is taken against (default: `ahl` for AHL variants, `base` otherwise)
 REFERENCE = {"ahl": "base", "ahl_paper": "base", "ahl_now": "base_now", "ahl_warm_0.5": "base_now",
              "ahl_warm_0.33": "base_now", "ahl_task_refs": "base_now", "ahl_now_query_all": "base_now",
-             "ahl_now_second_order": "base_now", "ahl_now_inner_0.2": "base_now", "ahl_now_steps20": "base_now", "base_paper": "base", "ahl_second_order": "ahl_sge4",
+             "ahl_now_second_order": "base_now", "ahl_now_inner_0.2": "base_now", "ahl_now_steps20": "base_now",
+             "ahl_now_support1": "base_now", "ahl_now_support0.5": "base_now", "ahl_now_support2": "base_now", "base_paper": "base", "ahl_second_order": "ahl_sge4",
              "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual"}
 
 

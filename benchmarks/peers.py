@@ -385,6 +385,42 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
+def peer_summary_from_page(page: str | Path = DEFAULT_PAGE) -> dict[str, Any]:
+    """The AUC-ROC means of the page's *At a glance* table, in :func:`load_peer_summary`'s form.
+
+    For a results page when the raw rows are not on disk (they were kept under
+    the untracked ``runs/peers`` before ``benchmarks/results/peers``): the page is
+    this script's own output, so its means are the rows' means, to 3 decimals.
+    Groups carry ``auc_roc`` mean and std only; *(partial)* cells are marked
+    incomplete, the family means rows are skipped.
+    """
+    import re
+
+    lines = Path(page).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| data | setting |"))
+    detectors = [c.strip() for c in lines[start].strip("|").split("|")][2:]
+    groups = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        data, setting = cells[0], cells[1]
+        if data.startswith("*"):
+            continue
+        hard = setting.startswith("hard")
+        for detector, cell in zip(detectors, cells[2:]):
+            found = re.match(r"\**([0-9.]+) ± ([0-9.]+)\**", cell)
+            if not found:
+                continue
+            groups.append({
+                "data": data, "setting": "hard" if hard else "general", "n_anomalies": 10,
+                "seen_type": ("mean" if "seen" not in setting else setting.split("seen ")[1].rstrip(")")) if hard else "all",
+                "detector": detector, "complete": "partial" not in cell,
+                "auc_roc": {"mean": float(found.group(1)), "std": float(found.group(2))},
+            })
+    return {"results": str(page), "deepod_version": DEEPOD_VERSION, "epochs": None, "groups": groups, "skipped": []}
+
+
 def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
     """The peer rows of a results file, summarised for a results page.
 

@@ -389,12 +389,16 @@ def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers
 
 
 def _load_peers(path: Path | None) -> dict[str, Any] | None:
-    if path is None or not path.is_file():
+    """DeepOD's rows: the results file, else (its rows not on disk) the means its page published."""
+    if path is None:
         return None
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from peers import load_peer_summary
+    from peers import DEFAULT_PAGE as PEERS_PAGE
+    from peers import load_peer_summary, peer_summary_from_page
 
-    return load_peer_summary(path)
+    if path.is_file():
+        return load_peer_summary(path)
+    return peer_summary_from_page(PEERS_PAGE) if PEERS_PAGE.is_file() else None
 
 
 def _tally_line(tally: dict[str, list[str]]) -> str:

@@ -3,7 +3,9 @@
 Every outer step, base model i starts from the unified parameters θ_g, takes
 ``inner_steps`` gradient steps on a balanced batch of its support set, and is
 scored by its loss on a balanced batch of its query set with the adapted
-parameters θ_i'. The unified model minimises Σ_i w_i · L_i^q(θ_i').
+parameters θ_i'. The unified model minimises Σ_i w_i · L_i^q(θ_i'), plus
+``support_weight`` × Σ_i w_i · L_i^s(θ_g) when asked (the unified model's own
+loss on the support batches, as in MAML++'s multi-step loss).
 
 An inner step is either the paper's plain ``θ - lr·g`` (``sgd``) or a
 ``relative`` one, ``θ - lr·‖θ‖·g/‖g‖`` (norms over all trainable tensors):
@@ -129,6 +131,7 @@ class MetaLearner:
         first_order: bool = False,
         vectorize: bool = True,
         inner_update: str = "sgd",
+        support_weight: float = 0.0,
     ) -> None:
         if inner_update not in INNER_UPDATES:
             raise AHLError(f"inner_update must be one of {list(INNER_UPDATES)}, got {inner_update!r}")
@@ -138,6 +141,7 @@ class MetaLearner:
         self.inner_lr = float(inner_lr)
         self.inner_update = inner_update
         self.first_order = bool(first_order)
+        self.support_weight = float(support_weight)
         self.vectorize = bool(vectorize)
         self.vectorized: bool | None = None if vectorize else False  # None: not tried yet
         self.parameters = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
@@ -204,7 +208,13 @@ class MetaLearner:
             value = self.loss(functional_call(self.scorer, (p, consts), (sx,)), sy)
             if first is None:
                 first = value
-            grads = torch.autograd.grad(value, list(p.values()), create_graph=not self.first_order, allow_unused=True)
+            grads = torch.autograd.grad(
+                value,
+                list(p.values()),
+                create_graph=not self.first_order,
+                retain_graph=not self.first_order or bool(self.support_weight),  # the support loss is backpropagated too
+                allow_unused=True,
+            )
             p = self._inner_step(p, dict(zip(p, grads)))
         query = self.loss(functional_call(self.scorer, (p, consts), (qx,)), qy)
         return query, first, p
@@ -274,7 +284,11 @@ class MetaLearner:
             gather(features, batch.query_rows),
             batch.query_labels.to(device),
         )
-        objective = (weights.to(query.device, query.dtype) * query).sum()
+        w = weights.to(query.device, query.dtype)
+        objective = (w * query).sum()
+        if self.support_weight:
+            # the support losses at θ_g, before adaptation: the unified model's own loss on every task
+            objective = objective + self.support_weight * (w * first).sum()
         if not torch.isfinite(objective):
             raise AHLError(
                 f"AHL meta-objective became {objective.item()} (query losses {query.detach().cpu().tolist()}); "

@@ -17,6 +17,7 @@ PAPER_AHL_OPTIONS: dict[str, Any] = {
     "task_prior": "uniform",
     "warm_start": 0.0,
     "task_references": "all",
+    "support_loss_weight": 0.0,
     "inner_update": "sgd",
     "inner_steps": 3,
     "inner_lr": 2e-4,
@@ -84,6 +85,12 @@ class AHLOptions(BaseModel):
         description="inner (adaptation) step: sgd (the paper: theta - inner_lr * grad) | relative (the step moves "
         "the heads by inner_lr times their norm along the gradient, whatever the gradient's scale) | layerwise (the "
         "same per parameter tensor: each tensor moves by inner_lr times its own norm)",
+    )
+    support_loss_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="weight of the unified model's own support losses (before adaptation) beside the query losses "
+        "in the meta-objective (0: the paper, query losses only)",
     )
     inner_steps: int = Field(1, ge=1, description="gradient steps each base model takes on its support batch")
     inner_lr: float = Field(

@@ -406,6 +406,7 @@ def _meta_train(
         first_order=options.first_order,
         vectorize=_uses_vmap(options, features),
         inner_update=options.inner_update,
+        support_weight=options.support_loss_weight,
     )
     if options.task_references == "support":
         learner.task_constants = _task_references(scorer, taskset)

@@ -185,3 +185,24 @@ def test_relative_inner_steps_are_the_same_under_vmap_and_the_loop(update):
         (weights * query).sum().backward()
         grads.append(torch.cat([scorer.w.grad.flatten(), scorer.b.grad.flatten()]))
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_support_weight_adds_the_unified_model_s_support_losses(vectorize):
+    """support_weight λ: the outer gradient is that of Σ w_t (L_q(θ_t') + λ L_s(θ)), under vmap and the loop."""
+    scorer = LinearScorer(4)
+    sx, sy, qx, qy = _batches(n_tasks=2, batch=5)
+    features = [torch.cat([sx.reshape(-1, 4), qx.reshape(-1, 4)])]
+    rows = torch.arange(20).reshape(4, 5)
+    weights = torch.tensor([0.7, 0.3])
+    meta = _unrolled_gradient(scorer.w.detach(), scorer.b.detach(), sx, sy, qx, qy, weights, 2, 0.1, True)
+    w, b = scorer.w.detach().clone().requires_grad_(), scorer.b.detach().clone().requires_grad_()
+    support = sum(weights[t] * smooth_loss({"score": sx[t] @ w + b}, sy[t]) for t in range(2))
+    direct = torch.autograd.grad(0.5 * support, (w, b))
+    learner = MetaLearner(
+        scorer, smooth_loss, inner_steps=2, inner_lr=0.1, first_order=True, vectorize=vectorize, support_weight=0.5
+    )
+    optimizer = torch.optim.SGD(learner.parameters.values(), lr=0.0)
+    learner.outer_step(optimizer, features, TaskBatch(rows[:2], sy, rows[2:], qy), weights, grad_clip=None)
+    torch.testing.assert_close(scorer.w.grad, meta[0] + direct[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scorer.b.grad, meta[1] + direct[1], rtol=1e-5, atol=1e-6)

@@ -372,3 +372,16 @@ def test_task_buffers_that_are_not_the_scorer_s_buffers_are_a_clear_error():
     data = vector_data()
     with pytest.raises(AHLError, match=r"task_buffers returned \['bank_mask'\].*buffer of the scorer"):
         train_ahl(_scorer(Restricting, data), deviation_loss, data, AHLOptions(**FAST, task_references="support"), seed=0)
+
+
+def test_support_loss_weight_reaches_the_meta_objective():
+    data = vector_data()
+    plain, h0 = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    both, h1 = train_ahl(
+        _scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST, support_loss_weight=1.0), seed=0
+    )
+    first = h1["epochs"][0]
+    assert first["objective"] == pytest.approx(
+        sum(w * (q + s) for w, q, s in zip(first["weights"], first["query_losses"], first["support_losses"])), rel=1e-5
+    )
+    assert any(not torch.equal(x, y) for x, y in zip(plain.state_dict().values(), both.state_dict().values()))
