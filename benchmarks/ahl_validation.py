@@ -104,6 +104,10 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
                          "as `ahl_now`, plus the unified model's own support losses in the meta-objective (weight 1)"),
     "ahl_now_support0.5": (True, {"support_loss_weight": 0.5}, "as `ahl_now_support1`, weight 0.5"),
     "ahl_now_support2": (True, {"support_loss_weight": 2.0}, "as `ahl_now_support1`, weight 2"),
+    "base_now_no_normality": (False, {"score_normality": False},
+                              "as `base_now`, DRA's normality head trained but left out of the score"),
+    "ahl_now_no_normality": (True, {"score_normality": False},
+                             "as `ahl_now`, DRA's normality head trained but left out of the score"),
     "ahl_task_refs": (True, {"task_references": "support"},
                       "as `ahl_now`, but each base model finds DRA's nearest references among its support normals"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
@@ -118,7 +122,7 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
 }
 
 #: configurations that only change one model's options
-MODEL_ONLY = {"ahl_task_refs": "dra", "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
+MODEL_ONLY = {"ahl_task_refs": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra", "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
               "base_abs_residual": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
 
 
@@ -168,7 +172,7 @@ def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
 REFERENCE = {"ahl": "base", "ahl_paper": "base", "ahl_now": "base_now", "ahl_warm_0.5": "base_now",
              "ahl_warm_0.33": "base_now", "ahl_task_refs": "base_now", "ahl_now_query_all": "base_now",
              "ahl_now_second_order": "base_now", "ahl_now_inner_0.2": "base_now", "ahl_now_steps20": "base_now",
-             "ahl_now_support1": "base_now", "ahl_now_support0.5": "base_now", "ahl_now_support2": "base_now", "base_paper": "base", "ahl_second_order": "ahl_sge4",
+             "ahl_now_support1": "base_now", "base_now_no_normality": "base_now", "ahl_now_no_normality": "base_now_no_normality", "ahl_now_support0.5": "base_now", "ahl_now_support2": "base_now", "base_paper": "base", "ahl_second_order": "ahl_sge4",
              "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual"}
 
 

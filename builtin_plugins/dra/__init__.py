@@ -51,6 +51,11 @@ class DRAOptions(BaseModel):
         description="what the residual MLP reads on vectors: abs (|reference - x| per feature, so one linear layer "
         "already measures a weighted distance) | signed (reference - x, the paper's form)",
     )
+    score_normality: bool = Field(
+        True,
+        description="subtract the holistic normality head in the anomaly score (the paper); False: the head is "
+        "still trained with the others but left out of the score",
+    )
     reference_bank_size: int = Field(
         4096,
         ge=1,

@@ -257,7 +257,7 @@ class DRAScorer(nn.Module):
         """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated)."""
         z = [(heads[name] - self.head_center[i]) / self.head_scale[i] for i, name in enumerate(self.head_names)]
         normal, seen, pseudo, residual = z[:4]
-        score = seen + pseudo + residual - normal
+        score = seen + pseudo + residual - normal if self.options.score_normality else seen + pseudo + residual
         return score + z[4] if len(z) > 4 else score
 
     @torch.no_grad()

@@ -86,6 +86,8 @@ def test_score_is_seen_plus_pseudo_plus_residual_minus_normal():
         "residual": torch.tensor([0.5, 0.5]),
     }
     assert torch.equal(scorer.combine(heads), torch.tensor([4.5, -2.5]))
+    unscored = build_scorer(FeatureSpec("vector", (2,)), DRAOptions(distance_head=False, score_normality=False))
+    assert torch.equal(unscored.combine(heads), torch.tensor([5.5, 1.5]))  # the normality head left out
 
 
 def test_scales_are_averaged_per_head(map_features):
