@@ -250,7 +250,7 @@ class MetaLearner:
             self._task_autograd(
                 params,
                 consts,
-                self._constants_of(t),
+                self._task_slice(self.task_constants, t),
                 [x[t] for x in support_x],
                 support_y[t],
                 [x[t] for x in query_x],
@@ -263,8 +263,10 @@ class MetaLearner:
         adapted = {k: torch.stack([r[2][k] for r in results]) for k in params}
         return query, first, adapted
 
-    def _constants_of(self, task: int) -> Params:
-        return {k: v[task] for k, v in self.task_constants.items()}
+    @staticmethod
+    def _task_slice(values: Params, task: int) -> Params:
+        """Task ``task``'s values of a ``{name: T×...}`` dict."""
+        return {k: v[task] for k, v in values.items()}
 
     # -- the outer step -------------------------------------------------------------------------------------
     def outer_step(
@@ -345,14 +347,8 @@ class MetaLearner:
                 if self.vectorized:
                     out.append(vmap(score, in_dims=(0, 0, None), randomness="different")(adapted, task_constants, x))
                 else:
-                    out.append(
-                        torch.stack(
-                            [
-                                score({k: v[t] for k, v in adapted.items()}, {k: v[t] for k, v in task_constants.items()}, x)
-                                for t in range(n_tasks)
-                            ]
-                        )
-                    )
+                    slices = [(self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)]
+                    out.append(torch.stack([score(p, c, x) for p, c in slices]))
             return torch.cat(out, dim=1).float().cpu()
         finally:
             self.scorer.train(was_training)

@@ -358,10 +358,13 @@ def _warm_start(
 
 
 def _task_references(scorer: nn.Module, taskset: TaskSet) -> dict[str, torch.Tensor]:
-    """The scorer's per-task buffers for ``task_references="support"`` ({} when it has none to restrict)."""
+    """The scorer's per-task buffers for ``task_references="support"`` (it may return {}: nothing to restrict)."""
     restrict = getattr(scorer, "task_buffers", None)
     if not callable(restrict):
-        return {}
+        raise InvalidOptionsError(
+            f"task_references='support' needs a scorer with task_buffers(support_normals); "
+            f"{type(scorer).__name__} has none (DRA has): use task_references='all'"
+        )
     values = dict(restrict([task.support_normals for task in taskset]))
     buffers = dict(scorer.named_buffers())
     bad = [name for name in values if name not in buffers or values[name].shape[0] != len(taskset)]
