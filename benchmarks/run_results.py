@@ -157,6 +157,7 @@ def run_part(part: Part, args: argparse.Namespace) -> Path:
         "device": args.device,
         "cache_dir": args.cache_dir,
         "threads": args.threads,
+        "jobs": args.jobs,
         "progress": True,
     }
     output = args.runs / _run_name(part, args)
@@ -534,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick pass)")
     parser.add_argument("--ablations", action="store_true", help="also run AHL's ablations")
+    parser.add_argument("--jobs", type=int, default=1, help="cells of one compare run at once (local processes)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument(
