@@ -122,7 +122,8 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
 }
 
 #: configurations that only change one model's options
-MODEL_ONLY = {"ahl_task_refs": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra", "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
+MODEL_ONLY = {"ahl_task_refs": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra",
+              "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
               "base_abs_residual": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
 
 
@@ -169,11 +170,9 @@ def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
 
 
 #: what each configuration's paired gain is taken against (default: `ahl` for AHL variants, `base` otherwise)
-REFERENCE = {"ahl": "base", "ahl_paper": "base", "ahl_now": "base_now", "ahl_warm_0.5": "base_now",
-             "ahl_warm_0.33": "base_now", "ahl_task_refs": "base_now", "ahl_now_query_all": "base_now",
-             "ahl_now_second_order": "base_now", "ahl_now_inner_0.2": "base_now", "ahl_now_steps20": "base_now",
-             "ahl_now_support1": "base_now", "base_now_no_normality": "base_now", "ahl_now_no_normality": "base_now_no_normality", "ahl_now_support0.5": "base_now", "ahl_now_support2": "base_now", "base_paper": "base", "ahl_second_order": "ahl_sge4",
-             "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual"}
+REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_second_order": "ahl_sge4",
+             "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual",
+             "ahl_now_no_normality": "base_now_no_normality"}
 
 
 #: configurations measured after DRA's |residual| and distance head became defaults: their DRA reference is the
@@ -183,7 +182,15 @@ ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt"}
 ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3", "ahl_k4"}
 
 
+#: measured against today's defaults (``docs/benchmarks/ahl_validation_current_defaults.md``): paired with `base_now`
+ON_CURRENT_DEFAULTS = {"ahl_now", "ahl_warm_0.5", "ahl_warm_0.33", "ahl_task_refs", "ahl_now_query_all",
+                       "ahl_now_second_order", "ahl_now_inner_0.2", "ahl_now_steps20", "ahl_now_support0.5",
+                       "ahl_now_support1", "ahl_now_support2", "base_now_no_normality"}
+
+
 def reference_of(config: str, model: str = "devnet") -> str:
+    if config in ON_CURRENT_DEFAULTS:
+        return "base_now"
     if config in ON_LAYERWISE_DEFAULTS:
         return "ahl_layerwise" if model == "dra" else "ahl"
     if config in ON_DISTANCE_DEFAULTS:
@@ -200,7 +207,10 @@ def _paired(rows: dict[tuple, dict[str, Any]], config: str, reference: str, mode
 
 
 def write_page(
-    path: Path, rows: dict[tuple, dict[str, Any]], models: list[str], title: str = "AHL and base-model defaults, chosen on validation data"
+    path: Path,
+    rows: dict[tuple, dict[str, Any]],
+    models: list[str],
+    title: str = "AHL and base-model defaults, chosen on validation data",
 ) -> None:
     families: dict[str, set[str]] = defaultdict(set)
     for row in rows.values():

@@ -408,13 +408,14 @@ def peer_summary_from_page(page: str | Path = DEFAULT_PAGE) -> dict[str, Any]:
         if data.startswith("*"):
             continue
         hard = setting.startswith("hard")
+        seen_type = ("mean" if "seen" not in setting else setting.split("seen ")[1].rstrip(")")) if hard else "all"
         for detector, cell in zip(detectors, cells[2:]):
             found = re.match(r"\**([0-9.]+) ± ([0-9.]+)\**", cell)
             if not found:
                 continue
             groups.append({
                 "data": data, "setting": "hard" if hard else "general", "n_anomalies": 10,
-                "seen_type": ("mean" if "seen" not in setting else setting.split("seen ")[1].rstrip(")")) if hard else "all",
+                "seen_type": seen_type,
                 "detector": detector, "complete": "partial" not in cell,
                 "auc_roc": {"mean": float(found.group(1)), "std": float(found.group(2))},
             })

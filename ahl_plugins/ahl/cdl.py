@@ -212,7 +212,8 @@ class MetaLearner:
                 value,
                 list(p.values()),
                 create_graph=not self.first_order,
-                retain_graph=not self.first_order or bool(self.support_weight),  # the support loss is backpropagated too
+                # the support loss is backpropagated too when it is part of the objective
+                retain_graph=not self.first_order or bool(self.support_weight),
                 allow_unused=True,
             )
             p = self._inner_step(p, dict(zip(p, grads)))
@@ -347,8 +348,8 @@ class MetaLearner:
                 if self.vectorized:
                     out.append(vmap(score, in_dims=(0, 0, None), randomness="different")(adapted, task_constants, x))
                 else:
-                    slices = [(self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)]
-                    out.append(torch.stack([score(p, c, x) for p, c in slices]))
+                    per_task = [(self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)]
+                    out.append(torch.stack([score(p, c, x) for p, c in per_task]))
             return torch.cat(out, dim=1).float().cpu()
         finally:
             self.scorer.train(was_training)

@@ -114,7 +114,9 @@ def residual_length(residual: torch.Tensor, topk_ratio: float) -> torch.Tensor:
     return topk_mean(residual.norm(dim=1).flatten(1), topk_ratio)
 
 
-def nearest_normal_mean(x: torch.Tensor, bank: torch.Tensor, k: int, excluded: torch.Tensor | None = None) -> torch.Tensor:
+def nearest_normal_mean(
+    x: torch.Tensor, bank: torch.Tensor, k: int, excluded: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of each sample's ``k`` nearest bank normals (``B×...``), the sample itself excluded.
 
     ``excluded``: ``(R,)``, 1 for bank rows not to use (a task's restriction, see

@@ -370,10 +370,11 @@ def test_task_buffers_that_are_not_the_scorer_s_buffers_are_a_clear_error():
             return {"bank_mask": torch.zeros(len(support_normals), 3)}
 
     data = vector_data()
+    support = AHLOptions(**FAST, task_references="support")
     with pytest.raises(AHLError, match=r"task_buffers returned \['bank_mask'\].*buffer of the scorer"):
-        train_ahl(_scorer(Restricting, data), deviation_loss, data, AHLOptions(**FAST, task_references="support"), seed=0)
+        train_ahl(_scorer(Restricting, data), deviation_loss, data, support, seed=0)
     with pytest.raises(InvalidOptionsError, match="needs a scorer with task_buffers"):
-        train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST, task_references="support"), seed=0)
+        train_ahl(_scorer(VectorScorer, data), deviation_loss, data, support, seed=0)
 
 
 def test_support_loss_weight_reaches_the_meta_objective():
