@@ -128,9 +128,11 @@ def nearest_normal_mean(
     training normal and a test sample are treated alike. Pure tensor code
     (no ``.item()``, no data-dependent branches): safe under ``vmap``.
     """
-    keys = bank.mean(dim=(2, 3)) if bank.dim() == 4 else bank
-    query = x.mean(dim=(2, 3)) if x.dim() == 4 else x
-    keys = keys.to(query.dtype)
+    # float64: in float32 the expansion below cancels to errors of ~1e-3 on 512-d embeddings, above the
+    # self-match threshold, so one training normal in five kept itself among its neighbours (and which one
+    # depended on the machine's BLAS); no gradient flows through the distances, only through the chosen rows
+    keys = (bank.mean(dim=(2, 3)) if bank.dim() == 4 else bank).detach().double()
+    query = (x.mean(dim=(2, 3)) if x.dim() == 4 else x).detach().double()
     distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + (keys**2).sum(-1)[None, :]
     scale = (keys**2).sum(-1).mean()
     distances = torch.where(distances <= 1e-7 * scale, torch.full_like(distances, float("inf")), distances)

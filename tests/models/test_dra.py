@@ -203,6 +203,18 @@ def test_nearest_normal_reference_skips_the_sample_itself():
     torch.testing.assert_close(nearest_normal_mean(query, bank, k=2), torch.tensor([[10.5, 0.0]]))
 
 
+def test_a_high_dimensional_training_normal_never_finds_itself():
+    """512-d standardised features: float32 cancellation once left ~1 normal in 5 among its own neighbours."""
+    from builtin_plugins.dra.scorer import nearest_normal_mean
+
+    g = torch.Generator().manual_seed(0)
+    bank = torch.randn(300, 512, generator=g) * torch.rand(512, generator=g) * 3 + 2  # uneven scales, non-zero mean
+    bank = (bank - bank.mean(0)) / bank.std(0)
+    anchor = nearest_normal_mean(bank, bank, k=1)
+    own = (anchor - bank).abs().sum(dim=1) == 0
+    assert int(own.sum()) == 0
+
+
 def test_nearest_normal_reference_on_maps_averages_whole_maps_found_by_pooled_keys():
     from builtin_plugins.dra.scorer import nearest_normal_mean
 
