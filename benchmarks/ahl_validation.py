@@ -108,6 +108,9 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
                               "as `base_now`, DRA's normality head trained but left out of the score"),
     "ahl_now_no_normality": (True, {"score_normality": False},
                              "as `ahl_now`, DRA's normality head trained but left out of the score"),
+    "base_fp64": (False, {}, "`base_now` after DRA's nearest-normal distances moved to float64 (every DRA row "
+                  "above ran with float32 distances, where ~1 training normal in 5 was its own neighbour)"),
+    "ahl_fp64": (True, {}, "`ahl_now` after the same fix"),
     "ahl_task_refs": (True, {"task_references": "support"},
                       "as `ahl_now`, but each base model finds DRA's nearest references among its support normals"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
@@ -122,7 +125,7 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
 }
 
 #: configurations that only change one model's options
-MODEL_ONLY = {"ahl_task_refs": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra",
+MODEL_ONLY = {"ahl_task_refs": "dra", "base_fp64": "dra", "ahl_fp64": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra",
               "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
               "base_abs_residual": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
 
@@ -172,7 +175,7 @@ def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
 #: what each configuration's paired gain is taken against (default: `ahl` for AHL variants, `base` otherwise)
 REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_second_order": "ahl_sge4",
              "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual",
-             "ahl_now_no_normality": "base_now_no_normality"}
+             "ahl_now_no_normality": "base_now_no_normality", "ahl_fp64": "base_fp64"}
 
 
 #: configurations measured after DRA's |residual| and distance head became defaults: their DRA reference is the
@@ -185,7 +188,7 @@ ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16",
 #: measured against today's defaults (``docs/benchmarks/ahl_validation_current_defaults.md``): paired with `base_now`
 ON_CURRENT_DEFAULTS = {"ahl_now", "ahl_warm_0.5", "ahl_warm_0.33", "ahl_task_refs", "ahl_now_query_all",
                        "ahl_now_second_order", "ahl_now_inner_0.2", "ahl_now_steps20", "ahl_now_support0.5",
-                       "ahl_now_support1", "ahl_now_support2", "base_now_no_normality"}
+                       "ahl_now_support1", "ahl_now_support2", "base_now_no_normality", "base_fp64"}
 
 
 def reference_of(config: str, model: str = "devnet") -> str:
