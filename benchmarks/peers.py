@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -394,8 +395,6 @@ def peer_summary_from_page(page: str | Path = DEFAULT_PAGE) -> dict[str, Any]:
     Groups carry ``auc_roc`` mean and std only; *(partial)* cells are marked
     incomplete, the family means rows are skipped.
     """
-    import re
-
     lines = Path(page).read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| data | setting |"))
     detectors = [c.strip() for c in lines[start].strip("|").split("|")][2:]

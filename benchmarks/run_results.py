@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="Results: base vs base+AHL on real data", help="the page's heading")
     parser.add_argument(
         "--peers", type=Path, default=ROOT / "benchmarks" / "results" / "peers" / "results-e10.jsonl",
-        help="DeepOD results written by benchmarks/peers.py, shown beside ours (skipped when absent)",
+        help="DeepOD results written by benchmarks/peers.py, shown beside ours (absent: the means docs/benchmarks/peers.md published)",
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from runs on disk; run nothing")
     args = parser.parse_args(argv)

@@ -135,9 +135,10 @@ def nearest_normal_mean(
     query = (x.mean(dim=(2, 3)) if x.dim() == 4 else x).detach().double()
     distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + (keys**2).sum(-1)[None, :]
     scale = (keys**2).sum(-1).mean()
-    distances = torch.where(distances <= 1e-7 * scale, torch.full_like(distances, float("inf")), distances)
+    skip = distances <= 1e-7 * scale
     if excluded is not None and excluded.numel():
-        distances = torch.where(excluded[None, :] > 0, torch.full_like(distances, float("inf")), distances)
+        skip = skip | (excluded[None, :] > 0)
+    distances = distances.masked_fill(skip, float("inf"))
     k = min(int(k), max(1, keys.shape[0] - 1))
     nearest = torch.topk(distances, k, dim=-1, largest=False).indices  # B×k
     return bank[nearest].mean(dim=1).to(x.dtype)
