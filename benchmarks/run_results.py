@@ -265,11 +265,11 @@ def _verdict(summary: dict[str, Any]) -> list[str]:
 
 
 def _headline_rows(
-    part: Part, summary: dict[str, Any], models: list[str], tally: dict[str, list[str]]
+    part: Part, summary: dict[str, Any], models: list[str], tally: dict[str, list[tuple[str, float, int]]]
 ) -> list[str]:
     """One row per headline setting (general M = 10; hard M = 10 averaged over seen types): AHL gain per model.
 
-    ``tally[model]`` collects the :func:`_effect` of each row.
+    ``tally[model]`` collects each row's :func:`_effect`, mean gain and number of seeds.
     """
     from ahl_plugins.evaluation.report import fmt
 
@@ -287,7 +287,7 @@ def _headline_rows(
                         and g["setting"] == setting and g["n_anomalies"] == 10 and g["seen_type"] == seen), None)
             cells.append(f"{fmt(ahl)} ({fmt(gain, signed=True)})" if gain else "-")
             if gain and gain.get("mean") is not None:
-                tally.setdefault(model, []).append(_effect(gain))
+                tally.setdefault(model, []).append((_effect(gain), gain["mean"], gain.get("n", 1)))
         knn = next((g["auc_roc"] for g in summary["groups"] if g["variant"] == "knn" and g["setting"] == setting
                     and g["n_anomalies"] == 10 and g["seen_type"] == seen), None)
         where = setting if seen == "all" else f"{setting} ({'mean over types' if seen == 'mean' else 'seen ' + seen})"
@@ -402,13 +402,32 @@ def _load_peers(path: Path | None) -> dict[str, Any] | None:
     return peer_summary_from_page(PEERS_PAGE) if PEERS_PAGE.is_file() else None
 
 
-def _tally_line(tally: dict[str, list[str]]) -> str:
-    parts = [
-        f"AHL({model}) gains beyond one std in {verdicts.count('helps')} of {len(verdicts)} rows, loses beyond it in "
-        f"{verdicts.count('hurts')}, and is within noise in {verdicts.count('noise')}"
-        for model, verdicts in tally.items()
-    ]
-    return "; ".join(parts) + "." if parts else ""
+def _tally_line(tally: dict[str, list[tuple[str, float, int]]]) -> str:
+    """Per model: how many rows AHL helps or hurts beyond one std, its mean gain over rows, and what chance gives."""
+    from ahl_plugins.evaluation.report import chance_beyond_one_std
+
+    parts = []
+    for model, rows in tally.items():
+        verdicts = [v for v, _, _ in rows]
+        means = [m for _, m, _ in rows]
+        parts.append(
+            f"AHL({model}) gains beyond one std in {verdicts.count('helps')} of {len(rows)} rows, loses beyond it in "
+            f"{verdicts.count('hurts')}, and is within noise in {verdicts.count('noise')}; its mean paired gain over "
+            f"the {len(rows)} rows is {sum(means) / len(means):+.3f} ({sum(m > 0 for m in means)} rows above zero)"
+        )
+    if not parts:
+        return ""
+    seeds = sorted({n for rows in tally.values() for _, _, n in rows})
+    chance = [chance_beyond_one_std(n) for n in seeds]
+    if len(seeds) != 1 or chance[0] is None:
+        return "; ".join(parts) + "."
+    expected = chance[0] * max(len(rows) for rows in tally.values())
+    return (
+        "; ".join(parts)
+        + f". For scale: with no effect at all, a row lands more than one std below zero by noise alone with "
+        f"probability {chance[0]:.2f} at {seeds[0]} seeds (and as often above), so about {expected:.1f} losing "
+        "rows per model are expected by chance."
+    )
 
 
 def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, str]) -> Path:
@@ -442,7 +461,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
         "|---|---|" + "---|" * len(args.models) + "---|",
     ]
     out_sections: list[str] = []
-    tally: dict[str, list[str]] = {}
+    tally: dict[str, list[tuple[str, float, int]]] = {}
     runs_meta = []
     summaries: list[tuple[Part, dict[str, Any]]] = []
     for part in parts:

@@ -10,6 +10,7 @@ Ablation = Literal["none", "uniform", "random_tasks", "ensemble"]
 QueryNormals = Literal["cluster", "other_clusters", "all"]
 InnerUpdate = Literal["sgd", "relative", "layerwise"]
 TaskPrior = Literal["uniform", "query_size", "pair_size"]
+FinalModel = Literal["unified", "adapted_mean"]
 
 #: The paper's settings (with the release's defects fixed): what ``preset="paper"`` restores.
 PAPER_AHL_OPTIONS: dict[str, Any] = {
@@ -18,6 +19,7 @@ PAPER_AHL_OPTIONS: dict[str, Any] = {
     "warm_start": 0.0,
     "task_references": "all",
     "support_loss_weight": 0.0,
+    "final_model": "unified",
     "inner_update": "sgd",
     "inner_steps": 3,
     "inner_lr": 2e-4,
@@ -146,6 +148,12 @@ class AHLOptions(BaseModel):
         description="share of the epochs trained by the base loop before meta-training starts from its model (0: the "
         "paper, meta-training from scratch); the base epochs take the same lr × steps, and the learning-rate decay "
         "counts every epoch, so the update budget does not change",
+    )
+    final_model: FinalModel = Field(
+        "unified",
+        description="the model that scores after meta-training: unified (θ_g, the paper) | adapted_mean (the "
+        "estimator-weighted mean of the T base models adapted from the final θ_g on fresh support batches: MAML's "
+        "'adapt, then predict', with every task's support data)",
     )
     # ablations
     ablation: Ablation = Field(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler
+from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler, gather
 from ahl_plugins.ahl.ensemble import train_ensemble
 from ahl_plugins.ahl.hadg import TaskSet, build_tasks
 from ahl_plugins.ahl.options import AHLOptions
@@ -492,8 +492,10 @@ def _meta_train(
         if bar is not None:
             bar.set_postfix(objective=f"{objective_sum / steps:.4f}")
             bar.update(1)
+    final = _adapted_mean(learner, features, sampler, weights) if options.final_model == "adapted_mean" else None
     return {
         "estimator": estimator_name,
+        "final_model": {"kind": options.final_model, "relative_change": final},
         "vectorized": bool(learner.vectorized),
         "first_order": options.first_order,
         "inner_update": options.inner_update,
@@ -506,6 +508,32 @@ def _meta_train(
             "estimator_seconds": estimator_seconds,
         },
     }
+
+
+def _adapted_mean(learner: MetaLearner, features: list[torch.Tensor], sampler: TaskSampler, weights: torch.Tensor) -> float:
+    """Replace θ_g by Σ_i w_i θ_i', the base models adapted from it on fresh support batches; returns the move.
+
+    MAML meta-trains an initialisation to be adapted; this takes that step once more at the end, on every task's
+    support data, and averages the adapted base models with the estimator's weights (normalised to sum to 1).
+    """
+    batch = sampler.draw()
+    device = features[0].device
+    _, _, adapted = learner.task_losses(
+        gather(features, batch.support_rows),
+        batch.support_labels.to(device),
+        gather(features, batch.query_rows),
+        batch.query_labels.to(device),
+    )
+    w = weights / weights.sum()
+    moved = size = 0.0
+    with torch.no_grad():
+        for name, p in learner.parameters.items():
+            value = adapted[name].detach()
+            mean = (w.to(value.device, value.dtype).reshape(-1, *([1] * p.dim())) * value).sum(0)
+            moved += float(((mean - p) ** 2).sum())
+            size += float((p**2).sum())
+            p.copy_(mean)
+    return (moved / max(size, 1e-24)) ** 0.5
 
 
 def _jsonable(value: Any) -> Any:

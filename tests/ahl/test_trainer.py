@@ -388,3 +388,20 @@ def test_support_loss_weight_reaches_the_meta_objective():
         sum(w * (q + s) for w, q, s in zip(first["weights"], first["query_losses"], first["support_losses"])), rel=1e-5
     )
     assert any(not torch.equal(x, y) for x, y in zip(plain.state_dict().values(), both.state_dict().values()))
+
+
+def test_adapted_mean_final_model_averages_the_adapted_base_models():
+    """final_model="adapted_mean": θ_g moves by the weighted mean of T relative steps, so by 0 < ‖Δ‖ ≤ 5% of ‖θ‖."""
+    data = vector_data()
+    unified, h0 = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
+    options = AHLOptions(**FAST, final_model="adapted_mean")
+    mean, h1 = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=0)
+    again, _ = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=0)
+    assert h0["final_model"] == {"kind": "unified", "relative_change": None}
+    assert h1["final_model"]["kind"] == "adapted_mean"
+    assert 0.0 < h1["final_model"]["relative_change"] <= 0.05 + 1e-6
+    # meta-training itself is unchanged: the step is taken once, after the last epoch
+    assert [e["query_losses"] for e in h1["epochs"]] == [e["query_losses"] for e in h0["epochs"]]
+    assert any(not torch.equal(x, y) for x, y in zip(unified.state_dict().values(), mean.state_dict().values()))
+    for x, y in zip(mean.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(x, y)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ahl_plugins.evaluation.report import format_table, summarise, write_summary
+from ahl_plugins.evaluation.report import chance_beyond_one_std, format_table, summarise, write_summary
 
 
 def _row(model, variant, seen, seed, roc, pr=0.5, setting="hard", m=10, status="ok"):
@@ -69,3 +69,16 @@ def test_written_summary_and_table(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "| seen type | k-NN | devnet | AHL(devnet) | gain |" in md
     assert "+0.075 ± 0.035" in md  # paired gain on type a
+
+
+def test_chance_beyond_one_std_matches_simulated_null_gains():
+    """With no effect, the mean of n normal gains falls more than one sample std below 0 at P(t_{n-1} < -sqrt n)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for n, expected in ((3, 0.113), (5, 0.045), (10, 0.006)):
+        gains = rng.normal(size=(200_000, n))
+        simulated = float((gains.mean(1) < -gains.std(1, ddof=1)).mean())
+        assert chance_beyond_one_std(n) == pytest.approx(expected, abs=1e-3)
+        assert simulated == pytest.approx(chance_beyond_one_std(n), abs=3e-3)
+    assert chance_beyond_one_std(1) is None
