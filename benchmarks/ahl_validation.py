@@ -113,6 +113,14 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_fp64": (True, {}, "`ahl_now` after the same fix"),
     "ahl_task_refs": (True, {"task_references": "support"},
                       "as `ahl_now`, but each base model finds DRA's nearest references among its support normals"),
+    "ahl_adapted_mean": (True, {"final_model": "adapted_mean"},
+                         "as `ahl_now`, but the final model is the estimator-weighted mean of the T base models "
+                         "adapted from θ_g on fresh support batches"),
+    "base_p": (False, {}, "the base model, defaults after DRA's float64 search, on 6 seeds (a high-power rerun; against the same defaults on seeds 0-1 it must be 0: the runs are deterministic)"),
+    "ahl_p": (True, {}, "AHL, defaults, on the same 6 seeds"),
+    "ahl_p_support1": (True, {"support_loss_weight": 1.0}, "as `ahl_p`, plus the unified model's support losses (weight 1)"),
+    "ahl_p_adapted_mean": (True, {"final_model": "adapted_mean"}, "as `ahl_p`, with `final_model=\"adapted_mean\"`"),
+    "ahl_p_batch16": (True, {"task_batch_size": 16}, "as `ahl_p`, with per-task batches of 16 instead of 8"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
     "base_raw_sum": (False, {"head_calibration": False}, "base defaults but DRA's heads summed raw (no calibration)"),
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
@@ -191,7 +199,17 @@ ON_CURRENT_DEFAULTS = {"ahl_now", "ahl_warm_0.5", "ahl_warm_0.33", "ahl_task_ref
                        "ahl_now_support1", "ahl_now_support2", "base_now_no_normality", "base_fp64"}
 
 
+#: measured after DRA's float64 search: paired with `base_fp64` for DRA and `base_now` for DevNet
+ON_FP64_DEFAULTS = {"ahl_adapted_mean", "base_p"}
+#: the high-power rerun (6 seeds): every `*_p*` configuration is paired with `base_p`
+HIGH_POWER = {"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16"}
+
+
 def reference_of(config: str, model: str = "devnet") -> str:
+    if config in HIGH_POWER:
+        return "base_p"
+    if config in ON_FP64_DEFAULTS:
+        return "base_fp64" if model == "dra" else "base_now"
     if config in ON_CURRENT_DEFAULTS:
         return "base_now"
     if config in ON_LAYERWISE_DEFAULTS:
