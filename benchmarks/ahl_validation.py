@@ -116,9 +116,11 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_adapted_mean": (True, {"final_model": "adapted_mean"},
                          "as `ahl_now`, but the final model is the estimator-weighted mean of the T base models "
                          "adapted from θ_g on fresh support batches"),
-    "base_p": (False, {}, "the base model, defaults after DRA's float64 search, on 6 seeds (a high-power rerun; against the same defaults on seeds 0-1 it must be 0: the runs are deterministic)"),
+    "base_p": (False, {}, "the base model, defaults after DRA's float64 search, on 6 seeds (a high-power rerun; "
+               "against the same defaults on seeds 0-1 it must be 0: the runs are deterministic)"),
     "ahl_p": (True, {}, "AHL, defaults, on the same 6 seeds"),
-    "ahl_p_support1": (True, {"support_loss_weight": 1.0}, "as `ahl_p`, plus the unified model's support losses (weight 1)"),
+    "ahl_p_support1": (True, {"support_loss_weight": 1.0},
+                       "as `ahl_p`, plus the unified model's support losses (weight 1)"),
     "ahl_p_adapted_mean": (True, {"final_model": "adapted_mean"}, "as `ahl_p`, with `final_model=\"adapted_mean\"`"),
     "ahl_p_batch16": (True, {"task_batch_size": 16}, "as `ahl_p`, with per-task batches of 16 instead of 8"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),

@@ -417,15 +417,15 @@ def _tally_line(tally: dict[str, list[tuple[str, float, int]]]) -> str:
         )
     if not parts:
         return ""
-    seeds = sorted({n for rows in tally.values() for _, _, n in rows})
-    chance = [chance_beyond_one_std(n) for n in seeds]
-    if len(seeds) != 1 or chance[0] is None:
+    seeds = {n for rows in tally.values() for _, _, n in rows}
+    chance = chance_beyond_one_std(next(iter(seeds))) if len(seeds) == 1 else None
+    if chance is None:  # rows over different numbers of seeds, or one seed: no single figure to quote
         return "; ".join(parts) + "."
-    expected = chance[0] * max(len(rows) for rows in tally.values())
+    expected = chance * max(len(rows) for rows in tally.values())
     return (
         "; ".join(parts)
         + f". For scale: with no effect at all, a row lands more than one std below zero by noise alone with "
-        f"probability {chance[0]:.2f} at {seeds[0]} seeds (and as often above), so about {expected:.1f} losing "
+        f"probability {chance:.2f} at {next(iter(seeds))} seeds (and as often above), so about {expected:.1f} losing "
         "rows per model are expected by chance."
     )
 
