@@ -182,43 +182,40 @@ def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
     return rows
 
 
-#: what each configuration's paired gain is taken against (default: `ahl` for AHL variants, `base` otherwise)
-REFERENCE = {"ahl": "base", "ahl_paper": "base", "base_paper": "base", "ahl_second_order": "ahl_sge4",
-             "ahl_distance": "ahl_abs_residual", "base_distance": "base_abs_residual",
-             "ahl_now_no_normality": "base_now_no_normality", "ahl_fp64": "base_fp64"}
+def _round(configs: set[str], reference: str, dra: str | None = None) -> dict[str, dict[str, str]]:
+    """One round of measurements: its configurations, paired with ``reference`` (DRA: ``dra`` when given)."""
+    return {c: {"devnet": reference, "dra": dra or reference} for c in configs}
 
 
-#: configurations measured after DRA's |residual| and distance head became defaults: their DRA reference is the
-#: defaults of that time, `ahl_distance` (DevNet's defaults did not change, so it stays `ahl`)
-ON_DISTANCE_DEFAULTS = {"ahl_layerwise", "ahl_no_adapt"}
-#: measured after DRA's per-tensor inner step became its default: DRA's reference is `ahl_layerwise`
-ON_LAYERWISE_DEFAULTS = {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3", "ahl_k4"}
-
-
-#: measured against today's defaults (``docs/benchmarks/ahl_validation_current_defaults.md``): paired with `base_now`
-ON_CURRENT_DEFAULTS = {"ahl_now", "ahl_warm_0.5", "ahl_warm_0.33", "ahl_task_refs", "ahl_now_query_all",
-                       "ahl_now_second_order", "ahl_now_inner_0.2", "ahl_now_steps20", "ahl_now_support0.5",
-                       "ahl_now_support1", "ahl_now_support2", "base_now_no_normality", "base_fp64"}
-
-
-#: measured after DRA's float64 search: paired with `base_fp64` for DRA and `base_now` for DevNet
-ON_FP64_DEFAULTS = {"ahl_adapted_mean", "base_p"}
-#: the high-power rerun (6 seeds): every `*_p*` configuration is paired with `base_p`
-HIGH_POWER = {"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16"}
+#: what each configuration's paired gain is taken against, per model (default: `ahl` for AHL variants, `base`
+#: otherwise); each round was measured against the defaults of its time
+REFERENCE: dict[str, dict[str, str]] = {
+    **_round({"ahl", "ahl_paper", "base_paper"}, "base"),
+    **_round({"ahl_second_order"}, "ahl_sge4"),
+    **_round({"ahl_distance"}, "ahl_abs_residual"),
+    **_round({"base_distance"}, "base_abs_residual"),
+    **_round({"ahl_now_no_normality"}, "base_now_no_normality"),
+    **_round({"ahl_fp64"}, "base_fp64"),
+    # after DRA's |residual| and distance head became defaults (DevNet's did not change, so it stays `ahl`)
+    **_round({"ahl_layerwise", "ahl_no_adapt"}, "ahl", dra="ahl_distance"),
+    # after DRA's per-tensor inner step became its default
+    **_round({"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3", "ahl_k4"},
+             "ahl", dra="ahl_layerwise"),
+    # against today's defaults (``docs/benchmarks/ahl_validation_current_defaults.md``)
+    **_round({"ahl_now", "ahl_warm_0.5", "ahl_warm_0.33", "ahl_task_refs", "ahl_now_query_all", "ahl_now_second_order",
+              "ahl_now_inner_0.2", "ahl_now_steps20", "ahl_now_support0.5", "ahl_now_support1", "ahl_now_support2",
+              "base_now_no_normality", "base_fp64"}, "base_now"),
+    # after DRA's float64 search
+    **_round({"ahl_adapted_mean", "base_p"}, "base_now", dra="base_fp64"),
+    # the high-power rerun (6 seeds)
+    **_round({"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16"}, "base_p"),
+}
 
 
 def reference_of(config: str, model: str = "devnet") -> str:
-    if config in HIGH_POWER:
-        return "base_p"
-    if config in ON_FP64_DEFAULTS:
-        return "base_fp64" if model == "dra" else "base_now"
-    if config in ON_CURRENT_DEFAULTS:
-        return "base_now"
-    if config in ON_LAYERWISE_DEFAULTS:
-        return "ahl_layerwise" if model == "dra" else "ahl"
-    if config in ON_DISTANCE_DEFAULTS:
-        return "ahl_distance" if model == "dra" else "ahl"
-    return REFERENCE.get(config, "ahl" if config.startswith("ahl") else "base")
+    if config in REFERENCE:
+        return REFERENCE[config][model]
+    return "ahl" if config.startswith("ahl") else "base"
 
 
 def _paired(rows: dict[tuple, dict[str, Any]], config: str, reference: str, model: str, cases: set[str] | None):

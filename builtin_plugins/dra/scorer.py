@@ -133,9 +133,9 @@ def nearest_normal_mean(
     # depended on the machine's BLAS); no gradient flows through the distances, only through the chosen rows
     keys = (bank.mean(dim=(2, 3)) if bank.dim() == 4 else bank).detach().double()
     query = (x.mean(dim=(2, 3)) if x.dim() == 4 else x).detach().double()
-    distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + (keys**2).sum(-1)[None, :]
-    scale = (keys**2).sum(-1).mean()
-    skip = distances <= 1e-7 * scale
+    key_norms = (keys**2).sum(-1)
+    distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + key_norms[None, :]
+    skip = distances <= 1e-7 * key_norms.mean()
     if excluded is not None and excluded.numel():
         skip = skip | (excluded[None, :] > 0)
     distances = distances.masked_fill(skip, float("inf"))
