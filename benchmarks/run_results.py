@@ -13,7 +13,7 @@ Runs ``ahl compare`` (through its Python API) on
 * ``adbench``: ADBench's ResNet-18 embeddings of five MVTec AD categories
   (``shared/data/embeddings``), general M = 10,
 
-each for DevNet and DRA, base and AHL, over 3 seeds, plus the k-NN row. Every
+each for DevNet and DRA, base and AHL, over 5 seeds, plus the k-NN row. Every
 compare lives in its own directory under ``--runs`` and resumes when run
 again; ``docs/results.md`` is rebuilt from whatever those directories hold,
 so a partial run (``--only``) keeps the other sections that are on disk.
@@ -365,7 +365,8 @@ def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers
         "",
         "Mean AUC-ROC over the data sets of a family (M = 10; hard: each set's mean over seen types). *best OSAD "
         "row*: per data set the best of our four rows (DevNet, DRA, each with and without AHL), then averaged; "
-        "DeepOD 0.4.1 (`docs/benchmarks/peers.md`) ran on exactly these splits; `-`: not run for that family; "
+        "DeepOD 0.4.1 (`docs/benchmarks/peers.md`) ran on the same splits of seeds 0-2 (the first three of ours); `-`: "
+        "not run for that family; "
         "where it ran on only some of a family's sets, its mean there is shown beside ours on the same sets.",
         "",
         "| family | setting | sets | " + " | ".join(head) + " |",
@@ -551,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip", default="", help="comma-separated part names not to run now (e.g. pmlb_shuttle)")
     parser.add_argument("--models", default="devnet,dra")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs (quick pass)")
     parser.add_argument("--ablations", action="store_true", help="also run AHL's ablations")
     parser.add_argument("--jobs", type=int, default=1, help="cells of one compare run at once (local processes)")
