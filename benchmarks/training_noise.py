@@ -1,0 +1,210 @@
+"""How much of a paired gain is training noise? Base and AHL refitted with several training seeds per split.
+
+Usage::
+
+    python benchmarks/training_noise.py [--splits 3] [--train-seeds 4] [--models devnet,dra] [--families ...]
+
+``benchmarks/ahl_validation.py`` fits each validation case once per seed, and
+the detector's seed is the split's seed. Here every split (the same carved
+validation cases, training data only) is fitted with ``--train-seeds``
+training seeds ``1000 + t``, independent of the split's, for the base model
+and for AHL. The seed sets the heads' initialisation, the batch order and
+the pseudo-anomaly pool; the split stays fixed. The page separates the two
+sources of spread, the split (std over splits of the AUC averaged over
+training seeds) and training (mean std over training seeds within a split),
+and gives AHL's gain paired on (split, training seed).
+
+Rows go one JSON line per (model, variant, case, split, training seed) to
+``benchmarks/results/training_noise/<tag>.jsonl`` and are skipped when
+already there, so the script resumes; the page is rebuilt from every
+``*.jsonl`` there on each run (``--report-only``: without fitting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from validation_splits import validation_cases  # noqa: E402
+
+from ahl_plugins.detector import OSADDetector  # noqa: E402
+from ahl_plugins.evaluation.metrics import auc_roc  # noqa: E402
+from ahl_plugins.evaluation.report import fmt, stats  # noqa: E402
+
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "training_noise"
+DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "training_noise.md"
+#: training seeds start here, away from the split seeds (0, 1, ...), so no seed value is shared by both
+TRAIN_SEED_BASE = 1000
+VARIANTS = ("base", "ahl")
+
+
+def fit_score(model: str, variant: str, case, train_seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    detector = OSADDetector(model, ahl=variant == "ahl", seed=train_seed, use_cache=case.is_image,
+                            **case.detector_options)
+    detector.fit(case.x_fit, case.y_fit)
+    seconds = time.perf_counter() - started
+    return {"auc_roc": float(auc_roc(case.y_val, detector.decision_function(case.x_val))), "seconds": seconds}
+
+
+def load_rows(folder: Path) -> dict[tuple, dict[str, Any]]:
+    rows = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[(row["model"], row["variant"], row["case"], row["split"], row["train_seed"])] = row
+    return rows
+
+
+def _decompose(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Spread of one model's base AUC: between splits (of the mean over training seeds) and within a split."""
+    by_split: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        by_split[(r["case"], r["split"])].append(r["auc_roc"])
+    within = [statistics.stdev(v) for v in by_split.values() if len(v) > 1]
+    per_case: dict[str, list[float]] = defaultdict(list)
+    for (case, _split), v in by_split.items():
+        per_case[case].append(statistics.fmean(v))
+    between = [statistics.stdev(v) for v in per_case.values() if len(v) > 1]
+    return {
+        "training": statistics.fmean(within) if within else None,
+        "split": statistics.fmean(between) if between else None,
+    }
+
+
+def _gains(rows: dict[tuple, dict[str, Any]], model: str, cases: set[str]) -> dict[int, list[float]]:
+    """AHL − base per training seed, paired on (case, split, training seed)."""
+    out: dict[int, list[float]] = defaultdict(list)
+    for (m, variant, case, split, seed), r in rows.items():
+        if m == model and variant == "ahl" and case in cases and (model, "base", case, split, seed) in rows:
+            out[seed].append(r["auc_roc"] - rows[(model, "base", case, split, seed)]["auc_roc"])
+    return out
+
+
+def _cluster_se(by_seed: dict[int, list[float]]) -> float | None:
+    """Standard error with training seeds as clusters: a seed draws the same initial heads and pools for every
+    case of one feature width, so its pairs are not independent of each other."""
+    means = [statistics.fmean(v) for v in by_seed.values() if v]
+    return statistics.stdev(means) / len(means) ** 0.5 if len(means) > 1 else None
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str]) -> None:
+    families: dict[str, set[str]] = defaultdict(set)
+    for r in rows.values():
+        families[r["family"]].add(r["case"])
+    groups = [(name, families[name]) for name in sorted(families)] + [("all", set().union(*families.values()))]
+    lines = [
+        "# Training noise against split noise, and AHL's gain paired on both",
+        "",
+        "Generated by `python benchmarks/training_noise.py`; do not edit by hand. Validation AUC-ROC on the cases of "
+        "`benchmarks/validation_splits.py` (training data only). Each split is fitted with several training seeds "
+        f"({TRAIN_SEED_BASE} + t: heads' initialisation, batch order, pseudo-anomaly pool), base and AHL alike. "
+        "*training std*: the std of the base model's AUC over training seeds on one split, averaged over splits; "
+        "*split std*: the std over a case's splits of the AUC averaged over training seeds, averaged over cases. "
+        "*AHL − base*: paired on (split, training seed), mean ± std; *SE*: std / √n, treating pairs as "
+        "independent; *SE by seed*: the std of the per-seed mean gains / √(seeds), treating each training seed as "
+        "one cluster (one seed gives the same initial heads and random draws on every case of the same width, so "
+        "its pairs move together); *per seed*: the mean gain of each training seed; *up / down*: pairs above / "
+        "below zero.",
+        "",
+    ]
+    for model in models:
+        mine = {k: r for k, r in rows.items() if k[0] == model}
+        if not mine:
+            continue
+        lines += [f"## {model}", "",
+                  "| family | cases | splits × seeds | base AUC | training std | split std | AHL − base | SE | SE by seed "
+                  "| per seed | up / down |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, cases in groups:
+            base = [r for k, r in mine.items() if k[1] == "base" and k[2] in cases]
+            if not base:
+                continue
+            spread = _decompose(base)
+            by_seed = _gains(rows, model, cases)
+            gains = [g for seed in sorted(by_seed) for g in by_seed[seed]]
+            summary = stats(gains)
+            per_seed = " ".join(f"{statistics.fmean(by_seed[seed]):+.3f}" for seed in sorted(by_seed))
+            se = summary["std"] / len(gains) ** 0.5 if len(gains) > 1 else None
+            runs = len({(r["case"], r["split"]) for r in base})
+            seeds = len({r["train_seed"] for r in base})
+            lines.append(
+                f"| {name} | {len(cases)} | {runs} × {seeds} | {fmt(stats([r['auc_roc'] for r in base]))} | "
+                f"{_number(spread['training'])} | {_number(spread['split'])} | {fmt(summary, signed=True)} (n {len(gains)}) "
+                f"| {_number(se)} | {_number(_cluster_se(by_seed))} | {per_seed} | "
+                f"{sum(g > 0 for g in gains)} / {sum(g < 0 for g in gains)} |"
+            )
+        seconds = {v: statistics.fmean(r["seconds"] for k, r in mine.items() if k[1] == v) for v in VARIANTS
+                   if any(k[1] == v for k in mine)}
+        lines += ["", "Mean fit seconds: " + ", ".join(f"{v} {s:.1f}" for v, s in seconds.items()) + ".", ""]
+    lines += [
+        "## Machine",
+        "",
+        f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), other jobs running beside it (fit seconds are indicative).",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", type=int, default=3, help="validation splits per case (seeds 0..N-1)")
+    parser.add_argument("--train-seeds", type=int, default=4, help="training seeds per split")
+    parser.add_argument("--models", default="devnet,dra")
+    parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="folder of *.jsonl result files")
+    parser.add_argument("--tag", default="main", help="this run writes <results>/<tag>.jsonl")
+    parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    models = [m for m in args.models.split(",") if m]
+    rows = load_rows(args.results)
+    if not args.report_only:
+        args.results.mkdir(parents=True, exist_ok=True)
+        with (args.results / f"{args.tag}.jsonl").open("a") as out:
+            for case in validation_cases(args.splits, tuple(args.families.split(","))):
+                for model in models:
+                    for t in range(args.train_seeds):
+                        for variant in VARIANTS:
+                            key = (model, variant, case.name, case.seed, TRAIN_SEED_BASE + t)
+                            if key in rows:
+                                continue
+                            result = fit_score(model, variant, case, TRAIN_SEED_BASE + t)
+                            row = {"model": model, "variant": variant, "case": case.name, "family": case.family,
+                                   "split": case.seed, "train_seed": TRAIN_SEED_BASE + t, **result}
+                            rows[key] = row
+                            out.write(json.dumps(row) + "\n")
+                            out.flush()
+                            print(f"{case.name} split {case.seed} seed {TRAIN_SEED_BASE + t} {model} {variant}: "
+                                  f"{result['auc_roc']:.3f} ({result['seconds']:.1f} s)", flush=True)
+    all_models = [m for m in ("devnet", "dra") if any(k[0] == m for k in rows)] + sorted(
+        {k[0] for k in rows} - {"devnet", "dra"})
+    write_page(args.page, rows, all_models)
+    print(f"wrote {args.page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
