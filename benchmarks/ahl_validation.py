@@ -123,6 +123,9 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
                        "as `ahl_p`, plus the unified model's support losses (weight 1)"),
     "ahl_p_adapted_mean": (True, {"final_model": "adapted_mean"}, "as `ahl_p`, with `final_model=\"adapted_mean\"`"),
     "ahl_p_batch16": (True, {"task_batch_size": 16}, "as `ahl_p`, with per-task batches of 16 instead of 8"),
+    "ahl_p_inner_0.01": (True, {"inner_lr": 0.01}, "as `ahl_p`, DRA's per-tensor inner step at 1% of each tensor's norm "
+                         "instead of 5% (the unified model sits one inner step before the adapted ones; at 5% that "
+                         "step inverted the holistic normality head on the maps)"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
     "base_raw_sum": (False, {"head_calibration": False}, "base defaults but DRA's heads summed raw (no calibration)"),
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
@@ -137,7 +140,7 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
 #: configurations that only change one model's options
 MODEL_ONLY = {"ahl_task_refs": "dra", "base_fp64": "dra", "ahl_fp64": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra",
               "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
-              "base_abs_residual": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
+              "base_abs_residual": "dra", "ahl_p_inner_0.01": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
 
 
 def options_for(config: str, model: str) -> dict[str, Any]:
@@ -208,7 +211,7 @@ REFERENCE: dict[str, dict[str, str]] = {
     # after DRA's float64 search
     **_round({"ahl_adapted_mean", "base_p"}, "base_now", dra="base_fp64"),
     # the high-power rerun (6 seeds)
-    **_round({"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16"}, "base_p"),
+    **_round({"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16", "ahl_p_inner_0.01"}, "base_p"),
 }
 
 

@@ -48,13 +48,19 @@ DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "training_noise"
 DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "training_noise.md"
 #: training seeds start here, away from the split seeds (0, 1, ...), so no seed value is shared by both
 TRAIN_SEED_BASE = 1000
-VARIANTS = ("base", "ahl")
+#: AHL variants beside the defaults: name -> (detector options, what it changes); each is paired with ``base``
+AHL_VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
+    "ahl": ({}, "AHL, defaults"),
+    "ahl_inner_0.01": ({"inner_lr": 0.01}, "AHL with a 1% inner step instead of 5%"),
+}
+VARIANTS = ("base", *AHL_VARIANTS)
 
 
 def fit_score(model: str, variant: str, case, train_seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    detector = OSADDetector(model, ahl=variant == "ahl", seed=train_seed, use_cache=case.is_image,
-                            **case.detector_options)
+    options = AHL_VARIANTS[variant][0] if variant in AHL_VARIANTS else {}
+    detector = OSADDetector(model, ahl=variant in AHL_VARIANTS, seed=train_seed, use_cache=case.is_image,
+                            **{**case.detector_options, **options})
     detector.fit(case.x_fit, case.y_fit)
     seconds = time.perf_counter() - started
     return {"auc_roc": float(auc_roc(case.y_val, detector.decision_function(case.x_val))), "seconds": seconds}
@@ -86,11 +92,11 @@ def _decompose(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _gains(rows: dict[tuple, dict[str, Any]], model: str, cases: set[str]) -> dict[int, list[float]]:
-    """AHL − base per training seed, paired on (case, split, training seed)."""
+def _gains(rows: dict[tuple, dict[str, Any]], model: str, cases: set[str], ahl: str = "ahl") -> dict[int, list[float]]:
+    """``ahl`` − base per training seed, paired on (case, split, training seed)."""
     out: dict[int, list[float]] = defaultdict(list)
     for (m, variant, case, split, seed), r in rows.items():
-        if m == model and variant == "ahl" and case in cases and (model, "base", case, split, seed) in rows:
+        if m == model and variant == ahl and case in cases and (model, "base", case, split, seed) in rows:
             out[seed].append(r["auc_roc"] - rows[(model, "base", case, split, seed)]["auc_roc"])
     return out
 
@@ -119,7 +125,9 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         f"({TRAIN_SEED_BASE} + t: heads' initialisation, batch order, pseudo-anomaly pool), base and AHL alike. "
         "*training std*: the std of the base model's AUC over training seeds on one split, averaged over splits; "
         "*split std*: the std over a case's splits of the AUC averaged over training seeds, averaged over cases. "
-        "*AHL − base*: paired on (split, training seed), mean ± std; *SE*: std / √n, treating pairs as "
+        "*variant − base*: AHL (`ahl`: defaults; "
+        + "; ".join(f"`{n}`: {text}" for n, (_, text) in AHL_VARIANTS.items() if n != "ahl")
+        + ") paired with the base model on (split, training seed), mean ± std; *SE*: std / √n, treating pairs as "
         "independent; *SE by seed*: the std of the per-seed mean gains / √(seeds), treating each training seed as "
         "one cluster (one seed gives the same initial heads and random draws on every case of the same width, so "
         "its pairs move together); *per seed*: the mean gain of each training seed; *up / down*: pairs above / "
@@ -131,15 +139,16 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         if not mine:
             continue
         lines += [f"## {model}", "",
-                  "| family | cases | splits × seeds | base AUC | training std | split std | AHL − base | SE | SE by seed "
-                  "| per seed | up / down |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name, cases in groups:
+                  "| family | cases | splits × seeds | base AUC | training std | split std | variant | variant − base | SE "
+                  "| SE by seed | per seed | up / down |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        present = [v for v in AHL_VARIANTS if any(k[1] == v for k in mine)]
+        for (name, cases), variant in ((g, v) for g in groups for v in present):
             base = [r for k, r in mine.items() if k[1] == "base" and k[2] in cases]
             if not base:
                 continue
             spread = _decompose(base)
-            by_seed = _gains(rows, model, cases)
+            by_seed = _gains(rows, model, cases, variant)
             gains = [g for seed in sorted(by_seed) for g in by_seed[seed]]
             summary = stats(gains)
             per_seed = " ".join(f"{statistics.fmean(by_seed[seed]):+.3f}" for seed in sorted(by_seed))
@@ -148,7 +157,8 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
             seeds = len({r["train_seed"] for r in base})
             lines.append(
                 f"| {name} | {len(cases)} | {runs} × {seeds} | {fmt(stats([r['auc_roc'] for r in base]))} | "
-                f"{_number(spread['training'])} | {_number(spread['split'])} | {fmt(summary, signed=True)} (n {len(gains)}) "
+                f"{_number(spread['training'])} | {_number(spread['split'])} | {variant} | "
+                f"{fmt(summary, signed=True)} (n {len(gains)}) "
                 f"| {_number(se)} | {_number(_cluster_se(by_seed))} | {per_seed} | "
                 f"{sum(g > 0 for g in gains)} / {sum(g < 0 for g in gains)} |"
             )
@@ -172,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-seeds", type=int, default=4, help="training seeds per split")
     parser.add_argument("--models", default="devnet,dra")
     parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench")
+    parser.add_argument("--variants", default="base,ahl", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="folder of *.jsonl result files")
     parser.add_argument("--tag", default="main", help="this run writes <results>/<tag>.jsonl")
@@ -180,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
+    variants = [v for v in args.variants.split(",") if v]
+    if set(variants) - set(VARIANTS):
+        parser.error(f"unknown variant(s) {sorted(set(variants) - set(VARIANTS))}; known: {list(VARIANTS)}")
     rows = load_rows(args.results)
     if not args.report_only:
         args.results.mkdir(parents=True, exist_ok=True)
@@ -187,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in validation_cases(args.splits, tuple(args.families.split(","))):
                 for model in models:
                     for t in range(args.train_seeds):
-                        for variant in VARIANTS:
+                        for variant in variants:
                             key = (model, variant, case.name, case.seed, TRAIN_SEED_BASE + t)
                             if key in rows:
                                 continue
