@@ -150,6 +150,8 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
             spread = _decompose(base)
             by_seed = _gains(rows, model, cases, variant)
             gains = [g for seed in sorted(by_seed) for g in by_seed[seed]]
+            if not gains:  # this variant did not run on this family
+                continue
             summary = stats(gains)
             per_seed = " ".join(f"{statistics.fmean(by_seed[seed]):+.3f}" for seed in sorted(by_seed))
             se = summary["std"] / len(gains) ** 0.5 if len(gains) > 1 else None
