@@ -174,15 +174,26 @@ def knn_auc(case) -> float:
     return float(auc_roc(case.y_val, knn_scores(normals, (np.asarray(case.x_val, np.float64) - mu) / sd)))
 
 
+def jsonl_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every row of every ``*.jsonl`` in ``folder`` (several runs may write beside each other), in file order."""
+    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()
+            if line.strip()]
+
+
 def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
-    """Every row of every ``*.jsonl`` in ``folder`` (several runs may write beside each other)."""
-    rows = {}
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[(row["config"], row["model"], row["case"], row["seed"])] = row
-    return rows
+    """The rows of ``folder`` by (config, model, case, seed); a later row wins."""
+    return {(row["config"], row["model"], row["case"], row["seed"]): row for row in jsonl_rows(folder)}
+
+
+def machine_footer() -> list[str]:
+    """The page's closing section: where the fits ran."""
+    return [
+        "## Machine",
+        "",
+        f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), other jobs running beside it (fit seconds are indicative).",
+        "",
+    ]
 
 
 def _round(configs: set[str], reference: str, dra: str | None = None) -> dict[str, dict[str, str]]:
@@ -289,13 +300,7 @@ def write_page(
             seconds = np.mean([r["seconds"] for r in mine])
             lines.append(f"| {config} | " + " | ".join(cells) + f" | {total} | {seconds:.1f} |")
         lines.append("")
-    lines += [
-        "## Machine",
-        "",
-        f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), other jobs running beside it (fit seconds are indicative).",
-        "",
-    ]
+    lines += machine_footer()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
@@ -340,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                     out.flush()
                     print(f"{case.name} s{case.seed} {model} {config}: {result['auc_roc']:.3f} "
                           f"({result['seconds']:.1f} s)", flush=True)
-    write_page(args.page, rows, models, args.title)
+    # every model on disk, not only this run's: a run for one model must not drop the others from the page
+    write_page(args.page, rows, sorted({k[1] for k in rows if k[0] != "knn"}), args.title)
     print(f"wrote {args.page}")
     return 0
 

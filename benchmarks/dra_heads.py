@@ -34,6 +34,7 @@ from validation_splits import validation_cases  # noqa: E402
 
 from ahl_plugins.detector import OSADDetector  # noqa: E402
 from ahl_plugins.evaluation.metrics import auc_roc  # noqa: E402
+from ahl_plugins.training.scoring import head_scores  # noqa: E402
 
 DEFAULT_ROWS = ROOT / "benchmarks" / "results" / "dra_heads" / "rows.jsonl"
 DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "dra_heads.md"
@@ -47,19 +48,14 @@ VARIANTS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_adapted_mean": (True, {"final_model": "adapted_mean"},
                          "AHL(DRA), scored by the weighted mean of the base models adapted from θ_g"),
 }
-FAMILIES = {"mt": "mt", "adbench": "adbench", "digits": "digits", "nsl_kdd": "nsl_kdd", "pmlb": "pmlb"}
 
 
 def head_aucs(detector: OSADDetector, x: Any, y: np.ndarray) -> dict[str, float]:
     """AUC-ROC of every raw head score and of the combined score (normality negated)."""
     inputs, _ = detector._coerce(x)
-    features = detector._features(inputs)
-    scorer = detector.scorer_
-    with torch.no_grad():
-        parts = [scorer([t[i : i + 128].float() for t in features.scales]) for i in range(0, len(features), 128)]
-        heads = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-        total = scorer.combine(heads)
-    out = {name: float(auc_roc(y, (-v if name == "normal" else v).numpy())) for name, v in heads.items()}
+    heads = head_scores(detector.scorer_, detector._features(inputs))
+    total = detector.scorer_.combine({name: torch.from_numpy(v) for name, v in heads.items()})
+    out = {name: float(auc_roc(y, -v if name == "normal" else v)) for name, v in heads.items()}
     out["total"] = float(auc_roc(y, total.numpy()))
     return out
 
@@ -122,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_rows(args.rows)
     if not args.report_only:
         args.rows.parent.mkdir(parents=True, exist_ok=True)
-        families = tuple(sorted({FAMILIES[c.split("/")[0]] for c in wanted}))
+        families = tuple(sorted({c.split("/")[0] for c in wanted}))  # a case is named <family>/<name>
         with args.rows.open("a") as out:
             for case in validation_cases(args.splits, families):
                 if case.name not in wanted:

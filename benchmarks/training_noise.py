@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
+from ahl_validation import jsonl_rows, machine_footer  # noqa: E402
 from validation_splits import validation_cases  # noqa: E402
 
 from ahl_plugins.detector import OSADDetector  # noqa: E402
@@ -67,13 +67,8 @@ def fit_score(model: str, variant: str, case, train_seed: int) -> dict[str, Any]
 
 
 def load_rows(folder: Path) -> dict[tuple, dict[str, Any]]:
-    rows = {}
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[(row["model"], row["variant"], row["case"], row["split"], row["train_seed"])] = row
-    return rows
+    """The rows of ``folder`` by (model, variant, case, split, training seed); a later row wins."""
+    return {(r["model"], r["variant"], r["case"], r["split"], r["train_seed"]): r for r in jsonl_rows(folder)}
 
 
 def _decompose(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,13 +162,7 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         seconds = {v: statistics.fmean(r["seconds"] for k, r in mine.items() if k[1] == v) for v in VARIANTS
                    if any(k[1] == v for k in mine)}
         lines += ["", "Mean fit seconds: " + ", ".join(f"{v} {s:.1f}" for v, s in seconds.items()) + ".", ""]
-    lines += [
-        "## Machine",
-        "",
-        f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), other jobs running beside it (fit seconds are indicative).",
-        "",
-    ]
+    lines += machine_footer()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
@@ -215,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                             out.flush()
                             print(f"{case.name} split {case.seed} seed {TRAIN_SEED_BASE + t} {model} {variant}: "
                                   f"{result['auc_roc']:.3f} ({result['seconds']:.1f} s)", flush=True)
-    all_models = [m for m in ("devnet", "dra") if any(k[0] == m for k in rows)] + sorted(
-        {k[0] for k in rows} - {"devnet", "dra"})
-    write_page(args.page, rows, all_models)
+    write_page(args.page, rows, sorted({k[0] for k in rows}))  # every model on disk, not only this run's
     print(f"wrote {args.page}")
     return 0
 
