@@ -25,7 +25,14 @@ from typing import Any
 
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.evaluation.compare.config import CompareConfig
-from ahl_plugins.evaluation.compare.executors import CellOutcome, make_executor, set_threads
+from ahl_plugins.evaluation.compare.executors import (
+    CellOutcome,
+    Executor,
+    LocalPool,
+    SerialExecutor,
+    default_threads,
+    set_threads,
+)
 from ahl_plugins.evaluation.compare.lock import OutputLock
 from ahl_plugins.evaluation.compare.runner import (
     DetectorRunner,
@@ -304,6 +311,21 @@ def _run_compare(
             say(f"warning: plots not written: {type(exc).__name__}: {exc}")
     table = format_table(summary)
     return CompareResult(output, rows, summary, computed, reused, skipped, failed, written, table)
+
+
+def make_executor(config: CompareConfig, runner: Runner) -> Executor:
+    """The executor ``config`` asks for (``executor``, ``jobs``, ``threads``, ``ray_address``).
+
+    It lives here, above both executor modules, so that :mod:`.executors` and
+    :mod:`.ray_executor` never import each other (the Ray one builds on the local one).
+    """
+    if config.executor == "ray":
+        from ahl_plugins.evaluation.compare.ray_executor import RayExecutor
+
+        return RayExecutor(runner, address=config.ray_address, threads=config.threads, device=config.device)
+    if config.jobs == 1:
+        return SerialExecutor(runner)
+    return LocalPool(runner, config.jobs, default_threads(config.threads, config.jobs))
 
 
 class _Progress:

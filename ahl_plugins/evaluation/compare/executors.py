@@ -5,7 +5,8 @@ a :class:`CellOutcome`, and the driver alone writes results. A cell that
 raises is an outcome with its error (the grid goes on); a worker process that
 dies mid-cell is replaced and the cell tried once more, and a second death
 makes the cell an outcome with that error. The Ray executor
-(:mod:`.ray_executor`) has the same interface.
+(:mod:`.ray_executor`) has the same interface and builds on this module;
+the driver picks one (``driver.make_executor``), so neither imports the other.
 """
 
 from __future__ import annotations
@@ -279,13 +280,3 @@ class LocalPool:
             worker.conn.close()
         self.workers = []
 
-
-def make_executor(config: Any, runner: Runner) -> Executor:
-    """The executor ``config`` asks for (``executor``, ``jobs``, ``threads``, ``ray_address``)."""
-    if config.executor == "ray":
-        from ahl_plugins.evaluation.compare.ray_executor import RayExecutor
-
-        return RayExecutor(runner, address=config.ray_address, threads=config.threads, device=config.device)
-    if config.jobs == 1:
-        return SerialExecutor(runner)
-    return LocalPool(runner, config.jobs, default_threads(config.threads, config.jobs))
