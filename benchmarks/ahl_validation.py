@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ahl_validation.py [--seeds 3] [--models devnet,dra] [--configs a,b] [--threads 1]
+    python -m benchmarks.ahl_validation [--seeds 3] [--models devnet,dra] [--configs a,b] [--threads 1]
 
 Every configuration in ``CONFIGS`` is fitted on each validation case of
 ``validation_splits.py`` (NSL-KDD's training file and digits in the hard
@@ -11,7 +11,8 @@ carved from their results split's training part) and scored on its
 validation part. Results go one JSON line per (config, model, case, seed) to
 ``<results>/<tag>.jsonl`` and are skipped when already there, so the script
 resumes; the page is rebuilt from every ``*.jsonl`` of ``<results>`` each run
-(``--report-only`` rebuilds it without fitting).
+(``--report-only`` rebuilds it without fitting). What each file there holds:
+``benchmarks/results/validation/MANIFEST.md``.
 
 The rows live in the repository (``benchmarks/results/validation``), so a
 fresh clone rebuilds the page. Rounds measured before that were kept under
@@ -23,9 +24,6 @@ kept as it was generated.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -34,19 +32,24 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
+from ahl_plugins.detector import OSADDetector
+from ahl_plugins.evaluation.knn import knn_reference, knn_scores
+from ahl_plugins.evaluation.metrics import auc_roc
+from ahl_plugins.evaluation.report import fmt, stats
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    SHARED_MACHINE,
+    add_common_flags,
+    comma_list,
+    command,
+    open_rows,
+)
+from benchmarks.harness import write_page as write_markdown
+from benchmarks.validation_splits import Case, validation_cases
 
-from validation_splits import validation_cases  # noqa: E402
-
-from ahl_plugins.detector import OSADDetector  # noqa: E402
-from ahl_plugins.evaluation.knn import knn_reference, knn_scores  # noqa: E402
-from ahl_plugins.evaluation.metrics import auc_roc  # noqa: E402
-from ahl_plugins.evaluation.report import fmt, stats  # noqa: E402
-
-DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "validation"
-DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "ahl_validation_current_defaults.md"
+DEFAULT_RESULTS = RESULTS / "validation"
+DEFAULT_PAGE = PAGES / "ahl_validation_current_defaults.md"
 
 #: DRA's vector residual as it was when `base` and `ahl` were measured; `*_abs_residual` are the defaults since.
 SIGNED = {"dra": {"vector_residual": "signed"}, "devnet": {}}
@@ -148,7 +151,7 @@ def options_for(config: str, model: str) -> dict[str, Any]:
     return dict(options.get(model, {})) if set(options) <= {"dra", "devnet"} and options else dict(options)
 
 
-def run_one(model: str, config: str, case) -> dict[str, Any]:
+def run_one(model: str, config: str, case: Case) -> dict[str, Any]:
     ahl = CONFIGS[config][0]
     options = options_for(config, model)
     started = time.perf_counter()
@@ -160,7 +163,7 @@ def run_one(model: str, config: str, case) -> dict[str, Any]:
     return {"auc_roc": float(auc), "seconds": seconds}
 
 
-def knn_auc(case) -> float:
+def knn_auc(case: Case) -> float:
     """The label-free 5-NN row, on features standardised with the fit rows' statistics (as the identity extractor)."""
     if case.is_image:
         from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
@@ -174,26 +177,9 @@ def knn_auc(case) -> float:
     return float(auc_roc(case.y_val, knn_scores(normals, (np.asarray(case.x_val, np.float64) - mu) / sd)))
 
 
-def jsonl_rows(folder: Path) -> list[dict[str, Any]]:
-    """Every row of every ``*.jsonl`` in ``folder`` (several runs may write beside each other), in file order."""
-    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()
-            if line.strip()]
-
-
-def load_results(folder: Path) -> dict[tuple, dict[str, Any]]:
-    """The rows of ``folder`` by (config, model, case, seed); a later row wins."""
-    return {(row["config"], row["model"], row["case"], row["seed"]): row for row in jsonl_rows(folder)}
-
-
-def machine_footer() -> list[str]:
-    """The page's closing section: where the fits ran."""
-    return [
-        "## Machine",
-        "",
-        f"{platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), other jobs running beside it (fit seconds are indicative).",
-        "",
-    ]
+def row_key(row: dict[str, Any]) -> tuple:
+    """One unit of work: a configuration of one model on one case and seed (k-NN: model ``-``)."""
+    return row["config"], row["model"], row["case"], row["seed"]
 
 
 def _round(configs: set[str], reference: str, dra: str | None = None) -> dict[str, dict[str, str]]:
@@ -253,7 +239,7 @@ def write_page(
     lines = [
         f"# {title}",
         "",
-        "Generated by `python benchmarks/ahl_validation.py`; do not edit by hand. Validation AUC-ROC on splits "
+        f"Generated by `{command('ahl_validation')}`; do not edit by hand. Validation AUC-ROC on splits "
         "carved from training data only (`benchmarks/validation_splits.py` says how; no sample of any published "
         "test set is read). Cells: mean AUC-ROC over the cases × seeds a configuration has run on, and in brackets "
         "the paired gain over its reference configuration (same model, case and seed): mean ± std (n pairs). The "
@@ -300,9 +286,7 @@ def write_page(
             seconds = np.mean([r["seconds"] for r in mine])
             lines.append(f"| {config} | " + " | ".join(cells) + f" | {total} | {seconds:.1f} |")
         lines.append("")
-    lines += machine_footer()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    write_markdown(path, lines, machine=SHARED_MACHINE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,45 +295,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="devnet,dra")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench,mt")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="folder of *.jsonl result files")
-    parser.add_argument("--tag", default="main", help="this run writes <results>/<tag>.jsonl")
-    parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
     parser.add_argument("--title", default="AHL variants against the current defaults, on validation data")
-    parser.add_argument("--report-only", action="store_true")
+    add_common_flags(parser, results=DEFAULT_RESULTS, page=DEFAULT_PAGE)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    models = [m for m in args.models.split(",") if m]
-    configs = [c for c in args.configs.split(",") if c]
+    models, configs = comma_list(args.models), comma_list(args.configs)
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown config(s) {unknown}; known: {sorted(CONFIGS)}")
-    rows = load_results(args.results)
+    rows = open_rows(args, row_key)
     if not args.report_only:
-        args.results.mkdir(parents=True, exist_ok=True)
-        with (args.results / f"{args.tag}.jsonl").open("a") as out:
-            for case in validation_cases(args.seeds, tuple(args.families.split(","))):
-                jobs = [("knn", "-")] + [(c, m) for c in configs for m in models if MODEL_ONLY.get(c, m) == m]
-                for config, model in jobs:
-                    key = (config, model, case.name, case.seed)
-                    if key in rows:
-                        continue
-                    if config == "knn":
-                        result = {"auc_roc": knn_auc(case), "seconds": 0.0}
-                    else:
-                        result = run_one(model, config, case)
-                    row = {"config": config, "model": model, "case": case.name, "family": case.family,
-                           "seed": case.seed, **result}
-                    rows[key] = row
-                    out.write(json.dumps(row) + "\n")
-                    out.flush()
-                    print(f"{case.name} s{case.seed} {model} {config}: {result['auc_roc']:.3f} "
-                          f"({result['seconds']:.1f} s)", flush=True)
+        for case in validation_cases(args.seeds, tuple(comma_list(args.families))):
+            jobs = [("knn", "-")] + [(c, m) for c in configs for m in models if MODEL_ONLY.get(c, m) == m]
+            for config, model in jobs:
+                if (config, model, case.name, case.seed) in rows:
+                    continue
+                result = {"auc_roc": knn_auc(case), "seconds": 0.0} if config == "knn" else run_one(model, config, case)
+                rows.add({"config": config, "model": model, "case": case.name, "family": case.family,
+                          "seed": case.seed, **result})
+                print(f"{case.name} s{case.seed} {model} {config}: {result['auc_roc']:.3f} "
+                      f"({result['seconds']:.1f} s)", flush=True)
     # every model on disk, not only this run's: a run for one model must not drop the others from the page
-    write_page(args.page, rows, sorted({k[1] for k in rows if k[0] != "knn"}), args.title)
-    print(f"wrote {args.page}")
+    write_page(args.page, rows.by_key, sorted({k[1] for k in rows.by_key if k[0] != "knn"}), args.title)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -2,10 +2,10 @@
 
 Runs DeepOD's DevNet, PReNet, DeepSAD and RoSAS (tabular forms, their default
 options) and the label-free 5-NN reference on exactly the vector splits that
-``benchmarks/run_results.py`` gives our models:
+``benchmarks.run_results`` gives our models:
 
 * NSL-KDD and the PMLB sets (ann_thyroid, page_blocks, satimage, shuttle) as
-  that script's catalogue defines them: general setting, and the hard setting
+  ``benchmarks/compare_catalogue.py`` defines them: general setting, and the hard setting
   with each of its seen types;
 * the ADBench MVTec embeddings under ``embeddings/adbench_mvtec/*.npz``,
   general setting only (their rows carry no defect type);
@@ -23,27 +23,24 @@ DeepOD gets ``device``, ``random_state`` (= the split's seed) and
 ``--epochs`` says otherwise, which the page then states. Each finished
 (data, setting, seen type, detector, seed) is one JSON line appended and
 fsynced to ``benchmarks/results/peers/results[-e<epochs>].jsonl``; a run started again skips
-what is done (and retries what failed).
+what is done (and retries what failed). Each page written also rewrites the tracked headline rows
+(``benchmarks/results/peers/headline_auc_roc.jsonl``, see ``benchmarks/peer_rows.py``), which
+``benchmarks.run_results`` puts beside ours.
 
-    nice -n 15 python benchmarks/peers.py                 # everything, then the page
-    python benchmarks/peers.py --only nsl_kdd --seeds 1 --epochs 2   # a quick pass
-    python benchmarks/peers.py --report-only              # rebuild docs/benchmarks/peers.md
+    nice -n 15 python -m benchmarks.peers                 # everything, then the page
+    python -m benchmarks.peers --only nsl_kdd --seeds 1 --epochs 2   # a quick pass
+    python -m benchmarks.peers --report-only              # rebuild docs/benchmarks/peers.md
 
 DeepOD is a benchmark-only dependency. DeepOD 0.4.1 pins ``torch<1.13.1``, so
 it is installed without its dependencies (which would replace this project's
 torch); its own imports need pandas and scipy (the ``peers`` extra)::
 
     pip install -e '.[peers]' && pip install --no-deps -r benchmarks/requirements-peers.txt
-
-Other scripts put these rows beside theirs with :func:`load_peer_summary`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import shlex
 import sys
 import time
@@ -55,10 +52,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
-DEFAULT_RUNS = ROOT / "benchmarks" / "results" / "peers"  # tracked: the page rebuilds from a clone
-DEFAULT_PAGE = ROOT / "docs" / "benchmarks" / "peers.md"
+from benchmarks.compare_catalogue import compare_parts
+from benchmarks.harness import PAGES, RESULTS, ROOT, SHARED_DATA, append_row, command, read_rows
+from benchmarks.harness import write_page as write_markdown
+from benchmarks.peer_rows import PEER_ROWS, headline_row, write_peer_rows
+
+DEFAULT_DATA = SHARED_DATA
+DEFAULT_RUNS = RESULTS / "peers"  # DeepOD's raw rows; the page rebuilds from them
+DEFAULT_PAGE = PAGES / "peers.md"
 
 DEEPOD_VERSION = "0.4.1"
 INSTALL = "pip install -e '.[peers]' && pip install --no-deps -r benchmarks/requirements-peers.txt"
@@ -69,7 +70,7 @@ N_ANOMALIES = 10
 #: The registered model whose vector extractor (and so whose features) the peers share: DevNet's and DRA's are
 #: both ``identity`` with default options.
 FEATURES_OF = "devnet"
-#: The run_results catalogue entries that hold vector data.
+#: The compare catalogue's benchmarks that hold vector data.
 VECTOR_FAMILIES = ("nsl_kdd", "pmlb")
 ADBENCH_DIR = Path("embeddings") / "adbench_mvtec"
 #: Run last: by far the largest training set (about 34k normals per split).
@@ -101,20 +102,9 @@ class PeerSplit:
 # -- what runs ----------------------------------------------------------------------------
 
 
-def _run_results():
-    """``benchmarks/run_results.py`` as a module: its catalogue is the single definition of our splits."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_results", Path(__file__).with_name("run_results.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("run_results", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def catalogue(data_root: Path) -> dict[str, list[PeerData]]:
-    """Families -> data sets: run_results' vector parts, then the ADBench embeddings; shuttle runs last."""
-    parts = _run_results().benchmarks(data_root)
+    """Families -> data sets: the compare catalogue's vector parts, then the ADBench embeddings."""
+    parts = compare_parts(data_root)
     families: dict[str, list[PeerData]] = {}
     for family in VECTOR_FAMILIES:
         families[family] = [
@@ -184,14 +174,14 @@ def require_deepod() -> str:
         found = version("deepod")
         import deepod.models.tabular  # noqa: F401 - its imports (pandas, scipy) must work too
     except PackageNotFoundError:
-        raise SystemExit(f"benchmarks/peers.py needs DeepOD {DEEPOD_VERSION}, which is not installed. Install it with:\n"
+        raise SystemExit(f"benchmarks.peers needs DeepOD {DEEPOD_VERSION}, which is not installed. Install it with:\n"
                          f"    {INSTALL}\n(--no-deps: DeepOD {DEEPOD_VERSION} pins torch<1.13.1, which would replace "
                          "this project's torch)") from None
     except ImportError as exc:
         raise SystemExit(f"DeepOD is installed but cannot be imported ({exc}); install its imports with:\n"
                          f"    {INSTALL}") from None
     if found != DEEPOD_VERSION:
-        raise SystemExit(f"benchmarks/peers.py measures DeepOD {DEEPOD_VERSION}, but {found} is installed; "
+        raise SystemExit(f"benchmarks.peers measures DeepOD {DEEPOD_VERSION}, but {found} is installed; "
                          f"pip install --no-deps deepod=={DEEPOD_VERSION}")
     return found
 
@@ -229,33 +219,9 @@ def run_knn(split: PeerSplit) -> dict[str, Any]:
     return {**evaluate(data.test_labels, scores), "fit_seconds": timings["fit"], "score_seconds": timings["score"]}
 
 
-class ResultsLog:
-    """The JSON-lines results file: one line per finished row, appended and fsynced; the last line per key wins."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[tuple, dict[str, Any]]:
-        if not self.path.is_file():
-            return {}
-        rows: dict[tuple, dict[str, Any]] = {}
-        for line in self.path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill: that row was not finished
-                continue
-            rows[row_key(row)] = row
-        return rows
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(row) + "\n"
-        if self.path.is_file() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
-            text = "\n" + text  # never glue a row onto a line cut short
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+def load_rows(path: Path) -> dict[tuple, dict[str, Any]]:
+    """The finished rows of a results file by :func:`row_key`; a rerun's row wins over an earlier one."""
+    return {row_key(row): row for row in read_rows(path)}
 
 
 def default_results(runs: Path = DEFAULT_RUNS) -> Path:
@@ -285,11 +251,11 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
 
     deepod_version = require_deepod()
     torch.set_num_threads(args.threads)
-    log = ResultsLog(results_path(args.runs, args.epochs))
-    log.path.parent.mkdir(parents=True, exist_ok=True)
-    with open(commands_path(log.path), "a", encoding="utf-8") as handle:  # which commands wrote this file
+    results = results_path(args.runs, args.epochs)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with open(commands_path(results), "a", encoding="utf-8") as handle:  # which commands wrote this file
         handle.write(_command(args, keep_report_only=True) + "\n")
-    done = {k: r for k, r in log.load().items() if r["status"] != "failed"}
+    done = {k: r for k, r in load_rows(results).items() if r["status"] != "failed"}
     rows_wanted = [KNN_ROW, *args.detectors]
     for entry in datasets:
         if not Path(entry.source).exists():
@@ -308,7 +274,8 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
                 split = peer_split(dataset, key)
             except (DataError, InvalidOptionsError) as exc:
                 for name in todo:
-                    log.append({**base, "detector": name, "status": "skipped", "reason": f"impossible split: {exc}"})
+                    append_row(results, {**base, "detector": name, "status": "skipped",
+                                         "reason": f"impossible split: {exc}"})
                 print(f"   {key.id}: skipped ({exc})", flush=True)
                 continue
             counts = {
@@ -330,7 +297,7 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one failing peer must not cost the rest
                     row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
-                log.append(row)
+                append_row(results, row)
                 done[row_key(row)] = row
                 shown = f"AUC-ROC {row['auc_roc']:.3f}, fit {row['fit_seconds']:.1f} s" if row["status"] == "ok" \
                     else row["reason"]
@@ -386,41 +353,6 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
-def peer_summary_from_page(page: str | Path = DEFAULT_PAGE) -> dict[str, Any]:
-    """The AUC-ROC means of the page's *At a glance* table, in :func:`load_peer_summary`'s form.
-
-    For a results page when the raw rows are not on disk (they were kept under
-    the untracked ``runs/peers`` before ``benchmarks/results/peers``): the page is
-    this script's own output, so its means are the rows' means, to 3 decimals.
-    Groups carry ``auc_roc`` mean and std only; *(partial)* cells are marked
-    incomplete, the family means rows are skipped.
-    """
-    lines = Path(page).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| data | setting |"))
-    detectors = [c.strip() for c in lines[start].strip("|").split("|")][2:]
-    groups = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        data, setting = cells[0], cells[1]
-        if data.startswith("*"):
-            continue
-        hard = setting.startswith("hard")
-        seen_type = ("mean" if "seen" not in setting else setting.split("seen ")[1].rstrip(")")) if hard else "all"
-        for detector, cell in zip(detectors, cells[2:]):
-            found = re.match(r"\**([0-9.]+) ± ([0-9.]+)\**", cell)
-            if not found:
-                continue
-            groups.append({
-                "data": data, "setting": "hard" if hard else "general", "n_anomalies": 10,
-                "seen_type": seen_type,
-                "detector": detector, "complete": "partial" not in cell,
-                "auc_roc": {"mean": float(found.group(1)), "std": float(found.group(2))},
-            })
-    return {"results": str(page), "deepod_version": DEEPOD_VERSION, "epochs": None, "groups": groups, "skipped": []}
-
-
 def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
     """The peer rows of a results file, summarised for a results page.
 
@@ -452,7 +384,7 @@ def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
     A missing file gives empty ``groups``.
     """
     path = Path(path) if path is not None else default_results()
-    rows = list(ResultsLog(path).load().values())
+    rows = list(load_rows(path).values())
     epochs = {r.get("epochs") for r in rows if r.get("detector") != KNN_ROW and r.get("status") == "ok"}
     return {
         "results": str(path),
@@ -566,8 +498,8 @@ def _epochs_check(summary: dict[str, Any], other: Path) -> list[str]:
     def label(epochs: Any) -> str:
         return "default (100) epochs" if epochs is None else f"{epochs} epochs"
 
-    here = {k: r for k, r in ResultsLog(Path(summary["results"])).load().items() if r.get("status") == "ok"}
-    there = {k: r for k, r in ResultsLog(other).load().items() if r.get("status") == "ok" and r["detector"] != KNN_ROW}
+    here = {k: r for k, r in load_rows(Path(summary["results"])).items() if r.get("status") == "ok"}
+    there = {k: r for k, r in load_rows(other).items() if r.get("status") == "ok" and r["detector"] != KNN_ROW}
     paired: dict[tuple, list[tuple]] = defaultdict(list)
     for key in there:
         if key in here:
@@ -601,6 +533,7 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
 
     summary = load_peer_summary(results_path(args.runs, args.epochs))
     groups = summary["groups"]
+    headline: list[dict[str, Any]] = []  # the At a glance rows, also written as data for other pages
     order = [KNN_ROW, *DETECTORS]
     epochs = "DeepOD's defaults (100 epochs)" if args.epochs is None else (
         f"**{args.epochs} epochs** (`--epochs`, not DeepOD's default 100: at 100 epochs the whole run takes hours "
@@ -638,6 +571,7 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
             found = {d: _group(groups, entry.name, setting, seen, d) for d in order}
             if all(g is None for g in found.values()):
                 continue
+            headline += [headline_row(g, args.epochs) for g in found.values() if g is not None]
             best = _best(groups, entry.name, setting, seen, DETECTORS)
             shown = [("-" if g is None else f"**{fmt(g['auc_roc'])}**" if d == best else fmt(g["auc_roc"]))
                      + ("" if g is None or _complete(g) else " (partial)") for d, g in found.items()]
@@ -662,14 +596,13 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     machine = machine_description()
     machine["torch_threads"] = args.threads
     out += ["## Machine", "", *[f"- {k}: {v}" for k, v in machine.items()], ""]
-    args.page.parent.mkdir(parents=True, exist_ok=True)
-    args.page.write_text("\n".join(out))
-    return args.page
+    write_peer_rows(args.headline, headline)
+    return write_markdown(args.page, out, machine=None)  # the footer above lists machine_description()
 
 
 def _command(args: argparse.Namespace, keep_report_only: bool = False) -> str:
     kept = [a for a in (args.argv if args.argv is not None else sys.argv[1:]) if keep_report_only or a != "--report-only"]
-    return " ".join(["python benchmarks/peers.py", *(shlex.quote(a) for a in kept)])
+    return command("peers", (shlex.quote(a) for a in kept))
 
 
 def _rel(path: Path) -> str:
@@ -690,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the results file goes")
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
+    parser.add_argument("--headline", type=Path, default=PEER_ROWS,
+                        help="where the page's At a glance rows go as data (read by benchmarks.run_results)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from the results on disk")
     parser.add_argument("--epochs-check", type=Path, default=None,
                         help="a results file run with other --epochs: its rows go beside the same rows on the page")
@@ -709,10 +644,12 @@ def main(argv: list[str] | None = None) -> int:
     datasets = ordered(d for f in chosen for d in families[f])
     if not args.report_only:
         run(datasets, args)
-    page = write_page(ordered(d for f in families for d in families[f]), args)
-    print(f"wrote {page}")
+    elif not results_path(args.runs, args.epochs).is_file():
+        parser.error(f"no DeepOD rows at {results_path(args.runs, args.epochs)}: the page and {_rel(args.headline)} "
+                     "are left as they are (run without --report-only first)")
+    write_page(ordered(d for f in families for d in families[f]), args)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Regenerate ``docs/results.md`` from scratch: base vs base+AHL on real data.
 
-Runs ``ahl compare`` (through its Python API) on
+Runs ``ahl compare`` (through its Python API) on the parts of ``benchmarks/compare_catalogue.py``:
 
 * ``mt``: Magnetic Tile defects, MVTec layout, EfficientNet-Lite0 features:
   general setting with M = 10 and M = 1, hard setting (M = 10) with each type;
@@ -18,9 +18,9 @@ compare lives in its own directory under ``--runs`` and resumes when run
 again; ``docs/results.md`` is rebuilt from whatever those directories hold,
 so a partial run (``--only``) keeps the other sections that are on disk.
 
-    python benchmarks/run_results.py                  # everything (hours on CPU)
-    python benchmarks/run_results.py --only nsl_kdd --seeds 1 --threads 1   # a quick pass
-    python benchmarks/run_results.py --report-only    # rebuild the page from the runs on disk
+    python -m benchmarks.run_results                  # everything (hours on CPU)
+    python -m benchmarks.run_results --only nsl_kdd --seeds 1 --threads 1   # a quick pass
+    python -m benchmarks.run_results --report-only    # rebuild the page from the runs on disk
 
 Nothing here tunes anything: every model runs with its registered defaults
 (the paper's 30 epochs unless ``--epochs`` says otherwise), so no choice can
@@ -31,16 +31,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+from benchmarks.compare_catalogue import Part, compare_parts
+from benchmarks.harness import RESULTS, ROOT, SHARED_DATA, command
+from benchmarks.peer_rows import PEER_ROWS, read_peer_rows
+
+DEFAULT_DATA = SHARED_DATA
 #: tracked (without each compare's cells/), so a fresh clone can rebuild the page or resume a run
-DEFAULT_RUNS = ROOT / "benchmarks" / "results" / "compare"
+DEFAULT_RUNS = RESULTS / "compare"
 DEFAULT_PAGE = ROOT / "docs" / "results.md"
 
 #: Published numbers (AHL paper, CVPR 2024; AUC-ROC, M = 10), quoted in ARCHITECTURE.md §5 and shared/data/README.md.
@@ -56,76 +60,6 @@ EXTERNAL = {
     ("satimage", "class_5"): {"5-NN": 0.840, "DeepOD DevNet": 0.722, "DeepOD DeepSAD": 0.807},
     ("ann_thyroid", "class_2"): {"5-NN": 0.981, "DeepOD DevNet": 0.968, "DeepOD DeepSAD": 0.939},
 }
-
-
-@dataclass
-class Part:
-    """One compare run of a benchmark."""
-
-    name: str
-    title: str
-    data: str | None
-    settings: list[str]
-    n_anomalies: list[int]
-    anomaly_types: list[str] | None = None
-    extractor: str | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    needs: str | None = None  # an importable module the part requires
-    paper: tuple[str, str] | None = None  # key into PAPER, per setting
-    external: str | None = None  # key prefix into EXTERNAL
-    note: str = ""
-
-
-def benchmarks(data_root: Path) -> dict[str, list[Part]]:
-    tab = data_root / "tabular"
-    pmlb = [
-        Part(
-            f"pmlb_{name}",
-            f"PMLB {name}",
-            str(tab / "pmlb" / f"{name}.tsv.gz"),
-            ["general", "hard"],
-            [10],
-            external=name,
-        )
-        for name in ("ann_thyroid", "page_blocks", "satimage", "shuttle")
-    ]
-    return {
-        "mt": [
-            Part("mt_general", "Magnetic Tile (mt), general setting", str(data_root / "mt"), ["general"], [10, 1],
-                 extractor="efficientnet_lite0", needs="efficientnet_lite_pytorch"),
-            Part("mt_hard", "Magnetic Tile (mt), hard setting", str(data_root / "mt"), ["hard"], [10],
-                 extractor="efficientnet_lite0", needs="efficientnet_lite_pytorch",
-                 note="10 epochs instead of the paper's 30 for time; DevNet at 30 epochs gives the same gains "
-                      "(docs/results_mt_devnet.md)."),
-        ],
-        "elpv": [
-            Part("elpv", "ELPV solar cells", "elpv", ["general", "hard"], [10], extractor="efficientnet_lite0",
-                 needs="elpv_dataset", paper=("elpv", ""),
-                 note="The papers use an ImageNet ResNet-18, which cannot be downloaded here; we use EfficientNet-Lite0, "
-                      "and 10 epochs instead of 30 (about 4 CPU-minutes per AHL(DRA) fit). Why AHL(DRA) loses in the "
-                      "general setting and with poly cells seen (unequal normal clusters): docs/when_ahl_hurts.md."),
-        ],
-        "nsl_kdd": [
-            Part("nsl_kdd", "NSL-KDD", str(tab / "nsl_kdd"), ["general", "hard"], [10], anomaly_types=["DoS"],
-                 external="nsl_kdd",
-                 note="Hard setting: 10 labelled DoS attacks; the test holds Probe, R2L and U2R from KDDTest+, "
-                      "18 attack names of which never occur in the 20% training file. Why AHL loses here: "
-                      "docs/when_ahl_hurts.md (investigated on training data only)."),
-        ],
-        "pmlb": pmlb,
-        "adbench": [
-            Part(
-                f"adbench_{name}",
-                f"ADBench MVTec embeddings: {name}",
-                str(data_root / "embeddings" / "adbench_mvtec" / f"{name}.npz"),
-                ["general"],
-                [10],
-                note="ResNet-18 ImageNet embeddings of MVTec AD (ADBench); rows carry no defect type, so only the "
-                     "general setting applies.",
-            )
-            for name in ("bottle", "carpet", "hazelnut", "screw", "transistor")
-        ],
-    }
 
 
 def _available(part: Part) -> str | None:
@@ -320,20 +254,17 @@ def _headline_means(summary: dict[str, Any], setting: str) -> dict[str, float]:
     return out
 
 
-def _peer_means(peers: dict[str, Any] | None, key: str, setting: str) -> dict[str, float]:
-    if not peers:
-        return {}
-    rows = [g for g in peers["groups"] if g["data"] == key and g["setting"] == setting and g["n_anomalies"] == 10]
+def _peer_means(peers: list[dict[str, Any]], key: str, setting: str) -> dict[str, float]:
+    """DeepOD's headline AUC-ROC per detector on one data set and setting (complete rows only)."""
+    rows = [g for g in peers if g["data"] == key and g["setting"] == setting and g["n_anomalies"] == 10]
     seen_types = {g["seen_type"] for g in rows}
     seen = "all" if setting == "general" else ("mean" if "mean" in seen_types else min(seen_types, default=None))
     return {g["detector"]: g["auc_roc"]["mean"] for g in rows
             if g["seen_type"] == seen and g["detector"] != "5-NN" and g.get("complete", True)}
 
 
-def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers: dict[str, Any] | None) -> list[str]:
+def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers: list[dict[str, Any]]) -> list[str]:
     """Per family and setting: the best OSAD row against the label-free k-NN and DeepOD, averaged over data sets."""
-    from collections import defaultdict
-
     table: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     for part, summary in rows:
         for setting in ("general", "hard"):
@@ -388,19 +319,6 @@ def _best_rows(rows: list[tuple[Part, dict[str, Any]]], models: list[str], peers
                 cells.append(f"{mean:.3f} ({len(have)} of {len(entries)} sets; {label} there {same:.3f})")
         lines.append(f"| {family} | {setting} | {len(entries)} | " + " | ".join(cells) + " |")
     return lines + [""]
-
-
-def _load_peers(path: Path | None) -> dict[str, Any] | None:
-    """DeepOD's rows: the results file, else (its rows not on disk) the means its page published."""
-    if path is None:
-        return None
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from peers import DEFAULT_PAGE as PEERS_PAGE
-    from peers import load_peer_summary, peer_summary_from_page
-
-    if path.is_file():
-        return load_peer_summary(path)
-    return peer_summary_from_page(PEERS_PAGE) if PEERS_PAGE.is_file() else None
 
 
 def _tally_line(tally: dict[str, list[tuple[str, float, int]]]) -> str:
@@ -512,7 +430,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
             ]
             out_sections.append("")
     if runs_meta:
-        best = _best_rows(summaries, args.models, _load_peers(args.peers))
+        best = _best_rows(summaries, args.models, read_peer_rows(args.peers))
         out += [*headline, "", _tally_line(tally), "", *best, *out_sections]
     else:
         out += out_sections
@@ -525,9 +443,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
 
 def _command() -> str:
     """The command that regenerates this page (the arguments given, less ``--report-only``)."""
-    import shlex
-
-    return " ".join(["python benchmarks/run_results.py", *(shlex.quote(a) for a in sys.argv[1:] if a != "--report-only")])
+    return command("run_results", (shlex.quote(a) for a in sys.argv[1:] if a != "--report-only"))
 
 
 def _rel(path: Path) -> str:
@@ -569,13 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--title", default="Results: base vs base+AHL on real data", help="the page's heading")
     parser.add_argument(
-        "--peers", type=Path, default=ROOT / "benchmarks" / "results" / "peers" / "results-e10.jsonl",
-        help="DeepOD results written by benchmarks/peers.py, shown beside ours (absent: the means docs/benchmarks/peers.md published)",
+        "--peers", type=Path, default=PEER_ROWS,
+        help="DeepOD's headline rows written by benchmarks.peers, shown beside ours (absent: no DeepOD columns)",
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from runs on disk; run nothing")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    catalogue = benchmarks(args.data_root)
+    catalogue = compare_parts(args.data_root)
     chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(catalogue)
     unknown = [b for b in chosen if b not in catalogue]
     if unknown:
@@ -602,4 +518,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

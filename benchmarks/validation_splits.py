@@ -25,16 +25,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
-
-from ahl_plugins.data.load import load_dataset  # noqa: E402
-from ahl_plugins.data.protocols import make_split  # noqa: E402
+from ahl_plugins.data.load import load_dataset
+from ahl_plugins.data.protocols import make_split
+from benchmarks.harness import SHARED_DATA as SHARED
 
 PMLB_SETS = ("ann_thyroid", "page_blocks", "satimage")
 ADBENCH_SETS = ("bottle", "carpet", "hazelnut", "screw", "transistor")
@@ -99,7 +95,7 @@ def carved_case(dataset, family: str, name: str, seed: int, detector_options: di
     return Case(family, name, seed, take(fit_rows), y[fit_rows], take(val_rows), y[val_rows], dict(detector_options or {}))
 
 
-#: what the results run Magnetic Tile with (``benchmarks/run_results.py``)
+#: what the results run Magnetic Tile with (``benchmarks/compare_catalogue.py``)
 MT_OPTIONS = {"extractor": "efficientnet_lite0", "epochs": 10}
 
 

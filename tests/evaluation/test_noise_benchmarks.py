@@ -1,34 +1,16 @@
-"""benchmarks/training_noise.py and benchmarks/dra_heads.py: the statistics and head scores their pages rest on."""
+"""benchmarks.training_noise and benchmarks.dra_heads: the statistics and head scores their pages rest on."""
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ahl_plugins import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def noise():
-    module = _load("training_noise")
-    yield module
-    sys.modules.pop(module.__name__, None)
+from benchmarks import dra_heads
+from benchmarks import training_noise as noise
 
 
 def _rows(split_effect: dict[int, float], seed_effect: dict[int, float], gain: dict[int, float]) -> dict:
@@ -45,7 +27,7 @@ def _rows(split_effect: dict[int, float], seed_effect: dict[int, float], gain: d
     return rows
 
 
-def test_decompose_separates_training_spread_from_split_spread(noise):
+def test_decompose_separates_training_spread_from_split_spread():
     splits = {0: -0.05, 1: 0.0, 2: 0.05}
     seeds = {1000: -0.01, 1001: 0.01}
     rows = _rows(splits, seeds, {1000: 0.0, 1001: 0.0})
@@ -55,7 +37,7 @@ def test_decompose_separates_training_spread_from_split_spread(noise):
     assert spread["split"] == pytest.approx(statistics.stdev(list(splits.values())))
 
 
-def test_gains_pair_on_split_and_seed_and_cluster_by_seed(noise):
+def test_gains_pair_on_split_and_seed_and_cluster_by_seed():
     rows = _rows({0: 0.0, 1: 0.1}, {1000: 0.0, 1001: 0.2, 1002: -0.1}, {1000: 0.01, 1001: 0.03, 1002: 0.05})
     by_seed = noise._gains(rows, "dra", {"a/x", "a/y"})
     assert {seed: statistics.fmean(v) for seed, v in by_seed.items()} == pytest.approx(
@@ -65,7 +47,7 @@ def test_gains_pair_on_split_and_seed_and_cluster_by_seed(noise):
     assert noise._cluster_se({1000: [0.1]}) is None
 
 
-def test_page_has_one_row_per_family_and_ahl_variant(noise, tmp_path):
+def test_page_has_one_row_per_family_and_ahl_variant(tmp_path):
     rows = _rows({0: 0.0, 1: 0.1}, {1000: 0.0, 1001: 0.2}, {1000: 0.01, 1001: 0.03})
     for key, row in list(rows.items()):
         if key[1] == "ahl":
@@ -79,17 +61,13 @@ def test_page_has_one_row_per_family_and_ahl_variant(noise, tmp_path):
 
 
 def test_head_aucs_negate_normality_and_match_the_detector_score():
-    heads = _load("dra_heads")
-    try:
-        rng = np.random.default_rng(0)
-        x = np.concatenate([rng.normal(size=(150, 6)), rng.normal(2.5, 1.0, size=(10, 6))]).astype(np.float32)
-        y = np.r_[np.zeros(150), np.ones(10)].astype(int)
-        detector = OSADDetector("dra", epochs=2, seed=0).fit(x, y)
-        aucs = heads.head_aucs(detector, x, y)
-        assert set(aucs) == {"normal", "seen", "pseudo", "residual", "distance", "total"}
-        assert aucs["total"] == pytest.approx(auc_roc(y, detector.decision_function(x)), abs=1e-6)
-        inputs, _ = detector._coerce(x)
-        raw = detector.scorer_(list(detector._features(inputs).scales))["normal"].detach().numpy()
-        assert aucs["normal"] == pytest.approx(auc_roc(y, -raw))
-    finally:
-        sys.modules.pop("dra_heads_benchmark", None)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(150, 6)), rng.normal(2.5, 1.0, size=(10, 6))]).astype(np.float32)
+    y = np.r_[np.zeros(150), np.ones(10)].astype(int)
+    detector = OSADDetector("dra", epochs=2, seed=0).fit(x, y)
+    aucs = dra_heads.head_aucs(detector, x, y)
+    assert set(aucs) == {"normal", "seen", "pseudo", "residual", "distance", "total"}
+    assert aucs["total"] == pytest.approx(auc_roc(y, detector.decision_function(x)), abs=1e-6)
+    inputs, _ = detector._coerce(x)
+    raw = detector.scorer_(list(detector._features(inputs).scales))["normal"].detach().numpy()
+    assert aucs["normal"] == pytest.approx(auc_roc(y, -raw))

@@ -1,29 +1,17 @@
-"""benchmarks/peers.py hands DeepOD the very splits and features our models get (no DeepOD needed)."""
+"""benchmarks.peers hands DeepOD the very splits and features our models get (no DeepOD needed)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ahl_plugins.data.arrays import from_arrays
 from ahl_plugins.data.protocols import make_split
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def peers():
-    spec = importlib.util.spec_from_file_location("peers_benchmark", BENCHMARKS / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+from benchmarks import peers
+from benchmarks.compare_catalogue import compare_parts
+from benchmarks.harness import append_row
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +25,7 @@ def dataset():
     return from_arrays(X.astype(np.float32), y, types, name="synthetic")
 
 
-def test_peer_split_is_make_split_with_training_row_standardisation(peers, dataset):
+def test_peer_split_is_make_split_with_training_row_standardisation(dataset):
     entry = peers.PeerData("synthetic", "synthetic", "-", ("general", "hard"))
     keys = peers.split_keys(dataset, entry, [0, 1])
     assert [(k.setting, k.seen_type) for k in keys[::2]] == [("general", "all"), ("hard", "a"), ("hard", "b")]
@@ -56,12 +44,12 @@ def test_peer_split_is_make_split_with_training_row_standardisation(peers, datas
         np.testing.assert_allclose(split.x_test, (test - mean) / std, atol=1e-4)  # test rows use training statistics
 
 
-def test_catalogue_is_run_results_vector_parts_plus_embeddings_with_shuttle_last(peers, tmp_path):
+def test_catalogue_is_the_compare_vector_parts_plus_embeddings_with_shuttle_last(tmp_path):
     embeddings = tmp_path / "embeddings" / "adbench_mvtec"
     embeddings.mkdir(parents=True)
     np.savez(embeddings / "bottle.npz", X=np.zeros((2, 2)), y=np.array([0, 1]))
     families = peers.catalogue(tmp_path)
-    ours = peers._run_results().benchmarks(tmp_path)
+    ours = compare_parts(tmp_path)
     for family in ("nsl_kdd", "pmlb"):
         assert [d.name for d in families[family]] == [p.name for p in ours[family]]
         assert [d.source for d in families[family]] == [p.data for p in ours[family]]
@@ -75,17 +63,16 @@ def _row(data="d", setting="hard", seen="a", detector="DevNet", seed=0, roc=0.5)
             "status": "ok", "auc_roc": roc, "auc_pr": roc, "fit_seconds": 1.0, "score_seconds": 0.1, "epochs": None}
 
 
-def test_results_log_resumes_past_a_cut_line_and_summary_averages_complete_seeds(peers, tmp_path):
+def test_results_resume_past_a_cut_line_and_summary_averages_complete_seeds(tmp_path):
     path = tmp_path / "results.jsonl"
-    log = peers.ResultsLog(path)
-    log.append(_row(seen="a", seed=0, roc=0.6))
-    log.append(_row(seen="b", seed=0, roc=0.8))
-    log.append(_row(seen="a", seed=1, roc=0.7))
+    append_row(path, _row(seen="a", seed=0, roc=0.6))
+    append_row(path, _row(seen="b", seed=0, roc=0.8))
+    append_row(path, _row(seen="a", seed=1, roc=0.7))
     with open(path, "a") as handle:
         handle.write(json.dumps(_row(seen="b", seed=1))[:25])  # killed mid-line: that row is not finished
-    assert len(log.load()) == 3
-    log.append(_row(seen="a", seed=1, roc=0.9))  # a rerun of a row: the last one wins
-    assert len(log.load()) == 3
+    assert len(peers.load_rows(path)) == 3
+    append_row(path, _row(seen="a", seed=1, roc=0.9))  # a rerun of a row: the last one wins
+    assert len(peers.load_rows(path)) == 3
     summary = peers.load_peer_summary(path)
     mean = next(g for g in summary["groups"] if g["seen_type"] == "mean")
     assert mean["types"] == ["a", "b"] and not mean["complete"]
