@@ -1,8 +1,9 @@
 """PNG plots of a compare directory, drawn from the files the cells saved.
 
 ROC curves (base vs AHL, every seed, per model, setting and M), per-type
-gain bars for the hard setting, and the SGE task-weight trajectory of one
-AHL run per model. matplotlib is imported here only, with the Agg backend
+gain bars for the hard setting, the forest plot of every paired gain with
+its interval and verdict (:mod:`.forest`), and the SGE task-weight
+trajectory of one AHL run per model. matplotlib is imported here only, with the Agg backend
 through ``Figure`` objects (no pyplot state, no display needed).
 """
 
@@ -23,7 +24,8 @@ COLOURS = {KNN: "#7f7f7f", BASE: "#1f77b4", AHL: "#d62728"}
 EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
+    """A matplotlib Figure on the Agg backend (no pyplot state, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -64,7 +66,7 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
         types = sorted(panels)
         cols = min(len(types), 3)
         n_rows = (len(types) + cols - 1) // cols
-        fig = _figure(4.2 * cols, 3.9 * n_rows)
+        fig = figure(4.2 * cols, 3.9 * n_rows)
         axes = np.atleast_1d(fig.subplots(n_rows, cols, squeeze=False)).reshape(-1)
         extras: dict[str, str] = {}
         for ax, seen in zip(axes, types):
@@ -115,7 +117,7 @@ def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
     for m, members in sorted(by_m.items()):
         types = sorted({g["seen_type"] for g in members}, key=lambda t: (t == MEAN_TYPE, t))
         series = sorted({(g["model"], g["variant"]) for g in members})
-        fig = _figure(max(5.0, 1.2 * len(types) * max(1, len(series)) ** 0.5 + 2), 6.4)
+        fig = figure(max(5.0, 1.2 * len(types) * max(1, len(series)) ** 0.5 + 2), 6.4)
         axes = fig.subplots(2, 1, squeeze=False).reshape(-1)
         width = 0.8 / max(len(series), 1)
         x = np.arange(len(types))
@@ -171,7 +173,7 @@ def sge_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
             continue
         seen_models.add(row["model"])
         weights, labels = trajectory
-        fig = _figure(6.4, 4.0)
+        fig = figure(6.4, 4.0)
         ax = fig.subplots()
         epochs = np.arange(1, weights.shape[0] + 1)
         for t in range(weights.shape[1]):
@@ -199,4 +201,11 @@ def write_plots(output: str | Path, rows: Sequence[Mapping[str, Any]], summary: 
     if summary is None:
         summary_path = output / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return roc_plots(output, rows, directory) + gain_plots(summary, directory) + sge_plots(output, rows, directory)
+    from ahl_plugins.evaluation.forest import forest_plots
+
+    return (
+        roc_plots(output, rows, directory)
+        + gain_plots(summary, directory)
+        + forest_plots(summary, directory)
+        + sge_plots(output, rows, directory)
+    )

@@ -36,14 +36,14 @@ def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 def cliques(names: Sequence[str], ranks: Sequence[float], cd: float) -> list[list[str]]:
     """Maximal runs of methods (sorted by rank) whose ranks all lie within ``cd``: not told apart."""
     order = sorted(range(len(names)), key=lambda i: ranks[i])
-    runs: list[list[int]] = []
+    spans: list[tuple[int, int]] = []  # (first, last) positions in ``order``
     for start in range(len(order)):
         end = start
         while end + 1 < len(order) and ranks[order[end + 1]] - ranks[order[start]] < cd:
             end += 1
-        if end > start and not (runs and runs[-1][-1] >= end):
-            runs.append(order[start : end + 1])
-    return [[names[i] for i in run] for run in runs]
+        if end > start and not (spans and spans[-1][1] >= end):
+            spans.append((start, end))
+    return [[names[order[i]] for i in range(first, last + 1)] for first, last in spans]
 
 
 def friedman_nemenyi(names: Sequence[str], table: np.ndarray, alpha: float = 0.05) -> dict[str, Any]:

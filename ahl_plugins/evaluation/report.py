@@ -5,6 +5,10 @@ of an AHL variant is paired: on each seed it is AHL minus base on the *same*
 split, then mean ± std of those differences, which is tighter and more
 honest than subtracting two means. In the hard setting the "mean" row
 averages over seen types per seed first (the paper's tables), then over seeds.
+Every gain also carries its 95% paired t interval, a verdict, the minimum
+detectable effect and the seeds needed to resolve ±0.01
+(:mod:`.significance`), and per seed DeLong's test on that split's test set
+(:mod:`.cell_delong`), so a reader need not judge "± std" by eye.
 """
 
 from __future__ import annotations
@@ -97,6 +101,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     pixel_types = _pixel_types(ok)
     groups += _type_means(groups, "groups")
     gains += _type_means(gains, "gains")
+    from ahl_plugins.evaluation.significance import annotate_gains
+
+    annotate_gains(gains, ALL_METRICS)
     sort_key = _sort_key
     groups.sort(key=sort_key)
     gains.sort(key=sort_key)
@@ -366,6 +373,7 @@ def format_table(summary: Mapping[str, Any], metrics: Sequence[str] = ALL_METRIC
             parts.append(f"{title}\n{table}")
     for title, table in pixel_type_tables(summary):
         parts.append(f"{title}\n{table}")
+    parts += [f"{title}\n{table}" for title, table in _gain_tables(summary, metrics)]
     if summary.get("times"):
         parts.append("Times per cell (seconds; fit includes feature extraction, cached after the first)\n" + times_table(summary))
     problems = summary.get("skipped", [])
@@ -381,6 +389,18 @@ def format_table(summary: Mapping[str, Any], metrics: Sequence[str] = ALL_METRIC
     return "\n\n".join(parts)
 
 
+def _gain_tables(summary: Mapping[str, Any], metrics: Sequence[str], markdown: bool = False) -> list[tuple[str, str]]:
+    """Per metric, every paired gain with its interval, verdict, MDE and seeds needed."""
+    from ahl_plugins.evaluation.gain_tables import gain_table
+
+    out = []
+    for metric in metrics:
+        table = gain_table(summary, metric, markdown) if _present(summary, metric) else None
+        if table:
+            out.append((f"Paired gains in {METRIC_NAMES[metric]}", table))
+    return out
+
+
 def markdown_report(summary: Mapping[str, Any]) -> str:
     lines = [f"# Compare: {summary.get('dataset', '')}", ""]
     args = summary.get("arguments") or {}
@@ -390,8 +410,8 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
     lines += [
         (
             "Mean ± sample std over seeds. *gain* = paired difference AHL − base on the same split and seed "
-            "(mean ± std over seeds). *k-NN*: label-free distance to the k nearest training normals on the same "
-            "features."
+            "(mean ± std over seeds; its interval and verdict are in *Paired gains* below). *k-NN*: label-free "
+            "distance to the k nearest training normals on the same features."
         ),
         "",
     ]
@@ -402,6 +422,12 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
             lines += [f"## {title}", "", table, ""]
     for title, table in pixel_type_tables(summary, markdown=True):
         lines += [f"## {title}", "", "Each type: its test images plus all test normals (maps at <= 256 px).", "", table, ""]
+    gain_tables = _gain_tables(summary, ALL_METRICS, markdown=True)
+    if gain_tables:
+        from ahl_plugins.evaluation.gain_tables import EXPLAINED
+
+        lines += ["## Paired gains: intervals and verdicts", "", EXPLAINED, ""]
+        lines += [line for title, table in gain_tables for line in (f"### {title}", "", table, "")]
     if summary.get("times"):
         note = "Seconds; *fit* includes feature extraction (cached after the first fit), *train* is the training loop alone."
         lines += ["## Times per cell", "", note, "", times_table(summary, markdown=True), ""]
@@ -422,8 +448,13 @@ def write_summary(
 ) -> dict[str, Any]:
     """Write ``summary.json`` and ``summary.md`` into ``output``; return the summary."""
 
+    from ahl_plugins.evaluation.cell_delong import add_delong
+    from ahl_plugins.evaluation.significance import describe
+
     output = Path(output)
     summary = summarise(rows)
+    add_delong(output, rows, summary["gains"])
+    summary["significance"] = describe()
     summary["dataset"] = dataset
     summary["arguments"] = config.identity() if config is not None else {}
     summary["skipped"] = skipped_cells(rows)

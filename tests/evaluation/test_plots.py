@@ -18,7 +18,10 @@ def test_plots_written_and_non_empty(tmp_path):
     config = CompareConfig(data="synthetic", models=["devnet"], settings=["general", "hard"], n_anomalies=[3], seeds=2, progress=False)
     result = run_compare(config, tmp_path, runner=FakeRunner(), dataset=synthetic_dataset())
     names = sorted(p.name for p in result.plots)
-    assert names == ["gain_hard_M3.png", "roc_devnet_general_M3.png", "roc_devnet_hard_M3.png", "sge_weights_devnet.png"]
+    assert names == [
+        "forest_auc_pr.png", "forest_auc_roc.png", "gain_hard_M3.png", "roc_devnet_general_M3.png",
+        "roc_devnet_hard_M3.png", "sge_weights_devnet.png",
+    ]
     for path in result.plots:
         data = path.read_bytes()
         assert len(data) > 1000 and data.startswith(PNG), path

@@ -7,7 +7,8 @@ base model is a paired difference. Cells run wherever the executor puts them
 finished cell is on disk the moment it comes back (its scores in
 ``cells/<id>.npz``, its row appended to ``results.csv`` and fsynced), so a
 compare that is interrupted and started again with the same arguments skips
-what is done and loses nothing. A lock file keeps a second compare out of
+what is done and loses nothing. At the end it writes the summary (with every
+gain's interval and verdict), the plots and ``index.html``. A lock file keeps a second compare out of
 the same directory while this one runs.
 """
 
@@ -309,6 +310,13 @@ def _run_compare(
             written = write_plots(output, rows, summary)
         except Exception as exc:  # noqa: BLE001 - a plotting problem must not hide the numbers
             say(f"warning: plots not written: {type(exc).__name__}: {exc}")
+    try:
+        from ahl_plugins.evaluation.html_index import write_compare_index
+        from ahl_plugins.evaluation.report import SUMMARY_MD
+
+        write_compare_index(output, (output / SUMMARY_MD).read_text(), written, f"Compare: {dataset.name}")
+    except Exception as exc:  # noqa: BLE001 - nor may the page
+        say(f"warning: index.html not written: {type(exc).__name__}: {exc}")
     table = format_table(summary)
     return CompareResult(output, rows, summary, computed, reused, skipped, failed, written, table)
 

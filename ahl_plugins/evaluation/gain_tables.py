@@ -1,0 +1,88 @@
+"""The paired-gain table of a compare: interval, verdict, power and DeLong per seed, for every gain.
+
+A reader should not have to judge "± std" by eye: each row says whether the
+95% interval excludes zero, how large a gain this many seeds could have
+detected, and how many seeds would resolve ±0.01.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ahl_plugins.evaluation.significance import LEVEL, POWER, RESOLVE
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def interval(block: Mapping[str, Any]) -> str:
+    if block.get("ci_low") is None:
+        return "-"
+    return f"[{block['ci_low']:+.3f}, {block['ci_high']:+.3f}]"
+
+
+def gain_label(model: str, variant: str) -> str:
+    from ahl_plugins.evaluation.report import variant_label
+
+    return f"{variant_label(model, variant)} − {model}"
+
+
+def _delong_cell(entry: Mapping[str, Any]) -> str:
+    tally = entry.get("delong_counts")
+    if not tally:
+        return "-"
+    return f"{tally['wins']} / {tally['ties']} / {tally['losses']}"
+
+
+def gain_rows(summary: Mapping[str, Any], metric: str) -> list[list[str]]:
+    rows = []
+    for entry in summary.get("gains", []):
+        block = entry.get(metric) or {}
+        if block.get("mean") is None:
+            continue
+        seen = entry["seen_type"] if entry["setting"] == "hard" else "-"
+        mde = block.get("mde")
+        needed = block.get("seeds_needed")
+        rows.append([
+            entry["setting"], str(entry["n_anomalies"]), seen, gain_label(entry["model"], entry["variant"]),
+            signed(block["mean"]), interval(block), block.get("verdict", "-"), str(block.get("n", 0)),
+            "-" if mde is None else f"{mde:.3f}", "-" if needed is None else str(needed),
+            _delong_cell(entry) if metric == "auc_roc" else "-",
+        ])
+    return rows
+
+
+HEADERS = ["setting", "M", "seen", "gain", "mean", f"{LEVEL:.0%} CI", "verdict", "seeds", f"MDE ({POWER:.0%} power)",
+           f"seeds for ±{RESOLVE}", "DeLong per seed helps / none / hurts"]
+
+
+def gain_table(summary: Mapping[str, Any], metric: str, markdown: bool = False) -> str | None:
+    """The table for ``metric``, or None when the compare has no gains in it."""
+    from ahl_plugins.evaluation.report import render
+
+    rows = gain_rows(summary, metric)
+    return render(HEADERS, rows, markdown) if rows else None
+
+
+EXPLAINED = (
+    f"*mean* is the paired gain over seeds, *{LEVEL:.0%} CI* its paired t interval. *helps* / *hurts*: the interval "
+    "lies above / below 0; *no detectable effect*: it contains 0, which is not proof of no effect: the *MDE* is the "
+    f"true gain a two-sided {1 - LEVEL:.0%} test at this many seeds would detect with {POWER:.0%} power (from the "
+    f"observed spread), and *seeds for ±{RESOLVE}* how many seeds bring the MDE down to {RESOLVE}. *DeLong per seed*: "
+    "on each seed's single split, how often the AUC-ROC difference's DeLong interval (test-set noise only) lies "
+    "above 0, contains 0, or lies below it."
+)
+
+
+def verdict_counts(summary: Mapping[str, Any], metric: str = "auc_roc") -> dict[str, dict[str, int]]:
+    """Per gain label: how many groups read helps / no detectable effect / hurts (hard means left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for entry in summary.get("gains", []):
+        block = entry.get(metric) or {}
+        if block.get("mean") is None or entry["seen_type"] == "mean":
+            continue
+        tally = out.setdefault(gain_label(entry["model"], entry["variant"]), {"helps": 0, "no detectable effect": 0, "hurts": 0})
+        tally[block.get("verdict", "no detectable effect")] += 1
+    return out
