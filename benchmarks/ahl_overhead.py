@@ -1,8 +1,10 @@
 """AHL fit time against the base loop's, on the same features, epochs and batch settings.
 
-Usage: ``python benchmarks/ahl_overhead.py [--epochs 30] [--map-epochs 10] [--repeats 1] [--threads 1]``
+Usage: ``python -m benchmarks.ahl_overhead [--epochs 30] [--map-epochs 10] [--repeats 1] [--threads 1]``
 
-Writes ``docs/benchmarks/ahl_overhead.md``. Cases:
+Writes ``docs/benchmarks/ahl_overhead.md`` from every timed row in
+``benchmarks/results/overhead/fit_times.jsonl`` (a run re-times only the rows it is asked for;
+``--report-only`` times nothing). Cases:
 
 - ``ann_thyroid`` (real, ``../shared/data/tabular/pmlb``; synthetic rows of the
   same shape when absent): 21 standardised features, hard setting (10 seen
@@ -24,7 +26,6 @@ import argparse
 import gzip
 import json
 import platform
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -33,16 +34,25 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
-
 from ahl_plugins.ahl import AHLOptions, train_ahl
 from ahl_plugins.ahl.options import PAPER_AHL_OPTIONS
 from ahl_plugins.features.store import Features
 from ahl_plugins.plugins import get_manager
 from ahl_plugins.training.base import TrainOptions, train_base
 from ahl_plugins.training.data import TrainingData
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    SHARED_DATA,
+    add_common_flags,
+    comma_list,
+    command,
+)
+from benchmarks.harness import write_page as write_markdown
+
+SHARED = SHARED_DATA
+DEFAULT_ROWS = RESULTS / "overhead" / "fit_times.jsonl"
+DEFAULT_PAGE = PAGES / "ahl_overhead.md"
 
 
 def thyroid(seed: int) -> tuple[TrainingData, str]:
@@ -173,38 +183,41 @@ VARIANTS = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30, help="epochs of both trainers on ann_thyroid")
     parser.add_argument("--map-epochs", type=int, default=10, help="epochs of both trainers on maps")
     parser.add_argument("--map-channels", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: leave torch's default)")
     parser.add_argument("--cases", default="ann_thyroid,maps")
     parser.add_argument("--models", default="devnet,dra")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="re-time only these; the other rows stay")
-    parser.add_argument("--rows", type=Path, default=ROOT / "benchmarks" / "results" / "overhead" / "rows.jsonl",
-                        help="every timed row, one JSON line each; the page is written from all of them")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "ahl_overhead.md")
+    add_common_flags(parser, results=DEFAULT_ROWS, page=DEFAULT_PAGE, tagged=False)
     args = parser.parse_args(argv)
-    if args.threads:
+    if args.threads:  # 0: leave torch's default
         torch.set_num_threads(args.threads)
-    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    variants = {name: VARIANTS[name] for name in comma_list(args.variants)}
     rows, sources = [], {}
-    for case in args.cases.split(","):
+    for case in comma_list(args.cases):
         if case == "maps":
             data, sources[case] = maps(0, args.map_channels)
             epochs = args.map_epochs
         else:
             data, sources[case] = thyroid(0)
             epochs = args.epochs
-        for model in args.models.split(","):
-            rows.extend(run_case(case, data, model, epochs, args.repeats, variants))
-    write_report(args, merge_rows(args.rows, rows), sources)
+        if not args.report_only:
+            for model in comma_list(args.models):
+                rows.extend(run_case(case, data, model, epochs, args.repeats, variants))
+    write_report(args, merge_rows(args.results, rows), sources)
+    return 0
 
 
 def merge_rows(path: Path, new: list[dict]) -> list[dict]:
-    """Rows stored at ``path`` updated with ``new`` (keyed by case, model, variant), in case/model/variant order."""
+    """Rows stored at ``path`` updated with ``new`` (keyed by case, model, variant), in case/model/variant order.
+
+    Timings are re-measured on purpose (a re-timed row replaces the old one), so this file is rewritten
+    whole rather than appended to as the resumable benchmarks do.
+    """
     key = lambda r: (r["case"], r["model"], r["variant"])
     stored = {key(r): r for r in map(json.loads, path.read_text().splitlines())} if path.is_file() else {}
     stored.update({key(r): r for r in new})
@@ -219,7 +232,7 @@ def write_report(args: argparse.Namespace, rows: list[dict], sources: dict[str, 
         "# AHL fit time against the base loop",
         "",
         (
-            "Generated by `python benchmarks/ahl_overhead.py "
+            f"Generated by `{command('ahl_overhead')} "
             f"--epochs {args.epochs} --map-epochs {args.map_epochs} --map-channels {args.map_channels} "
             f"--repeats {args.repeats} --threads {args.threads}`: "
             f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -260,10 +273,8 @@ def write_report(args: argparse.Namespace, rows: list[dict], sources: dict[str, 
         ),
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_markdown(args.page, lines, machine=None)  # the machine is in the opening paragraph
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -27,7 +27,14 @@ import torch
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
 from ahl_plugins.training.scoring import head_scores
-from benchmarks.harness import PAGES, RESULTS, add_common_flags, comma_list, command, open_rows
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    add_common_flags,
+    comma_list,
+    command,
+    open_rows,
+)
 from benchmarks.harness import write_page as write_markdown
 from benchmarks.validation_splits import validation_cases
 

@@ -1,6 +1,6 @@
 """Feature-extraction throughput on the magnetic-tile images, cold and cached.
 
-Usage: python benchmarks/feature_throughput.py [--n 100] [--device cpu] [--threads N] [--out FILE.md]
+Usage: python -m benchmarks.feature_throughput [--n 100] [--device cpu] [--threads N] [--out FILE.md]
 
 For each extractor at its default options (resnet18 with random weights, since
 ImageNet weights cannot be fetched offline; efficientnet_lite0 with its
@@ -22,13 +22,18 @@ import torch
 
 from ahl_plugins.features.cache import FeatureCache
 from ahl_plugins.features.pipeline import extract_features
+from benchmarks.harness import PAGES, SHARED_DATA, command
+from benchmarks.harness import write_page as write_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mt" / "train" / "good"
+DEFAULT_DATA = SHARED_DATA / "mt" / "train" / "good"
 
 
 def _extractors():
-    from builtin_plugins.extractors import EfficientNetLiteOptions, TorchvisionOptions, make_efficientnet_lite0
+    from builtin_plugins.extractors import (
+        EfficientNetLiteOptions,
+        TorchvisionOptions,
+        make_efficientnet_lite0,
+    )
     from builtin_plugins.extractors.torchvision_cnn import TorchvisionExtractor
 
     yield "resnet18 (weights=none, 448+224, layer4)", lambda: TorchvisionExtractor(
@@ -71,15 +76,15 @@ def measure(name, build, paths, device, batch_size):
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "feature_throughput.md")
-    args = parser.parse_args()
+    parser.add_argument("--page", "--out", type=Path, default=PAGES / "feature_throughput.md")
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -118,13 +123,12 @@ def main() -> None:
         )
     lines += [
         "",
-        "Regenerate with `python benchmarks/feature_throughput.py` (options: `--n`, `--device cuda`, `--out`).",
+        f"Regenerate with `{command('feature_throughput')}` (options: `--n`, `--device cuda`, `--page`).",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_markdown(args.page, lines, machine=None)  # device, threads and load are in the opening paragraph
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -53,7 +53,15 @@ from typing import Any
 import numpy as np
 
 from benchmarks.compare_catalogue import compare_parts
-from benchmarks.harness import PAGES, RESULTS, ROOT, SHARED_DATA, append_row, command, read_rows
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    ROOT,
+    SHARED_DATA,
+    append_row,
+    command,
+    read_rows,
+)
 from benchmarks.harness import write_page as write_markdown
 from benchmarks.peer_rows import PEER_ROWS, headline_row, write_peer_rows
 

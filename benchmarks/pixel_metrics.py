@@ -12,7 +12,7 @@ pixels). Writes ``docs/results_pixel.md`` and a figure of overlays
 Each fit's numbers land in ``<run-dir>/<model>-<variant>-s<seed>.json`` as
 soon as it finishes, so an interrupted run resumes where it stopped::
 
-    nice -n 15 python3 benchmarks/pixel_metrics.py --run-dir runs/pixel_metrics
+    nice -n 15 python3 -m benchmarks.pixel_metrics --run-dir runs/pixel_metrics
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import ROOT, SHARED_DATA, command
 
 MODELS = ("devnet", "dra")
 VARIANTS = ("base", "ahl")
@@ -161,7 +160,7 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
     lines = [
         "# Pixel-level results: where the models look (Magnetic Tile)",
         "",
-        "Written by `benchmarks/pixel_metrics.py` (the command is at the end). Magnetic Tile (`shared/data/mt`: "
+        "Written by `benchmarks.pixel_metrics` (the command is at the end). Magnetic Tile (`shared/data/mt`: "
         f"{normals['train']} training and {normals['test']} test normals; anomalies "
         f"{', '.join(f'{k} {v}' for k, v in anomalies.items())}, every one with a pixel mask), general setting: "
         f"M = {args.n_anomalies} labelled anomalies drawn from all types, seeds {', '.join(map(str, seeds))}; "
@@ -201,7 +200,7 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "changed default re-runs only its model) were timed under other load and cache state, so these times "
         "do not compare models; AHL's cost against the base loop is measured in `docs/benchmarks/ahl_overhead.md`.",
         "",
-        "Command: `nice -n 15 python3 benchmarks/pixel_metrics.py "
+        f"Command: `nice -n 15 {command('pixel_metrics')} "
         f"--seeds {args.seeds} --epochs {args.epochs} --sigma {args.sigma} --max-side {args.max_side} "
         f"--threads {args.threads}`",
         "",
@@ -272,7 +271,7 @@ def write_figure(dataset: Any, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mt")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "mt")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "pixel_metrics")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)

@@ -35,7 +35,15 @@ import torch
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
 from ahl_plugins.evaluation.report import fmt, stats
-from benchmarks.harness import PAGES, RESULTS, SHARED_MACHINE, add_common_flags, comma_list, command, open_rows
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    SHARED_MACHINE,
+    add_common_flags,
+    comma_list,
+    command,
+    open_rows,
+)
 from benchmarks.harness import write_page as write_markdown
 from benchmarks.validation_splits import Case, validation_cases
 
