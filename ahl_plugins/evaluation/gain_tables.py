@@ -70,9 +70,11 @@ EXPLAINED = (
     f"*mean* is the paired gain over seeds, *{LEVEL:.0%} CI* its paired t interval. *helps* / *hurts*: the interval "
     "lies above / below 0; *no detectable effect*: it contains 0, which is not proof of no effect: the *MDE* is the "
     f"true gain a two-sided {1 - LEVEL:.0%} test at this many seeds would detect with {POWER:.0%} power (from the "
-    f"observed spread), and *seeds for ±{RESOLVE}* how many seeds bring the MDE down to {RESOLVE}. *DeLong per seed*: "
-    "on each seed's single split, how often the AUC-ROC difference's DeLong interval (test-set noise only) lies "
-    "above 0, contains 0, or lies below it."
+    f"observed spread), and *seeds for ±{RESOLVE}* how many seeds bring the MDE down to {RESOLVE}."
+)
+DELONG_EXPLAINED = (
+    "*DeLong per seed*: on each seed's single split, how often the AUC-ROC difference's DeLong interval "
+    "(test-set noise only) lies above 0, contains 0, or lies below it."
 )
 
 

@@ -424,9 +424,9 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
         lines += [f"## {title}", "", "Each type: its test images plus all test normals (maps at <= 256 px).", "", table, ""]
     gain_tables = _gain_tables(summary, ALL_METRICS, markdown=True)
     if gain_tables:
-        from ahl_plugins.evaluation.gain_tables import EXPLAINED
+        from ahl_plugins.evaluation.gain_tables import DELONG_EXPLAINED, EXPLAINED
 
-        lines += ["## Paired gains: intervals and verdicts", "", EXPLAINED, ""]
+        lines += ["## Paired gains: intervals and verdicts", "", f"{EXPLAINED} {DELONG_EXPLAINED}", ""]
         lines += [line for title, table in gain_tables for line in (f"### {title}", "", table, "")]
     if summary.get("times"):
         note = "Seconds; *fit* includes feature extraction (cached after the first fit), *train* is the training loop alone."
