@@ -96,6 +96,13 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     help="Hard setting: the seen type(s), comma-separated, or 'all' for one split per type.",
 )
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1; each draws its own split.")
+@click.option(
+    "--train-seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fit every split this many times with independent training seeds; reports training and split noise apart.",
+)
 @click.option("--ablations", is_flag=True, help="Also run AHL without SGE (uniform), without HADG (random tasks) and as an ensemble.")
 @click.option("--extractor", default=None, help="Registered feature extractor (default: each model's own).")
 @click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE", help="Feature extractor option, e.g. image_size=224 (repeatable).")
@@ -140,6 +147,7 @@ def compare(
     n_anomalies: str,
     anomaly_type: str,
     seeds: int,
+    train_seeds: int,
     ablations: bool,
     extractor: str | None,
     extractor_options: tuple[str, ...],
@@ -182,6 +190,7 @@ def compare(
         "n_anomalies": m_values,
         "anomaly_types": None if types in ([], ["all"]) else types,
         "seeds": seeds,
+        "train_seeds": train_seeds,
         "ablations": ablations,
         "extractor": extractor,
         "extractor_options": extractor_options_for(

@@ -19,7 +19,7 @@ from ahl_plugins.evaluation.delong import delong_test
 from ahl_plugins.evaluation.grid import BASE
 from ahl_plugins.evaluation.significance import counts
 
-CellKey = tuple[str, str, str, int, str, int]  # model, variant, setting, M, seen type, seed
+CellKey = tuple[str, str, str, int, str, int, int]  # model, variant, setting, M, seen type, seed, training seed
 
 
 def _load(output: Path, cell_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
@@ -45,24 +45,30 @@ def pair_test(output: Path, cell_a: str, cell_b: str) -> dict[str, Any] | None:
 
 
 def add_delong(output: str | Path, rows: Sequence[Mapping[str, Any]], gains: Sequence[dict[str, Any]]) -> None:
-    """Give each per-type gain entry ``delong``: ``{seed: test}``, and ``delong_counts`` (win / tie / loss), in place."""
+    """Give each per-type gain entry ``delong`` and ``delong_counts`` (win / tie / loss), in place.
+
+    ``delong`` maps the split seed (``"<seed>/<training seed>"`` for replicates
+    from ``--train-seeds``) to the test of that one split and fit.
+    """
     output = Path(output)
     cells: dict[CellKey, str] = {}
     for row in rows:
         if row.get("status") == "ok":
-            key = (row["model"], row["variant"], row["setting"], int(row["n_anomalies"]), row["seen_type"], int(row["seed"]))
+            seed = int(row["seed"])
+            train = seed if row.get("train_seed") is None else int(row["train_seed"])
+            key = (row["model"], row["variant"], row["setting"], int(row["n_anomalies"]), row["seen_type"], seed, train)
             cells[key] = row["cell_id"]
     for entry in gains:
         group = (entry["model"], entry["variant"], entry["setting"], entry["n_anomalies"], entry["seen_type"])
-        base = (entry["model"], BASE, *group[2:])
         by_seed: dict[str, Any] = {}
-        for seed in sorted((entry.get("auc_roc") or {}).get("by_seed", {}), key=int):
-            a, b = cells.get((*group, int(seed))), cells.get((*base, int(seed)))
-            if a is None or b is None:
+        for key, cell_id in sorted(cells.items(), key=lambda kv: kv[0][5:]):
+            if key[:5] != group:
                 continue
-            test = pair_test(output, a, b)
+            base = cells.get((entry["model"], BASE, *key[2:]))
+            test = pair_test(output, cell_id, base) if base is not None else None
             if test is not None:
-                by_seed[seed] = test
+                seed, train = key[5], key[6]
+                by_seed[str(seed) if seed == train else f"{seed}/{train}"] = test
         if by_seed:
             entry["delong"] = by_seed
             entry["delong_counts"] = counts([t["verdict"] for t in by_seed.values()])

@@ -66,16 +66,53 @@ def gain_table(summary: Mapping[str, Any], metric: str, markdown: bool = False) 
     return render(HEADERS, rows, markdown) if rows else None
 
 
+def noise_table(summary: Mapping[str, Any], metric: str, markdown: bool = False) -> str | None:
+    """With ``--train-seeds``: per gain, training noise and split noise apart, and the cluster-robust interval."""
+    from ahl_plugins.evaluation.report import render
+
+    rows = []
+    for entry in summary.get("gains", []):
+        rep = (entry.get(metric) or {}).get("replicates")
+        if not rep or rep.get("mean") is None:
+            continue
+        seen = entry["seen_type"] if entry["setting"] == "hard" else "-"
+        std = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        rows.append([entry["setting"], str(entry["n_anomalies"]), seen, gain_label(entry["model"], entry["variant"]),
+                     f"{rep['n']} ({rep['clusters']} splits)", signed(rep["mean"]), std(rep.get("training_std")),
+                     std(rep.get("split_std")), interval(rep), rep.get("verdict", "-")])
+    headers = ["setting", "M", "seen", "gain", "pairs", "mean", "training std", "split std",
+               f"{LEVEL:.0%} CI (splits as clusters)", "verdict"]
+    return render(headers, rows, markdown) if rows else None
+
+
+NOISE_EXPLAINED = (
+    "Each split was fitted with several training seeds; base and AHL are paired on (split, training seed). "
+    "*training std*: the gain's spread between training seeds of one split (pooled); *split std*: the spread "
+    "of the split means. The interval treats each split's fits as one cluster (cluster-robust SE, t with "
+    "splits − 1 degrees of freedom): replicates of one split share its data and cannot count as independent pairs."
+)
+
 EXPLAINED = (
     f"*mean* is the paired gain over seeds, *{LEVEL:.0%} CI* its paired t interval. *helps* / *hurts*: the interval "
     "lies above / below 0; *no detectable effect*: it contains 0, which is not proof of no effect: the *MDE* is the "
     f"true gain a two-sided {1 - LEVEL:.0%} test at this many seeds would detect with {POWER:.0%} power (from the "
-    f"observed spread), and *seeds for ±{RESOLVE}* how many seeds bring the MDE down to {RESOLVE}."
+    f"observed spread), and *seeds for ±{RESOLVE}* how many seeds bring the MDE down to {RESOLVE}. With "
+    "--train-seeds a seed's gain is the mean over that split's training seeds, so *seeds* counts splits."
 )
 DELONG_EXPLAINED = (
     "*DeLong per seed*: on each seed's single split, how often the AUC-ROC difference's DeLong interval "
     "(test-set noise only) lies above 0, contains 0, or lies below it."
 )
+
+
+def verdict_line(summary: Mapping[str, Any], metric: str = "auc_roc") -> str | None:
+    """"AHL(devnet) − devnet: 2 helps, 5 no detectable effect, 1 hurts; ..." over the per-type rows."""
+    tallies = verdict_counts(summary, metric)
+    if not tallies:
+        return None
+    parts = [f"{label}: {t['helps']} helps, {t['no detectable effect']} no detectable effect, {t['hurts']} hurts"
+             for label, t in tallies.items()]
+    return "Verdicts by row: " + "; ".join(parts) + "."
 
 
 def verdict_counts(summary: Mapping[str, Any], metric: str = "auc_roc") -> dict[str, dict[str, int]]:

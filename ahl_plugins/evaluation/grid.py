@@ -24,6 +24,8 @@ ALL_TYPES = "all"
 #: variant name -> AHLOptions.ablation
 ABLATIONS = {"ahl_uniform": "uniform", "ahl_random_tasks": "random_tasks", "ahl_ensemble": "ensemble"}
 VARIANT_ORDER = (KNN, BASE, AHL, *ABLATIONS)
+#: Training seed of replicate r > 0 of a split with seed s: TRAIN_SEED_BASE * r + s, away from every split seed.
+TRAIN_SEED_BASE = 1000
 
 
 def slug(text: str) -> str:
@@ -53,17 +55,27 @@ class Cell:
     """One fit-and-score job: a model variant on a split.
 
     ``model`` is the row label (``"knn"`` for the reference); ``source_model``
-    is the registered model whose extractor a k-NN row borrows.
+    is the registered model whose extractor a k-NN row borrows. ``replicate``
+    r > 0 refits the same split with another training seed (``--train-seeds``):
+    heads' initialisation, batch order, pseudo-anomaly pool and AHL's task
+    sampling change, the data do not.
     """
 
     split: SplitKey
     model: str
     variant: str
     source_model: str | None = None
+    replicate: int = 0
 
     @property
     def id(self) -> str:
-        return f"{slug(self.model)}__{self.variant}__{self.split.id}"
+        base = f"{slug(self.model)}__{self.variant}__{self.split.id}"
+        return base if self.replicate == 0 else f"{base}-t{self.replicate}"
+
+    @property
+    def train_seed(self) -> int:
+        """The detector's seed: the split's for replicate 0 (as before replicates existed), else one of its own."""
+        return self.split.seed if self.replicate == 0 else TRAIN_SEED_BASE * self.replicate + self.split.seed
 
     @property
     def is_knn(self) -> bool:
@@ -124,15 +136,24 @@ def build_splits(
 
 
 def cells_for(
-    split: SplitKey, models: Sequence[str], ablations: bool, knn_rows: Sequence[tuple[str, str]] = ()
+    split: SplitKey,
+    models: Sequence[str],
+    ablations: bool,
+    knn_rows: Sequence[tuple[str, str]] = (),
+    train_seeds: int = 1,
 ) -> list[Cell]:
-    """The cells of one split: the k-NN reference row(s) first, then each model's variants.
+    """The cells of one split: the k-NN reference row(s) first, then each model's variants per training seed.
 
     ``knn_rows`` holds ``(label, model)`` pairs: one k-NN row per distinct
-    feature extractor among the models.
+    feature extractor among the models. k-NN is not trained, so it has no replicates.
     """
     cells = [Cell(split, label, KNN, source) for label, source in knn_rows]
-    cells += [Cell(split, model, variant) for model in models for variant in variants(ablations)]
+    cells += [
+        Cell(split, model, variant, replicate=r)
+        for r in range(train_seeds)
+        for model in models
+        for variant in variants(ablations)
+    ]
     return cells
 
 
@@ -144,9 +165,10 @@ def build_grid(
     seeds: Sequence[int],
     ablations: bool = False,
     knn_rows: Sequence[tuple[str, str]] = (),
+    train_seeds: int = 1,
 ) -> list[tuple[SplitKey, list[Cell]]]:
     """The whole grid, grouped by split (each split is built once)."""
     return [
-        (split, cells_for(split, models, ablations, knn_rows))
+        (split, cells_for(split, models, ablations, knn_rows, train_seeds))
         for split in build_splits(settings, n_anomalies, hard_types, seeds)
     ]

@@ -2,7 +2,8 @@
 
 Numbers are mean ± sample standard deviation (ddof = 1) over seeds. The gain
 of an AHL variant is paired: on each seed it is AHL minus base on the *same*
-split, then mean ± std of those differences, which is tighter and more
+split (with ``--train-seeds``, on the same split and training seed, averaged
+over a split's training seeds), then mean ± std of those differences, which is tighter and more
 honest than subtracting two means. In the hard setting the "mean" row
 averages over seen types per seed first (the paper's tables), then over seeds.
 Every gain also carries its 95% paired t interval, a verdict, the minimum
@@ -58,8 +59,27 @@ def chance_beyond_one_std(n: int) -> float | None:
     return float(t.sf(math.sqrt(n), n - 1))
 
 
+def _by_replicate(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[tuple[int, int], float]:
+    """``{(split seed, training seed): value}``; rows from before ``--train-seeds`` trained with the split's seed."""
+    out = {}
+    for r in rows:
+        if r.get(metric) is not None:
+            seed = int(r["seed"])
+            train = r.get("train_seed")
+            out[(seed, seed if train is None else int(train))] = float(r[metric])
+    return out
+
+
+def _per_seed(values: Mapping[tuple[int, int], float]) -> tuple[dict[int, float], dict[int, list[float]]]:
+    """The mean over a split's training seeds per split seed, and the replicates themselves."""
+    clusters: dict[int, list[float]] = defaultdict(list)
+    for (seed, _train), value in sorted(values.items()):
+        clusters[seed].append(value)
+    return {seed: float(np.mean(v)) for seed, v in clusters.items()}, dict(clusters)
+
+
 def _by_seed(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[int, float]:
-    return {int(r["seed"]): float(r[metric]) for r in rows if r.get(metric) is not None}
+    return _per_seed(_by_replicate(rows, metric))[0]
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -77,7 +97,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "setting": setting,
             "n_anomalies": m,
             "seen_type": seen,
-            "seeds": sorted(int(r["seed"]) for r in members),
+            "seeds": sorted({int(r["seed"]) for r in members}),
         }
         for metric in ALL_METRICS:
             per_seed = _by_seed(members, metric)
@@ -93,9 +113,14 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         base = by_group.get((model, BASE, setting, m, seen), [])
         entry = {"model": model, "variant": variant, "setting": setting, "n_anomalies": m, "seen_type": seen}
         for metric in ALL_METRICS:
-            a, b = _by_seed(members, metric), _by_seed(base, metric)
-            diffs = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+            a, b = _by_replicate(members, metric), _by_replicate(base, metric)
+            diffs, clusters = _per_seed({k: a[k] - b[k] for k in set(a) & set(b)})
             entry[metric] = {**stats(list(diffs.values())), "by_seed": {str(s): v for s, v in diffs.items()}}
+            if any(len(v) > 1 for v in clusters.values()):
+                from ahl_plugins.evaluation.significance import clustered_interval
+
+                # paired on (split, training seed); a split's replicates are one cluster
+                entry[metric]["replicates"] = clustered_interval(clusters)
         gains.append(entry)
 
     pixel_types = _pixel_types(ok)
@@ -391,13 +416,17 @@ def format_table(summary: Mapping[str, Any], metrics: Sequence[str] = ALL_METRIC
 
 def _gain_tables(summary: Mapping[str, Any], metrics: Sequence[str], markdown: bool = False) -> list[tuple[str, str]]:
     """Per metric, every paired gain with its interval, verdict, MDE and seeds needed."""
-    from ahl_plugins.evaluation.gain_tables import gain_table
+    from ahl_plugins.evaluation.gain_tables import gain_table, noise_table
 
     out = []
     for metric in metrics:
-        table = gain_table(summary, metric, markdown) if _present(summary, metric) else None
+        if not _present(summary, metric):
+            continue
+        table, noise = gain_table(summary, metric, markdown), noise_table(summary, metric, markdown)
         if table:
             out.append((f"Paired gains in {METRIC_NAMES[metric]}", table))
+        if noise:
+            out.append((f"Training noise and split noise in {METRIC_NAMES[metric]}", noise))
     return out
 
 
@@ -424,9 +453,14 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
         lines += [f"## {title}", "", "Each type: its test images plus all test normals (maps at <= 256 px).", "", table, ""]
     gain_tables = _gain_tables(summary, ALL_METRICS, markdown=True)
     if gain_tables:
-        from ahl_plugins.evaluation.gain_tables import DELONG_EXPLAINED, EXPLAINED
+        from ahl_plugins.evaluation.gain_tables import DELONG_EXPLAINED, EXPLAINED, NOISE_EXPLAINED, verdict_line
 
         lines += ["## Paired gains: intervals and verdicts", "", f"{EXPLAINED} {DELONG_EXPLAINED}", ""]
+        tally = verdict_line(summary)
+        if tally:
+            lines += [f"{tally.replace('Verdicts by row', 'AUC-ROC verdicts by row')}", ""]
+        if any("Training noise" in title for title, _ in gain_tables):
+            lines += [NOISE_EXPLAINED, ""]
         lines += [line for title, table in gain_tables for line in (f"### {title}", "", table, "")]
     if summary.get("times"):
         note = "Seconds; *fit* includes feature extraction (cached after the first fit), *train* is the training loop alone."

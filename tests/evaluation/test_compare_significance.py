@@ -98,3 +98,37 @@ def test_compare_page_loads_in_headless_chromium(compared):
     out, _ = compared
     count, broken = broken_images(out / "index.html", browser)
     assert count == len(list((out / "plots").glob("*.png"))) and broken == []
+
+
+def test_train_seeds_pair_on_split_and_training_seed_with_splits_as_clusters(tmp_path):
+    from ahl_plugins.cli.compare import compare
+    from ahl_plugins.evaluation.significance import clustered_interval
+
+    config = CompareConfig(data="synthetic", models=["devnet"], settings=["general"], n_anomalies=[5], seeds=3,
+                           train_seeds=2, progress=False)
+    result = run_compare(config, tmp_path, runner=FakeRunner(), dataset=synthetic_dataset(), plots=False)
+    trained = [r for r in result.rows if r["variant"] != "knn"]
+    assert len(trained) == 3 * 2 * 2 and len(result.rows) == 3 + 12  # k-NN is not trained: no replicates
+    assert {(r["seed"], r["train_seed"]) for r in trained} == {(s, t) for s in range(3) for t in (s, 1000 + s)}
+    assert any(r["cell_id"].endswith("-t1") for r in trained)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (gain,) = summary["gains"]
+    value = {(r["variant"], r["seed"], r["train_seed"]): r["auc_roc"] for r in trained}
+    clusters = {s: [value[("ahl", s, t)] - value[("base", s, t)] for t in (s, 1000 + s)] for s in range(3)}
+    expected = clustered_interval(clusters)
+    block = gain["auc_roc"]
+    assert block["replicates"]["ci_low"] == pytest.approx(expected["ci_low"])
+    assert block["replicates"]["training_std"] == pytest.approx(expected["training_std"])
+    assert block["by_seed"]["1"] == pytest.approx(np.mean(clusters[1]))  # a split's gain: mean over its training seeds
+    assert block["n"] == 3  # seeds count splits, not fits
+    assert set(gain["delong"]) == {"0", "0/1000", "1", "1/1001", "2", "2/1002"}
+    md = (tmp_path / "summary.md").read_text()
+    assert "Training noise and split noise in AUC-ROC" in md and "(splits as clusters)" in md
+    assert json.loads((tmp_path / "compare.json").read_text())["arguments"]["train_seeds"] == 2
+    assert "--train-seeds" in compare.get_help(compare.make_context("compare", ["--data", "x", "--output", "y"]))
+
+
+def test_one_training_seed_keeps_old_directories_resumable():
+    config = CompareConfig(data="synthetic", models=["devnet"], seeds=2)
+    assert "train_seeds" not in config.identity()  # a compare.json written before --train-seeds still matches
+    assert CompareConfig(data="synthetic", models=["devnet"], seeds=2, train_seeds=3).identity()["train_seeds"] == 3

@@ -34,6 +34,17 @@ def test_ablations_add_variants_with_their_ahl_option():
     assert cells[4].detector_kwargs() == {"ahl": True, "ablation": "ensemble"}
 
 
+def test_train_seed_replicates_refit_each_variant_with_their_own_seed():
+    (split, cells), = build_grid(["devnet"], ["general"], [10], [], [2], knn_rows=[("knn", "devnet")], train_seeds=3)
+    assert [(c.variant, c.replicate) for c in cells] == [
+        ("knn", 0), ("base", 0), ("ahl", 0), ("base", 1), ("ahl", 1), ("base", 2), ("ahl", 2)
+    ]
+    # replicate 0 keeps the split's seed and id (directories from before --train-seeds resume); others get their own
+    assert cells[1].id == Cell(split, "devnet", "base").id and cells[1].train_seed == 2
+    assert [c.train_seed for c in cells[1:]] == [2, 2, 1002, 1002, 2002, 2002]
+    assert len({c.id for c in cells}) == len(cells)
+
+
 def test_cell_ids_are_file_safe_and_distinct():
     a = Cell(SplitKey("hard", 10, "R2L/U2R", 0), "devnet", "ahl")
     b = Cell(SplitKey("hard", 10, "R2L_U2R", 0), "devnet", "ahl")

@@ -25,6 +25,9 @@ class CompareConfig(BaseModel):
     n_anomalies: list[int] = Field(default_factory=lambda: [10], min_length=1)
     anomaly_types: list[str] | None = Field(None, description="seen types for the hard setting; None = every type")
     seeds: int = Field(3, ge=1, description="seeds 0 .. seeds-1; each seed draws its own split")
+    train_seeds: int = Field(
+        1, ge=1, description="fits of every split with independent training seeds (split and training noise apart)"
+    )
     ablations: bool = False
     extractor: str | None = None
     extractor_options: dict[str, Any] = Field(default_factory=dict, description="options of the feature extractor")
@@ -83,8 +86,14 @@ class CompareConfig(BaseModel):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """The arguments that decide the results (what a resume must match)."""
-        return self.model_dump(mode="json", exclude=set(RUN_FIELDS))
+        """The arguments that decide the results (what a resume must match).
+
+        ``train_seeds`` appears only above 1, so directories written before it existed still resume.
+        """
+        identity = self.model_dump(mode="json", exclude=set(RUN_FIELDS))
+        if identity.get("train_seeds") == 1:
+            del identity["train_seeds"]
+        return identity
 
     @property
     def seed_list(self) -> list[int]:

@@ -192,7 +192,8 @@ def _run_compare(
     if config.finetune_backbone:
         rows_knn += finetuned_knn_rows(config.models)
     grid = build_grid(
-        config.models, config.settings, config.n_anomalies, hard_types, config.seed_list, config.ablations, rows_knn
+        config.models, config.settings, config.n_anomalies, hard_types, config.seed_list, config.ablations, rows_knn,
+        config.train_seeds,
     )
     total = sum(len(cells) for _, cells in grid)
     check = getattr(runner, "check", None)

@@ -84,7 +84,7 @@ class DetectorRunner:
             if cell.is_knn or (cell.model, cell.variant) in seen:
                 continue
             seen.add((cell.model, cell.variant))
-            self.make_detector(cell, cell.split.seed)
+            self.make_detector(cell, cell.train_seed)
 
     def warm(self, inputs: list[Path] | np.ndarray) -> dict[str, int]:
         """Extract every image of the data set once per extractor into the feature cache.
@@ -114,7 +114,7 @@ class DetectorRunner:
     def __call__(self, cell: Cell, data: SplitData) -> CellRun:
         if cell.is_knn:
             return self._knn(cell, data)
-        detector = self.make_detector(cell, data.key.seed)
+        detector = self.make_detector(cell, cell.train_seed)
         started = time.perf_counter()
         detector.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types))
         fitted = time.perf_counter()

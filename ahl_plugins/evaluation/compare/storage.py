@@ -61,8 +61,9 @@ RESULT_FIELDS = (
     "extractor",
     "reason",
     "pixel_by_type",
+    "train_seed",
 )
-INT_FIELDS = ("n_anomalies", "seed", "n_train_normals", "n_train_anomalies", "n_test_normals", "n_test_anomalies")
+INT_FIELDS = ("n_anomalies", "seed", "train_seed", "n_train_normals", "n_train_anomalies", "n_test_normals", "n_test_anomalies")
 FLOAT_FIELDS = ("auc_roc", "auc_pr", "pixel_auroc", "pixel_aupro", "fit_seconds", "train_seconds", "score_seconds")
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
@@ -154,6 +155,7 @@ def result_row(cell: Cell, dataset: str, status: str, **values: Any) -> dict[str
         n_anomalies=cell.split.n_anomalies,
         seen_type=cell.split.seen_type,
         seed=cell.split.seed,
+        train_seed=None if cell.is_knn else cell.train_seed,
         status=status,
     )
     row.update(values)
