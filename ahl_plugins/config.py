@@ -54,11 +54,6 @@ class DetectorConfig(BaseModel):
     progress: bool = False
 
 
-DETECTOR_KEYS = frozenset(DetectorConfig.model_fields) - {
-    "extractor_options",
-    "scorer_options",
-    "loss_options",
-    "train_options",
-    "ahl_options",
-    "finetune_options",
-}
+DETECTOR_KEYS = frozenset(DetectorConfig.model_fields) - set(SECTIONS)
+#: How a detector runs, not what it computes: left out of a saved model and given again when it is loaded.
+RUNTIME_KEYS = ("device", "cache_dir", "use_cache", "extract_batch_size", "progress")

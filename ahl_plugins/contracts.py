@@ -188,7 +188,10 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ComponentEntry:
-    """One registered component, with who provided it."""
+    """One registered component, with who provided it: the registry's record.
+
+    ``label`` is what to call one in messages ("scorer", "feature extractor"); the registry sets it.
+    """
 
     kind: str
     name: str
@@ -196,13 +199,17 @@ class ComponentEntry:
     plugin: str
     options: type[BaseModel] | None = None
     description: str = ""
+    label: str = ""
 
-    def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel | None:
-        """Validate user options against the component's pydantic model."""
+    def parse_options(self, values: Mapping[str, Any] | BaseModel | None = None) -> BaseModel | None:
+        """Validate user options against the component's pydantic model (parsed options pass through)."""
+        from pydantic import BaseModel, ValidationError
+
         from ahl_plugins.errors import InvalidOptionsError
-        from ahl_plugins.registry import KINDS_BY_KEY
 
-        label = KINDS_BY_KEY[self.kind].label if self.kind in KINDS_BY_KEY else self.kind
+        if isinstance(values, BaseModel):
+            return values
+        label = self.label or self.kind
         values = dict(values or {})
         if self.options is None:
             if values:
@@ -211,8 +218,6 @@ class ComponentEntry:
                     f"got: {', '.join(sorted(values))}"
                 )
             return None
-        from pydantic import ValidationError
-
         try:
             return self.options(**values)
         except ValidationError as exc:
@@ -221,3 +226,8 @@ class ComponentEntry:
                 f"invalid options for {label} {self.name!r} (from plugin {self.plugin!r}); "
                 f"valid options: {valid}\n{exc}"
             ) from None
+
+    def build(self, *args: Any, options: Mapping[str, Any] | BaseModel | None = None) -> Any:
+        """The component: ``factory(*args, parsed options)``; ``args`` are the kind's leading arguments
+        (a scorer's ``FeatureSpec``, an estimator's task count; none for the other kinds)."""
+        return self.factory(*args, self.parse_options(options))

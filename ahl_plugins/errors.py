@@ -1,4 +1,8 @@
-"""Exceptions with messages meant for users: what went wrong, where, how to fix it."""
+"""Every exception and warning the library raises on purpose, in one place.
+
+Messages are meant for users: what went wrong, where, and how to fix it. Bad input always raises an
+:class:`AHLError` subclass, which the command line prints as one line instead of a traceback.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,22 @@ class OutputLockedError(AHLError, RuntimeError):
 
 class ExecutorError(AHLError, RuntimeError):
     """Cells cannot run at all where they were sent (workers that do not start, a cluster that is gone)."""
+
+
+class TrainingDivergedError(AHLError, FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+class TemplateError(AHLError, ValueError):
+    """A plugin name or target folder that a skeleton cannot be written to."""
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin failed and was skipped (set AHL_STRICT_PLUGINS=1 to make it fatal)."""
+
+
+class SmallClusterWarning(UserWarning):
+    """k-means produced a cluster too small to be a task's normal set; it was merged."""
 
 
 class IgnoredFilesWarning(UserWarning):

@@ -30,10 +30,12 @@ EXTRACTOR_FILE = "extractor.safetensors"
 #: The copied TorchScript network of a detector built with ``extractor="net.ts"``.
 TORCHSCRIPT_FILE = "extractor.ts"
 HISTORY_FILE = "history.json"
+#: The tabular encoder of a detector fitted on a raw table (part of the model: it scores raw rows after load).
+ENCODER_FILE = "encoder.json"
 #: Written beside a model by ``ahl fit`` only; removed when a save without them replaces the model.
-OPTIONAL_FILES = ("split.json", "encoder.json")
+OPTIONAL_FILES = ("split.json",)
 #: Files a save writes only for some models; a save without one removes a stale copy.
-STALE_IF_ABSENT = (*OPTIONAL_FILES, TORCHSCRIPT_FILE)
+STALE_IF_ABSENT = (*OPTIONAL_FILES, ENCODER_FILE, TORCHSCRIPT_FILE)
 SHA256 = r"^[0-9a-f]{64}$"
 
 

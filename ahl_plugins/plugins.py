@@ -20,7 +20,12 @@ import pluggy
 
 from ahl_plugins import hookspecs
 from ahl_plugins.contracts import ComponentEntry, ModelSpec
-from ahl_plugins.errors import InvalidComponentError, PluginError
+from ahl_plugins.errors import (
+    InvalidComponentError,
+    PluginError,
+    PluginLoadWarning,
+    UnknownComponentError,
+)
 from ahl_plugins.registry import KINDS, KINDS_BY_KEY, Registry
 
 ENTRY_POINT_GROUP = "ahl_plugins"
@@ -35,10 +40,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "builtin_plugins.dra",
     "builtin_plugins.estimators",
 )
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin failed and was skipped (set AHL_STRICT_PLUGINS=1 to make it fatal)."""
 
 
 @dataclass
@@ -69,6 +70,26 @@ class PluginRecord:
             "error": self.error,
             "disabled": self.disabled,
         }
+
+
+def check_train_options(where: str, values: Mapping[str, Any]) -> None:
+    """A bundle's ``train_options`` are defaults for both trainers: each key must be an option of at least one,
+    and valid there, so that a misspelt key fails at registration instead of being ignored."""
+    from pydantic import ValidationError
+
+    from ahl_plugins.ahl.options import AHLOptions
+    from ahl_plugins.training.options import TrainOptions
+
+    trainers = {"the base loop (TrainOptions)": TrainOptions, "the AHL learner (AHLOptions)": AHLOptions}
+    unknown = sorted(set(values) - {name for model in trainers.values() for name in model.model_fields})
+    if unknown:
+        listed = "; ".join(f"{label}: {', '.join(sorted(model.model_fields))}" for label, model in trainers.items())
+        raise InvalidComponentError(f"{where}: train_options has unknown key(s) {unknown}. Valid keys are {listed}")
+    for label, model in trainers.items():
+        try:
+            model(**{k: v for k, v in values.items() if k in model.model_fields})
+        except ValidationError as exc:
+            raise InvalidComponentError(f"{where}: train_options are invalid for {label}:\n{exc}") from None
 
 
 def _env_flag(env: Mapping[str, str], name: str) -> bool:
@@ -172,7 +193,7 @@ class PluginManager:
     def _collect(self) -> None:
         """Call every register hook of every plugin, one plugin at a time."""
         for registry in self.registries.values():
-            registry._entries.clear()
+            registry.clear()
         for record in self.records.values():
             record.components = {}
         order = {name: (not rec.builtin, name) for name, rec in self.records.items()}
@@ -196,7 +217,11 @@ class PluginManager:
                     "only options= and description= are accepted"
                 )
             description = metadata.get("description") or (factory.description if isinstance(factory, ModelSpec) else "")
-            entry = ComponentEntry(kind.key, name, factory, record.name, metadata.get("options"), description or "")
+            entry = ComponentEntry(
+                kind.key, name, factory, record.name, metadata.get("options"), description or "", kind.label
+            )
+            if isinstance(factory, ModelSpec):
+                check_train_options(f"{kind.label} {name!r} registered by plugin {record.name!r}", factory.train_options)
             registry.add(entry)
             record.components.setdefault(kind.key, []).append(name)
 
@@ -229,7 +254,7 @@ class PluginManager:
     def registry(self, kind: str) -> Registry:
         self.load()
         if kind not in self.registries:
-            raise KeyError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS_BY_KEY)}")
+            raise UnknownComponentError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS_BY_KEY)}")
         return self.registries[kind]
 
     def get(self, kind: str, name: str) -> ComponentEntry:

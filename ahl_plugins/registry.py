@@ -1,11 +1,15 @@
-"""Name-keyed registries, one per component kind."""
+"""Name-keyed registries, one per component kind, and the checks every registration passes.
+
+A registry only knows the contracts; checks that need a trainer (a model bundle's ``train_options``) are the
+plugin manager's, which sits above the trainers.
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ahl_plugins.contracts import ComponentEntry, ModelSpec
 from ahl_plugins.errors import (
@@ -46,7 +50,6 @@ def _check_entry(kind: Kind, entry: ComponentEntry) -> None:
                 f"{where} is a {type(entry.factory).__name__}, not an ahl_plugins.ModelSpec; "
                 "register models as register(name, ModelSpec(scorer=..., loss=...))"
             )
-        _check_train_options(where, entry.factory.train_options)
         return
     if not callable(entry.factory):
         raise InvalidComponentError(
@@ -70,26 +73,6 @@ def _check_entry(kind: Kind, entry: ComponentEntry) -> None:
             raise InvalidComponentError(f"{where}: class {entry.factory.__qualname__} lacks {', '.join(missing)}")
 
 
-def _check_train_options(where: str, values) -> None:
-    """A bundle's ``train_options`` are defaults for both trainers: each key must be an option of at least one,
-    and valid there, so that a misspelt key fails at registration instead of being ignored."""
-    from pydantic import ValidationError
-
-    from ahl_plugins.ahl.options import AHLOptions
-    from ahl_plugins.training.base import TrainOptions
-
-    trainers = {"the base loop (TrainOptions)": TrainOptions, "the AHL learner (AHLOptions)": AHLOptions}
-    unknown = sorted(set(values) - {name for model in trainers.values() for name in model.model_fields})
-    if unknown:
-        listed = "; ".join(f"{label}: {', '.join(sorted(model.model_fields))}" for label, model in trainers.items())
-        raise InvalidComponentError(f"{where}: train_options has unknown key(s) {unknown}. Valid keys are {listed}")
-    for label, model in trainers.items():
-        try:
-            model(**{k: v for k, v in values.items() if k in model.model_fields})
-        except ValidationError as exc:
-            raise InvalidComponentError(f"{where}: train_options are invalid for {label}:\n{exc}") from None
-
-
 class Registry:
     """Components of one kind by name; a duplicate name is an error naming both providers."""
 
@@ -98,6 +81,8 @@ class Registry:
         self._entries: dict[str, ComponentEntry] = {}
 
     def add(self, entry: ComponentEntry) -> None:
+        if entry.label != self.kind.label:
+            entry = replace(entry, label=self.kind.label)
         _check_entry(self.kind, entry)
         existing = self._entries.get(entry.name)
         if existing is not None:
@@ -107,6 +92,9 @@ class Registry:
                 f"AHL_DISABLED_PLUGINS={entry.plugin}"
             )
         self._entries[entry.name] = entry
+
+    def clear(self) -> None:
+        self._entries.clear()
 
     def remove_plugin(self, plugin: str) -> None:
         self._entries = {name: e for name, e in self._entries.items() if e.plugin != plugin}

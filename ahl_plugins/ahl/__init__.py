@@ -16,7 +16,7 @@ from ahl_plugins.ahl.hadg import (
     cluster_normals,
 )
 from ahl_plugins.ahl.options import AHLOptions
-from ahl_plugins.ahl.trainer import build_estimator, normalise_scores, train_ahl
+from ahl_plugins.ahl.trainer import normalise_scores, train_ahl
 
 __all__ = [
     "AHLOptions",
@@ -28,7 +28,6 @@ __all__ = [
     "TaskBatch",
     "TaskSampler",
     "TaskSet",
-    "build_estimator",
     "build_tasks",
     "cluster_normals",
     "normalise_scores",

@@ -30,7 +30,7 @@ name, e.g. DRA's reference bank restricted to each task's support normals).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from ahl_plugins.ahl.hadg import TaskSet
+from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import AHLError
 from ahl_plugins.training.batches import balanced_indices
 
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 INNER_UPDATES = ("sgd", "relative", "layerwise")
 
-Loss = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 Params = dict[str, torch.Tensor]
 
 

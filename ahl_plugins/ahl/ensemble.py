@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,12 +22,11 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ahl_plugins.ahl.cdl import TaskSampler, gather
+from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import AHLError
 from ahl_plugins.training.base import step_decay
 
 logger = logging.getLogger(__name__)
-
-Loss = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 class EnsembleScorer(nn.Module):

@@ -26,7 +26,7 @@ import torch
 
 from ahl_plugins.ahl.options import QueryNormals
 from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN
-from ahl_plugins.errors import DataError
+from ahl_plugins.errors import DataError, SmallClusterWarning
 from ahl_plugins.features.store import Features
 from ahl_plugins.training.data import TrainingData
 
@@ -35,10 +35,6 @@ logger = logging.getLogger(__name__)
 KMEANS_N_INIT = 10
 
 TaskKind = Literal["clusters", "random_groups", "random_halves"]
-
-
-class SmallClusterWarning(UserWarning):
-    """k-means produced a cluster too small to be a task's normal set; it was merged."""
 
 
 def pooled_features(features: Features) -> np.ndarray:

@@ -24,20 +24,22 @@ from ahl_plugins.contracts import (
     LABEL_PSEUDO,
     LABEL_SEEN,
     GeneralizabilityEstimator,
+    Loss,
 )
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
 from ahl_plugins.seeding import seeded
-from ahl_plugins.training.base import TrainOptions, step_decay, train_base
+from ahl_plugins.training.base import step_decay, train_base
 from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.head_check import probe_heads
+from ahl_plugins.training.options import TrainOptions
 
 logger = logging.getLogger(__name__)
 
-Loss = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
-
 HISTORY_FORMAT = 1
+#: Builds the estimator from the number of tasks HADG made.
+EstimatorFactory = Callable[[int], GeneralizabilityEstimator]
 
 
 def _options(options: AHLOptions | Mapping[str, Any] | None) -> AHLOptions:
@@ -53,31 +55,6 @@ def _options(options: AHLOptions | Mapping[str, Any] | None) -> AHLOptions:
         raise InvalidOptionsError(
             f"invalid AHL options; valid options: {', '.join(AHLOptions.model_fields)}\n{exc}"
         ) from None
-
-
-def build_estimator(options: AHLOptions, n_tasks: int, seed: int) -> GeneralizabilityEstimator:
-    """The registered estimator, with ``window`` (= K) and ``seed`` filled in when it takes them."""
-    from ahl_plugins.plugins import get_manager
-
-    entry = get_manager().get("estimators", options.estimator_name)
-    values = dict(options.estimator_options) if options.ablation != "uniform" else {}
-    fields = entry.options.model_fields if entry.options is not None else {}
-    if "window" in fields:
-        if "window" in values and int(values["window"]) != options.history:
-            raise InvalidOptionsError(
-                f"estimator_options.window={values['window']} disagrees with AHLOptions.history={options.history}; "
-                "set the history length K once, as AHLOptions.history"
-            )
-        values["window"] = options.history
-    if "seed" in fields:
-        values.setdefault("seed", int(seed))
-    estimator = entry.factory(n_tasks, entry.parse_options(values))
-    if not callable(getattr(estimator, "task_weights", None)):
-        raise InvalidOptionsError(
-            f"estimator {entry.name!r} (from plugin {entry.plugin!r}) built a {type(estimator).__name__} "
-            "without task_weights(history, targets, error_weights)"
-        )
-    return estimator
 
 
 def _check_weights(weights: Any, n_tasks: int, who: str) -> torch.Tensor:
@@ -240,7 +217,7 @@ def train_ahl(
     seed: int,
     device: str | torch.device = "cpu",
     progress: bool = False,
-    estimator: GeneralizabilityEstimator | None = None,
+    estimator: GeneralizabilityEstimator | EstimatorFactory | None = None,
     prepare_scorer: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Meta-train ``scorer`` with AHL on frozen features; returns (unified scorer, history).
@@ -251,7 +228,9 @@ def train_ahl(
     pass False when the scorer was already prepared (e.g. trained by the
     caller). With ``warm_start`` > 0 the base loop trains the first epochs
     (and prepares the scorer) and meta-training continues from its model.
-    ``estimator`` overrides the registered one.
+    ``estimator`` weights the tasks: an estimator, or a callable that builds one from the task count once HADG
+    has built the tasks (the detector passes the registered one, ``ahl_plugins.components``); only the
+    ensemble ablation runs without one.
     """
     options = _options(options)
     if len(data.seen) + sum(len(pool) for pool in data.pseudo.values()) == 0:
@@ -393,13 +372,19 @@ def _meta_train(
     sampler: TaskSampler,
     options: AHLOptions,
     seed: int,
-    estimator: GeneralizabilityEstimator | None,
+    estimator: GeneralizabilityEstimator | EstimatorFactory | None,
     bar: Any,
 ) -> dict[str, Any]:
     n_tasks = len(taskset)
-    estimator_name = options.estimator_name if estimator is None else type(estimator).__name__
     if estimator is None:
-        estimator = build_estimator(options, n_tasks, seed)
+        raise InvalidOptionsError(
+            "train_ahl needs an estimator to weight the tasks: pass estimator=, e.g. "
+            "ahl_plugins.components.build_estimator's result, or use OSADDetector(ahl=True), which passes the registered one"
+        )
+    if callable(getattr(estimator, "task_weights", None)):
+        estimator_name = type(estimator).__name__
+    else:
+        estimator_name, estimator = options.estimator_name, estimator(n_tasks)
     needs_history = bool(getattr(estimator, "needs_history", True))
     learner = MetaLearner(
         scorer,

@@ -7,8 +7,9 @@ import click
 from ahl_plugins import __version__
 from ahl_plugins.cli.cache import cache
 from ahl_plugins.cli.compare import compare, demo
-from ahl_plugins.cli.fit import fit, score
+from ahl_plugins.cli.fit import fit
 from ahl_plugins.cli.plugins import plugins
+from ahl_plugins.cli.score import score
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -65,7 +65,7 @@ def _option_names() -> tuple[frozenset[str], frozenset[str]]:
     """(detector and base-loop option names, AHL-only option names): what ``-o`` takes whatever the model."""
     from ahl_plugins.ahl.options import AHLOptions
     from ahl_plugins.config import DETECTOR_KEYS
-    from ahl_plugins.training.base import TrainOptions
+    from ahl_plugins.training.options import TrainOptions
 
     base = DETECTOR_KEYS | frozenset(TrainOptions.model_fields)
     return base, frozenset(AHLOptions.model_fields) - base

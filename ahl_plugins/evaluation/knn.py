@@ -70,7 +70,7 @@ def build_extractor(
     spec = manager.model(model)
     name = extractor or (spec.image_extractor if kind == "image" else spec.vector_extractor)
     entry = manager.get("feature_extractors", name)
-    built = entry.factory(entry.parse_options(options or {}))
+    built = entry.build(options=options)
     if built.input_kind != kind:
         raise DataError(f"extractor {name!r} takes {built.input_kind} inputs but the data are {kind}s")
     return built

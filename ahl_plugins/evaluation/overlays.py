@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -150,3 +151,23 @@ def _index_html(entries: Sequence[MapEntry], stems: Sequence[str], title: str, v
         + "\n".join(cards)
         + "\n</body></html>\n"
     )
+
+
+def write_dataset_maps(
+    detector: Any, dataset: Any, rows: Sequence[int], scores: np.ndarray, directory: Path, sigma: float
+) -> Path:
+    """Overlays, raw maps and ``index.html`` for the scored ``rows`` of ``dataset`` (what ``ahl score --maps`` writes)."""
+    masks = dataset.masks or [None] * len(dataset)
+    entries = [
+        MapEntry(
+            image=dataset.inputs[i],
+            sample_id=dataset.ids[i],
+            score=float(s),
+            label=int(dataset.labels[i]),
+            kind=str(dataset.types[i]),
+            mask=masks[i],
+        )
+        for i, s in zip(rows, scores)
+    ]
+    maps = detector.iter_anomaly_maps(dataset.select_inputs(list(rows)), sigma=sigma)
+    return write_map_report(directory, entries, maps, title=f"Anomaly maps: {dataset.name}")

@@ -219,3 +219,38 @@ def detector_pixel_metrics(
         return None
     maps = detector.iter_anomaly_maps(inputs, sigma=sigma, max_side=METRIC_MAX_SIDE)
     return evaluate_maps(maps, list(mask_paths), [str(t) for t in types])
+
+
+@dataclass(frozen=True)
+class PixelTable:
+    """Per anomaly type: image AUROC beside pixel AUROC and AUPRO (``rows``), under ``title``; no rows when the
+    title says why there are no pixel metrics."""
+
+    title: str
+    rows: list[list[str]]
+
+
+def pixel_table_by_type(
+    detector: Any, dataset: Any, rows: Sequence[int], scores: np.ndarray, sigma: float
+) -> PixelTable | None:
+    """What ``ahl score`` prints for data with masks (a type = its images + all normals); None without masks."""
+    from ahl_plugins.evaluation.metrics import auc_roc
+    from ahl_plugins.maps import has_maps
+
+    rows = list(rows)
+    labels, types = dataset.labels[rows], dataset.types[rows]
+    if dataset.masks is None or not (0 < labels.sum() < len(labels)):
+        return None
+    if detector.fit_info_["feature_spec"]["kind"] == "map" and not has_maps(detector.scorer_):
+        return PixelTable(f"no pixel metrics: the scorer of model {detector.config.model!r} does not produce anomaly maps", [])
+    masks = [dataset.masks[i] for i in rows]
+    pixel = detector_pixel_metrics(detector, dataset.select_inputs(rows), masks, [str(t) for t in types], sigma)
+    if pixel is None:
+        return None
+    table = []
+    for kind, values in pixel.items():
+        chosen = np.ones(len(labels), dtype=bool) if kind == "all" else (labels == 0) | (types == kind)
+        image = auc_roc(labels[chosen], scores[chosen])
+        table.append([kind, f"{image:.3f}", f"{values['pixel_auroc']:.3f}", f"{values['pixel_aupro']:.3f}"])
+    smoothing = f", maps smoothed with sigma {sigma:g} px" if sigma else ""
+    return PixelTable(f"pixel metrics (type = its images + all normals; maps at <= {METRIC_MAX_SIDE} px{smoothing}):", table)

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ahl_plugins.errors import AHLError
+from ahl_plugins.errors import TemplateError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$")
 TEMPLATE = "plugin"
-
-
-class TemplateError(AHLError, ValueError):
-    """A plugin name or target folder that a skeleton cannot be written to."""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def check_estimator(
     def weights(n_tasks: int, epochs: int) -> torch.Tensor:
         with seeded(seed, device):
             with checker.guard("estimator.build", f"factory({n_tasks}, options)"):
-                estimator = entry.factory(n_tasks, opts)
+                estimator = entry.build(n_tasks, options=opts)
             if not callable(getattr(estimator, "task_weights", None)):
                 raise checker.fail(
                     "estimator.build", f"the factory returned {describe(estimator)}, which has no task_weights()"

@@ -39,7 +39,7 @@ def check_extractor(
 
     def build() -> Any:
         with checker.guard("extractor.build", "factory(options)"), seeded(seed, device):
-            extractor = entry.factory(opts)
+            extractor = entry.build(options=opts)
         missing = [
             m
             for m in ("extract", "fingerprint", "spec")

@@ -34,7 +34,7 @@ def check_generator(
     manager, entry, checker, opts = open_check(manager, "pseudo_anomaly_generators", name, options, "generator.build")
     device = torch.device(device)
     with checker.guard("generator.build", "factory(options)"):
-        generator_obj = entry.factory(opts)
+        generator_obj = entry.build(options=opts)
     if not callable(getattr(generator_obj, "generate", None)):
         raise checker.fail(
             "generator.build", f"the factory returned {describe(generator_obj)}, which has no generate()"

@@ -216,7 +216,7 @@ def _loss_context(
     kind = "vector" if "vector" in kinds else kinds[0]
     try:
         with seeded(seed, device):
-            built = entry.factory(feature_spec(kind), entry.parse_options(scorer_options))
+            built = entry.build(feature_spec(kind), options=scorer_options)
         built.head_names, built.combine  # noqa: B018 - both are needed below
     except Exception as exc:
         raise ContractError(
@@ -252,7 +252,7 @@ def check_loss(
     manager, entry, checker, opts = open_check(manager, "losses", name, options, "loss.build")
     device = torch.device(device)
     with checker.guard("loss.build", "factory(options)"):
-        loss_fn = entry.factory(opts)
+        loss_fn = entry.build(options=opts)
     names, combine, source = _loss_context(manager, name, head_names, scorer, seed, device)
     loss_suite(checker, loss_fn, names, combine, seed, device, source)
     return checker.report

@@ -182,7 +182,7 @@ def check_model(
     loss_options = parse_options(checker, loss_entry, spec.loss_options, "model.options")
     checker.ok("model.options")
     with checker.guard("loss.build", f"loss {spec.loss!r} factory(options)"):
-        loss_fn = loss_entry.factory(loss_options)
+        loss_fn = loss_entry.build(options=loss_options)
     label = f"loss {spec.loss!r}"
     combine_source: nn.Module | None = None
     for kind in kinds_to_check(checker, scorer_entry.factory, kinds):

@@ -38,7 +38,7 @@ def _build_scorer(
 ) -> nn.Module:
     spec = feature_spec(kind)
     with checker.guard("scorer.build", f"factory({spec}, options)", kind), seeded(seed, device):
-        scorer = entry.factory(spec, options)
+        scorer = entry.build(spec, options=options)
     if not isinstance(scorer, nn.Module):
         raise checker.fail(
             "scorer.build",
@@ -339,7 +339,7 @@ def _check_determinism(
 
     def run(global_seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with seeded(seed, device):
-            scorer = entry.factory(spec, options).to(device)
+            scorer = entry.build(spec, options=options).to(device)
         initial = {k: v.detach().clone() for k, v in scorer.state_dict().items()}
         with seeded(global_seed, device):  # a different global RNG state must not matter to prepare
             scorer.prepare(normals, make_generator(seed, device))
@@ -514,7 +514,7 @@ def check_scorer(
             loss_name, loss_label = None, "a surrogate loss"
     if loss_name is not None:
         with checker.guard("scorer.gradients", f"building {loss_label}"):
-            loss_fn = loss_entry.factory(loss_entry.parse_options(loss_options))
+            loss_fn = loss_entry.build(options=loss_options)
     for kind in kinds_to_check(checker, entry.factory, kinds):
         scorer_suite(checker, entry, opts, kind, loss_fn, loss_label, seed, device)
     return checker.report

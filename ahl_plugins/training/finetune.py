@@ -23,7 +23,6 @@ the options and the seed), so base and AHL runs on one split fine-tune once.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -32,14 +31,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.cache import FeatureCache, cache_key
 from ahl_plugins.features.module_extractor import weights_fingerprint
-from ahl_plugins.training.base import TrainingDivergedError, TrainOptions
 from ahl_plugins.training.batches import balanced_indices
 from ahl_plugins.training.calibration import calibrate_scorer
+from ahl_plugins.training.loop import run_epochs
+from ahl_plugins.training.options import TrainOptions
 
-LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 CACHE_VERSION = "finetune-v2"  # v2: the reference bank as large as the scorer keeps, calibrated heads
 #: Normals whose current features a scorer's ``prepare`` gets when it names no ``n_references``.
 DEFAULT_PREPARE_NORMALS = 32
@@ -142,7 +142,7 @@ def _normal_features(extractor: FinetunableExtractor, normals: torch.Tensor, dev
 def finetune_backbone(
     extractor: object,
     scorer: nn.Module,
-    loss: LossFn,
+    loss: Loss,
     images: torch.Tensor | Callable[[], torch.Tensor],
     labels: torch.Tensor,
     options: FinetuneOptions | None = None,
@@ -231,7 +231,7 @@ def _train(
     extractor: FinetunableExtractor,
     network: nn.Module,
     scorer: nn.Module,
-    loss: LossFn,
+    loss: Loss,
     images: torch.Tensor,
     labels: torch.Tensor,
     options: FinetuneOptions,
@@ -253,48 +253,43 @@ def _train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     labels_on_device = labels.to(device)
 
-    from tqdm.auto import tqdm
+    def refresh(epoch: int) -> None:
+        if references.refresh_each_epoch and epoch > 0:
+            references.update(extractor, network, device, generator)
 
-    history: list[dict[str, Any]] = []
-    bar = tqdm(range(options.epochs), desc="fine-tuning", unit="epoch", disable=not progress, leave=False)
+    def step() -> torch.Tensor:
+        index = balanced_indices(labels, options.batch_size, generator)
+        if references.refresh_each_step:
+            references.update(extractor, network, device, generator)
+        _set_train_mode(network, options.freeze_batchnorm)
+        scorer.train()
+        batch = images[index].to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            scores = scorer(extractor.forward_features(batch))
+        value = loss({k: v.float() for k, v in scores.items()}, labels_on_device[index.to(device)])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(value).backward()
+        if options.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(heads + backbone, options.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return value
+
+    def rates() -> dict[str, float]:
+        lr, backbone_lr = (group["lr"] for group in optimizer.param_groups)
+        return {"lr": lr, "backbone_lr": backbone_lr}
+
     try:
-        for epoch in bar:
-            lr, backbone_lr = (group["lr"] for group in optimizer.param_groups)
-            total = torch.zeros((), device=device)
-            if references.refresh_each_epoch and epoch > 0:
-                references.update(extractor, network, device, generator)
-            for _ in range(options.batches_per_epoch):
-                index = balanced_indices(labels, options.batch_size, generator)
-                if references.refresh_each_step:
-                    references.update(extractor, network, device, generator)
-                _set_train_mode(network, options.freeze_batchnorm)
-                scorer.train()
-                batch = images[index].to(device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    scores = scorer(extractor.forward_features(batch))
-                value = loss({k: v.float() for k, v in scores.items()}, labels_on_device[index.to(device)])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(value).backward()
-                if options.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(heads + backbone, options.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                total = total + value.detach()
-            schedule.step()
-            mean = float(total) / options.batches_per_epoch
-            if not math.isfinite(mean):
-                raise TrainingDivergedError(
-                    f"the fine-tuning loss became {mean} in epoch {epoch + 1}; lower lr ({options.lr}) or "
-                    f"backbone_lr ({options.backbone_lr})"
-                )
-            history.append({"epoch": epoch + 1, "loss": mean, "lr": lr, "backbone_lr": backbone_lr})
-            bar.set_postfix(loss=f"{mean:.4f}")
+        return run_epochs(
+            options.epochs, options.batches_per_epoch, step, schedule, rates=rates, what="fine-tuning",
+            hint=f"lower lr ({options.lr}) or backbone_lr ({options.backbone_lr})", device=device,
+            progress=progress, before_epoch=refresh,
+        )
     finally:
         for parameter in backbone:
             parameter.requires_grad_(False)
         network.eval()
-    return history
 
 
 def training_identity(image_ids: list[str], labels: torch.Tensor, pseudo_ids: Mapping[str, str], extra: Mapping[str, Any]) -> str:
@@ -302,12 +297,16 @@ def training_identity(image_ids: list[str], labels: torch.Tensor, pseudo_ids: Ma
     return cache_key(*image_ids, labels.tolist(), json.dumps(dict(sorted(pseudo_ids.items()))), json.dumps(extra, sort_keys=True, default=str))
 
 
-def finetune_options_like_base(options: Mapping[str, Any], epochs: int | None, *, ahl: bool) -> dict[str, Any]:
-    """Detector options that fine-tune an AHL variant exactly as its base variant, so it reads the base's
-    fine-tuned network back from the cache (``options``/``epochs``: what a compare gives every variant)."""
-    if not ahl:
-        return {"finetune_backbone": True}
-    tuned = {k: v for k, v in options.items() if k in FinetuneOptions.model_fields}
-    if epochs is not None:
-        tuned["epochs"] = epochs
-    return {"finetune_backbone": True, "finetune_options": tuned}
+def finetune_options_like_base(
+    options: Mapping[str, Any], common: Mapping[str, Any], *, ahl: bool
+) -> dict[str, Any]:
+    """``options`` of one compare variant, fine-tuning the backbone exactly as the base variant does, so the AHL
+    variant reads the base's fine-tuned network back from the cache.
+
+    ``common``: the options a compare gives every variant (its ``-o`` options and ``--epochs``); those of the
+    fine-tuning stage configure it. Without AHL the base loop does not run after fine-tuning, so its options
+    leave ``options`` (they are the fine-tuning's now); with AHL they stay AHL's as well.
+    """
+    tuned = {k: v for k, v in common.items() if k in FinetuneOptions.model_fields}
+    kept = dict(options) if ahl else {k: v for k, v in options.items() if k not in TrainOptions.model_fields}
+    return {**kept, "finetune_backbone": True, "finetune_options": tuned}

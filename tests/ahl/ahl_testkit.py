@@ -168,3 +168,18 @@ def thyroid_hard_setting(path, seed: int, n_seen: int = 10, n_pseudo: int = 256)
     test_rows = np.concatenate([test_normals, unseen])
     test_labels = torch.cat([torch.zeros(test_normals.size), torch.ones(unseen.size)])
     return data, Features((z[test_rows],)), test_labels
+
+
+def train_ahl(scorer, loss, data, options=None, *, seed, estimator=None, **kwargs):
+    """``ahl_plugins.ahl.train_ahl`` with the registered estimator that options name, as the detector passes it."""
+    from ahl_plugins.ahl import AHLOptions
+    from ahl_plugins.ahl import train_ahl as train
+    from ahl_plugins.components import build_estimator
+    from ahl_plugins.plugins import get_manager
+
+    if estimator is None:
+        def estimator(n_tasks: int):
+            parsed = options if isinstance(options, AHLOptions) else AHLOptions(**dict(options or {}))
+            return build_estimator(get_manager(), parsed, n_tasks, seed)
+
+    return train(scorer, loss, data, options, seed=seed, estimator=estimator, **kwargs)

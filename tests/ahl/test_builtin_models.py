@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ahl_testkit import auc, map_data, thyroid_hard_setting, vector_data
+from ahl_testkit import auc, map_data, thyroid_hard_setting, train_ahl, vector_data
 
-from ahl_plugins.ahl import AHLOptions, train_ahl
+from ahl_plugins.ahl import AHLOptions
 from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler, gather
 from ahl_plugins.ahl.hadg import build_tasks
 from ahl_plugins.plugins import get_manager

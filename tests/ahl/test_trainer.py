@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from ahl_testkit import (
+    train_ahl,
     ItemScorer,
     MapScorer,
     VectorScorer,
@@ -17,7 +18,7 @@ from ahl_testkit import (
 )
 
 from ahl_plugins import ModelSpec, hookimpl
-from ahl_plugins.ahl import AHLOptions, EnsembleScorer, train_ahl
+from ahl_plugins.ahl import AHLOptions, EnsembleScorer
 from ahl_plugins.ahl.hadg import build_tasks
 from ahl_plugins.ahl.trainer import estimation_samples, normalise_scores
 from ahl_plugins.errors import InvalidOptionsError

@@ -92,9 +92,9 @@ def test_finetuning_is_deterministic_under_a_seed():
 def test_ahl_sees_the_finetuned_features_and_reuses_the_finetuning(tiles, tmp_path, monkeypatch):
     paths, labels = tiles
     common = {"extractor": "resnet18", "extractor_options": TINY_RESNET, "n_pseudo": 6, "cache_dir": str(tmp_path / "c")}
-    base = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    base = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
     assert base.fit_info_["finetune"]["cached"] is False
-    again = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    again = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
     assert again.fit_info_["finetune"]["cached"] is True  # network and heads restored from the cache
     np.testing.assert_array_equal(again.decision_function(paths), base.decision_function(paths))
 
@@ -123,7 +123,7 @@ def test_saved_detector_holds_the_finetuned_backbone_and_scores_identically(tile
     paths, labels = tiles
     detector = OSADDetector(
         "devnet", finetune_backbone=True, extractor="resnet18", extractor_options=TINY_RESNET, n_pseudo=6,
-        use_cache=False, **FAST,
+        use_cache=False, finetune_options=FAST,
     ).fit(paths, labels)
     scores = detector.decision_function(paths)
     detector.save(tmp_path / "model")
@@ -138,7 +138,7 @@ def test_finetuning_refuses_vectors_and_stray_options():
     X = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
     y = np.r_[np.zeros(27), np.ones(3)].astype(int)
     with pytest.raises(DataError, match="image backbone"):
-        OSADDetector("devnet", finetune_backbone=True, use_cache=False, **FAST).fit(X, y)
+        OSADDetector("devnet", finetune_backbone=True, use_cache=False, finetune_options=FAST).fit(X, y)
     with pytest.raises(InvalidOptionsError, match="finetune_backbone=True"):
         OSADDetector("devnet", backbone_lr=1e-5)
     with pytest.raises(InvalidOptionsError, match="backbone_lr"):
@@ -157,11 +157,11 @@ def test_a_changed_scorer_default_misses_the_finetuning_cache(tiles, tmp_path, m
 
     paths, labels = tiles
     common = {"extractor": "resnet18", "extractor_options": TINY_RESNET, "n_pseudo": 6, "cache_dir": str(tmp_path / "c")}
-    first = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    first = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
     assert first.fit_info_["finetune"]["cached"] is False
     registry = get_manager().registry("scorers")
     entry = registry.get("dra")
     monkeypatch.setitem(registry._entries, "dra", dataclasses.replace(entry, options=WiderTopK))
-    changed = OSADDetector("dra", finetune_backbone=True, **common, **FAST).fit(paths, labels)
+    changed = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
     assert changed.scorer_.options.topk_ratio == 0.5
     assert changed.fit_info_["finetune"]["cached"] is False

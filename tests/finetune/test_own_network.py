@@ -26,6 +26,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 d
 
 OWN = {"image_size": 32, "layers": ["high"]}
 CLI_FAST = ["-o", "epochs=2", "-o", "batches_per_epoch=2", "-o", "batch_size=12", "-o", "n_pseudo=6"]
+#: The same with --finetune-backbone: the training options are the fine-tuning stage's.
+CLI_FINETUNE_FAST = ["--finetune-option", "epochs=2", "--finetune-option", "batches_per_epoch=2",
+                     "--finetune-option", "batch_size=12", "-o", "n_pseudo=6"]
 
 
 class TwoStage(nn.Module):
@@ -82,7 +85,7 @@ def test_torchscript_network_can_be_finetuned_and_reloaded(tiles, torchscript_fi
     paths, labels = tiles
     before = {k: v.clone() for k, v in torch.jit.load(str(torchscript_file)).state_dict().items()}
     detector = OSADDetector("dra", finetune_backbone=True, extractor=str(torchscript_file), extractor_options=OWN,
-                            n_pseudo=6, use_cache=False, **FAST).fit(paths, labels)
+                            n_pseudo=6, use_cache=False, finetune_options=FAST).fit(paths, labels)
     after = detector.extractor_.module.state_dict()
     assert not torch.equal(before["high.0.weight"], after["high.0.weight"])
     assert torch.equal(before["low.1.running_mean"], after["low.1.running_mean"])  # BatchNorm frozen
@@ -97,7 +100,7 @@ def test_cli_fits_and_scores_with_a_torchscript_network(tile_tree, torchscript_f
     result = runner.invoke(cli, [
         "fit", "--data", str(tile_tree), "--model", "dra", "--extractor", str(torchscript_file),
         "--extractor-layers", "high", "--extractor-option", "image_size=32", "--finetune-backbone",
-        "--n-anomalies", "3", "--output", str(model_dir), "-o", "use_cache=false", *CLI_FAST,
+        "--n-anomalies", "3", "--output", str(model_dir), "-o", "use_cache=false", *CLI_FINETUNE_FAST,
     ])
     assert result.exit_code == 0, result.output
     assert "backbone fine-tuned" in result.output and (model_dir / "extractor.ts").is_file()
@@ -167,7 +170,7 @@ def test_cli_reads_a_state_dict_and_names_the_layers(tile_tree, tmp_path):
 def test_finetuned_detector_weights_serve_as_a_state_dict(tiles, tmp_path):
     paths, labels = tiles
     tuned = OSADDetector("devnet", finetune_backbone=True, extractor="resnet18", extractor_options=TINY_RESNET,
-                         n_pseudo=6, use_cache=False, **FAST).fit(paths, labels)
+                         n_pseudo=6, use_cache=False, finetune_options=FAST).fit(paths, labels)
     tuned.save(tmp_path / "tuned")
     reused = TorchvisionExtractor(
         "resnet18", TorchvisionOptions(**{**TINY_RESNET, "weights": str(tmp_path / "tuned" / "extractor.safetensors")})

@@ -15,7 +15,8 @@ from ahl_plugins.errors import (
     PluginError,
     UnknownComponentError,
 )
-from ahl_plugins.plugins import PluginLoadWarning, PluginManager
+from ahl_plugins.errors import PluginLoadWarning
+from ahl_plugins.plugins import PluginManager
 
 GOOD_PLUGIN = """
 from ahl_plugins import hookimpl, ModelSpec

@@ -51,7 +51,7 @@ def test_dra_maps_find_the_defect_square(tmp_path):
     detector = OSADDetector("dra", extractor=extractor(), seed=0, **FAST).fit(X, y)
     paths, corners = write_images(tmp_path / "test", 4, seed=9, defect=True)
     maps = detector.anomaly_maps(paths)
-    features = detector._features(paths)
+    features = detector.features(paths)
     with torch.no_grad():
         seen = detector.scorer_.head_maps(features.scales)[0]["seen"]  # 16×16 grid, stride 4 on the 64-px input
     cell = 8 * WIDTH / 64

@@ -10,7 +10,8 @@ from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.store import Features
 from ahl_plugins.seeding import seeded
-from ahl_plugins.training.base import TrainingDivergedError, TrainOptions, train_base
+from ahl_plugins.errors import TrainingDivergedError
+from ahl_plugins.training.base import TrainOptions, train_base
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
 from builtin_plugins.devnet import build_scorer as build_devnet

@@ -6,7 +6,7 @@ import pytest
 from plugin_kit_components import bare_manager, good_plugin
 
 from ahl_plugins import ModelSpec
-from ahl_plugins.plugins import PluginLoadWarning
+from ahl_plugins.errors import PluginLoadWarning
 
 
 def _register(**train_options):
@@ -42,4 +42,4 @@ def test_a_base_loop_only_option_warns_when_ahl_trains_the_bundle(fresh_manager)
     get_manager().register_plugin(good_plugin(ahl_register_models=[("bundle", bundle)]), "good")
     with pytest.warns(UserWarning, match=r"sets train_options \['lr'\] for the base loop only.*outer_lr"):
         OSADDetector("bundle", ahl=True)
-    assert OSADDetector("bundle")._trainer_options().lr == 1e-3
+    assert OSADDetector("bundle").resolved.trainer.lr == 1e-3

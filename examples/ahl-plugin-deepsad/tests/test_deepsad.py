@@ -23,7 +23,7 @@ def build_scorer(kind: str = "vector"):
     entry = get_manager().get("scorers", "deepsad")
     spec = FeatureSpec("vector", (6,)) if kind == "vector" else FeatureSpec("map", (4, 4))
     torch.manual_seed(0)
-    return entry.factory(spec, entry.parse_options({})), spec
+    return entry.build(spec), spec
 
 
 def test_prepare_puts_the_centre_at_the_normals_mean_embedding() -> None:
@@ -51,7 +51,7 @@ def test_score_is_the_squared_distance_to_the_centre() -> None:
 
 def test_loss_matches_the_deep_sad_objective() -> None:
     entry = get_manager().get("losses", "deepsad")
-    loss = entry.factory(entry.parse_options({"eta": 2.0}))
+    loss = entry.build(options={"eta": 2.0})
     distance = torch.tensor([0.5, 2.0, 4.0, 1.0])
     labels = torch.tensor([0, 0, 1, 2])
     expected = (0.5 + 2.0 + 2.0 / (4.0 + 1e-6) + 2.0 / (1.0 + 1e-6)) / 4

@@ -1,0 +1,200 @@
+"""One fit, from coerced inputs to a trained scorer: fine-tuning (optional), features, pseudo anomalies, then the
+base loop or AHL. The detector calls :func:`fit_components` and keeps what it returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ahl_plugins.components import Components
+from ahl_plugins.contracts import FeatureExtractor, InputKind
+from ahl_plugins.devices import resolve_device
+from ahl_plugins.errors import DataError
+from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
+from ahl_plugins.features.pipeline import (
+    DEFAULT_POOL_SIZE,
+    PseudoImages,
+    extract_features,
+    file_identity,
+    load_images,
+    make_pseudo_anomalies,
+)
+from ahl_plugins.features.store import Features
+from ahl_plugins.inputs import Inputs
+from ahl_plugins.training.data import TrainingData
+from ahl_plugins.training.scoring import score_features
+
+
+@dataclass
+class Runtime:
+    """How a detector runs, not what it is: never saved with a model."""
+
+    device: str = "cpu"
+    cache_dir: str | None = None
+    use_cache: bool = True
+    extract_batch_size: int = 32
+    progress: bool = False
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def cache(self) -> FeatureCache | None:
+        return FeatureCache(resolve_cache_dir(self.cache_dir)) if self.use_cache else None
+
+
+def features_of(extractor: FeatureExtractor, inputs: Inputs, runtime: Runtime) -> Features:
+    """Features of ``inputs`` (through the cache); NaN or infinite features are a :class:`DataError`."""
+    features = extract_features(
+        extractor, inputs, cache=runtime.cache(), batch_size=runtime.extract_batch_size,
+        device=runtime.torch_device, progress=runtime.progress,
+    )
+    bad = [i for i, t in enumerate(features.scales) if not torch.isfinite(t).all()]
+    if bad:
+        rows = torch.nonzero(~torch.isfinite(features.scales[bad[0]].flatten(1)).all(1)).flatten()[:10].tolist()
+        raise DataError(f"features contain NaN or infinite values at scale(s) {bad}, rows {rows}; check the inputs")
+    return features
+
+
+@dataclass
+class Fitted:
+    extractor: FeatureExtractor
+    scorer: torch.nn.Module
+    history: Any
+    threshold: float
+    info: dict[str, Any]
+
+
+def fit_components(
+    parts: Components, runtime: Runtime, inputs: Inputs, kind: InputKind,
+    normal_idx: np.ndarray, seen_idx: np.ndarray, types: list[str], contamination: float,
+) -> Fitted:
+    """Train the configured model on ``inputs`` (normals at ``normal_idx``, labelled anomalies at ``seen_idx``)."""
+    config, resolved = parts.config, parts.resolved
+    started = time.perf_counter()
+    device = runtime.torch_device
+    extractor = parts.extractor(kind).to(device)
+    if kind == "vector":
+        extractor.fit(torch.from_numpy(inputs))
+    finetuned_scorer, finetuned = None, None
+    if config.finetune_backbone:
+        finetuned_scorer, finetuned = _finetune(parts, runtime, extractor, kind, inputs, normal_idx, seen_idx)
+    tuned = time.perf_counter()
+    features = features_of(extractor, inputs, runtime)
+    normals, seen = features[normal_idx], features[seen_idx]
+    normal_inputs = [inputs[i] for i in normal_idx] if kind == "image" else inputs[normal_idx]
+    pseudo = _pseudo_anomalies(parts, runtime, extractor, kind, normal_inputs, normals)
+    data = TrainingData(normals, seen, pseudo, tuple(types))
+    extracted = time.perf_counter()
+
+    scorer = parts.scorer(features.spec)
+    if config.ahl:
+        from ahl_plugins.ahl.trainer import train_ahl
+
+        scorer, history = train_ahl(
+            scorer, parts.loss(), data, resolved.trainer, seed=config.seed, device=device,
+            progress=runtime.progress, estimator=parts.estimator_factory(),
+        )
+    elif finetuned_scorer is not None:
+        scorer, history = finetuned_scorer, finetuned["epochs"]
+    else:
+        from ahl_plugins.training.base import train_base
+
+        history = train_base(
+            scorer, parts.loss(), data, resolved.trainer, seed=config.seed, device=device, progress=runtime.progress
+        )
+    scorer = scorer.eval()
+    train_scores = score_features(scorer, normals, batch_size=256, device=device)
+    info = {
+        "input_kind": kind,
+        "feature_spec": {"kind": features.spec.kind, "channels": list(features.spec.channels)},
+        "input_dim": int(inputs.shape[1]) if kind == "vector" else None,
+        "n_normals": int(len(normal_idx)),
+        "n_seen": int(len(seen_idx)),
+        "seen_types": {t: types.count(t) for t in sorted(set(types))},
+        "pseudo": {name: len(pool) for name, pool in pseudo.items()},
+        "scorer": resolved.spec.scorer,
+        "n_tasks": history.get("n_tasks") if isinstance(history, dict) else None,
+        "seconds": {"features": extracted - tuned, "train": time.perf_counter() - extracted},
+    }
+    if finetuned is not None:
+        info["seconds"]["finetune"] = tuned - started
+        info["finetune"] = {
+            "weights": finetuned["weights"],
+            "cached": finetuned["cached"],
+            "epochs": len(finetuned["epochs"]),
+            "final_loss": finetuned["epochs"][-1]["loss"] if finetuned["epochs"] else None,
+        }
+    threshold = float(np.quantile(train_scores, 1.0 - contamination))
+    return Fitted(extractor, scorer, history, threshold, info)
+
+
+def _finetune(
+    parts: Components, runtime: Runtime, extractor: FeatureExtractor, kind: InputKind, inputs: Inputs,
+    normal_idx: np.ndarray, seen_idx: np.ndarray,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train ``extractor`` end to end with a fresh scorer on images (see ahl_plugins.training.finetune)."""
+    from ahl_plugins.training.finetune import (
+        finetune_backbone,
+        require_finetunable,
+        training_identity,
+    )
+
+    config = parts.config
+    if kind != "image":
+        raise DataError(
+            "finetune_backbone=True trains an image backbone end to end, but the inputs are vectors; "
+            "drop finetune_backbone for tabular data or embeddings"
+        )
+    require_finetunable(extractor)
+    size = int(extractor.image_size)
+    normal_inputs = [inputs[i] for i in normal_idx]
+    seen_inputs = [inputs[i] for i in seen_idx]
+    made = {}
+    if config.n_pseudo > 0:
+        for name, generator, seed in parts.pseudo_generators(extractor, kind):
+            made[name] = PseudoImages(generator, normal_inputs, size, seed, DEFAULT_POOL_SIZE)
+    n_pseudo = config.n_pseudo * len(made)
+    labels = torch.cat([torch.zeros(len(normal_idx)), torch.ones(len(seen_idx)), torch.full((n_pseudo,), 2.0)]).long()
+
+    def images() -> torch.Tensor:  # only when the fine-tuning cache misses
+        pseudo = [pool.batch(range(config.n_pseudo)) for _, pool in sorted(made.items())]
+        return torch.cat([load_images(normal_inputs, size), load_images(seen_inputs, size), *pseudo])
+
+    scorer = parts.scorer(extractor.spec)
+    identity = training_identity(
+        [file_identity(p) for p in normal_inputs + seen_inputs], labels,
+        {name: pool.identity() for name, pool in made.items()},
+        {  # the effective options, defaults included: a preset, or a new default, that changes the heads misses
+            "model": config.model,
+            "scorer": parts.resolved.effective("scorer"),
+            "loss": parts.resolved.effective("loss"),
+        },
+    )
+    result = finetune_backbone(
+        extractor, scorer, parts.loss(), images, labels, parts.resolved.finetune, seed=config.seed,
+        device=runtime.torch_device, cache=runtime.cache(), cache_identity=identity, progress=runtime.progress,
+    )
+    return scorer, result
+
+
+def _pseudo_anomalies(
+    parts: Components, runtime: Runtime, extractor: FeatureExtractor, kind: InputKind, normal_inputs: Any,
+    normals: Features,
+) -> dict[str, Features]:
+    generators = parts.pseudo_generators(extractor, kind)
+    n_pseudo = parts.config.n_pseudo
+    if n_pseudo == 0:
+        return {}
+    return {
+        name: make_pseudo_anomalies(
+            extractor, generator, normal_inputs, n_pseudo, seed=seed, normal_features=normals,
+            cache=runtime.cache(), batch_size=runtime.extract_batch_size, device=runtime.torch_device,
+            progress=runtime.progress,
+        )
+        for name, generator, seed in generators
+    }
