@@ -58,6 +58,8 @@ def _report(result: Any, started: float, extra: str = "") -> None:
     click.echo(f"summary: {output / 'summary.md'} (and summary.json)")
     if result.plots:
         click.echo(f"plots:   {output / 'plots'}/ ({', '.join(p.name for p in result.plots)})")
+    if (output / "index.html").is_file():
+        click.echo(f"page:    {output / 'index.html'} (plots, tables and verdicts on one page)")
     if extra:
         click.echo(extra)
 
@@ -173,9 +175,11 @@ def compare(
     """Compare each model with and without AHL on identical splits, seeds and features.
 
     Writes results.csv (one row per cell), summary.md/summary.json (mean ± std
-    over seeds, paired gains, per hard-setting type and their mean), cells/
-    (test scores and AHL histories) and plots/. Every cell is saved when it
-    finishes: run the same command again to resume an interrupted compare.
+    over seeds, paired gains with their 95% interval, verdict and the seeds
+    needed to resolve ±0.01, per hard-setting type and their mean), cells/
+    (test scores and AHL histories), plots/ and index.html. Every cell is
+    saved when it finishes: run the same command again to resume an
+    interrupted compare.
     """
     try:
         m_values = [int(v) for v in _comma(n_anomalies)]
