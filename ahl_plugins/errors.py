@@ -54,6 +54,10 @@ class ExecutorError(AHLError, RuntimeError):
     """Cells cannot run at all where they were sent (workers that do not start, a cluster that is gone)."""
 
 
+class ReportInputError(AHLError, ValueError):
+    """``ahl report`` inputs that are not finished compare directories, or share no rows to compare."""
+
+
 class TrainingDivergedError(AHLError, FloatingPointError):
     """The loss became NaN or infinite."""
 

@@ -9,6 +9,7 @@ from ahl_plugins.cli.cache import cache
 from ahl_plugins.cli.compare import compare, demo
 from ahl_plugins.cli.fit import fit
 from ahl_plugins.cli.plugins import plugins
+from ahl_plugins.cli.report import report
 from ahl_plugins.cli.score import score
 
 
@@ -54,6 +55,5 @@ def cli() -> None:
     """
 
 
-for command in (plugins, fit, score, compare, demo, cache):
+for command in (plugins, fit, score, compare, demo, report, cache):
     cli.add_command(command)
-cli.add_command(__import__("ahl_plugins.cli.report", fromlist=["report"]).report)

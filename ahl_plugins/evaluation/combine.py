@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ahl_plugins.errors import AHLError
+from ahl_plugins.errors import ReportInputError
 from ahl_plugins.evaluation.grid import KNN, VARIANT_ORDER
 from ahl_plugins.evaluation.ranks import friedman_nemenyi
 from ahl_plugins.evaluation.significance import (
@@ -34,10 +34,6 @@ from ahl_plugins.evaluation.significance import (
 
 FORMAT = "ahl-plugins/report"
 RowKey = tuple[str, str, int, str]  # data set label, setting, M, seen type
-
-
-class ReportInputError(AHLError, ValueError):
-    """Directories ``ahl report`` cannot combine: not compare outputs, unfinished, or with nothing in common."""
 
 
 @dataclass

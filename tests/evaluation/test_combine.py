@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from scipy import stats
 
 from ahl_plugins.errors import AHLError
-from ahl_plugins.evaluation.combine import ReportInputError, combine
+from ahl_plugins.errors import ReportInputError
+from ahl_plugins.evaluation.combine import combine
 from ahl_plugins.evaluation.compare import CompareConfig, run_compare
 
 HERE = Path(__file__).parent

@@ -59,7 +59,8 @@ class DetectorRunner:
         if self.config.finetune_backbone:
             from ahl_plugins.training.finetune import finetune_options_like_base
 
-            options.update(finetune_options_like_base(self.config.options, self.config.epochs, ahl=kwargs["ahl"]))
+            common = {**self.config.options, **({"epochs": self.config.epochs} if self.config.epochs is not None else {})}
+            options = finetune_options_like_base(options, common, ahl=kwargs["ahl"])
         return options
 
     def make_detector(self, cell: Cell, seed: int):
