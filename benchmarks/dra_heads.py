@@ -26,7 +26,6 @@ import torch
 
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
-from ahl_plugins.features.store import Features
 from ahl_plugins.training.scoring import head_scores
 from benchmarks.harness import (
     PAGES,
@@ -53,18 +52,9 @@ VARIANTS: dict[str, tuple[bool, dict[str, Any], str]] = {
 }
 
 
-def detector_features(detector: OSADDetector, x: Any) -> Features:
-    """The features a fitted detector scores ``x`` by: its public ``features`` where the library has it,
-    else (older detectors) its private input coercion and extraction."""
-    if hasattr(detector, "features"):
-        return detector.features(x)
-    inputs, _ = detector._coerce(x)
-    return detector._features(inputs)
-
-
 def head_aucs(detector: OSADDetector, x: Any, y: np.ndarray) -> dict[str, float]:
     """AUC-ROC of every raw head score and of the combined score (normality negated)."""
-    heads = head_scores(detector.scorer_, detector_features(detector, x))
+    heads = head_scores(detector.scorer_, detector.features(x))
     total = detector.scorer_.combine({name: torch.from_numpy(v) for name, v in heads.items()})
     out = {name: float(auc_roc(y, -v if name == "normal" else v)) for name, v in heads.items()}
     out["total"] = float(auc_roc(y, total.numpy()))

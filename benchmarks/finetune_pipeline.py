@@ -37,7 +37,6 @@ from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.knn import knn_scores, pooled
 from ahl_plugins.evaluation.metrics import auc_pr, auc_roc
 from ahl_plugins.evaluation.report import fmt, stats
-from benchmarks.dra_heads import detector_features
 from benchmarks.harness import ROOT, SHARED_DATA, command
 
 SHARED = SHARED_DATA
@@ -93,8 +92,8 @@ def run_split(dataset, data: str, setting: str, seen: str | None, seed: int, arg
 
     def knn(detector: OSADDetector, variant: str) -> None:
         started = time.perf_counter()
-        normals = detector_features(detector, [train_inputs[i] for i in np.flatnonzero(y_train == 0)])
-        test = detector_features(detector, test_inputs)
+        normals = detector.features([train_inputs[i] for i in np.flatnonzero(y_train == 0)])
+        test = detector.features(test_inputs)
         record(variant, knn_scores(pooled(normals), pooled(test), k=5), time.perf_counter() - started)
 
     started = time.perf_counter()

@@ -68,5 +68,5 @@ def test_head_aucs_negate_normality_and_match_the_detector_score():
     aucs = dra_heads.head_aucs(detector, x, y)
     assert set(aucs) == {"normal", "seen", "pseudo", "residual", "distance", "total"}
     assert aucs["total"] == pytest.approx(auc_roc(y, detector.decision_function(x)), abs=1e-6)
-    raw = detector.scorer_(list(dra_heads.detector_features(detector, x).scales))["normal"].detach().numpy()
+    raw = detector.scorer_(list(detector.features(x).scales))["normal"].detach().numpy()
     assert aucs["normal"] == pytest.approx(auc_roc(y, -raw))
