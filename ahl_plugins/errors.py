@@ -76,3 +76,7 @@ class SmallClusterWarning(UserWarning):
 
 class IgnoredFilesWarning(UserWarning):
     """Files a loader left out because it does not read their kind (the command line prints them itself)."""
+
+
+class LowBitDepthWarning(UserWarning):
+    """16-bit images that use under 1/8 of their range (e.g. a 12-bit camera's values in a 16-bit PNG)."""

@@ -19,8 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
-from ahl_plugins.data.images import IMAGE_EXTENSIONS, SKIP_HINT, decode_errors, unknown_depth
-from ahl_plugins.errors import DataError, IgnoredFilesWarning
+from ahl_plugins.data.images import (
+    IMAGE_EXTENSIONS,
+    SKIP_HINT,
+    check_bit_depth,
+    choose_bit_depth,
+    decode_errors,
+    deep_maximum,
+    set_bit_depth,
+    unknown_depth,
+)
+from ahl_plugins.errors import DataError, IgnoredFilesWarning, LowBitDepthWarning
 
 GOOD = "good"
 
@@ -63,6 +72,7 @@ def load_folder(
     name: str | None = None,
     skip_bad_images: bool = False,
     verify: bool = True,
+    bit_depth: int | None = None,
 ) -> OSADDataset:
     """Load an MVTec-AD style folder.
 
@@ -71,7 +81,13 @@ def load_folder(
     Files with an extension the loader does not read are listed there too
     (and in a warning), so no anomaly type vanishes unnoticed; a ``test/``
     folder left with no readable image is an error naming it.
+
+    ``bit_depth`` (8, 10, 12, 14 or 16): how deep the 16-bit images really are, e.g. 12 for a 12-bit
+    camera's PNGs, so they are divided by 4095 and not by 65535; None (the default) picks the smallest of those
+    depths that holds the data set's largest value. A :class:`LowBitDepthWarning` says when the 16-bit images
+    use under 1/8 of their container's range, and which depth they are read at.
     """
+    bit_depth = check_bit_depth(bit_depth)
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
@@ -126,6 +142,8 @@ def load_folder(
         entries = kept
     _check_folders_kept(root, folders[1:], entries, skipped)
 
+    depth = _apply_bit_depth(root, [p for p, _, _ in entries], bit_depth)
+
     n_train = sum(1 for _, kind, part in entries if part == "train")
     if n_train == 0:
         hint = f" ({len(skipped)} unreadable images were skipped)" if skipped else ""
@@ -144,8 +162,37 @@ def load_folder(
         partition=np.asarray([part for _, _, part in entries], dtype=str),
         masks=masks if any(m is not None for m in masks) else None,
         skipped=tuple(skipped),
-        info={"source": str(root.resolve()), "layout": "mvtec"},
+        info={"source": str(root.resolve()), "layout": "mvtec", **({"bit_depth": depth} if depth else {})},
     )
+
+
+def _apply_bit_depth(root: Path, paths: list[Path], bit_depth: int | None) -> int | None:
+    """Record the depth the deep (16-bit) images are read at; None when the data set has none."""
+    deep = [(p, m) for p in paths if p.suffix.lower() in {".png", ".tif", ".tiff"} for m in [_maximum(p)] if m is not None]
+    if not deep:
+        return None
+    top = max(m for _, m in deep)
+    depth = bit_depth if bit_depth is not None else choose_bit_depth(top)
+    if top < 65536 / 8:
+        action = (
+            f"read as {depth}-bit (values divided by {2**depth - 1})" if depth < 16
+            else "read as 16-bit, so they look near-black to the extractor; pass bit_depth=12 (or None: auto)"
+        )
+        warnings.warn(
+            f"{root}: {len(deep)} 16-bit image(s) use values up to {top:g} only, under 1/8 of the 16-bit range; "
+            f"{action}",
+            LowBitDepthWarning,
+            stacklevel=3,
+        )
+    set_bit_depth([p for p, _ in deep], depth)
+    return depth
+
+
+def _maximum(path: Path) -> float | None:
+    try:
+        return deep_maximum(path)
+    except decode_errors():
+        return None
 
 
 def _check_folders_kept(root: Path, folders: list[tuple[Path, str, str]], entries, skipped: list[str]) -> None:

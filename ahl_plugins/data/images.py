@@ -10,6 +10,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 #: Pillow modes of one-channel images deeper than 8 bits, and the largest value of each. ``convert("RGB")``
 #: would clip them (every 16-bit pixel above 255 turns white), so they are scaled by their bit depth first.
 DEEP_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+#: Bit depths a deep image may be declared with (or that ``choose_bit_depth`` picks from): what cameras write.
+STANDARD_DEPTHS = (8, 10, 12, 14, 16)
+#: Per image file (resolved path), the bit depth its loader chose for its data set (see ``set_bit_depth``).
+_BIT_DEPTHS: dict[str, int] = {}
 SKIP_HINT = (
     "Replace or remove the file, or pass --skip-bad-images (skip_bad_images=True) to skip unreadable images "
     "and report them"
@@ -40,11 +44,13 @@ def unknown_depth(image) -> str | None:
     )
 
 
-def to_8bit(image):
+def to_8bit(image, bit_depth: int | None = None):
     """``image`` with a one-channel 16-bit (or 0..1 float) image scaled to 8 bits; others unchanged.
 
-    Mode ``I`` (32-bit integers, how some readers return 16-bit PNG/TIFF) is read as 16-bit; call
-    :func:`unknown_depth` first for images whose values do not fit that.
+    ``bit_depth`` (integer modes only): the camera's real depth, so a 12-bit image in a 16-bit PNG is divided by
+    4095, not 65535 (values above it are clipped); None: the container's depth (65535). Mode ``I`` (32-bit
+    integers, how some readers return 16-bit PNG/TIFF) is read as 16-bit; call :func:`unknown_depth` first for
+    images whose values do not fit that.
     """
     import numpy as np
     from PIL import Image
@@ -52,8 +58,53 @@ def to_8bit(image):
     top = DEEP_MODES.get(image.mode)
     if top is None:
         return image
+    if bit_depth is not None and image.mode != "F":
+        top = float(2 ** int(bit_depth) - 1)
     values = np.asarray(image, dtype=np.float64)
     return Image.fromarray(np.round(np.clip(values, 0, top) * (255.0 / top)).astype(np.uint8), mode="L")
+
+
+def check_bit_depth(bit_depth: int | None) -> int | None:
+    """``bit_depth`` if it is None or one of :data:`STANDARD_DEPTHS`, else a :class:`DataError`."""
+    if bit_depth is not None and int(bit_depth) not in STANDARD_DEPTHS:
+        raise DataError(f"bit_depth must be one of {list(STANDARD_DEPTHS)} or None (auto), got {bit_depth!r}")
+    return None if bit_depth is None else int(bit_depth)
+
+
+def choose_bit_depth(maximum: float) -> int:
+    """The smallest standard depth whose range holds ``maximum`` (values 500..3999 -> 12 bits).
+
+    Chosen from the whole data set's maximum, never per image: one depth for every image keeps a dark image
+    dark, where a per-image rule would stretch it to look like a bright one.
+    """
+    for depth in STANDARD_DEPTHS:
+        if maximum <= 2**depth - 1:
+            return depth
+    return STANDARD_DEPTHS[-1]
+
+
+def deep_maximum(path: str | Path) -> float | None:
+    """The largest value of a one-channel integer image deeper than 8 bits (None for any other image)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in DEEP_MODES or image.mode == "F":
+            return None
+        image.load()
+        values = np.asarray(image)
+        return float(values.max()) if values.size else 0.0
+
+
+def set_bit_depth(paths: list[Path], bit_depth: int) -> None:
+    """Read these image files at ``bit_depth`` from now on, in this process (what ``load_folder`` records)."""
+    for path in paths:
+        _BIT_DEPTHS[str(Path(path).resolve())] = int(bit_depth)
+
+
+def bit_depth_of(path: str | Path) -> int | None:
+    """The depth recorded for ``path`` by :func:`set_bit_depth`, or None (read at the container's depth)."""
+    return _BIT_DEPTHS.get(str(Path(path).resolve())) if _BIT_DEPTHS else None
 
 
 def read_rgb(path: str | Path):
@@ -66,7 +117,7 @@ def read_rgb(path: str | Path):
             image.load()
             problem = unknown_depth(image)
             if problem is None:
-                return to_8bit(image).convert("RGB")
+                return to_8bit(image, bit_depth_of(path)).convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except decode_errors() as exc:
