@@ -27,10 +27,13 @@ from ahl_plugins.evaluation.grid import KNN, VARIANT_ORDER
 from ahl_plugins.evaluation.ranks import friedman_nemenyi
 from ahl_plugins.evaluation.significance import (
     NO_EFFECT,
+    annotate_gains,
     counts,
     paired_interval,
     wilcoxon_test,
 )
+from ahl_plugins.evaluation.summary import ALL_METRICS, MEAN_TYPE, SUMMARY_JSON
+from ahl_plugins.evaluation.tables import gain_label, variant_label
 
 FORMAT = "ahl-plugins/report"
 RowKey = tuple[str, str, int, str]  # data set label, setting, M, seen type
@@ -38,16 +41,22 @@ RowKey = tuple[str, str, int, str]  # data set label, setting, M, seen type
 
 @dataclass
 class CompareInput:
+    """One compare directory as the report reads it: where it is, its data-set label and its summary."""
+
     directory: Path
     label: str
     summary: dict[str, Any]
 
 
 def load_compare(directory: str | Path) -> CompareInput:
-    """A finished compare directory's summary; :class:`ReportInputError` saying what is wrong and how to fix it."""
+    """A finished compare directory's summary; :class:`ReportInputError` saying what is wrong and how to fix it.
+
+    Summaries written before gains carried intervals get them here from their per-seed gains
+    (:func:`with_intervals`), so older compare directories combine like new ones.
+    """
+    # imported here: the compare package pulls in its whole driver, which a report never runs
     from ahl_plugins.evaluation.compare.storage import COMPARE_FILE
     from ahl_plugins.evaluation.compare.storage import FORMAT as COMPARE_FORMAT
-    from ahl_plugins.evaluation.report import SUMMARY_JSON
 
     path = Path(directory)
     if not path.is_dir():
@@ -72,7 +81,19 @@ def load_compare(directory: str | Path) -> CompareInput:
         summary = json.loads(summary_path.read_text())
     except json.JSONDecodeError as exc:
         raise ReportInputError(f"{summary_path} is not valid JSON ({exc}); rerun that compare to rewrite it") from None
-    return CompareInput(path, summary.get("dataset") or path.name, summary)
+    return CompareInput(path, summary.get("dataset") or path.name, with_intervals(summary))
+
+
+def with_intervals(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with each gain's interval, verdict, MDE and seeds needed, computed from ``by_seed`` where absent.
+
+    The paired gains per seed are all the interval needs, so a summary from before the verdicts existed
+    reads exactly as a new compare of the same rows would; gains that have them are left alone.
+    """
+    missing = [g for g in summary.get("gains", [])
+               if any(isinstance(g.get(m), dict) and "by_seed" in g[m] and "verdict" not in g[m] for m in ALL_METRICS)]
+    annotate_gains(missing, ALL_METRICS)
+    return summary
 
 
 def _labels(inputs: Sequence[CompareInput]) -> None:
@@ -83,27 +104,33 @@ def _labels(inputs: Sequence[CompareInput]) -> None:
             item.label = f"{item.label} ({item.directory.name})"
 
 
-def _row_types(entries: Sequence[Mapping[str, Any]]) -> set[tuple[str, int, str]]:
-    """(setting, M, seen) rows of one compare: general rows, and per hard M the mean over types when present."""
-    keys = {(e["setting"], e["n_anomalies"], e["seen_type"]) for e in entries}
-    with_mean = {(s, m) for s, m, t in keys if s == "hard" and t == "mean"}
-    return {(s, m, t) for s, m, t in keys if s != "hard" or (s, m) not in with_mean or t == "mean"}
+def row_types(entries: Sequence[Mapping[str, Any]], n_anomalies: Sequence[int] | None = None) -> set[tuple[str, int, str]]:
+    """(setting, M, seen) rows of one compare: general rows, and per hard M the mean over types when present.
+
+    ``n_anomalies``: keep only these M (None: every M the compare ran).
+    """
+    keys = {(e["setting"], e["n_anomalies"], e["seen_type"]) for e in entries
+            if n_anomalies is None or e["n_anomalies"] in n_anomalies}
+    with_mean = {(s, m) for s, m, t in keys if s == "hard" and t == MEAN_TYPE}
+    return {(s, m, t) for s, m, t in keys if s != "hard" or (s, m) not in with_mean or t == MEAN_TYPE}
 
 
 def method_label(model: str, variant: str) -> str:
-    from ahl_plugins.evaluation.report import variant_label
-
+    """The name of a method in ranks: ``k-NN`` for the label-free reference, else its table label."""
     return "k-NN" if variant == KNN and model == KNN else variant_label(model, variant)
 
 
-def collect(inputs: Sequence[CompareInput], metric: str) -> tuple[list[RowKey], dict[RowKey, dict[str, float]], dict[tuple[str, str], dict[RowKey, dict[str, Any]]]]:
+Collected = tuple[list[RowKey], dict[RowKey, dict[str, float]], dict[tuple[str, str], dict[RowKey, dict[str, Any]]]]
+
+
+def collect(inputs: Sequence[CompareInput], metric: str, n_anomalies: Sequence[int] | None = None) -> Collected:
     """Rows, each row's method means, and each gain pair's per-row block (mean, interval, verdict)."""
     rows: list[RowKey] = []
     methods: dict[RowKey, dict[str, float]] = {}
     gains: dict[tuple[str, str], dict[RowKey, dict[str, Any]]] = {}
     for item in inputs:
         groups = item.summary.get("groups", [])
-        chosen = _row_types(groups)
+        chosen = row_types(groups, n_anomalies)
         for setting, m, seen in sorted(chosen, key=lambda k: (k[0] != "general", k[1], k[2])):
             key = (item.label, setting, m, seen)
             rows.append(key)
@@ -128,8 +155,6 @@ def row_name(key: RowKey) -> str:
 
 def pair_summary(model: str, variant: str, by_row: Mapping[RowKey, Mapping[str, Any]]) -> dict[str, Any]:
     """Across rows: the mean row gain with its interval, Wilcoxon, and win / tie / loss of the row verdicts."""
-    from ahl_plugins.evaluation.gain_tables import gain_label
-
     means = [float(b["mean"]) for b in by_row.values()]
     verdicts = [b.get("verdict", NO_EFFECT) for b in by_row.values()]
     return {
@@ -162,17 +187,20 @@ def rank_methods(rows: Sequence[RowKey], methods: Mapping[RowKey, Mapping[str, f
     return out
 
 
-def combine(directories: Sequence[str | Path], metric: str = "auc_roc") -> dict[str, Any]:
-    """Read the compares and build the report's summary (nothing written)."""
+def combine(
+    directories: Sequence[str | Path], metric: str = "auc_roc", n_anomalies: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Read the compares and build the report's summary (nothing written); ``n_anomalies`` keeps only those M."""
     if not directories:
         raise ReportInputError("no compare directories given; pass one or more `ahl compare --output` directories")
     inputs = [load_compare(d) for d in directories]
     _labels(inputs)
-    rows, methods, gains = collect(inputs, metric)
+    rows, methods, gains = collect(inputs, metric, n_anomalies)
     if not rows:
         raise ReportInputError(
-            f"none of {', '.join(str(i.directory) for i in inputs)} has a finished row with {metric}; "
-            "rerun those compares (their cells were all skipped or failed)"
+            f"none of {', '.join(str(i.directory) for i in inputs)} has a finished row with {metric}"
+            + (f" at M = {', '.join(map(str, n_anomalies))}" if n_anomalies else "")
+            + "; rerun those compares (their cells were all skipped or failed) or choose an M they ran"
         )
     models = [{g["model"] for g in i.summary.get("groups", []) if g["variant"] != KNN} for i in inputs]
     if len(inputs) > 1 and not set.intersection(*models):

@@ -16,11 +16,11 @@ from typing import Any
 from ahl_plugins.atomic import atomic_write_text
 from ahl_plugins.evaluation.combine import combine
 from ahl_plugins.evaluation.forest import ForestLine, cd_diagram, forest_plot
-from ahl_plugins.evaluation.gain_tables import EXPLAINED, interval, signed
+from ahl_plugins.evaluation.gain_tables import EXPLAINED
+from ahl_plugins.evaluation.html_index import INDEX_FILE, write_index
 from ahl_plugins.evaluation.significance import NO_EFFECT
-
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
+from ahl_plugins.evaluation.summary import SUMMARY_JSON, SUMMARY_MD
+from ahl_plugins.evaluation.tables import METRIC_NAMES, interval, render, signed
 
 
 def _p(value: float | None) -> str:
@@ -28,8 +28,6 @@ def _p(value: float | None) -> str:
 
 
 def pairs_table(report: Mapping[str, Any]) -> str:
-    from ahl_plugins.evaluation.report import render
-
     rows = []
     for pair in report["pairs"]:
         over = pair["over_rows"]
@@ -43,8 +41,6 @@ def pairs_table(report: Mapping[str, Any]) -> str:
 
 
 def row_table(pair: Mapping[str, Any]) -> str:
-    from ahl_plugins.evaluation.report import render
-
     rows = [
         [r["row"], signed(r["mean"]), interval(r), r.get("verdict") or NO_EFFECT, str(r.get("n") or 0),
          "-" if r.get("mde") is None else f"{r['mde']:.3f}", "-" if r.get("seeds_needed") is None else str(r["seeds_needed"])]
@@ -54,8 +50,6 @@ def row_table(pair: Mapping[str, Any]) -> str:
 
 
 def ranks_section(ranks: Mapping[str, Any]) -> list[str]:
-    from ahl_plugins.evaluation.report import render
-
     if "average_ranks" not in ranks:
         return [ranks.get("note", "no ranks"), ""]
     order = sorted(ranks["average_ranks"], key=lambda n: ranks["average_ranks"][n])
@@ -75,8 +69,6 @@ def ranks_section(ranks: Mapping[str, Any]) -> list[str]:
 
 
 def markdown(report: Mapping[str, Any]) -> str:
-    from ahl_plugins.evaluation.report import METRIC_NAMES
-
     metric = METRIC_NAMES.get(report["metric"], report["metric"])
     lines = [f"# Report: {metric} over {len(report['rows'])} rows from {len(report['inputs'])} compares", ""]
     lines += [f"- {item['dataset']}: `{item['directory']}`" for item in report["inputs"]]
@@ -104,8 +96,7 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 
 def write_plots(report: Mapping[str, Any], directory: Path) -> list[Path]:
-    from ahl_plugins.evaluation.report import METRIC_NAMES
-
+    """The report's pictures: a forest plot of every row's gain and the means over rows, and the CD diagram."""
     directory.mkdir(parents=True, exist_ok=True)
     metric, name = report["metric"], METRIC_NAMES.get(report["metric"], report["metric"])
     written = []
@@ -122,19 +113,23 @@ def write_plots(report: Mapping[str, Any], directory: Path) -> list[Path]:
     if lines:
         title = f"Paired gains in {name} per row and over rows (95% intervals)"
         written.append(forest_plot(lines, directory / f"forest_{metric}.png", title, f"gain in {name}"))
+    cd = cd_plot(report, directory / f"cd_{metric}.png")
+    return written + ([cd] if cd else [])
+
+
+def cd_plot(report: Mapping[str, Any], path: Path) -> Path | None:
+    """The critical-difference diagram of a report's ranks at ``path``; None when there are no ranks."""
     ranks = report["ranks"]
-    if "average_ranks" in ranks:
-        title = (f"{name}: average ranks over {ranks['n_datasets']} rows, Friedman p = {_p(ranks['friedman']['p'])}, "
-                 f"Nemenyi CD = {ranks['critical_difference']:.2f}")
-        written.append(cd_diagram(ranks["average_ranks"], ranks["critical_difference"], ranks["cliques"],
-                                  directory / f"cd_{metric}.png", title))
-    return written
+    if "average_ranks" not in ranks:
+        return None
+    name = METRIC_NAMES.get(report["metric"], report["metric"])
+    title = (f"{name}: average ranks over {ranks['n_datasets']} rows, Friedman p = {_p(ranks['friedman']['p'])}, "
+             f"Nemenyi CD = {ranks['critical_difference']:.2f}")
+    return cd_diagram(ranks["average_ranks"], ranks["critical_difference"], ranks["cliques"], path, title)
 
 
 def write_report(directories: Sequence[str | Path], output: str | Path, *, metric: str = "auc_roc", plots: bool = True) -> dict[str, Any]:
     """Combine the compares into ``output``: summary.json, summary.md, plots/ and index.html; return the report."""
-    from ahl_plugins.evaluation.html_index import INDEX_FILE, write_index
-
     report = combine(directories, metric)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

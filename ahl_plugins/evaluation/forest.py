@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ahl_plugins.evaluation.plots import figure
+from ahl_plugins.evaluation.figures import figure
 from ahl_plugins.evaluation.significance import HELPS, HURTS, NO_EFFECT
+from ahl_plugins.evaluation.tables import METRIC_NAMES, gain_label
 
 VERDICT_COLOURS = {HELPS: "#2ca02c", HURTS: "#d62728", NO_EFFECT: "#7f7f7f"}
 
 
 @dataclass(frozen=True)
 class ForestLine:
+    """One row of a forest plot: a gain's label, mean, 95% interval (None with one seed) and verdict."""
+
     label: str
     mean: float
     low: float | None
@@ -56,8 +59,6 @@ def forest_plot(lines: Sequence[ForestLine], path: Path, title: str, xlabel: str
 
 def compare_forest_lines(summary: Mapping[str, Any], metric: str) -> list[ForestLine]:
     """Every gain of a compare summary with an interval or a mean, in the summary's order."""
-    from ahl_plugins.evaluation.gain_tables import gain_label
-
     lines = []
     for entry in summary.get("gains", []):
         block = entry.get(metric) or {}
@@ -73,8 +74,6 @@ def compare_forest_lines(summary: Mapping[str, Any], metric: str) -> list[Forest
 
 def forest_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
     """``forest_<metric>.png`` for AUC-ROC and AUC-PR of a compare (when it has gains)."""
-    from ahl_plugins.evaluation.report import METRIC_NAMES
-
     written = []
     for metric in ("auc_roc", "auc_pr"):
         lines = compare_forest_lines(summary, metric)

@@ -7,26 +7,12 @@ detected, and how many seeds would resolve ±0.01.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ahl_plugins.evaluation.significance import LEVEL, POWER, RESOLVE
-
-
-def signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
-
-
-def interval(block: Mapping[str, Any]) -> str:
-    if block.get("ci_low") is None:
-        return "-"
-    return f"[{block['ci_low']:+.3f}, {block['ci_high']:+.3f}]"
-
-
-def gain_label(model: str, variant: str) -> str:
-    from ahl_plugins.evaluation.report import variant_label
-
-    return f"{variant_label(model, variant)} − {model}"
+from ahl_plugins.evaluation.significance import HELPS, HURTS, LEVEL, NO_EFFECT, POWER, RESOLVE
+from ahl_plugins.evaluation.summary import MEAN_TYPE, metric_present
+from ahl_plugins.evaluation.tables import METRIC_NAMES, gain_label, interval, render, signed
 
 
 def _delong_cell(entry: Mapping[str, Any]) -> str:
@@ -36,7 +22,13 @@ def _delong_cell(entry: Mapping[str, Any]) -> str:
     return f"{tally['wins']} / {tally['ties']} / {tally['losses']}"
 
 
+def has_delong(summary: Mapping[str, Any]) -> bool:
+    """Whether any gain has DeLong per seed (compares whose cells kept their test scores)."""
+    return any(entry.get("delong_counts") for entry in summary.get("gains", []))
+
+
 def gain_rows(summary: Mapping[str, Any], metric: str) -> list[list[str]]:
+    """One row per gain with a mean: where, which gain, mean, interval, verdict, seeds, MDE, seeds needed, DeLong."""
     rows = []
     for entry in summary.get("gains", []):
         block = entry.get(metric) or {}
@@ -59,30 +51,47 @@ HEADERS = ["setting", "M", "seen", "gain", "mean", f"{LEVEL:.0%} CI", "verdict",
 
 
 def gain_table(summary: Mapping[str, Any], metric: str, markdown: bool = False) -> str | None:
-    """The table for ``metric``, or None when the compare has no gains in it."""
-    from ahl_plugins.evaluation.report import render
-
+    """The table for ``metric``, or None when the compare has no gains in it; no DeLong column without cell scores."""
     rows = gain_rows(summary, metric)
-    return render(HEADERS, rows, markdown) if rows else None
+    if not rows:
+        return None
+    if has_delong(summary):
+        return render(HEADERS, rows, markdown)
+    return render(HEADERS[:-1], [row[:-1] for row in rows], markdown)
 
 
 def noise_table(summary: Mapping[str, Any], metric: str, markdown: bool = False) -> str | None:
     """With ``--train-seeds``: per gain, training noise and split noise apart, and the cluster-robust interval."""
-    from ahl_plugins.evaluation.report import render
-
     rows = []
     for entry in summary.get("gains", []):
         rep = (entry.get(metric) or {}).get("replicates")
         if not rep or rep.get("mean") is None:
             continue
         seen = entry["seen_type"] if entry["setting"] == "hard" else "-"
-        std = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         rows.append([entry["setting"], str(entry["n_anomalies"]), seen, gain_label(entry["model"], entry["variant"]),
-                     f"{rep['n']} ({rep['clusters']} splits)", signed(rep["mean"]), std(rep.get("training_std")),
-                     std(rep.get("split_std")), interval(rep), rep.get("verdict", "-")])
+                     f"{rep['n']} ({rep['clusters']} splits)", signed(rep["mean"]), _spread(rep.get("training_std")),
+                     _spread(rep.get("split_std")), interval(rep), rep.get("verdict", "-")])
     headers = ["setting", "M", "seen", "gain", "pairs", "mean", "training std", "split std",
                f"{LEVEL:.0%} CI (splits as clusters)", "verdict"]
     return render(headers, rows, markdown) if rows else None
+
+
+def _spread(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def gain_sections(summary: Mapping[str, Any], metrics: Sequence[str], markdown: bool = False) -> list[tuple[str, str]]:
+    """Per metric present: ``(title, table)`` of the paired gains, and of training vs split noise when replicated."""
+    out = []
+    for metric in metrics:
+        if not metric_present(summary, metric):
+            continue
+        table, noise = gain_table(summary, metric, markdown), noise_table(summary, metric, markdown)
+        if table:
+            out.append((f"Paired gains in {METRIC_NAMES[metric]}", table))
+        if noise:
+            out.append((f"Training noise and split noise in {METRIC_NAMES[metric]}", noise))
+    return out
 
 
 NOISE_EXPLAINED = (
@@ -110,7 +119,7 @@ def verdict_line(summary: Mapping[str, Any], metric: str = "auc_roc") -> str | N
     tallies = verdict_counts(summary, metric)
     if not tallies:
         return None
-    parts = [f"{label}: {t['helps']} helps, {t['no detectable effect']} no detectable effect, {t['hurts']} hurts"
+    parts = [f"{label}: {t[HELPS]} helps, {t[NO_EFFECT]} no detectable effect, {t[HURTS]} hurts"
              for label, t in tallies.items()]
     return "Verdicts by row: " + "; ".join(parts) + "."
 
@@ -120,8 +129,8 @@ def verdict_counts(summary: Mapping[str, Any], metric: str = "auc_roc") -> dict[
     out: dict[str, dict[str, int]] = {}
     for entry in summary.get("gains", []):
         block = entry.get(metric) or {}
-        if block.get("mean") is None or entry["seen_type"] == "mean":
+        if block.get("mean") is None or entry["seen_type"] == MEAN_TYPE:
             continue
-        tally = out.setdefault(gain_label(entry["model"], entry["variant"]), {"helps": 0, "no detectable effect": 0, "hurts": 0})
-        tally[block.get("verdict", "no detectable effect")] += 1
+        tally = out.setdefault(gain_label(entry["model"], entry["variant"]), {HELPS: 0, NO_EFFECT: 0, HURTS: 0})
+        tally[block.get("verdict", NO_EFFECT)] += 1
     return out

@@ -3,8 +3,8 @@
 ROC curves (base vs AHL, every seed, per model, setting and M), per-type
 gain bars for the hard setting, the forest plot of every paired gain with
 its interval and verdict (:mod:`.forest`), and the SGE task-weight
-trajectory of one AHL run per model. matplotlib is imported here only, with the Agg backend
-through ``Figure`` objects (no pyplot state, no display needed).
+trajectory of one AHL run per model. Figures come from :func:`.figures.figure`
+(Agg backend, no pyplot state).
 """
 
 from __future__ import annotations
@@ -17,21 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from ahl_plugins.evaluation.figures import figure
+from ahl_plugins.evaluation.forest import forest_plots
 from ahl_plugins.evaluation.grid import AHL, BASE, KNN, slug
+from ahl_plugins.evaluation.summary import MEAN_TYPE, SUMMARY_JSON
+from ahl_plugins.evaluation.tables import gain_label
 
 PLOTS_DIR = "plots"
 COLOURS = {KNN: "#7f7f7f", BASE: "#1f77b4", AHL: "#d62728"}
 EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-
-
-def figure(width: float, height: float):
-    """A matplotlib Figure on the Agg backend (no pyplot state, no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def _colour(variant: str, extras: dict[str, str]) -> str:
@@ -107,8 +101,6 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
 
 def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
     """Hard setting: the paired gain of each AHL variant over its base, per seen type (mean ± std)."""
-    from ahl_plugins.evaluation.report import MEAN_TYPE, variant_label
-
     gains = [g for g in summary.get("gains", []) if g["setting"] == "hard"]
     by_m: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for g in gains:
@@ -128,7 +120,7 @@ def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
                 stds = [lookup.get(t, {}).get("std") or 0.0 for t in types]
                 heights = [v if v is not None else 0.0 for v in means]
                 ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, yerr=stds, capsize=3,
-                       label=variant_label(model, variant) + " − " + model)
+                       label=gain_label(model, variant))
             ax.axhline(0, color="black", lw=0.8)
             ax.set_xticks(x, [t if t != MEAN_TYPE else "mean" for t in types], rotation=20, fontsize=8)
             ax.set_ylabel(f"gain in {name}")
@@ -199,10 +191,8 @@ def write_plots(output: str | Path, rows: Sequence[Mapping[str, Any]], summary: 
     directory = output / PLOTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     if summary is None:
-        summary_path = output / "summary.json"
+        summary_path = output / SUMMARY_JSON
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    from ahl_plugins.evaluation.forest import forest_plots
-
     return (
         roc_plots(output, rows, directory)
         + gain_plots(summary, directory)
