@@ -34,7 +34,9 @@ import torch
 
 from ahl_plugins.detector import OSADDetector
 from ahl_plugins.evaluation.metrics import auc_roc
-from ahl_plugins.evaluation.report import fmt, stats
+from ahl_plugins.evaluation.significance import clustered_interval
+from ahl_plugins.evaluation.summary import stats
+from ahl_plugins.evaluation.tables import fmt
 from benchmarks.harness import (
     PAGES,
     RESULTS,
@@ -99,11 +101,10 @@ def _gains(rows: dict[tuple, dict[str, Any]], model: str, cases: set[str], ahl: 
     return out
 
 
-def _cluster_se(by_seed: dict[int, list[float]]) -> float | None:
-    """Standard error with training seeds as clusters: a seed draws the same initial heads and pools for every
-    case of one feature width, so its pairs are not independent of each other."""
-    means = [statistics.fmean(v) for v in by_seed.values() if v]
-    return statistics.stdev(means) / len(means) ** 0.5 if len(means) > 1 else None
+def cluster_se(by_seed: dict[int, list[float]]) -> float | None:
+    """Standard error with training seeds as clusters (the library's :func:`clustered_interval`): a seed draws the
+    same initial heads and pools for every case of one feature width, so its pairs are not independent."""
+    return clustered_interval(by_seed)["se"]
 
 
 def _number(value: float | None) -> str:
@@ -126,9 +127,10 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         "*variant − base*: AHL (`ahl`: defaults; "
         + "; ".join(f"`{n}`: {text}" for n, (_, text) in AHL_VARIANTS.items() if n != "ahl")
         + ") paired with the base model on (split, training seed), mean ± std; *SE*: std / √n, treating pairs as "
-        "independent; *SE by seed*: the std of the per-seed mean gains / √(seeds), treating each training seed as "
-        "one cluster (one seed gives the same initial heads and random draws on every case of the same width, so "
-        "its pairs move together); *per seed*: the mean gain of each training seed; *up / down*: pairs above / "
+        "independent; *SE by seed*: the cluster-robust SE with each training seed as one cluster, because one seed "
+        "gives the same initial heads and random draws on every case of the same width, so its pairs move together "
+        "(`ahl_plugins.evaluation.significance.clustered_interval`; with equal pairs per seed it equals the std of "
+        "the per-seed mean gains / √(seeds)); *per seed*: the mean gain of each training seed; *up / down*: pairs above / "
         "below zero.",
         "",
     ]
@@ -159,7 +161,7 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
                 f"| {name} | {len(cases)} | {runs} × {seeds} | {fmt(stats([r['auc_roc'] for r in base]))} | "
                 f"{_number(spread['training'])} | {_number(spread['split'])} | {variant} | "
                 f"{fmt(summary, signed=True)} (n {len(gains)}) "
-                f"| {_number(se)} | {_number(_cluster_se(by_seed))} | {per_seed} | "
+                f"| {_number(se)} | {_number(cluster_se(by_seed))} | {per_seed} | "
                 f"{sum(g > 0 for g in gains)} / {sum(g < 0 for g in gains)} |"
             )
         seconds = {v: statistics.fmean(r["seconds"] for k, r in mine.items() if k[1] == v) for v in VARIANTS

@@ -43,8 +43,8 @@ def test_gains_pair_on_split_and_seed_and_cluster_by_seed():
     assert {seed: statistics.fmean(v) for seed, v in by_seed.items()} == pytest.approx(
         {1000: 0.01, 1001: 0.03, 1002: 0.05})
     assert all(len(v) == 4 for v in by_seed.values())  # 2 cases × 2 splits per seed
-    assert noise._cluster_se(by_seed) == pytest.approx(statistics.stdev([0.01, 0.03, 0.05]) / 3**0.5)
-    assert noise._cluster_se({1000: [0.1]}) is None
+    assert noise.cluster_se(by_seed) == pytest.approx(statistics.stdev([0.01, 0.03, 0.05]) / 3**0.5)
+    assert noise.cluster_se({1000: [0.1]}) is None
 
 
 def test_page_has_one_row_per_family_and_ahl_variant(tmp_path):
