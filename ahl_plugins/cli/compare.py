@@ -112,6 +112,16 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the training epochs (for a quick pass).")
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours of the k-NN reference row.")
+@click.option(
+    "--references",
+    default=None,
+    help="Label-free reference rows, comma-separated: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the "
+    "k nearest), patchcore (nearest normal patch, images only). Default: kth, plus patchcore on images.",
+)
+@click.option(
+    "--coreset-fraction", type=click.FloatRange(min=0, max=1, min_open=True), default=0.1, show_default=True,
+    help="Share of the training patches the patchcore row keeps (greedy k-center coreset).",
+)
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Detector option for every variant (repeatable).")
 @click.option("--ahl-option", "ahl_options", multiple=True, metavar="KEY=VALUE", help="Option for the AHL variants only (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Option of the data loader, e.g. label_column=y.")
@@ -159,6 +169,8 @@ def compare(
     device: str,
     epochs: int | None,
     k: int,
+    references: str | None,
+    coreset_fraction: float,
     options: tuple[str, ...],
     ahl_options: tuple[str, ...],
     data_options: tuple[str, ...],
@@ -204,6 +216,8 @@ def compare(
         "finetune_backbone": finetune_backbone,
         "epochs": epochs,
         "k": k,
+        "references": None if references is None else _comma(references),
+        "coreset_fraction": coreset_fraction,
         "options": _key_values(options, "--option"),
         "ahl_options": _key_values(ahl_options, "--ahl-option"),
         "dataset_options": {**_key_values(data_options, "--data-option"), **({"skip_bad_images": True} if skip_bad_images else {})},

@@ -20,6 +20,10 @@ SETTINGS = ("general", "hard")
 BASE = "base"
 AHL = "ahl"
 KNN = "knn"
+#: Forms of the label-free reference rows (all of variant ``knn``, "no labels, no training"): the pooled k-NN
+#: distance to the k-th neighbour or the mean of the k nearest, and the PatchCore-class nearest patch.
+KTH, MEAN, PATCHCORE = "kth", "mean", "patchcore"
+REFERENCE_FORMS = (KTH, MEAN, PATCHCORE)
 ALL_TYPES = "all"
 #: variant name -> AHLOptions.ablation
 ABLATIONS = {"ahl_uniform": "uniform", "ahl_random_tasks": "random_tasks", "ahl_ensemble": "ensemble"}
@@ -66,6 +70,9 @@ class Cell:
     variant: str
     source_model: str | None = None
     replicate: int = 0
+    #: which label-free reference a ``knn`` cell computes (:data:`REFERENCE_FORMS`); not part of the id, the
+    #: row label (``knn``, ``knn[mean]``, ``patchcore``) already says it
+    form: str = KTH
 
     @property
     def id(self) -> str:
@@ -139,15 +146,15 @@ def cells_for(
     split: SplitKey,
     models: Sequence[str],
     ablations: bool,
-    knn_rows: Sequence[tuple[str, str]] = (),
+    knn_rows: Sequence[tuple[str, ...]] = (),
     train_seeds: int = 1,
 ) -> list[Cell]:
     """The cells of one split: the k-NN reference row(s) first, then each model's variants per training seed.
 
-    ``knn_rows`` holds ``(label, model)`` pairs: one k-NN row per distinct
-    feature extractor among the models. k-NN is not trained, so it has no replicates.
+    ``knn_rows`` holds ``(label, model)`` pairs, or ``(label, model, form)``: one reference row per form and
+    distinct feature extractor among the models. References are not trained, so they have no replicates.
     """
-    cells = [Cell(split, label, KNN, source) for label, source in knn_rows]
+    cells = [Cell(split, row[0], KNN, row[1], form=row[2] if len(row) > 2 else KTH) for row in knn_rows]
     cells += [
         Cell(split, model, variant, replicate=r)
         for r in range(train_seeds)
@@ -164,7 +171,7 @@ def build_grid(
     hard_types: Sequence[str],
     seeds: Sequence[int],
     ablations: bool = False,
-    knn_rows: Sequence[tuple[str, str]] = (),
+    knn_rows: Sequence[tuple[str, ...]] = (),
     train_seeds: int = 1,
 ) -> list[tuple[SplitKey, list[Cell]]]:
     """The whole grid, grouped by split (each split is built once)."""

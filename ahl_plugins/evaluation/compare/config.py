@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ahl_plugins.errors import InvalidOptionsError
-from ahl_plugins.evaluation.grid import KNN, SETTINGS
+from ahl_plugins.evaluation.grid import KNN, REFERENCE_FORMS, SETTINGS
 
 #: Fields that change where and how fast a grid runs, never what it computes: a resume ignores them.
 RUN_FIELDS = frozenset({"device", "cache_dir", "progress", "threads", "jobs", "executor", "ray_address"})
@@ -36,6 +36,12 @@ class CompareConfig(BaseModel):
         False, description="base = fine-tuned end to end; AHL on its frozen features; k-NN also on those features"
     )
     k: int = Field(5, ge=1, description="neighbours of the k-NN reference")
+    references: list[str] | None = Field(
+        None,
+        description="label-free reference rows: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the k), "
+        "patchcore (nearest normal patch); None: kth, plus patchcore on images",
+    )
+    coreset_fraction: float = Field(0.1, gt=0, le=1, description="share of training patches the patchcore row keeps")
     options: dict[str, Any] = Field(default_factory=dict, description="detector options for every model variant")
     ahl_options: dict[str, Any] = Field(default_factory=dict, description="extra options for the AHL variants only")
     dataset_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of load_dataset")
@@ -63,6 +69,22 @@ class CompareConfig(BaseModel):
         if any(n < 1 for n in value):
             raise ValueError(f"n_anomalies must be >= 1, got {value}")
         return list(dict.fromkeys(value))
+
+    @field_validator("references")
+    @classmethod
+    def _references(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        value = [v.strip() for v in value if v.strip()]
+        bad = [v for v in value if v not in REFERENCE_FORMS]
+        if bad:
+            raise ValueError(f"unknown reference(s) {bad}; use {list(REFERENCE_FORMS)}")
+        return list(dict.fromkeys(value))
+
+    def reference_forms(self, input_kind: str) -> list[str]:
+        """The reference rows this compare adds on ``input_kind`` data (patchcore needs images)."""
+        forms = self.references if self.references is not None else ["kth", "patchcore"]
+        return [f for f in forms if f != "patchcore" or input_kind == "image"]
 
     @field_validator("models")
     @classmethod
@@ -93,6 +115,11 @@ class CompareConfig(BaseModel):
         identity = self.model_dump(mode="json", exclude=set(RUN_FIELDS))
         if identity.get("train_seeds") == 1:
             del identity["train_seeds"]
+        # fields added later, at their defaults, stay out too (older directories resume and gain the new rows)
+        if identity.get("references") is None:
+            identity.pop("references", None)
+        if identity.get("coreset_fraction") == 0.1:
+            identity.pop("coreset_fraction", None)
         return identity
 
     @property

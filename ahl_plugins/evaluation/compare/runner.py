@@ -19,7 +19,7 @@ import numpy as np
 
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.splits import SplitData
-from ahl_plugins.evaluation.grid import BASE, KNN, Cell
+from ahl_plugins.evaluation.grid import BASE, KNN, KTH, MEAN, PATCHCORE, Cell
 
 #: Label prefix of the k-NN rows on a fine-tuned model's features (``knn[fine-tuned dra]``).
 FINETUNED_KNN = f"{KNN}[fine-tuned "
@@ -137,6 +137,8 @@ class DetectorRunner:
         )
 
     def _knn(self, cell: Cell, data: SplitData) -> CellRun:
+        if cell.form == PATCHCORE:
+            return self._patchcore(cell, data)
         from ahl_plugins.devices import resolve_device
         from ahl_plugins.evaluation.knn import knn_reference
         from ahl_plugins.features.cache import FeatureCache
@@ -157,6 +159,7 @@ class DetectorRunner:
             extractor=extractor,
             extractor_options=self.config.extractor_options,
             k=self.config.k,
+            method=cell.form,
             cache=FeatureCache(self.config.cache_dir),
             device=resolve_device(self.config.device),
             timings=timings,
@@ -165,8 +168,41 @@ class DetectorRunner:
             scores=scores,
             fit_seconds=timings.get("fit", 0.0),
             score_seconds=timings.get("score", 0.0),
-            info={"k": self.config.k, "method": "kth"},
+            info={"k": self.config.k, "method": cell.form},
             extractor=extractor_name(model, self.config.extractor, data_kind(data)),
+        )
+
+    def _patchcore(self, cell: Cell, data: SplitData) -> CellRun:
+        """The PatchCore-class row: nearest normal patch, with pixel metrics where the test images have masks."""
+        from ahl_plugins.devices import resolve_device
+        from ahl_plugins.evaluation.patchcore import PatchCoreOptions, patchcore_reference
+        from ahl_plugins.features.cache import FeatureCache
+
+        timings: dict[str, Any] = {}
+        model = cell.source_model or self.config.models[0]
+        options = PatchCoreOptions(coreset_fraction=self.config.coreset_fraction, seed=data.key.seed)
+        scores, pixel = patchcore_reference(
+            data.train_inputs,
+            data.train_labels,
+            data.test_inputs,
+            model=model,
+            extractor=self.config.extractor,
+            extractor_options=self.config.extractor_options,
+            options=options,
+            cache=FeatureCache(self.config.cache_dir),
+            device=resolve_device(self.config.device),
+            test_masks=data.test_masks,
+            test_types=data.test_types,
+            timings=timings,
+        )
+        return CellRun(
+            scores=scores,
+            fit_seconds=timings.get("fit", 0.0),
+            score_seconds=timings.get("score", 0.0),
+            info={"method": PATCHCORE, "coreset_fraction": options.coreset_fraction,
+                  "memory_patches": timings.get("memory_patches")},
+            extractor=extractor_name(model, self.config.extractor, data_kind(data)),
+            pixel=pixel,
         )
 
 
@@ -189,12 +225,26 @@ def extractor_models(models: Sequence[str], extractor: str | None, kind: str) ->
     return groups
 
 
-def knn_rows(models: Sequence[str], extractor: str | None, kind: str) -> list[tuple[str, str]]:
-    """One k-NN row per distinct extractor among the models: ``(label, model)``."""
+#: row label of each reference form (the kth row keeps the name ``knn`` it always had, so old directories resume)
+FORM_LABELS = {KTH: KNN, MEAN: f"{KNN}[mean]", PATCHCORE: PATCHCORE}
+
+
+def knn_rows(
+    models: Sequence[str], extractor: str | None, kind: str, forms: Sequence[str] = (KTH,)
+) -> list[tuple[str, str, str]]:
+    """One reference row per form and distinct extractor among the models: ``(label, model, form)``."""
     groups = extractor_models(models, extractor, kind)
-    if len(groups) == 1:
-        return [(KNN, next(iter(groups.values())))]
-    return [(f"{KNN}[{name}]", model) for name, model in groups.items()]
+    rows = []
+    for form in forms:
+        label = FORM_LABELS[form]
+        if len(groups) == 1:
+            rows.append((label, next(iter(groups.values())), form))
+            continue
+        for name, model in groups.items():
+            inner = label[len(KNN) + 1 : -1] + ", " if label.startswith(f"{KNN}[") else ""
+            base = KNN if label.startswith(KNN) else label
+            rows.append((f"{base}[{inner}{name}]", model, form))
+    return rows
 
 
 def finetuned_base(cell: Cell) -> Cell | None:

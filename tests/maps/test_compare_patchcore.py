@@ -1,0 +1,45 @@
+"""`ahl compare` adds the label-free reference rows: pooled k-NN (k-th and mean) and PatchCore with pixel metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+from maps_testkit import mvtec_folder
+
+from ahl_plugins.cli import cli
+from ahl_plugins.errors import InvalidOptionsError
+from ahl_plugins.evaluation.compare.config import parse_config
+from ahl_plugins.evaluation.compare.runner import knn_rows
+
+SMALL_RESNET = ["--extractor", "resnet18", "--extractor-option", "weights=none", "--extractor-option", "image_size=64"]
+TINY = ["-o", "epochs=1", "-o", "batches_per_epoch=1", "-o", "n_pseudo=8", "--ahl-option", "outer_steps_per_epoch=1",
+        "--ahl-option", "inner_steps=1"]
+
+
+def test_reference_rows_with_patchcore_pixel_metrics(tmp_path):
+    data = mvtec_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(data), "--models", "devnet", "--n-anomalies", "4", "--seeds", "1",
+            "--references", "kth,mean,patchcore", "--coreset-fraction", "0.5",
+            "--cache-dir", str(tmp_path / "cache"), "--output", str(out), "--quiet", "--no-plots", *SMALL_RESNET, *TINY]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["variant"]): r for r in csv.DictReader((out / "results.csv").open())}
+    assert {("knn", "knn"), ("knn[mean]", "knn"), ("patchcore", "knn")} <= set(rows)
+    assert rows[("knn", "knn")]["pixel_auroc"] == ""
+    patch = rows[("patchcore", "knn")]
+    assert patch["status"] == "ok" and float(patch["pixel_auroc"]) > 0.5
+    assert set(json.loads(patch["pixel_by_type"])) >= {"all"}
+
+
+def test_default_references_and_labels():
+    config = parse_config(data="digits")
+    assert config.reference_forms("image") == ["kth", "patchcore"] and config.reference_forms("vector") == ["kth"]
+    assert "references" not in config.identity() and "coreset_fraction" not in config.identity()
+    with pytest.raises(InvalidOptionsError, match="unknown reference"):
+        parse_config(data="digits", references=["patch"])
+    rows = knn_rows(["devnet", "dra"], "resnet18", "image", ["kth", "mean", "patchcore"])
+    assert [r[0] for r in rows] == ["knn", "knn[mean]", "patchcore"]
