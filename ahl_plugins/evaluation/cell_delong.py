@@ -22,7 +22,8 @@ from ahl_plugins.evaluation.significance import counts
 CellKey = tuple[str, str, str, int, str, int, int]  # model, variant, setting, M, seen type, seed, training seed
 
 
-def _load(output: Path, cell_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+def load_cell_scores(output: Path, cell_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """A finished cell's test ``(labels, scores, test indices or None)`` from ``cells/<id>.npz``; None when absent."""
     path = output / "cells" / f"{cell_id}.npz"
     if not path.is_file():
         return None
@@ -33,7 +34,7 @@ def _load(output: Path, cell_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def pair_test(output: Path, cell_a: str, cell_b: str) -> dict[str, Any] | None:
     """DeLong for AUC(a) − AUC(b) when both cells' scores are stored and cover the same test samples."""
-    a, b = _load(output, cell_a), _load(output, cell_b)
+    a, b = load_cell_scores(output, cell_a), load_cell_scores(output, cell_b)
     if a is None or b is None or len(a[0]) != len(b[0]) or not np.array_equal(a[0], b[0]):
         return None
     if a[2] is not None and b[2] is not None and not np.array_equal(a[2], b[2]):

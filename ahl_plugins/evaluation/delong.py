@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ahl_plugins.errors import DataError
 from ahl_plugins.evaluation.significance import LEVEL, verdict
 
 
@@ -30,10 +31,13 @@ def placements(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarra
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise DataError(f"DeLong needs one score per test label; got labels of shape {labels.shape} and scores of "
+                        f"shape {scores.shape}: score the same test samples with both models")
     pos, neg = scores[labels], scores[~labels]
     m, n = pos.size, neg.size
     if m == 0 or n == 0:
-        raise ValueError("DeLong needs both anomalies and normals in the test set")
+        raise DataError("DeLong needs both anomalies and normals in the test set; an AUC is undefined with one class")
     combined = stats.rankdata(np.concatenate([pos, neg]))
     v10 = (combined[:m] - stats.rankdata(pos)) / n
     v01 = 1.0 - (combined[m:] - stats.rankdata(neg)) / m

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ahl_plugins.evaluation.cell_delong import load_cell_scores
 from ahl_plugins.evaluation.figures import figure
 from ahl_plugins.evaluation.forest import forest_plots
 from ahl_plugins.evaluation.grid import AHL, BASE, KNN, slug
@@ -32,14 +33,6 @@ def _colour(variant: str, extras: dict[str, str]) -> str:
     if variant in COLOURS:
         return COLOURS[variant]
     return extras.setdefault(variant, EXTRA_COLOURS[len(extras) % len(EXTRA_COLOURS)])
-
-
-def _cell_scores(output: Path, cell_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-    path = output / "cells" / f"{cell_id}.npz"
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        return np.asarray(data["labels"]), np.asarray(data["scores"])
 
 
 def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
@@ -73,10 +66,10 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
                 aucs = [c["auc_roc"] for c in cells if c.get("auc_roc") is not None]
                 label = f"{variant} (AUC {np.mean(aucs):.3f}, {len(aucs)} seed{'s' if len(aucs) != 1 else ''})"
                 for i, cell in enumerate(sorted(cells, key=lambda c: c["seed"])):
-                    loaded = _cell_scores(output, cell["cell_id"])
+                    loaded = load_cell_scores(output, cell["cell_id"])
                     if loaded is None:
                         continue
-                    fpr, tpr = roc_points(*loaded)
+                    fpr, tpr = roc_points(loaded[0], loaded[1])
                     ax.plot(fpr, tpr, color=colour, alpha=0.75, lw=1.2, ls="--" if variant == KNN else "-",
                             label=label if i == 0 else None)
             ax.plot([0, 1], [0, 1], color="black", lw=0.6, alpha=0.4)

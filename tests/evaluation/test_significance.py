@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from ahl_plugins.errors import DataError
 from ahl_plugins.evaluation.delong import delong_test, placements
 from ahl_plugins.evaluation.ranks import average_ranks, critical_difference, friedman_nemenyi
 from ahl_plugins.evaluation.significance import (
@@ -186,6 +187,13 @@ def test_friedman_and_nemenyi_on_a_small_table_by_hand():
 
 
 def test_friedman_needs_three_methods():
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="needs >= 3 methods"):
         friedman_nemenyi(["a", "b"], np.ones((4, 2)))
     assert friedman_nemenyi(["a", "b", "c"], np.ones((3, 3)))["friedman"]["p"] == 1.0
+
+
+def test_delong_refuses_a_test_set_it_cannot_score():
+    with pytest.raises(DataError, match="both anomalies and normals"):
+        delong_test(np.zeros(5), np.arange(5.0), np.arange(5.0))
+    with pytest.raises(DataError, match="one score per test label"):
+        delong_test(np.array([0, 1, 0, 1]), np.arange(4.0), np.arange(3.0))
