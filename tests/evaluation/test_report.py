@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ahl_plugins.evaluation.report import chance_beyond_one_std, format_table, summarise, write_summary
+from ahl_plugins.evaluation.report import format_table, write_summary
+from ahl_plugins.evaluation.summary import chance_beyond_one_std, summarise
 
 
 def _row(model, variant, seen, seed, roc, pr=0.5, setting="hard", m=10, status="ok"):
@@ -82,3 +83,12 @@ def test_chance_beyond_one_std_matches_simulated_null_gains():
         assert chance_beyond_one_std(n) == pytest.approx(expected, abs=1e-3)
         assert simulated == pytest.approx(chance_beyond_one_std(n), abs=3e-3)
     assert chance_beyond_one_std(1) is None
+
+
+def test_report_keeps_the_names_its_old_importers_use():
+    """benchmarks and ahl score import these from report; they now live in summary / tables / paper_tables."""
+    from ahl_plugins.evaluation import paper_tables, report, summary, tables
+
+    assert report.fmt is tables.fmt and report.render is tables.render
+    assert report.stats is summary.stats and report.MEAN_TYPE == summary.MEAN_TYPE
+    assert report.paper_tables is paper_tables.paper_tables and report.times_table is paper_tables.times_table
