@@ -93,7 +93,7 @@ def glance_rows(runs: Sequence[Run], models: Sequence[str], m: int) -> list[Glan
                 ahl[model] = (group or {}).get("auc_roc", {}).get("mean")
                 if gain and (gain.get("auc_roc") or {}).get("mean") is not None:
                     blocks[model] = gain["auc_roc"]
-            knn = _find(groups, variant="knn", **where)
+            knn = _find(groups, model="knn", variant="knn", **where)  # the k-NN reference, not other label-free rows
             out.append(GlanceRow(run, setting, seen, ahl, blocks, (knn or {}).get("auc_roc", {}).get("mean")))
     return out
 

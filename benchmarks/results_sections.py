@@ -148,8 +148,10 @@ def _headline_means(summary: dict[str, Any], setting: str) -> dict[str, float]:
     if not seen_types:
         return {}
     seen = "all" if setting == "general" else ("mean" if "mean" in seen_types else sorted(seen_types)[0])
+    # label-free rows other than k-NN (e.g. patchcore, also of variant "knn") have no column here
     return {("knn" if g["variant"] == "knn" else f"{g['model']}/{g['variant']}"): g["auc_roc"]["mean"]
-            for g in groups if g["seen_type"] == seen and g["auc_roc"].get("mean") is not None}
+            for g in groups if g["seen_type"] == seen and g["auc_roc"].get("mean") is not None
+            and (g["variant"] != "knn" or g["model"] == "knn")}
 
 
 def _peer_means(peers: list[dict[str, Any]], key: str, setting: str) -> dict[str, float]:

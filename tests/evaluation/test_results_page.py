@@ -31,11 +31,15 @@ def _rows(m: int, seed_offset: int) -> list[dict]:
         base = 0.7 + 0.05 * rng.standard_normal()
         for model, variant in (("knn", "knn"), ("devnet", "base"), ("devnet", "ahl"), ("dra", "base"), ("dra", "ahl")):
             value = base + EFFECT.get((model, variant), 0.0) + 0.002 * rng.standard_normal()
-            rows.append({"cell_id": f"{model}__{variant}__M{m}-s{seed}", "model": model, "variant": variant,
-                         "setting": "general", "n_anomalies": m, "seen_type": "all", "seed": seed, "status": "ok",
-                         "auc_roc": value, "auc_pr": value, "fit_seconds": 1.0, "train_seconds": 1.0,
-                         "score_seconds": 0.1})
+            rows.append(_cell(model, variant, m, seed, value))
+        rows.append(_cell("patchcore", "knn", m, seed, 0.123))  # another label-free row: not the k-NN column
     return rows
+
+
+def _cell(model: str, variant: str, m: int, seed: int, value: float) -> dict:
+    return {"cell_id": f"{model}__{variant}__M{m}-s{seed}", "model": model, "variant": variant, "setting": "general",
+            "n_anomalies": m, "seen_type": "all", "seed": seed, "status": "ok", "auc_roc": value, "auc_pr": value,
+            "fit_seconds": 1.0, "train_seconds": 1.0, "score_seconds": 0.1}
 
 
 def _compare_dir(runs: Path, name: str, m: int, seed_offset: int, old_style: bool = False) -> Path:
@@ -74,6 +78,9 @@ def test_each_m_gets_its_own_at_a_glance_table_with_intervals_and_verdicts(page:
     rows = [line for line in m10.splitlines() if line.startswith("| Set ")]
     assert [r.split(" | ")[0] for r in rows] == ["| Set A", "| Set B"]
     assert all("| helps (" in r and "| hurts (" in r for r in rows)
+    best = text.split("## Best OSAD row")[1].split("\n## ")[0]
+    assert "| Set A | general | 1 |" in best
+    assert "0.123" not in m10 + best  # the k-NN columns are k-NN's, not PatchCore's
     assert "AHL(devnet) helps in 2 of 2 rows, hurts in 0 and has no detectable effect in 0" in m10
     assert "AHL(dra) helps in 0 of 2 rows, hurts in 2" in m10
     m1 = text.split("## At a glance, M = 1\n")[1]
