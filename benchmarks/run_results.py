@@ -212,8 +212,8 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
             continue
         if not (directory / "summary.json").is_file():
             sections += [
-                "Not run yet with the current defaults (no results on disk for these arguments). The numbers of the "
-                "previous defaults are kept in `docs/results_previous.md`.",
+                f"Not run yet with the current defaults: no finished compare `{part.name}-s{args.seeds}*` under "
+                f"`{rel(args.runs)}`. The numbers of the previous defaults are kept in `docs/results_previous.md`.",
                 "",
             ]
             continue
