@@ -46,6 +46,7 @@ from benchmarks.harness import (
     open_rows,
 )
 from benchmarks.harness import write_page as write_markdown
+from benchmarks.validation_m1 import m1_section
 from benchmarks.validation_splits import Case, validation_cases
 
 DEFAULT_RESULTS = RESULTS / "validation"
@@ -178,8 +179,16 @@ def knn_auc(case: Case) -> float:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    """One unit of work: a configuration of one model on one case and seed (k-NN: model ``-``)."""
-    return row["config"], row["model"], row["case"], row["seed"]
+    """One unit of work: a configuration of one model on one case, seed and M (k-NN: model ``-``).
+
+    Rows written before M = 1 was measured carry no ``n_anomalies``: they are M = 10.
+    """
+    return row["config"], row["model"], row["case"], row["seed"], row.get("n_anomalies", 10)
+
+
+def rows_at(by_key: dict[tuple, dict[str, Any]], n_anomalies: int) -> dict[tuple, dict[str, Any]]:
+    """The rows of one M, keyed (config, model, case, seed) as the page's tables pair them."""
+    return {key[:4]: row for key, row in by_key.items() if key[4] == n_anomalies}
 
 
 def _round(configs: set[str], reference: str, dra: str | None = None) -> dict[str, dict[str, str]]:
@@ -231,6 +240,7 @@ def write_page(
     rows: dict[tuple, dict[str, Any]],
     models: list[str],
     title: str = "AHL and base-model defaults, chosen on validation data",
+    extra: list[str] | None = None,
 ) -> None:
     families: dict[str, set[str]] = defaultdict(set)
     for row in rows.values():
@@ -286,7 +296,7 @@ def write_page(
             seconds = np.mean([r["seconds"] for r in mine])
             lines.append(f"| {config} | " + " | ".join(cells) + f" | {total} | {seconds:.1f} |")
         lines.append("")
-    write_markdown(path, lines, machine=SHARED_MACHINE)
+    write_markdown(path, lines + (extra or []), machine=SHARED_MACHINE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench,mt")
     parser.add_argument("--title", default="AHL variants against the current defaults, on validation data")
+    parser.add_argument("--n-anomalies", type=int, default=10, choices=(1, 10),
+                        help="M, labelled anomalies of the protocol (1: the cases train on one; see validation_splits)")
     add_common_flags(parser, results=DEFAULT_RESULTS, page=DEFAULT_PAGE)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -305,18 +317,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown config(s) {unknown}; known: {sorted(CONFIGS)}")
     rows = open_rows(args, row_key)
     if not args.report_only:
-        for case in validation_cases(args.seeds, tuple(comma_list(args.families))):
+        for case in validation_cases(args.seeds, tuple(comma_list(args.families)), args.n_anomalies):
             jobs = [("knn", "-")] + [(c, m) for c in configs for m in models if MODEL_ONLY.get(c, m) == m]
             for config, model in jobs:
-                if (config, model, case.name, case.seed) in rows:
+                if (config, model, case.name, case.seed, case.n_anomalies) in rows:
                     continue
                 result = {"auc_roc": knn_auc(case), "seconds": 0.0} if config == "knn" else run_one(model, config, case)
                 rows.add({"config": config, "model": model, "case": case.name, "family": case.family,
-                          "seed": case.seed, **result})
-                print(f"{case.name} s{case.seed} {model} {config}: {result['auc_roc']:.3f} "
+                          "seed": case.seed, "n_anomalies": case.n_anomalies, **result})
+                print(f"{case.name} s{case.seed} M{case.n_anomalies} {model} {config}: {result['auc_roc']:.3f} "
                       f"({result['seconds']:.1f} s)", flush=True)
     # every model on disk, not only this run's: a run for one model must not drop the others from the page
-    write_page(args.page, rows.by_key, sorted({k[1] for k in rows.by_key if k[0] != "knn"}), args.title)
+    ten = rows_at(rows.by_key, 10)
+    write_page(args.page, ten, sorted({k[1] for k in ten if k[0] != "knn"}), args.title,
+               extra=m1_section(rows_at(rows.by_key, 1), ten))
     return 0
 
 

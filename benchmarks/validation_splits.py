@@ -18,6 +18,16 @@ No case reads a sample that any published result (``docs/results.md``) tests on:
   Magnetic Tile's results split (714 training normals, 10 labelled defects),
   on EfficientNet-Lite0 maps at the results' 10 epochs. Only 5 anomalies
   validate per seed, so this family is noisier than the others.
+
+*M = 1* (``n_anomalies=1``, the AHL paper's second protocol): every case keeps
+its validation part and trains with the first of its labelled anomalies only,
+so an M = 1 row pairs with the M = 10 row of the same case and seed. NSL-KDD
+and digits stay clean at M = 1. The carved families cannot: an M = 1 results
+split labels one anomaly and tests on all the others, so the 5 anomalies a
+carved case validates on sit in the M = 1 results' test set of that seed
+(at M = 10 they are training data). Their M = 1 rows may *check* a default;
+a default that depends on M must be chosen on the clean families
+(:data:`CLEAN_AT_M1`).
 """
 
 from __future__ import annotations
@@ -49,35 +59,47 @@ class Case:
     y_val: np.ndarray
     #: detector options the results use on this family (image cases: extractor and epochs)
     detector_options: dict = field(default_factory=dict)
+    #: the protocol's M: 10 (carved cases: 5 of the 10 train) or 1 (one trains)
+    n_anomalies: int = 10
 
     @property
     def is_image(self) -> bool:
         return isinstance(self.x_fit, list)
 
 
-def nsl_kdd_case(dataset, group: str, seed: int) -> Case:
+#: families whose validation part no published test set holds at M = 1 either
+CLEAN_AT_M1 = ("tabular, hard", "digits, hard")
+
+
+def nsl_kdd_case(dataset, group: str, seed: int, n_anomalies: int = 10) -> Case:
     rng = np.random.default_rng([seed, 0x4B44])
     train = dataset.partition == "train"
     normals = rng.permutation(np.flatnonzero(train & (dataset.labels == 0)))
     n_fit = (2 * normals.size) // 3
-    seen = rng.choice(np.flatnonzero(train & (dataset.types == group)), 10, replace=False)
+    # draw the M = 10 attacks and keep the first M: the same stream, so M = 1 trains on a subset of M = 10
+    seen = rng.choice(np.flatnonzero(train & (dataset.types == group)), 10, replace=False)[:n_anomalies]
     unseen = np.flatnonzero(train & (dataset.labels == 1) & (dataset.types != group))
     fit_rows = np.concatenate([normals[:n_fit], seen])
     val_rows = np.concatenate([normals[n_fit:], unseen])
     x = dataset.inputs
     return Case("tabular, hard", f"nsl_kdd/{group}", seed, x[fit_rows], dataset.labels[fit_rows], x[val_rows],
-                dataset.labels[val_rows])
+                dataset.labels[val_rows], n_anomalies=n_anomalies)
 
 
-def digits_case(dataset, digit: str, seed: int) -> Case:
-    split = make_split(dataset, "hard", n_anomalies=10, anomaly_type=digit, seed=seed)
+def digits_case(dataset, digit: str, seed: int, n_anomalies: int = 10) -> Case:
+    split = make_split(dataset, "hard", n_anomalies=n_anomalies, anomaly_type=digit, seed=seed)
     x = dataset.inputs
     return Case("digits, hard", f"digits/{digit}", seed, x[split.train_indices], split.train_labels,
-                x[split.test_indices], split.test_labels)
+                x[split.test_indices], split.test_labels, n_anomalies=n_anomalies)
 
 
-def carved_case(dataset, family: str, name: str, seed: int, detector_options: dict | None = None) -> Case:
-    """The training part of the results' general split (M = 10, this seed), cut into fit and validation."""
+def carved_case(
+    dataset, family: str, name: str, seed: int, detector_options: dict | None = None, n_anomalies: int = 10
+) -> Case:
+    """The training part of the results' general split (M = 10, this seed), cut into fit and validation.
+
+    ``n_anomalies`` below 5 trains on the first M of the fit half's anomalies; validation is unchanged.
+    """
     split = make_split(dataset, "general", n_anomalies=10, seed=seed)
     rows, labels = split.train_indices, split.train_labels
     rng = np.random.default_rng([seed, 0x56414C])  # "VAL"
@@ -85,14 +107,15 @@ def carved_case(dataset, family: str, name: str, seed: int, detector_options: di
     anomalies = rng.permutation(rows[labels == 1])
     n_fit = (2 * normals.size) // 3
     half = anomalies.size // 2
-    fit_rows = np.concatenate([normals[:n_fit], anomalies[:half]])
+    fit_rows = np.concatenate([normals[:n_fit], anomalies[: min(half, n_anomalies)]])
     val_rows = np.concatenate([normals[n_fit:], anomalies[half:]])
     y = (dataset.labels != 0).astype(np.int64)
 
     def take(rows: np.ndarray):
         return [dataset.inputs[i] for i in rows] if isinstance(dataset.inputs, list) else dataset.inputs[rows]
 
-    return Case(family, name, seed, take(fit_rows), y[fit_rows], take(val_rows), y[val_rows], dict(detector_options or {}))
+    return Case(family, name, seed, take(fit_rows), y[fit_rows], take(val_rows), y[val_rows], dict(detector_options or {}),
+                n_anomalies=n_anomalies)
 
 
 #: what the results run Magnetic Tile with (``benchmarks/compare_catalogue.py``)
@@ -100,23 +123,23 @@ MT_OPTIONS = {"extractor": "efficientnet_lite0", "epochs": 10}
 
 
 def validation_cases(
-    seeds: int, families: tuple[str, ...] = ("nsl_kdd", "digits", "pmlb", "adbench", "mt")
+    seeds: int, families: tuple[str, ...] = ("nsl_kdd", "digits", "pmlb", "adbench", "mt"), n_anomalies: int = 10
 ) -> Iterator[Case]:
-    """Every validation case that can run here (missing shared data is skipped with a note)."""
+    """Every validation case that can run here (missing shared data is skipped with a note); M = ``n_anomalies``."""
     if "nsl_kdd" in families:
         root = SHARED / "tabular" / "nsl_kdd"
         if root.is_dir():
             kdd = load_dataset(root)
             for group in ("DoS", "Probe", "R2L"):
                 for seed in range(seeds):
-                    yield nsl_kdd_case(kdd, group, seed)
+                    yield nsl_kdd_case(kdd, group, seed, n_anomalies)
         else:
             print(f"skipping NSL-KDD: {root} not found", file=sys.stderr)
     if "digits" in families:
         digits = load_dataset("digits")
         for digit in ("digit_8", "digit_9"):
             for seed in range(seeds):
-                yield digits_case(digits, digit, seed)
+                yield digits_case(digits, digit, seed, n_anomalies)
     carved = {
         "pmlb": ("tabular, general (carved)", [(n, SHARED / "tabular" / "pmlb" / f"{n}.tsv.gz") for n in PMLB_SETS]),
         "adbench": (
@@ -133,12 +156,12 @@ def validation_cases(
                 continue
             dataset = load_dataset(path)
             for seed in range(seeds):
-                yield carved_case(dataset, title, f"{family}/{name}", seed)
+                yield carved_case(dataset, title, f"{family}/{name}", seed, n_anomalies=n_anomalies)
     if "mt" in families:
         root = SHARED / "mt"
         if root.is_dir():
             dataset = load_dataset(root)
             for seed in range(seeds):
-                yield carved_case(dataset, "image maps, general (carved)", "mt/general", seed, MT_OPTIONS)
+                yield carved_case(dataset, "image maps, general (carved)", "mt/general", seed, MT_OPTIONS, n_anomalies)
         else:
             print(f"skipping Magnetic Tile: {root} not found", file=sys.stderr)
