@@ -29,7 +29,7 @@ what is done (and retries what failed). Each page written also rewrites the trac
 
     nice -n 15 python -m benchmarks.peers                 # everything, then the page
     python -m benchmarks.peers --only nsl_kdd --seeds 1 --epochs 2   # a quick pass
-    python -m benchmarks.peers --report-only              # rebuild docs/benchmarks/peers.md
+    python -m benchmarks.peers --report-only              # rebuild docs/benchmarks/peers_deepod.md
 
 DeepOD is a benchmark-only dependency. DeepOD 0.4.1 pins ``torch<1.13.1``, so
 it is installed without its dependencies (which would replace this project's
@@ -67,7 +67,7 @@ from benchmarks.peer_rows import PEER_ROWS, headline_row, write_peer_rows
 
 DEFAULT_DATA = SHARED_DATA
 DEFAULT_RUNS = RESULTS / "peers"  # DeepOD's raw rows; the page rebuilds from them
-DEFAULT_PAGE = PAGES / "peers.md"
+DEFAULT_PAGE = PAGES / "peers_deepod.md"  # peers.md: the family table with PyOD (benchmarks.pyod_peers)
 
 DEEPOD_VERSION = "0.4.1"
 INSTALL = "pip install -e '.[peers]' && pip install --no-deps -r benchmarks/requirements-peers.txt"
