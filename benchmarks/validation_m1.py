@@ -22,11 +22,15 @@ Rows = dict[tuple, dict[str, Any]]
 BASE, AHL = "base_p", "ahl_p"
 
 
-def paired_gains(rows: Rows, config: str, reference: str, model: str, families: set[str] | None = None) -> list[float]:
-    """``config`` − ``reference`` per (case, seed) both ran on, for ``model``, within ``families`` (None: all)."""
+def paired_gains(rows: Rows, config: str, reference: str, model: str, families: set[str] | None = None,
+                 only: Rows | None = None) -> list[float]:
+    """``config`` − ``reference`` per (case, seed) both ran on, for ``model``, within ``families`` (None: all);
+    ``only``: just the (case, seed) pairs these rows (the other M's) hold too, so both M pair on the same cases."""
     out = []
     for (c, m, case, seed), row in rows.items():
         if c != config or m != model or (families is not None and row["family"] not in families):
+            continue
+        if only is not None and (config, model, case, seed) not in only:
             continue
         ref = rows.get((reference, model, case, seed))
         if ref is not None:
@@ -75,7 +79,7 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
     ]
     for model in models:
         lines += [f"### {model}: AHL − base, M = 1 beside M = 10", "",
-                  "| family | clean at M = 1 | base M = 1 | AHL M = 1 | AHL − base, M = 1 | AHL − base, M = 10 |",
+                  "| family | clean at M = 1 | base M = 1 | AHL M = 1 | AHL − base, M = 1 | AHL − base, M = 10 (same cases) |",
                   "|---|---|---|---|---|---|"]
         for family in [*families, None]:
             fams = set(families) if family is None else {family}
@@ -88,12 +92,12 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
             mean = (lambda v: f"{sum(v) / len(v):.3f}" if v else "-")
             lines.append(f"| {name} | {clean} | {mean(base)} | {mean(ahl)} | "
                          f"{interval_cell(paired_gains(m1, AHL, BASE, model, fams))} | "
-                         f"{interval_cell(paired_gains(ten, AHL, BASE, model, fams))} |")
+                         f"{interval_cell(paired_gains(ten, AHL, BASE, model, fams, only=m1))} |")
         lines.append("")
     variants = sorted({key[0] for key in m1} - {BASE, AHL, "knn"})
     if variants:
         lines += ["### Does M = 1 want another value? Each variant − today's AHL (same model, case, seed)", "",
-                  "| model | variant | clean families, M = 1 | all families, M = 1 | all families, M = 10 | decision |",
+                  "| model | variant | clean families, M = 1 | all families, M = 1 | the same cases, M = 10 | decision |",
                   "|---|---|---|---|---|---|"]
         by_model: dict[str, list[str]] = defaultdict(list)
         for variant in variants:
@@ -104,7 +108,7 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
                 clean = paired_gains(m1, variant, AHL, model, set(CLEAN_AT_M1))
                 by_model[model].append(
                     f"| {model} | `{variant}` | {interval_cell(clean)} | {interval_cell(every)} | "
-                    f"{interval_cell(paired_gains(ten, variant, AHL, model))} | {decide(clean, every)} |"
+                    f"{interval_cell(paired_gains(ten, variant, AHL, model, only=m1))} | {decide(clean, every)} |"
                 )
         lines += [line for model in models for line in by_model[model]]
         lines.append("")
