@@ -30,6 +30,10 @@ import torch
 from torch import nn
 
 from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_distance
+
+__all__ = ["PatchCoreOptions", "PatchMemory", "as_patches", "kcenter_greedy", "nearest_distance", "patchcore_maps",
+           "patchcore_reference"]
 
 #: PatchCore's smoothing (sigma 4 px on a 224-px input), expressed per pixel of that input side.
 REFERENCE_SIDE = 224
@@ -40,7 +44,7 @@ class PatchCoreOptions:
     """How the reference is built. ``scales``: which extractor scales (indices) to use, None = all."""
 
     coreset_fraction: float = 0.1
-    projection_dim: int = 128
+    projection_dim: int = 64  # 112-wide EfficientNet maps: 3x faster selection than unprojected
     scales: tuple[int, ...] | None = None
     seed: int = 0
     sigma: float = 4.0  # map smoothing, in pixels of a 224-px input side
@@ -67,56 +71,6 @@ def check_maps(scales: Sequence[torch.Tensor], who: str = "PatchCore") -> None:
                 "patches); use an image extractor that keeps spatial maps (e.g. efficientnet_lite0, resnet18), or "
                 "the pooled k-NN reference for vectors"
             )
-
-
-def as_patches(maps: torch.Tensor) -> torch.Tensor:
-    """``B×C×H×W`` -> ``(B·H·W)×C``, image-major (patch ``j`` of image ``i`` at row ``i·H·W + j``)."""
-    return maps.detach().float().permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
-
-
-def kcenter_greedy(patches: torch.Tensor, n_keep: int, projection_dim: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of ``n_keep`` rows chosen greedily: each next row is the one farthest from those kept.
-
-    Distances are taken on a seeded Gaussian random projection to ``projection_dim`` dimensions (Johnson-
-    Lindenstrauss: distances kept up to a small factor, at a fraction of the cost); the first row is seeded.
-    """
-    n = int(patches.shape[0])
-    if n_keep >= n:
-        return torch.arange(n)
-    x = patches.float()
-    if x.shape[1] > projection_dim:
-        proj = torch.randn(x.shape[1], projection_dim, generator=generator) / projection_dim**0.5
-        x = x @ proj
-    chosen = torch.empty(n_keep, dtype=torch.long)
-    first = int(torch.randint(n, (1,), generator=generator))
-    chosen[0] = first
-    min_dist = ((x - x[first]) ** 2).sum(dim=1)
-    for i in range(1, n_keep):
-        nxt = int(torch.argmax(min_dist))
-        chosen[i] = nxt
-        torch.minimum(min_dist, ((x - x[nxt]) ** 2).sum(dim=1), out=min_dist)
-    return chosen
-
-
-def nearest_distance(
-    queries: torch.Tensor,
-    memory: torch.Tensor,
-    chunk: int = 2048,
-    query_owner: torch.Tensor | None = None,
-    memory_owner: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Exact Euclidean distance of each query row to its nearest memory row (``torch.cdist`` in blocks).
-
-    With owners given, memory rows of the query's own image are skipped (leave-image-out calibration).
-    """
-    out = []
-    for start in range(0, len(queries), chunk):
-        dist = torch.cdist(queries[start : start + chunk], memory)
-        if query_owner is not None and memory_owner is not None:
-            same = query_owner[start : start + chunk, None] == memory_owner[None, :]
-            dist = dist.masked_fill(same, float("inf"))
-        out.append(dist.min(dim=1).values)
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 class PatchMemory(nn.Module):

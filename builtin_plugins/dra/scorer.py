@@ -10,7 +10,10 @@
   residual says how far the sample is from the normal data around it); the
   paper's form, the mean of 5 random normals, is ``residual_reference="random_mean"``.
 - ``distance`` (``distance_head``, on by default): the residual's length, top-k pooled on
-  maps; no parameters: the label-free "how far from the nearest normals" signal.
+  maps; no parameters: the label-free "how far from the nearest normals" signal. With
+  ``distance_form="patch"`` (maps) it is instead, per position, the distance to the nearest
+  patch of a coreset memory of the training normals' patches (``ahl_plugins.features.patch_memory``;
+  a training normal's own patches left out), top-k pooled: PatchCore's signal as a DRA head.
 
 Before they are summed, the heads are calibrated on the training normals
 (``calibrate``; ``head_calibration=False`` restores the raw sum).
@@ -45,6 +48,7 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
+from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patch_distance
 from builtin_plugins.dra import DRAOptions
 from builtin_plugins.heads import (
     ConvTopKHead,
@@ -157,6 +161,7 @@ class DRAScorer(nn.Module):
         self.n_references = options.n_references
         self.nearest = options.residual_reference == "nearest"
         self.head_names = HEAD_NAMES + ((DISTANCE,) if options.distance_head else ())
+        self.patch_distance = options.distance_head and options.distance_form == "patch" and spec.kind == "map"
         self.shared = shares_heads(spec)
         widths = spec.channels[:1] if self.shared else spec.channels
         self.heads = nn.ModuleList([DRAScoreHeads(spec.kind, c, options) for c in widths])
@@ -164,6 +169,11 @@ class DRAScorer(nn.Module):
             # Empty until ``prepare``: the mean reference (C×H×W or D), or with ``nearest`` the bank of
             # normals (N×C×H×W or N×D); shapes are only known from data.
             self.register_buffer(self._reference_name(scale), torch.empty(0))
+            if self.patch_distance:
+                # the patch memory (M×C), the training image each patch comes from (M,), those images' pooled
+                # vectors (N×C, to recognise a training normal and skip its own patches); empty until ``prepare``
+                for name in self._patch_names(scale):
+                    self.register_buffer(name, torch.empty(0))
         # AHL's per-task restriction of the bank (``task_buffers``); empty: the whole bank. Not saved.
         self.register_buffer("reference_excluded", torch.empty(0), persistent=False)
         # which training normals (rows given to ``prepare``) the bank holds; empty when not prepared. Not saved.
@@ -184,6 +194,15 @@ class DRAScorer(nn.Module):
     @staticmethod
     def _reference_name(scale: int) -> str:
         return f"reference_{scale}"
+
+    @staticmethod
+    def _patch_names(scale: int) -> tuple[str, str, str]:
+        return f"patch_memory_{scale}", f"patch_owner_{scale}", f"patch_keys_{scale}"
+
+    def _patch_map(self, scale: int, x: torch.Tensor) -> torch.Tensor:
+        """``B×H×W``: each position's distance to the nearest normal patch (the patch form of the distance head)."""
+        memory, owner, keys = (getattr(self, name) for name in self._patch_names(scale))
+        return nearest_patch_distance(x, memory, owner.long(), keys)
 
     def reference(self, scale: int) -> torch.Tensor:
         return getattr(self, self._reference_name(scale))
@@ -214,7 +233,12 @@ class DRAScorer(nn.Module):
             per_head["seen"].append(heads.seen(x))
             per_head["pseudo"].append(heads.pseudo(x))
             residual = self._residual(scale, x)
-            if DISTANCE in per_head:
+            if DISTANCE in per_head and self.patch_distance:
+                # no loss reads the parameter-free head, so training batches skip its search (zeros)
+                patch = x.new_zeros(x.shape[0]) if self.training else topk_mean(
+                    self._patch_map(scale, x).flatten(1), self.options.topk_ratio)
+                per_head[DISTANCE].append(patch)
+            elif DISTANCE in per_head:
                 per_head[DISTANCE].append(residual_length(residual, self.options.topk_ratio))
             per_head["residual"].append(heads.residual(self._residual_input(residual)))
         return {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items()}
@@ -236,7 +260,9 @@ class DRAScorer(nn.Module):
                 "pseudo": heads.pseudo.position_scores(x),
                 "residual": heads.residual.position_scores(self._residual_input(residual)),
             }
-            if DISTANCE in self.head_names:
+            if DISTANCE in self.head_names and self.patch_distance:
+                scale_maps[DISTANCE] = self._patch_map(scale, x)
+            elif DISTANCE in self.head_names:
                 scale_maps[DISTANCE] = residual.norm(dim=1)  # B×H×W; its top-k mean is residual_length
             maps.append(scale_maps)
         return maps
@@ -321,6 +347,21 @@ class DRAScorer(nn.Module):
             picked = x[chosen.to(x.device)]
             value = picked if self.nearest else picked.mean(dim=0)
             setattr(self, self._reference_name(scale), value.detach().clone())
+            if self.patch_distance:
+                self._prepare_patches(scale, x, generator)
+
+    def _prepare_patches(self, scale: int, x: torch.Tensor, generator: torch.Generator) -> None:
+        """The patch memory of one scale: a greedy coreset of every training normal's patches."""
+        patches = as_patches(x.detach().cpu())
+        owner = torch.arange(x.shape[0]).repeat_interleave(x.shape[2] * x.shape[3])
+        keep = max(1, int(round(self.options.patch_memory_fraction * len(patches))))
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
+        index = kcenter_greedy(patches, keep, 64, torch.Generator().manual_seed(seed))
+        memory, own, keys = self._patch_names(scale)
+        device = self.reference(scale).device
+        setattr(self, memory, patches[index].to(device=device, dtype=x.dtype).contiguous())
+        setattr(self, own, owner[index].to(device))
+        setattr(self, keys, x.detach().mean(dim=(2, 3)).to(device).clone())
 
     def task_buffers(self, support_normals: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """``reference_excluded`` per task (``T×R``): 1 on bank rows outside the task's support normals.
@@ -354,13 +395,11 @@ class DRAScorer(nn.Module):
         # The reference buffers are shaped by ``prepare``; take the saved shape so a fresh
         # (unprepared) scorer can load a trained one.
         for scale in range(self.spec.n_scales):
-            key = prefix + self._reference_name(scale)
-            if key in state_dict:
-                saved = state_dict[key]
-                current = self.reference(scale)
-                setattr(
-                    self,
-                    self._reference_name(scale),
-                    torch.empty(saved.shape, dtype=current.dtype, device=current.device),
-                )
+            names = (self._reference_name(scale), *(self._patch_names(scale) if self.patch_distance else ()))
+            for name in names:
+                key = prefix + name
+                if key in state_dict:
+                    saved = state_dict[key]
+                    current = getattr(self, name)
+                    setattr(self, name, torch.empty(saved.shape, dtype=current.dtype, device=current.device))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
