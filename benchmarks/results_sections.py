@@ -191,7 +191,7 @@ def best_rows(runs: list[Run], models: list[str], peers: list[dict[str, Any]]) -
         "",
         "Mean AUC-ROC over the data sets of a family (M = 10; hard: each set's mean over seen types). *best OSAD "
         "row*: per data set the best of our four rows (DevNet, DRA, each with and without AHL), then averaged; "
-        "DeepOD 0.4.1 (`docs/benchmarks/peers.md`) ran on the same splits of seeds 0-2 (the first three of ours); `-`: "
+        "DeepOD 0.4.1 (`docs/benchmarks/peers_deepod.md`) ran on the same splits of seeds 0-2 (the first three of ours); `-`: "
         "not run for that family; "
         "where it ran on only some of a family's sets, its mean there is shown beside ours on the same sets.",
         "",

@@ -196,7 +196,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
         "",
         "Companion pages: `docs/results_finetune.md` (the paper's pipeline: fine-tuned backbones, then AHL), "
         "`docs/results_pixel.md` (anomaly maps: pixel AUROC / AUPRO on Magnetic Tile), `docs/results_previous.md` "
-        "(the previous defaults' numbers, for before-and-after), `docs/benchmarks/peers.md` "
+        "(the previous defaults' numbers, for before-and-after), `docs/benchmarks/peers_deepod.md` "
         "(DeepOD on the same splits), `docs/compare.md` (how to read a verdict). The defaults were chosen on "
         "validation data only: `docs/benchmarks/ahl_validation.md`.",
         "",
