@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         n, fraction = args.one.split(",")
         print(json.dumps(one(int(n), float(fraction), args.threads, args.budget, args.probe)))
         return
+    torch.set_num_threads(args.threads)  # the page's footer reports the children's thread count
     if not args.report_only:
         run(args)
     page(args)
