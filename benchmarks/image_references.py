@@ -159,6 +159,21 @@ def page(args: argparse.Namespace) -> None:
             cells.append(f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})")
         means[form] = float(np.mean(per_case)) if len(per_case) == len(cases) else float("nan")
         lines.append(f"| {form} | " + " | ".join(cells) + f" | {means[form]:.3f} |")
+    pairs = [("pooled/k5/mean", "pooled/k5/kth"), ("pooled/k1/kth", "pooled/k5/mean"), ("patch/both/f0.1", "pooled/k5/kth"),
+             ("patch/both/f0.1", "pooled/k5/mean"), ("patch/both/f0.1", "pooled/k1/kth"), ("patch/both/f0.1", "patch/s0/f0.1"),
+             ("patch/both/f0.1", "patch/s1/f0.1")]
+    seeds = defaultdict(dict)
+    for r in rows:
+        seeds[(r["case"], r["form"])][r["seed"]] = r["auroc"]
+    lines += ["", "## Paired differences (same case and seed): mean ± std (n, pairs above zero)", "",
+              "| a − b | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+    for a, b in pairs:
+        cells = []
+        for case in cases:
+            x, y = seeds.get((case, a), {}), seeds.get((case, b), {})
+            d = [x[k] - y[k] for k in sorted(set(x) & set(y))]
+            cells.append(f"{np.mean(d):+.3f} ± {np.std(d):.3f} ({len(d)}, {sum(v > 0 for v in d)} up)" if d else "")
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
     lines += ["", "## Best form per case (mean validation AUROC)", ""]
     for case in cases:
         best = max((f for f in forms if by.get((case, f))), key=lambda f: np.mean(by[(case, f)]))

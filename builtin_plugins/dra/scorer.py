@@ -48,8 +48,8 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
-from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patch_distance
 from builtin_plugins.dra import DRAOptions
+from builtin_plugins.dra.neighbours import PatchDistance, nearest_normal_mean
 from builtin_plugins.heads import (
     ConvTopKHead,
     MLPHead,
@@ -118,37 +118,7 @@ def residual_length(residual: torch.Tensor, topk_ratio: float) -> torch.Tensor:
     return topk_mean(residual.norm(dim=1).flatten(1), topk_ratio)
 
 
-def nearest_normal_mean(
-    x: torch.Tensor, bank: torch.Tensor, k: int, excluded: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean of each sample's ``k`` nearest bank normals (``B×...``), the sample itself excluded.
-
-    ``excluded``: ``(R,)``, 1 for bank rows not to use (a task's restriction, see
-    :meth:`DRAScorer.task_buffers`); empty or None: every row.
-
-    Maps are compared by their pooled vectors and averaged as whole maps. A
-    bank row at (numerically) zero distance is the sample itself during
-    training, or an exact duplicate of it; it is skipped either way, so a
-    training normal and a test sample are treated alike. Pure tensor code
-    (no ``.item()``, no data-dependent branches): safe under ``vmap``.
-    """
-    # float64: in float32 the expansion below cancels to errors of ~1e-3 on 512-d embeddings, above the
-    # self-match threshold, so one training normal in five kept itself among its neighbours (and which one
-    # depended on the machine's BLAS); no gradient flows through the distances, only through the chosen rows
-    keys = (bank.mean(dim=(2, 3)) if bank.dim() == 4 else bank).detach().double()
-    query = (x.mean(dim=(2, 3)) if x.dim() == 4 else x).detach().double()
-    key_norms = (keys**2).sum(-1)
-    distances = (query**2).sum(-1, keepdim=True) - 2 * query @ keys.T + key_norms[None, :]
-    skip = distances <= 1e-7 * key_norms.mean()
-    if excluded is not None and excluded.numel():
-        skip = skip | (excluded[None, :] > 0)
-    distances = distances.masked_fill(skip, float("inf"))
-    k = min(int(k), max(1, keys.shape[0] - 1))
-    nearest = torch.topk(distances, k, dim=-1, largest=False).indices  # B×k
-    return bank[nearest].mean(dim=1).to(x.dtype)
-
-
-class DRAScorer(nn.Module):
+class DRAScorer(PatchDistance, nn.Module):
     """DRA heads over one or more feature scales; see the module docstring."""
 
     head_names: tuple[str, ...] = HEAD_NAMES
@@ -194,15 +164,6 @@ class DRAScorer(nn.Module):
     @staticmethod
     def _reference_name(scale: int) -> str:
         return f"reference_{scale}"
-
-    @staticmethod
-    def _patch_names(scale: int) -> tuple[str, str, str]:
-        return f"patch_memory_{scale}", f"patch_owner_{scale}", f"patch_keys_{scale}"
-
-    def _patch_map(self, scale: int, x: torch.Tensor) -> torch.Tensor:
-        """``B×H×W``: each position's distance to the nearest normal patch (the patch form of the distance head)."""
-        memory, owner, keys = (getattr(self, name) for name in self._patch_names(scale))
-        return nearest_patch_distance(x, memory, owner.long(), keys)
 
     def reference(self, scale: int) -> torch.Tensor:
         return getattr(self, self._reference_name(scale))
@@ -349,19 +310,6 @@ class DRAScorer(nn.Module):
             setattr(self, self._reference_name(scale), value.detach().clone())
             if self.patch_distance:
                 self._prepare_patches(scale, x, generator)
-
-    def _prepare_patches(self, scale: int, x: torch.Tensor, generator: torch.Generator) -> None:
-        """The patch memory of one scale: a greedy coreset of every training normal's patches."""
-        patches = as_patches(x.detach().cpu())
-        owner = torch.arange(x.shape[0]).repeat_interleave(x.shape[2] * x.shape[3])
-        keep = max(1, int(round(self.options.patch_memory_fraction * len(patches))))
-        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
-        index = kcenter_greedy(patches, keep, 64, torch.Generator().manual_seed(seed))
-        memory, own, keys = self._patch_names(scale)
-        device = self.reference(scale).device
-        setattr(self, memory, patches[index].to(device=device, dtype=x.dtype).contiguous())
-        setattr(self, own, owner[index].to(device))
-        setattr(self, keys, x.detach().mean(dim=(2, 3)).to(device).clone())
 
     def task_buffers(self, support_normals: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """``reference_excluded`` per task (``T×R``): 1 on bank rows outside the task's support normals.
