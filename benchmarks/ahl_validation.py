@@ -130,6 +130,9 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl_p_inner_0.01": (True, {"inner_lr": 0.01}, "as `ahl_p`, DRA's per-tensor inner step at 1% of each tensor's norm "
                          "instead of 5% (the unified model sits one inner step before the adapted ones; at 5% that "
                          "step inverted the holistic normality head on the maps)"),
+    "ahl_p_support1_inner_0.01": (True, {"support_loss_weight": 1.0, "inner_lr": 0.01},
+                                  "as `ahl_p`, with support losses (weight 1) and a 1% inner step together (M = 1: "
+                                  "each alone halves AHL(DevNet)'s loss to DevNet)"),
     "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
     "base_raw_sum": (False, {"head_calibration": False}, "base defaults but DRA's heads summed raw (no calibration)"),
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
@@ -217,7 +220,8 @@ REFERENCE: dict[str, dict[str, str]] = {
     # after DRA's float64 search
     **_round({"ahl_adapted_mean", "base_p"}, "base_now", dra="base_fp64"),
     # the high-power rerun (6 seeds)
-    **_round({"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16", "ahl_p_inner_0.01"}, "base_p"),
+    **_round({"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16", "ahl_p_inner_0.01",
+              "ahl_p_support1_inner_0.01"}, "base_p"),
 }
 
 

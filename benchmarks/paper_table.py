@@ -52,11 +52,28 @@ ADBENCH = ("bottle", "carpet", "hazelnut", "screw", "transistor")
 
 
 def summary(prefix: str) -> dict[str, Any] | None:
-    """The finished summary of the first compare directory named ``<prefix>*`` (None: not run or unfinished)."""
+    """The summary of the first compare directory named ``<prefix>*``; an unfinished run (no ``summary.json``)
+    gives what its ``results.csv`` holds so far, marked ``partial`` (None: not run)."""
     for directory in sorted(COMPARE.glob(prefix + "*")):
         if (directory / "summary.json").is_file():
             return json.loads((directory / "summary.json").read_text())
+        if (directory / "results.csv").is_file():
+            return partial_summary(directory / "results.csv")
     return None
+
+
+def partial_summary(path: Path) -> dict[str, Any]:
+    """The finished cells of an unfinished compare as summary groups (general setting only: no hard means)."""
+    import csv
+
+    groups: dict[tuple, dict[str, float]] = {}
+    for row in csv.DictReader(path.open()):
+        if row["status"] == "ok" and row["auc_roc"]:
+            key = (row["model"], row["variant"], row["setting"], int(row["n_anomalies"]), row["seen_type"])
+            groups.setdefault(key, {})[row["seed"]] = float(row["auc_roc"])
+    return {"partial": True, "groups": [
+        {"model": k[0], "variant": k[1], "setting": k[2], "n_anomalies": k[3], "seen_type": k[4],
+         "auc_roc": {"by_seed": v}} for k, v in groups.items()]}
 
 
 def by_seed(s: dict[str, Any], model: str, variant: str, setting: str, m: int, seen: str) -> dict[str, float]:
@@ -78,6 +95,8 @@ def ours(s: dict[str, Any] | None, model: str, setting: str, m: int, seen: str) 
     mean = (lambda v: f"{sum(v) / len(v):.3f}")
     gain = f"{stat['mean']:+.3f}" + (f" [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}] {stat['verdict']}"
                                      if stat["ci_low"] is not None else "") + f" (n {stat['n']})"
+    if s.get("partial"):
+        gain += ", unfinished run"
     return mean(list(base.values())), mean(list(ahl.values())), gain
 
 
