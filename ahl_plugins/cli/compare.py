@@ -116,7 +116,7 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     "--references",
     default=None,
     help="Label-free reference rows, comma-separated: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the "
-    "k nearest), patchcore (nearest normal patch, images only). Default: kth, plus patchcore on images.",
+    "k nearest), patchcore (nearest normal patch, images only). Default: kth on vectors; kth, mean and patchcore on images.",
 )
 @click.option(
     "--coreset-fraction", type=click.FloatRange(min=0, max=1, min_open=True), default=0.1, show_default=True,

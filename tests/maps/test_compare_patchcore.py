@@ -37,7 +37,9 @@ def test_reference_rows_with_patchcore_pixel_metrics(tmp_path):
 
 def test_default_references_and_labels():
     config = parse_config(data="digits")
-    assert config.reference_forms("image") == ["kth", "patchcore"] and config.reference_forms("vector") == ["kth"]
+    assert config.reference_forms("image") == ["kth", "mean", "patchcore"]
+    assert config.reference_forms("vector") == ["kth"]
+    assert parse_config(data="digits", references=["mean", "patchcore"]).reference_forms("vector") == ["mean"]
     assert "references" not in config.identity() and "coreset_fraction" not in config.identity()
     with pytest.raises(InvalidOptionsError, match="unknown reference"):
         parse_config(data="digits", references=["patch"])

@@ -39,7 +39,8 @@ class CompareConfig(BaseModel):
     references: list[str] | None = Field(
         None,
         description="label-free reference rows: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the k), "
-        "patchcore (nearest normal patch); None: kth, plus patchcore on images",
+        "patchcore (nearest normal patch); None: kth on vectors; kth, mean and patchcore on images (chosen on "
+        "validation: docs/benchmarks/image_references.md)",
     )
     coreset_fraction: float = Field(0.1, gt=0, le=1, description="share of training patches the patchcore row keeps")
     options: dict[str, Any] = Field(default_factory=dict, description="detector options for every model variant")
@@ -83,8 +84,9 @@ class CompareConfig(BaseModel):
 
     def reference_forms(self, input_kind: str) -> list[str]:
         """The reference rows this compare adds on ``input_kind`` data (patchcore needs images)."""
-        forms = self.references if self.references is not None else ["kth", "patchcore"]
-        return [f for f in forms if f != "patchcore" or input_kind == "image"]
+        if self.references is None:  # validation: mean and patch beat kth by more than noise on the image families
+            return ["kth", "mean", "patchcore"] if input_kind == "image" else ["kth"]
+        return [f for f in self.references if f != "patchcore" or input_kind == "image"]
 
     @field_validator("models")
     @classmethod
