@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> None:
 def page(args: argparse.Namespace) -> None:
     rows = read_rows(args.results)
     by = defaultdict(dict)
+    seconds = defaultdict(list)
     for r in rows:
         by[(r["config"], r["case"])][r["seed"]] = r["auc_roc"]
+        seconds[(r["config"], r["case"])].append(r["seconds"])
     cases = sorted({r["case"] for r in rows})
     lines = [
         "# DRA's patch-level distance head on image validation cases (training data only)",
@@ -66,15 +68,16 @@ def page(args: argparse.Namespace) -> None:
         "part of the results' general split (EfficientNet-Lite0 maps, 10 epochs, M = 5 labelled defects train and "
         "5 validate). The hard setting cannot be carved from training data and is not validated here.",
         "",
-        "| config | " + " | ".join(cases) + " |",
-        "|---|" + "---|" * len(cases),
+        "| config | " + " | ".join(cases) + " | " + " | ".join(f"fit s, {c}" for c in cases) + " |",
+        "|---|" + "---|" * (2 * len(cases)),
     ]
     for config in CONFIGS:
         cells = []
         for case in cases:
             v = list(by.get((config, case), {}).values())
             cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f} (n={len(v)})" if v else "")
-        lines.append(f"| {config} | " + " | ".join(cells) + " |")
+        times = [f"{np.mean(seconds[(config, c)]):.0f}" if seconds.get((config, c)) else "" for c in cases]
+        lines.append(f"| {config} | " + " | ".join(cells) + " | " + " | ".join(times) + " |")
     lines += ["", "| paired gain, patch − pooled | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
     for model in ("dra", "ahl"):
         cells = []
