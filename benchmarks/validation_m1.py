@@ -68,14 +68,39 @@ def interval_cell(gains: list[float]) -> str:
 
 
 def decide(clean: list[float], every: list[float]) -> str:
-    """The rule in the module docstring, as a sentence."""
+    """The rule in the module docstring, as a sentence: does the variant beat today's AHL at M = 1?"""
     clean_verdict = paired_interval(clean)["verdict"] if len(clean) > 1 else None
     all_verdict = paired_interval(every)["verdict"] if len(every) > 1 else None
     if clean_verdict is None:
         return "not measured on the clean families"
     if clean_verdict == "helps" and all_verdict != "hurts":
-        return "**M = 1 wants this value**"
-    return "keep the default at M = 1"
+        return "**beats today's AHL at M = 1**"
+    return "no better than today's AHL at M = 1"
+
+
+def conclusion(m1: Rows, model: str, variants: list[str]) -> str:
+    """One model's answer: do the defaults hold at M = 1, does a variant win, or does AHL lose whatever we tried?
+
+    A variant becomes an M = 1 default only if it beats today's AHL *and* is not below the base model on the
+    clean families: a value that merely shrinks a loss to the base would make AHL a worse default than no AHL.
+    """
+    clean = set(CLEAN_AT_M1)
+    ahl = paired_interval(paired_gains(m1, AHL, BASE, model, clean))
+    if ahl["n"] < 2:
+        return f"- {model}: not measured on the clean families yet."
+    better = [v for v in variants if decide(paired_gains(m1, v, AHL, model, clean), paired_gains(m1, v, AHL, model))
+              .startswith("**")]
+    fixed = [v for v in better if paired_interval(paired_gains(m1, v, BASE, model, clean))["verdict"] != "hurts"]
+    if fixed:
+        return (f"- {model}: AHL − base at M = 1 is {ahl['verdict']}; " + ", ".join(f"`{v}`" for v in fixed)
+                + " beats today's AHL without falling below the base: **an M = 1 default** (docs/deviations.md).")
+    if ahl["verdict"] == "hurts":
+        tried = ", ".join(f"`{v}`" for v in better) or "none"
+        return (f"- {model}: AHL loses to its base at M = 1 on the clean families ({ahl['mean']:+.3f} "
+                f"[{ahl['ci_low']:+.3f}, {ahl['ci_high']:+.3f}], n {ahl['n']}); variants that beat today's AHL "
+                f"({tried}) still lose to the base, so **no default changes**: at M = 1, {model} without AHL is "
+                "the better choice until a variant closes the gap.")
+    return f"- {model}: AHL − base at M = 1 is {ahl['verdict']} and no variant beats today's AHL: **the defaults hold**."
 
 
 def m1_section(m1: Rows, ten: Rows) -> list[str]:
@@ -131,6 +156,9 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
                     f"{interval_cell(paired_gains(m1, variant, BASE, model, set(CLEAN_AT_M1)))} | {decide(clean, every)} |"
                 )
         lines += [line for model in models for line in by_model[model]]
+        lines += ["", "Conclusion per model (the rule: a variant becomes an M = 1 default only if it beats today's "
+                  "AHL and is not below the base model on the clean families):", ""]
+        lines += [conclusion(m1, model, variants) for model in models]
         lines += ["", "What each variant tests (an AHL default that could depend on M):", ""]
         lines += [f"- `{v}`: {DEFAULTS_TESTED.get(v, CONFIG_NOTE)}" for v in variants]
         lines += ["", "Not tested at M = 1, since they never touch the labelled anomalies: "

@@ -6,7 +6,7 @@ import numpy as np
 
 from ahl_plugins.data.arrays import from_arrays
 from benchmarks.ahl_validation import row_key, rows_at
-from benchmarks.validation_m1 import decide, m1_section, paired_gains
+from benchmarks.validation_m1 import conclusion, decide, m1_section, paired_gains
 from benchmarks.validation_splits import carved_case
 
 
@@ -53,15 +53,28 @@ def test_paired_gains_pair_on_case_and_seed():
 
 def test_a_default_changes_only_on_clean_evidence():
     clean_help = [0.05, 0.06, 0.04, 0.05]
-    assert "wants" in decide(clean_help, clean_help)
-    assert decide([0.05, -0.05, 0.0, 0.01], [0.05, -0.05]) == "keep the default at M = 1"
+    assert "beats" in decide(clean_help, clean_help)
+    assert decide([0.05, -0.05, 0.0, 0.01], [0.05, -0.05]) == "no better than today's AHL at M = 1"
     # carved families may veto: helps on clean ones but hurts over all
-    assert decide(clean_help, clean_help + [-0.2] * 20) == "keep the default at M = 1"
+    assert decide(clean_help, clean_help + [-0.2] * 20) == "no better than today's AHL at M = 1"
     assert decide([], [0.1, 0.1]) == "not measured on the clean families"
 
 
 def test_section_reports_intervals_and_verdicts():
     m1 = {**_rows(0.05, "tabular, hard"), **_rows(0.05, "tabular, hard", "ahl_p_support1", "ahl_p")}
     text = "\n".join(m1_section(m1, {}))
-    assert "+0.050 [" in text and "helps" in text and "**M = 1 wants this value**" in text
+    assert "+0.050 [" in text and "helps" in text and "**beats today's AHL at M = 1**" in text
     assert m1_section({}, {}) == []
+
+
+def test_a_variant_that_only_shrinks_a_loss_to_the_base_changes_no_default():
+    fam = "tabular, hard"
+    rows = {**_rows(-0.2, fam), **_rows(0.1, fam, "ahl_p_support1", "ahl_p")}
+    # ahl_p − base = −0.2; support1 − ahl_p = +0.1, so support1 − base ≈ −0.1: still below the base
+    for seed in range(6):
+        rows[("ahl_p_support1", "dra", f"{fam}/c", seed)]["auc_roc"] = 0.5 + 0.1 + 0.01 * (seed % 3 - 1)
+        rows[("ahl_p", "dra", f"{fam}/c", seed)]["auc_roc"] = 0.5 + 0.003 * (seed % 2)
+    assert "no default changes" in conclusion(rows, "dra", ["ahl_p_support1"])
+    for seed in range(6):  # now the variant reaches the base: it becomes the M = 1 default
+        rows[("ahl_p_support1", "dra", f"{fam}/c", seed)]["auc_roc"] = 0.7 + 0.01 * (seed % 3 - 1)
+    assert "an M = 1 default" in conclusion(rows, "dra", ["ahl_p_support1"])
