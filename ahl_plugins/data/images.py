@@ -97,7 +97,12 @@ def deep_maximum(path: str | Path) -> float | None:
 
 
 def set_bit_depth(paths: list[Path], bit_depth: int) -> None:
-    """Read these image files at ``bit_depth`` from now on, in this process (what ``load_folder`` records)."""
+    """Read these image files at ``bit_depth`` from now on, in this process (what ``load_folder`` records).
+
+    Process-local: a spawned worker that reads the images itself without loading the folder reads them at the
+    container's depth. ``ahl compare`` extracts every image once in the driver (its feature cache), which
+    workers then read; and the feature cache keys files by path, size and modification time, not by depth.
+    """
     for path in paths:
         _BIT_DEPTHS[str(Path(path).resolve())] = int(bit_depth)
 
