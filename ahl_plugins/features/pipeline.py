@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ahl_plugins.contracts import FeatureExtractor, PseudoAnomalyGenerator
-from ahl_plugins.data.images import load_image_tensor
+from ahl_plugins.data.images import bit_depth_of, load_image_tensor
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache, cache_key
 from ahl_plugins.features.store import Features
@@ -48,7 +48,9 @@ def file_identity(path: str | Path) -> str:
         stat = resolved.stat()
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    return f"file:{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
+    identity = f"file:{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
+    depth = bit_depth_of(resolved)  # the same 16-bit file read at another depth is another input
+    return identity if depth is None else f"{identity}|bits{depth}"
 
 
 def array_identity(array: np.ndarray | torch.Tensor) -> str:

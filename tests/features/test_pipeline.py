@@ -191,3 +191,16 @@ def test_vector_pseudo_anomalies(tmp_path):
         assert _same(pseudo, make_pseudo_anomalies(identity, make(), train, 40, seed=2))  # features computed
         assert not _same(pseudo, make_pseudo_anomalies(identity, make(), None, 40, seed=3, normal_features=normals))
     assert len(cache) == 2
+
+
+def test_a_file_read_at_another_bit_depth_is_another_cache_entry(tmp_path):
+    from PIL import Image
+
+    from ahl_plugins.data.images import set_bit_depth
+    from ahl_plugins.features.pipeline import file_identity
+
+    path = tmp_path / "deep.png"
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) % 4000 + 500).astype(np.uint16)).save(path)
+    plain = file_identity(path)
+    set_bit_depth([path], 12)
+    assert file_identity(path) != plain and file_identity(path).startswith(plain)
