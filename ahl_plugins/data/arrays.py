@@ -113,7 +113,8 @@ def load_npz(
     try:
         with np.load(path, allow_pickle=False) as archive:
             content = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+        # zipfile raises NotImplementedError for compression it lacks and RuntimeError for encrypted members
         raise DataError(f"cannot read {path} as a .npz archive: {exc}") from None
     for key in (x_key, y_key):
         if key not in content:

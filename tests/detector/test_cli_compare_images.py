@@ -29,7 +29,8 @@ def test_compare_an_image_folder(mvtec_tree, tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["model"], r["variant"]) for r in rows] == [
-        ("knn", "knn"), ("devnet", "base"), ("devnet", "ahl"), ("dra", "base"), ("dra", "ahl")
+        ("knn", "knn"), ("knn[mean]", "knn"), ("patchcore", "knn"),  # image data get every label-free reference
+        ("devnet", "base"), ("devnet", "ahl"), ("dra", "base"), ("dra", "ahl")
     ]
     assert all(r["status"] == "ok" and r["extractor"] == "resnet18" for r in rows), [r["reason"] for r in rows]
     assert {r["unseen_types"] for r in rows} == {"dent"}

@@ -51,8 +51,9 @@ def test_catalogue_is_the_compare_vector_parts_plus_embeddings_with_shuttle_last
     families = peers.catalogue(tmp_path)
     ours = compare_parts(tmp_path)
     for family in ("nsl_kdd", "pmlb"):
-        assert [d.name for d in families[family]] == [p.name for p in ours[family]]
-        assert [d.source for d in families[family]] == [p.data for p in ours[family]]
+        m10 = [p for p in ours[family] if not p.name.endswith("_m1")]  # peers run at M = 10 only
+        assert [d.name for d in families[family]] == [p.name for p in m10]
+        assert [d.source for d in families[family]] == [p.data for p in m10]
     assert [(d.name, d.settings) for d in families["adbench"]] == [("adbench_mvtec_bottle", ("general",))]
     order = [d.name for d in peers.ordered(d for f in families.values() for d in f)]
     assert order[-1] == "pmlb_shuttle" and order[0] == "nsl_kdd"

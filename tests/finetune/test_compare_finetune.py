@@ -30,7 +30,8 @@ def test_compare_finetuned_base_with_ahl_on_its_features(tile_tree, tmp_path):
     assert result.exit_code == 0, result.output
     rows = {(r["model"], r["variant"]): r for r in csv.DictReader((out / "results.csv").open())}  # completion order
     assert sorted(rows) == sorted([
-        ("knn", "knn"), ("knn[fine-tuned devnet]", "knn"), ("devnet", "base"), ("devnet", "ahl")
+        ("knn", "knn"), ("knn[mean]", "knn"), ("patchcore", "knn"), ("knn[fine-tuned devnet]", "knn"),
+        ("devnet", "base"), ("devnet", "ahl"),
     ])
     assert all(r["status"] == "ok" for r in rows.values()), [r["reason"] for r in rows.values()]
     base, ahl = (
