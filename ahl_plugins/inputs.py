@@ -49,8 +49,9 @@ def fit_encoder(X: Any) -> TabularEncoder | None:
 
 def coerce(X: Any, encoder: TabularEncoder | None = None) -> tuple[Inputs, InputKind]:
     """``X`` as image paths or a contiguous float32 matrix; ``encoder`` encodes raw tables."""
-    if isinstance(X, OSADDataset):  # a table is re-encoded with the detector's own vocabulary when it has one
-        X = encoder.transform(X.raw_table) if encoder is not None and X.raw_table is not None else X.inputs
+    if isinstance(X, OSADDataset):  # a table is re-encoded with the detector's own vocabulary when it differs
+        reencode = encoder is not None and X.raw_table is not None and encoder is not X.encoder
+        X = encoder.transform(X.raw_table) if reencode else X.inputs
     table = raw_table(X)
     if table is not None:
         if encoder is None:

@@ -96,3 +96,21 @@ def test_end_to_end_on_an_image_folder_with_pixel_metrics(tmp_path):
     assert scores[4:].min() > scores[:4].max()
     assert pixel["all"]["pixel_auroc"] > 0.9 and pixel["square"]["pixel_aupro"] > 0.5
     assert timings["memory_patches"] == [8 * 256, 8 * 64] and HEIGHT * WIDTH > SQUARE**2
+
+
+def test_rows_on_the_same_training_normals_share_one_memory(tmp_path, monkeypatch):
+    """The hard setting's seen types keep a seed's training normals: their rows build the memory once."""
+    from ahl_plugins.evaluation import patchcore
+
+    normals, _ = write_images(tmp_path / "train", 6, seed=3, defect=False)
+    tests, _ = write_images(tmp_path / "test", 2, seed=4, defect=True)
+    built = []
+    fit = patchcore.PatchMemory.fit
+    monkeypatch.setattr(patchcore.PatchMemory, "fit", lambda self, scales: built.append(1) or fit(self, scales))
+    monkeypatch.setattr(patchcore, "_MEMORIES", {})
+    options = PatchCoreOptions(coreset_fraction=0.5)
+    first, _ = patchcore_reference(normals, [0] * 6, tests, extractor=extractor(), options=options)
+    again, _ = patchcore_reference(normals, [0] * 6, tests[:1], extractor=extractor(), options=options)
+    assert len(built) == 1 and np.allclose(again, first[:1])
+    patchcore_reference(normals[:5], [0] * 5, tests, extractor=extractor(), options=options)
+    assert len(built) == 2  # other normals, another memory
