@@ -105,6 +105,11 @@ class Scorer(Protocol):
       into the normals ``prepare`` saw). DRA masks its reference bank to them,
       so a task's query normals are judged against references they were not
       drawn from. Return ``{}`` to leave a task set unrestricted.
+    - ``fixed_heads(features) -> dict[str, Tensor]``: the heads that read no
+      parameter and no per-task buffer (``(B,)`` each; DRA's patch distance).
+      AHL computes them once per training sample and passes them back as
+      ``forward(features, fixed=...)`` when it scores every task's base model,
+      instead of one search per task and epoch (docs/models.md).
     """
 
     head_names: tuple[str, ...]

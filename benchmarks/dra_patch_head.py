@@ -31,18 +31,23 @@ OPTIONS = {"extractor": "efficientnet_lite0", "epochs": 10}
 def fit_score(case, config: str) -> dict:
     from ahl_plugins.detector import OSADDetector
     from ahl_plugins.evaluation.metrics import auc_roc
+    from ahl_plugins.training.scoring import head_scores
 
     spec = dict(CONFIGS[config])
     started = time.perf_counter()
     detector = OSADDetector("dra", ahl=spec.pop("ahl"), seed=case.seed, progress=False, **OPTIONS, **spec)
     detector.fit(case.x_fit, case.y_fit)
     scores = detector.decision_function(case.x_val)
-    return {"auc_roc": float(auc_roc(case.y_val, scores)), "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    heads = head_scores(detector.scorer_, detector.features(case.x_val))
+    per_head = {name: float(auc_roc(case.y_val, -v if name == "normal" else v)) for name, v in heads.items()}
+    return {"auc_roc": float(auc_roc(case.y_val, scores)), "seconds": seconds, "head_auc_roc": per_head}
 
 
 def run(args: argparse.Namespace) -> None:
     rows = open_rows(args, key=lambda r: (r["config"], r["case"], r["seed"]))
-    for case in image_cases(args.seeds, comma_list(args.families)):
+    # seed-major, so an interrupted run has every data set at the same number of seeds
+    for case in sorted(image_cases(args.seeds, comma_list(args.families)), key=lambda c: (c.seed, c.name)):
         for config in comma_list(args.configs):
             if (config, case.name, case.seed) in rows:
                 continue

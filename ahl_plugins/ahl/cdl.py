@@ -322,12 +322,18 @@ class MetaLearner:
     # -- scoring with the base models (for SGE) -------------------------------------------------------------
     @torch.no_grad()
     def score_base_models(
-        self, adapted: Params, features: Sequence[torch.Tensor], rows: torch.Tensor, per_task: bool = True
+        self,
+        adapted: Params,
+        features: Sequence[torch.Tensor],
+        rows: torch.Tensor,
+        per_task: bool = True,
+        fixed: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``T×N`` anomaly scores of every base model θ_i' on the given rows, in eval mode.
 
         ``per_task``: base model i reads its ``task_constants``; False: the unified model's buffers (for
-        parameters that are not the T base models', e.g. the unified model's own).
+        parameters that are not the T base models', e.g. the unified model's own). ``fixed``: the scorer's
+        parameter-free heads of these rows (:func:`fixed_heads`, ``(N,)`` each), computed once by the caller.
         """
         consts = self.constants()
         task_constants = self.task_constants if per_task else {}
@@ -337,19 +343,42 @@ class MetaLearner:
         was_training = self.scorer.training
         self.scorer.eval()
 
-        def score(p: Params, task_consts: Params, x: list[torch.Tensor]) -> torch.Tensor:
-            return self.scorer.combine(functional_call(self.scorer, (p, {**consts, **task_consts}), (x,)))
+        def score(p: Params, task_consts: Params, x: list[torch.Tensor], given: Params) -> torch.Tensor:
+            kwargs = {"fixed": given} if given else {}
+            return self.scorer.combine(functional_call(self.scorer, (p, {**consts, **task_consts}), (x,), kwargs))
 
         try:
             out = []
             for start in range(0, rows.numel(), chunk):
                 index = rows[start : start + chunk].to(features[0].device)
                 x = [f.index_select(0, index) for f in features]
+                given = {name: value[start : start + chunk] for name, value in (fixed or {}).items()}
                 if self.vectorized:
-                    out.append(vmap(score, in_dims=(0, 0, None), randomness="different")(adapted, task_constants, x))
+                    batched = vmap(score, in_dims=(0, 0, None, None), randomness="different")
+                    out.append(batched(adapted, task_constants, x, given))
                 else:
                     per_task = [(self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)]
-                    out.append(torch.stack([score(p, c, x) for p, c in per_task]))
+                    out.append(torch.stack([score(p, c, x, given) for p, c in per_task]))
             return torch.cat(out, dim=1).float().cpu()
         finally:
             self.scorer.train(was_training)
+
+
+@torch.no_grad()
+def fixed_heads(scorer: nn.Module, features: Sequence[torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The scorer's parameter-free heads of ``rows`` (``(N,)`` each), once, for :meth:`MetaLearner.score_base_models`.
+
+    Optional scorer method ``fixed_heads(features)`` (docs/plugins.md); ``{}`` for a scorer without one. Every
+    base model would compute the same values, so computing them here once saves a search per task and epoch.
+    """
+    compute = getattr(scorer, "fixed_heads", None)
+    if not callable(compute):
+        return {}
+    was_training = scorer.training
+    scorer.eval()
+    try:
+        index = rows.to(features[0].device)
+        heads = compute([f.index_select(0, index) for f in features])
+    finally:
+        scorer.train(was_training)
+    return {name: value.detach() for name, value in heads.items()}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler, gather
+from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler, fixed_heads, gather
 from ahl_plugins.ahl.ensemble import train_ensemble
 from ahl_plugins.ahl.hadg import TaskSet, build_tasks
 from ahl_plugins.ahl.options import AHLOptions
@@ -403,6 +403,8 @@ def _meta_train(
     scheduler = step_decay(optimizer, options.lr_step, options.lr_gamma, start)
     rows, targets, error_weights = estimation_samples(taskset, labels, options.estimator_samples, seed)
     wants_reference = needs_history and _accepts_reference(estimator)
+    # parameter-free heads (DRA's patch distance) are the same for every base model and epoch: computed once
+    fixed = fixed_heads(scorer, features, torch.as_tensor(rows)) if needs_history else {}
     score_history: list[torch.Tensor] = []  # per epoch N×T in [0, 1]
     prior = task_prior(taskset, options.task_prior)
     weights = prior.clone()
@@ -436,14 +438,15 @@ def _meta_train(
         reference = None
         if needs_history:
             # θ_i' of the epoch's last outer step score every sample the tasks use
-            scores = learner.score_base_models(step.adapted, features, rows)
+            scores = learner.score_base_models(step.adapted, features, rows, fixed=fixed)
             normalised = normalise_scores(scores, options.score_normalisation)
             score_history.append(normalised.T.contiguous())
             spread = float(normalised.std(dim=0).mean()) if n_tasks > 1 else 0.0
             if wants_reference and not last_epoch:
                 unified = {k: v.detach().unsqueeze(0) for k, v in learner.parameters.items()}
                 reference = normalise_scores(
-                    learner.score_base_models(unified, features, rows, per_task=False), options.score_normalisation
+                    learner.score_base_models(unified, features, rows, per_task=False, fixed=fixed),
+                    options.score_normalisation,
                 )[0]
         t2 = time.perf_counter()
         scoring_seconds += t2 - t1

@@ -172,8 +172,12 @@ class DRAScorer(PatchDistance, nn.Module):
     def prepared(self) -> bool:
         return all(self.reference(s).numel() > 0 for s in range(self.spec.n_scales))
 
-    def forward(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: Sequence[torch.Tensor], fixed: Mapping[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every head's score per sample; ``fixed``: heads :meth:`fixed_heads` already computed for these samples."""
         check_features(self.spec, features, "DRA scorer")
+        fixed = fixed or {}
         if not self.prepared:
             raise DataError(
                 "DRA scorer has no reference normals yet: call scorer.prepare(normal_features, generator) "
@@ -196,13 +200,42 @@ class DRAScorer(PatchDistance, nn.Module):
             residual = self._residual(scale, x)
             if DISTANCE in per_head and self.patch_distance:
                 # no loss reads the parameter-free head, so training batches skip its search (zeros)
-                patch = x.new_zeros(x.shape[0]) if self.training else topk_mean(
-                    self._patch_map(scale, x).flatten(1), self.options.topk_ratio)
-                per_head[DISTANCE].append(patch)
+                if DISTANCE not in fixed:
+                    per_head[DISTANCE].append(x.new_zeros(x.shape[0]) if self.training else self._patch_score(scale, x))
             elif DISTANCE in per_head:
                 per_head[DISTANCE].append(residual_length(residual, self.options.topk_ratio))
             per_head["residual"].append(heads.residual(self._residual_input(residual)))
-        return {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items()}
+        out = {name: torch.stack(scores).mean(dim=0) for name, scores in per_head.items() if scores}
+        for name, value in fixed.items():
+            if tuple(value.shape) != (features[0].shape[0],):
+                raise DataError(
+                    f"DRA scorer: fixed head {name!r} has shape {tuple(value.shape)} for a batch of "
+                    f"{features[0].shape[0]} samples; pass fixed_heads() of exactly these samples"
+                )
+            out[name] = value
+        return out
+
+    @torch.no_grad()
+    def fixed_heads(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The heads that read neither a parameter nor a per-task buffer, per sample: today the patch distance head.
+
+        A caller that scores the same samples many times with different parameters (AHL's SGE scores every
+        task's base model on every training sample each epoch) computes these once and passes them to
+        :meth:`forward` as ``fixed``: the same values, one nearest-patch search per sample instead of one per
+        task and epoch. Empty when every head has parameters (the pooled distance head reads the task's bank).
+        """
+        if not (self.patch_distance and self.prepared):
+            return {}
+        n = int(features[0].shape[0])
+        parts = []
+        for start in range(0, n, 256):
+            batch = [f[start : start + 256] for f in features]
+            parts.append(torch.stack([self._patch_score(s, x) for s, x in enumerate(batch)]).mean(dim=0))
+        return {DISTANCE: torch.cat(parts) if parts else features[0].new_zeros(0)}
+
+    def _patch_score(self, scale: int, x: torch.Tensor) -> torch.Tensor:
+        """The patch distance head of one scale: top-k pooled distances to the nearest normal patches."""
+        return topk_mean(self._patch_map(scale, x).flatten(1), self.options.topk_ratio)
 
     def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Per scale, the seen, pseudo and residual heads' per-position scores (``B×H×W``, the maps their
