@@ -60,6 +60,7 @@ from benchmarks.results_glance import (
     tally_line,
 )
 from benchmarks.results_sections import HEADLINE_M, best_rows, rel, section
+from benchmarks.results_references import image_references_section, strongest_label_free
 
 DEFAULT_DATA = SHARED_DATA
 #: tracked (without each compare's cells/), so a fresh clone can rebuild the page or resume a run
@@ -223,7 +224,9 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
         machine = machine or meta.get("machine")
         sections += section(run, args.models, meta["arguments"])
     if runs:
-        out += [*glance_sections(runs, args), *best_rows(runs, args.models, read_peer_rows(args.peers))]
+        out += [*glance_sections(runs, args),
+                *best_rows(runs, args.models, read_peer_rows(args.peers), strongest_label_free(runs)),
+                *image_references_section(runs)]
     out += sections
     machine = machine or machine_description()
     out += ["## Machine", "", *[f"- {k}: {v}" for k, v in (machine or {}).items()], ""]

@@ -1,0 +1,60 @@
+"""The results page's image section joins labelled cells and label-free rows per seed and compares the strongest."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from benchmarks.compare_catalogue import Part
+from benchmarks.results_glance import Run
+from benchmarks.results_references import image_references_section, labelled_cells, reference_cells, strongest_label_free
+
+COLUMNS = ["model", "variant", "setting", "n_anomalies", "seen_type", "seed", "status", "auc_roc"]
+
+
+def _run(tmp_path, name, cells):
+    directory = tmp_path / name
+    directory.mkdir()
+    with (directory / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        for model, variant, setting, seen, seed, auc in cells:
+            writer.writerow(dict(zip(COLUMNS, [model, variant, setting, 10, seen, seed, "ok", auc])))
+    return Run(Part(name, name, None, ["general", "hard"], [10]), directory, {})
+
+
+def _references(tmp_path, rows):
+    folder = tmp_path / "reference_rows"
+    folder.mkdir()
+    (folder / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_form(tmp_path):
+    cells = [("dra", "base", "general", "all", s, 0.80 + 0.01 * s) for s in range(3)]
+    cells += [("dra", "ahl", "general", "all", s, 0.70) for s in range(3)]
+    cells += [("dra", "base", "hard", t, s, v) for s in range(2) for t, v in (("a", 0.6), ("b", 0.8))]
+    cells += [("dra", "base", "hard", "a", 2, 0.9)]  # seed 2 lacks type b: not a hard seed yet
+    cells += [("knn", "knn", "general", "all", 0, 0.5)]  # a reference cell of the compare run is not a labelled row
+    runs = [_run(tmp_path, "elpv", cells)]
+    rows = [{"data": "elpv", "setting": "general", "seen_type": "all", "seed": s, "form": f, "auc_roc": v + 0.001 * s}
+            for s in range(3) for f, v in (("knn-kth", 0.70), ("knn-mean", 0.75), ("patchcore", 0.90))]
+    folder = _references(tmp_path, rows)
+
+    labelled = labelled_cells(runs)
+    assert labelled[("elpv", "hard")]["dra/base"] == {0: pytest.approx(0.7), 1: pytest.approx(0.7)}
+    assert "knn/knn" not in labelled[("elpv", "general")]
+    assert set(reference_cells(folder)[("elpv", "general")]) == {"knn-kth", "knn-mean", "patchcore"}
+    assert strongest_label_free(runs, folder)[("elpv", "general")] == ("PatchCore-class", pytest.approx(0.901))
+
+    section = "\n".join(image_references_section(runs, folder))
+    # DRA (0.81 mean) beats AHL(DRA); minus PatchCore per seed: -0.1, -0.091, -0.082
+    assert "DRA − PatchCore-class: -0.091" in section and "| hurts |" in section
+    assert "| ELPV | hard |" not in section  # no reference rows for the hard setting: no row
+
+
+def test_no_reference_rows_no_section(tmp_path):
+    runs = [_run(tmp_path, "mt_general", [("dra", "base", "general", "all", 0, 0.8)])]
+    assert image_references_section(runs, tmp_path / "absent") == []
