@@ -39,9 +39,15 @@ def fit_score(case, config: str) -> dict:
     detector.fit(case.x_fit, case.y_fit)
     scores = detector.decision_function(case.x_val)
     seconds = time.perf_counter() - started
-    heads = head_scores(detector.scorer_, detector.features(case.x_val))
+    scorer = detector.scorer_
+    heads = head_scores(scorer, detector.features(case.x_val))
     per_head = {name: float(auc_roc(case.y_val, -v if name == "normal" else v)) for name, v in heads.items()}
-    return {"auc_roc": float(auc_roc(case.y_val, scores)), "seconds": seconds, "head_auc_roc": per_head}
+    # the calibrated head scores themselves (small: one validation part), so head combinations can be studied
+    # without refitting
+    calibrated = {name: np.round((heads[name] - float(scorer.head_center[i])) / float(scorer.head_scale[i]), 5).tolist()
+                  for i, name in enumerate(scorer.head_names)}
+    return {"auc_roc": float(auc_roc(case.y_val, scores)), "seconds": seconds, "head_auc_roc": per_head,
+            "val_labels": [int(v) for v in case.y_val], "calibrated_heads": calibrated}
 
 
 def run(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ pixels). Writes ``docs/results_pixel.md`` and a figure of overlays
 Each fit's numbers land in ``<run-dir>/<model>-<variant>-s<seed>.json`` as
 soon as it finishes, so an interrupted run resumes where it stopped::
 
-    nice -n 15 python3 -m benchmarks.pixel_metrics --run-dir runs/pixel_metrics
+    nice -n 15 python3 -m benchmarks.pixel_metrics --seeds 5
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import ROOT, SHARED_DATA, command
+from benchmarks.harness import RESULTS, ROOT, SHARED_DATA, command
+from benchmarks.results_references import pixel_reference_section
 
 MODELS = ("devnet", "dra")
 VARIANTS = ("base", "ahl")
@@ -50,7 +51,6 @@ def run_one(dataset: Any, model: str, variant: str, seed: int, args: argparse.Na
     train, test = split.train_indices, split.test_indices
     detector = OSADDetector(
         model, ahl=variant == "ahl", extractor="efficientnet_lite0", seed=seed, epochs=args.epochs,
-        cache_dir=str(args.run_dir / "cache"),
     )
     started = time.perf_counter()
     detector.fit(dataset.select_inputs(train), split.train_labels, dataset.types[train])
@@ -179,6 +179,9 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "",
         main_table,
         "",
+        *pixel_reference_section({_label(m, v): {r["seed"]: {"image_auroc": r["image_auroc"], **r["pixel"]["all"]}
+                                                 for r in results if (r["model"], r["variant"]) == (m, v)}
+                                  for m in MODELS for v in VARIANTS}),
         "## Per anomaly type (pixel AUROC / AUPRO; that type's test images plus all test normals)",
         "",
         type_table,
@@ -272,8 +275,8 @@ def write_figure(dataset: Any, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "mt")
-    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "pixel_metrics")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--run-dir", type=Path, default=RESULTS / "pixel_metrics")
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--n-anomalies", type=int, default=10)
     parser.add_argument("--sigma", type=float, default=4.0)

@@ -136,3 +136,57 @@ def strongest_label_free(runs: list[Run], path: Path = REFERENCE_ROWS) -> dict[t
             for name in names:
                 out[(name, setting)] = (REFERENCES[form], float(np.mean(list(refs[form].values()))))
     return out
+
+
+def pixel_reference_section(model_rows: dict[str, dict[int, dict[str, float]]], path: Path = REFERENCE_ROWS) -> list[str]:
+    """``docs/results_pixel.md``'s label-free section: the reference rows' image and pixel metrics per data set and
+    setting, and on Magnetic Tile's general splits each model minus PatchCore-class, paired per seed.
+
+    ``model_rows``: model label -> seed -> ``{"image_auroc", "pixel_auroc", "pixel_aupro"}`` (general splits).
+    """
+    rows = read_rows(path)
+    if not rows:
+        return []
+    metrics = (("auc_roc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_aupro", "AUPRO"))
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        grouped[(r["data"], r["setting"], r["form"])].append(r)
+    lines = [
+        "## The label-free references on the same splits (no labels)",
+        "",
+        "Measured on exactly these splits by `python -m benchmarks.reference_rows` (rows in "
+        "`benchmarks/results/reference_rows/`): the PatchCore-class reference (`ahl compare`'s `patchcore` row, "
+        "`ahl_plugins/evaluation/patchcore.py`: nearest training-normal patch on the same EfficientNet-Lite0 maps, "
+        "both scales, greedy coreset of 10% of the normals' patches seeded by the split seed, max over positions for "
+        "the image score, its distance maps through the same map and pixel-metric code) and the pooled 5-NN forms "
+        "(no maps). Mean ± std over seeds; hard: each seed's mean over seen types first. ELPV has no pixel masks. "
+        "A reference reads no label, so its numbers do not depend on the epochs the models train.",
+        "",
+        "| data | setting | row | seeds | " + " | ".join(name for _, name in metrics) + " |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (data, setting, form), found in sorted(grouped.items()):
+        seeds = sorted({r["seed"] for r in found})
+        cells = []
+        for key, _ in metrics:
+            per_seed = [np.mean([r[key] for r in found if r["seed"] == s]) for s in seeds
+                        if all(key in r for r in found if r["seed"] == s)]
+            cells.append(f"{np.mean(per_seed):.3f} ± {np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0:.3f}"
+                         if per_seed else "")
+        name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
+        lines.append(f"| {name} | {setting} | {REFERENCES.get(form, form)} | {len(seeds)} | " + " | ".join(cells) + " |")
+    patch = {r["seed"]: r for r in grouped.get(("mt", "general", "patchcore"), [])}
+    if model_rows and patch:
+        lines += ["", "Each model minus PatchCore-class on Magnetic Tile's general splits, paired per seed "
+                  "(95% interval, verdict):", "", "| model | " + " | ".join(name for _, name in metrics) + " |",
+                  "|---|---|---|---|"]
+        for label, by_seed in model_rows.items():
+            cells = []
+            for key, _ in metrics:
+                mine = "image_auroc" if key == "auc_roc" else key
+                diffs = [by_seed[s][mine] - patch[s][key] for s in sorted(by_seed) if s in patch and key in patch[s]]
+                gain = paired_interval(diffs)
+                cells.append("-" if gain["ci_low"] is None else
+                             f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {gain['verdict']}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]

@@ -58,3 +58,16 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
 def test_no_reference_rows_no_section(tmp_path):
     runs = [_run(tmp_path, "mt_general", [("dra", "base", "general", "all", 0, 0.8)])]
     assert image_references_section(runs, tmp_path / "absent") == []
+
+
+def test_pixel_section_pairs_each_model_with_the_patch_reference_per_seed(tmp_path):
+    from benchmarks.results_references import pixel_reference_section
+
+    rows = [{"data": "mt", "setting": "general", "seen_type": "all", "seed": s, "form": "patchcore",
+             "auc_roc": 0.95, "pixel_auroc": 0.85, "pixel_aupro": 0.75} for s in range(3)]
+    rows += [{"data": "elpv", "setting": "general", "seen_type": "all", "seed": 0, "form": "patchcore", "auc_roc": 0.9}]
+    folder = _references(tmp_path, rows)
+    models = {"dra": {s: {"image_auroc": 0.9, "pixel_auroc": 0.80 + 0.01 * s, "pixel_aupro": 0.7} for s in range(3)}}
+    text = "\n".join(pixel_reference_section(models, folder))
+    assert "| ELPV | general | PatchCore-class | 1 | 0.900 ± 0.000 |  |  |" in text  # no masks: no pixel cells
+    assert "| dra | -0.050 [-0.050, -0.050] hurts | -0.040 [-0.065, -0.015] hurts | -0.050 [-0.050, -0.050] hurts |" in text
