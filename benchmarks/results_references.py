@@ -67,6 +67,22 @@ def reference_cells(path: Path = REFERENCE_ROWS) -> dict[tuple[str, str], dict[s
     return out
 
 
+def image_runs(runs_dir: Path = RESULTS / "compare", seeds: int = 5) -> list[Run]:
+    """The finished M = 10 image compare runs (the newest per part), as ``docs/results.md`` reads them."""
+    from ahl_plugins.evaluation.combine import load_compare
+    from benchmarks.compare_catalogue import compare_parts
+    from benchmarks.harness import SHARED_DATA
+
+    wanted = {name for names in IMAGE_PARTS.values() for name in names}
+    runs = []
+    for part in (p for parts in compare_parts(SHARED_DATA).values() for p in parts if p.name in wanted):
+        found = sorted((d for d in runs_dir.glob(f"{part.name}-s{seeds}*") if (d / "summary.json").is_file()),
+                       key=lambda d: (d / "summary.json").stat().st_mtime)
+        if found:
+            runs.append(Run(part, found[-1], load_compare(found[-1]).summary))
+    return runs
+
+
 def _cell(values: dict[int, float]) -> str:
     if not values:
         return "-"
