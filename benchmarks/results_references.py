@@ -26,6 +26,8 @@ IMAGE_PARTS = {"mt": ("mt_general", "mt_hard"), "elpv": ("elpv",)}
 REFERENCES = {"knn-kth": "5-NN k-th", "knn-mean": "5-NN mean", "patchcore": "PatchCore-class"}
 LABELLED = {"devnet/base": "DevNet", "devnet/ahl": "AHL(DevNet)", "dra/base": "DRA", "dra/ahl": "AHL(DRA)"}
 HEADLINE_M = 10
+#: a difference between two detectors is not a gain: its verdict read as where the first one stands
+STANDING = {"helps": "above", "hurts": "below", "no detectable effect": "not told apart"}
 
 
 def _per_seed(cells: list[tuple[str, int, float]]) -> dict[int, float]:
@@ -118,11 +120,12 @@ def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS) -> li
         "the distance to the 5th neighbour (the *k-NN* column elsewhere on this page) and with the mean of the 5, "
         "and the PatchCore-class reference (nearest normal patch, coreset 10%; pixel metrics in "
         "`docs/results_pixel.md`). *best − strongest*: the best labelled row minus the strongest label-free form "
-        "(each chosen by its mean here), paired per seed, with its 95% interval and verdict. Why the labelled rows "
+        "(each chosen by its mean here), paired per seed, with its 95% interval; *standing*: *above* / *below* when "
+        "the interval excludes 0, else *not told apart*. Why the labelled rows "
         "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`.",
         "",
         "| data | setting | " + " | ".join(REFERENCES.values()) + " | " + " | ".join(LABELLED.values())
-        + " | best − strongest [95% CI] | verdict |",
+        + " | best − strongest [95% CI] | standing |",
         "|---|---|" + "---|" * (len(REFERENCES) + len(LABELLED) + 2),
     ]
     for data, setting in keys:
@@ -133,7 +136,7 @@ def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS) -> li
             tail = ["-", "-"]
         else:
             tail = [f"{LABELLED[found['best']]} − {REFERENCES[found['strongest']]}: {found['mean']:+.3f} "
-                    f"[{found['ci_low']:+.3f}, {found['ci_high']:+.3f}] (n {found['n']})", found["verdict"]]
+                    f"[{found['ci_low']:+.3f}, {found['ci_high']:+.3f}] (n {found['n']})", STANDING[found["verdict"]]]
         name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
         lines.append(f"| {name} | {setting} | " + " | ".join(cells + tail) + " |")
     return lines + [""]
@@ -194,7 +197,7 @@ def pixel_reference_section(model_rows: dict[str, dict[int, dict[str, float]]], 
     patch = {r["seed"]: r for r in grouped.get(("mt", "general", "patchcore"), [])}
     if model_rows and patch:
         lines += ["", "Each model minus PatchCore-class on Magnetic Tile's general splits, paired per seed "
-                  "(95% interval, verdict):", "", "| model | " + " | ".join(name for _, name in metrics) + " |",
+                  "(95% interval; *below* / *above* when it excludes 0):", "", "| model | " + " | ".join(name for _, name in metrics) + " |",
                   "|---|---|---|---|"]
         for label, by_seed in model_rows.items():
             cells = []
@@ -203,6 +206,6 @@ def pixel_reference_section(model_rows: dict[str, dict[int, dict[str, float]]], 
                 diffs = [by_seed[s][mine] - patch[s][key] for s in sorted(by_seed) if s in patch and key in patch[s]]
                 gain = paired_interval(diffs)
                 cells.append("-" if gain["ci_low"] is None else
-                             f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {gain['verdict']}")
+                             f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {STANDING[gain['verdict']]}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines + [""]

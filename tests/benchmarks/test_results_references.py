@@ -51,7 +51,7 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
 
     section = "\n".join(image_references_section(runs, folder))
     # DRA (0.81 mean) beats AHL(DRA); minus PatchCore per seed: -0.1, -0.091, -0.082
-    assert "DRA − PatchCore-class: -0.091" in section and "| hurts |" in section
+    assert "DRA − PatchCore-class: -0.091" in section and "| below |" in section
     assert "| ELPV | hard |" not in section  # no reference rows for the hard setting: no row
 
 
@@ -70,4 +70,4 @@ def test_pixel_section_pairs_each_model_with_the_patch_reference_per_seed(tmp_pa
     models = {"dra": {s: {"image_auroc": 0.9, "pixel_auroc": 0.80 + 0.01 * s, "pixel_aupro": 0.7} for s in range(3)}}
     text = "\n".join(pixel_reference_section(models, folder))
     assert "| ELPV | general | PatchCore-class | 1 | 0.900 ± 0.000 |  |  |" in text  # no masks: no pixel cells
-    assert "| dra | -0.050 [-0.050, -0.050] hurts | -0.040 [-0.065, -0.015] hurts | -0.050 [-0.050, -0.050] hurts |" in text
+    assert "| dra | -0.050 [-0.050, -0.050] below | -0.040 [-0.065, -0.015] below | -0.050 [-0.050, -0.050] below |" in text
