@@ -63,21 +63,35 @@ def run(args: argparse.Namespace) -> None:
 
 
 def page(args: argparse.Namespace) -> None:
+    from ahl_plugins.evaluation.significance import paired_interval
+
     rows = read_rows(args.results)
     by = defaultdict(dict)
     seconds = defaultdict(list)
     for r in rows:
         by[(r["config"], r["case"])][r["seed"]] = r["auc_roc"]
-        seconds[(r["config"], r["case"])].append(r["seconds"])
+        if "head_auc_roc" in r:  # fits made since AHL computes the parameter-free head once per sample
+            seconds[(r["config"], r["case"])].append(r["seconds"])
     cases = sorted({r["case"] for r in rows})
+
+    def interval(d: list[float]) -> str:
+        g = paired_interval(d)
+        if g["ci_low"] is None:
+            return f"{g['mean']:+.3f} (n {g['n']})" if d else ""
+        return f"{g['mean']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}] {g['verdict']} (n {g['n']}, {sum(x > 0 for x in d)} up)"
+
     lines = [
         "# DRA's patch-level distance head on image validation cases (training data only)",
         "",
         "Made by `" + command("dra_patch_head", ["--seeds", str(args.seeds), "--threads", "1"]) + "`; rows in "
         "`benchmarks/results/dra_patch_head/`. Validation AUROC, mean ± std over seeds, and the paired gain of the "
-        "patch form over today's pooled form (same case, seed and training seed). Cases carved from the training "
-        "part of the results' general split (EfficientNet-Lite0 maps, 10 epochs, M = 5 labelled defects train and "
-        "5 validate). The hard setting cannot be carved from training data and is not validated here.",
+        "patch form over today's pooled form (same case, seed and training seed) with its 95% paired t interval and "
+        "verdict. Cases carved from the training part of the results' general split (EfficientNet-Lite0 maps, 10 "
+        "epochs, M = 5 labelled defects train and 5 validate). The hard setting cannot be carved from training data "
+        "and is not validated here. *fit s*: median fit seconds of the fits made since AHL computes the "
+        "parameter-free head once per sample (the earlier AHL(DRA) patch fits took 1,513 s on Magnetic Tile and "
+        "1,784 s on ELPV); up to three jobs shared the 2 cores, so times are indicative. Each head on its own: "
+        "`docs/labels_on_images.md`.",
         "",
         "| config | " + " | ".join(cases) + " | " + " | ".join(f"fit s, {c}" for c in cases) + " |",
         "|---|" + "---|" * (2 * len(cases)),
@@ -86,17 +100,19 @@ def page(args: argparse.Namespace) -> None:
         cells = []
         for case in cases:
             v = list(by.get((config, case), {}).values())
-            cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f} (n={len(v)})" if v else "")
-        times = [f"{np.mean(seconds[(config, c)]):.0f}" if seconds.get((config, c)) else "" for c in cases]
+            cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f} (n={len(v)})" if v else "")
+        times = [f"{np.median(seconds[(config, c)]):.0f}" if seconds.get((config, c)) else "" for c in cases]
         lines.append(f"| {config} | " + " | ".join(cells) + " | " + " | ".join(times) + " |")
-    lines += ["", "| paired gain, patch − pooled | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+    lines += ["", "| paired gain, patch − pooled | " + " | ".join(cases) + " | both cases |",
+              "|---|" + "---|" * (len(cases) + 1)]
     for model in ("dra", "ahl"):
-        cells = []
+        cells, pooled = [], []
         for case in cases:
             a, b = by.get((f"{model}_patch", case), {}), by.get((f"{model}_pooled", case), {})
-            d = [a[s] - b[s] for s in set(a) & set(b)]
-            cells.append(f"{np.mean(d):+.3f} ± {np.std(d):.3f} (n={len(d)}, {sum(x > 0 for x in d)} up)" if d else "")
-        lines.append(f"| {'DRA' if model == 'dra' else 'AHL(DRA)'} | " + " | ".join(cells) + " |")
+            d = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+            pooled += d
+            cells.append(interval(d))
+        lines.append(f"| {'DRA' if model == 'dra' else 'AHL(DRA)'} | " + " | ".join(cells) + f" | {interval(pooled)} |")
     write_page(args.page, lines + [""], machine="other jobs running beside it (fit seconds are indicative).")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ahl_plugins.contracts import ModelSpec
 from ahl_plugins.hookspecs import hookimpl
@@ -55,6 +55,16 @@ class DRAOptions(BaseModel):
     patch_memory_fraction: float = Field(
         0.1, gt=0, le=1, description="share of the training normals' patches the patch memory keeps (greedy coreset)"
     )
+    combine: Literal["sum", "confident"] = Field(
+        "sum",
+        description="how the heads make the anomaly score: sum (the paper: seen + pseudo + residual - normal, plus the "
+        "distance head, each calibrated) | confident (the distance head, plus each of seen, pseudo and residual only "
+        "by how far it exceeds confident_spreads spreads of the training normals; normality left out): the "
+        "label-free ranking stands unless a labelled head is sure (docs/labels_on_images.md)",
+    )
+    confident_spreads: float = Field(
+        3.0, gt=0, description="with combine=confident: how many calibrated spreads a labelled head must exceed to count"
+    )
     vector_residual: Literal["abs", "signed"] = Field(
         "abs",
         description="what the residual MLP reads on vectors: abs (|reference - x| per feature, so one linear layer "
@@ -71,6 +81,16 @@ class DRAOptions(BaseModel):
         description="training normals kept for the nearest-normal search (a seeded subsample beyond that); maps "
         "keep at most 256 because each is a whole feature map",
     )
+
+
+    @model_validator(mode="after")
+    def _confident_needs_calibrated_distance(self) -> DRAOptions:
+        if self.combine == "confident" and not (self.distance_head and self.head_calibration):
+            raise ValueError(
+                "combine='confident' adds the labelled heads to the distance head in units of calibrated spreads: "
+                "keep distance_head=True and head_calibration=True, or use combine='sum'"
+            )
+        return self
 
 
 class DRALossOptions(DeviationReferenceOptions):

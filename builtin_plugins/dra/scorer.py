@@ -279,9 +279,13 @@ class DRAScorer(PatchDistance, nn.Module):
         return residual
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated)."""
+        """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated);
+        ``combine="confident"``: distance + the part of seen, pseudo and residual beyond ``confident_spreads``."""
         z = [(heads[name] - self.head_center[i]) / self.head_scale[i] for i, name in enumerate(self.head_names)]
         normal, seen, pseudo, residual = z[:4]
+        if self.options.combine == "confident":
+            threshold = self.options.confident_spreads
+            return z[4] + sum(torch.relu(h - threshold) for h in (seen, pseudo, residual))
         score = seen + pseudo + residual - normal if self.options.score_normality else seen + pseudo + residual
         return score + z[4] if len(z) > 4 else score
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ahl_plugins.contracts import FeatureSpec
@@ -55,3 +56,21 @@ def test_pooled_form_stays_the_default_and_vectors_ignore_the_patch_form():
     vectors = build_scorer(FeatureSpec("vector", (6,)), DRAOptions(distance_form="patch"))
     vectors.prepare([torch.randn(8, 6)], torch.Generator().manual_seed(0))
     assert vectors([torch.randn(3, 6)])["distance"].shape == (3,)
+
+
+def test_confident_combine_keeps_the_distance_ranking_unless_a_labelled_head_is_sure():
+    from ahl_plugins.errors import InvalidOptionsError
+    from ahl_plugins.plugins import get_manager
+
+    scorer = prepared(maps(12, 5), combine="confident", confident_spreads=2.0)
+    names = scorer.head_names
+    heads = {name: torch.zeros(3) for name in names}
+    heads["distance"] = torch.tensor([1.0, 2.0, 3.0])
+    heads["seen"] = torch.tensor([0.0, 1.9, 5.0])  # below the threshold: nothing; 5 spreads: +3
+    heads["normal"] = torch.tensor([9.0, -9.0, 0.0])  # normality is left out
+    scorer.head_center.zero_()
+    scorer.head_scale.fill_(1.0)
+    assert torch.allclose(scorer.combine(heads), torch.tensor([1.0, 2.0, 6.0]))
+    entry = get_manager().get("scorers", "dra")
+    with pytest.raises(InvalidOptionsError, match="keep distance_head=True"):
+        entry.parse_options({"combine": "confident", "distance_head": False})
