@@ -24,7 +24,11 @@ REFERENCE_ROWS = RESULTS / "reference_rows"
 #: data key of the reference rows -> the compare parts (M = 10) that hold the labelled rows
 IMAGE_PARTS = {"mt": ("mt_general", "mt_hard"), "elpv": ("elpv",)}
 REFERENCES = {"knn-kth": "5-NN k-th", "knn-mean": "5-NN mean", "patchcore": "PatchCore-class"}
-LABELLED = {"devnet/base": "DevNet", "devnet/ahl": "AHL(DevNet)", "dra/base": "DRA", "dra/ahl": "AHL(DRA)"}
+LABELLED = {"devnet/base": "DevNet", "devnet/ahl": "AHL(DevNet)", "dra/base": "DRA", "dra/ahl": "AHL(DRA)",
+            "dra_patch/base": "DRA, patch head", "dra_patch/ahl": "AHL(DRA), patch head"}
+#: data key -> compare directory prefix of DRA run with ``-o distance_form=patch`` (the default since 2026-12-03; the
+#: catalogue's image runs predate it): shown as the ``dra_patch`` rows
+PATCH_HEAD_RUNS = {"mt": "mt_general_dra_patch"}
 HEADLINE_M = 10
 #: a difference between two detectors is not a gain: its verdict read as where the first one stands
 STANDING = {"helps": "above", "hurts": "below", "no detectable effect": "not told apart"}
@@ -39,22 +43,31 @@ def _per_seed(cells: list[tuple[str, int, float]]) -> dict[int, float]:
     return {seed: float(np.mean(list(v.values()))) for seed, v in sorted(by_seed.items()) if set(v) == types}
 
 
-def labelled_cells(runs: list[Run]) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
-    """(data, setting) -> row -> seed -> AUC-ROC (hard: mean over seen types) from the compare runs' cells."""
+def _cells(directory: Path, model_key: dict[str, str]) -> dict[tuple[str, str], dict[int, float]]:
+    """(setting, row) -> seed -> AUC-ROC (hard: mean over seen types) of one compare directory's results.csv."""
+    cells: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
+    with (directory / "results.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            key = f"{model_key.get(row['model'], row['model'])}/{row['variant']}"
+            if row["status"] != "ok" or int(row["n_anomalies"]) != HEADLINE_M or key not in LABELLED:
+                continue
+            cells[(row["setting"], key)].append((row["seen_type"], int(row["seed"]), float(row["auc_roc"])))
+    return {k: _per_seed(found) for k, found in cells.items()}
+
+
+def labelled_cells(runs: list[Run], runs_dir: Path | None = None) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
+    """(data, setting) -> row -> seed -> AUC-ROC (hard: mean over seen types) from the compare runs' cells, plus
+    the patch-head DRA runs under ``runs_dir`` (:data:`PATCH_HEAD_RUNS`)."""
     out: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(dict)
     for data, names in IMAGE_PARTS.items():
-        for run in runs:
-            if run.part.name not in names:
-                continue
-            cells: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
-            with (run.directory / "results.csv").open() as handle:
-                for row in csv.DictReader(handle):
-                    key = f"{row['model']}/{row['variant']}"
-                    if row["status"] != "ok" or int(row["n_anomalies"]) != HEADLINE_M or key not in LABELLED:
-                        continue
-                    cells[(row["setting"], key)].append((row["seen_type"], int(row["seed"]), float(row["auc_roc"])))
-            for (setting, key), found in cells.items():
-                out[(data, setting)][key] = _per_seed(found)
+        for run in (r for r in runs if r.part.name in names):
+            for (setting, key), values in _cells(run.directory, {}).items():
+                out[(data, setting)][key] = values
+    for data, prefix in PATCH_HEAD_RUNS.items():
+        found = sorted(d for d in (runs_dir.glob(f"{prefix}-s*") if runs_dir else []) if (d / "results.csv").is_file())
+        for directory in found[-1:]:
+            for (setting, key), values in _cells(directory, {"dra": "dra_patch"}).items():
+                out[(data, setting)][key] = values
     return out
 
 
@@ -105,9 +118,9 @@ def comparison(labelled: dict[str, dict[int, float]], references: dict[str, dict
     return {"best": best, "strongest": strongest, **gain}
 
 
-def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS) -> list[str]:
+def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS, runs_dir: Path | None = RESULTS / "compare") -> list[str]:
     """The section, or nothing when no reference rows or no image runs are on disk."""
-    labelled, references = labelled_cells(runs), reference_cells(path)
+    labelled, references = labelled_cells(runs, runs_dir), reference_cells(path)
     keys = sorted(k for k in labelled if k in references)
     if not keys:
         return []
@@ -122,7 +135,11 @@ def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS) -> li
         "`docs/results_pixel.md`). *best − strongest*: the best labelled row minus the strongest label-free form "
         "(each chosen by its mean here), paired per seed, with its 95% interval; *standing*: *above* / *below* when "
         "the interval excludes 0, else *not told apart*. Why the labelled rows "
-        "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`.",
+        "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`. DRA's rows "
+        "were run with the pooled distance head, the default when they ran; *patch head*: DRA with "
+        "`distance_form=\"patch\"`, the default on maps since 2026-12-03 (chosen on validation, `docs/deviations.md`), "
+        "where it has been run (`benchmarks/results/compare/<part>_dra_patch-s5-e10`; `-` elsewhere). A row unfinished "
+        "when the page was written shows the seeds it has.",
         "",
         "| data | setting | " + " | ".join(REFERENCES.values()) + " | " + " | ".join(LABELLED.values())
         + " | best − strongest [95% CI] | standing |",

@@ -47,10 +47,11 @@ class DRAOptions(BaseModel):
         "sample is from its nearest training normals), calibrated and summed with the others",
     )
     distance_form: Literal["pooled", "patch"] = Field(
-        "pooled",
-        description="the distance head on maps: pooled (the residual's length to the mean of the n_neighbors nearest "
-        "whole maps) | patch (per position, the distance to the nearest normal patch of a coreset memory of the "
-        "training normals' patches, the sample's own patches left out; PatchCore's signal), top-k pooled",
+        "patch",
+        description="the distance head on maps: patch (per position, the distance to the nearest normal patch of a "
+        "coreset memory of the training normals' patches, the sample's own patches left out; PatchCore's signal; "
+        "chosen on validation, docs/deviations.md) | pooled (the residual's length to the mean of the n_neighbors "
+        "nearest whole maps: the default until 2026-12-03, faster), top-k pooled",
     )
     patch_memory_fraction: float = Field(
         0.1, gt=0, le=1, description="share of the training normals' patches the patch memory keeps (greedy coreset)"

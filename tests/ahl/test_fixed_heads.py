@@ -63,6 +63,6 @@ def test_fixed_heads_given_to_forward_replace_the_search_and_must_match_the_batc
                        torch.full((x[0].shape[0],), 7.0))
     with pytest.raises(DataError, match="fixed head 'distance'.*exactly these samples"):
         scorer(x, fixed={"distance": fixed["distance"][:1]})
-    pooled = build_scorer(data.normals.spec, DRAOptions())
+    pooled = build_scorer(data.normals.spec, DRAOptions(distance_form="pooled"))
     pooled.prepare(data.normals.as_list(), torch.Generator().manual_seed(0))
     assert pooled.fixed_heads(x) == {}  # the pooled head reads the task's bank: not task-independent

@@ -49,7 +49,7 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
     assert set(reference_cells(folder)[("elpv", "general")]) == {"knn-kth", "knn-mean", "patchcore"}
     assert strongest_label_free(runs, folder)[("elpv", "general")] == ("PatchCore-class", pytest.approx(0.901))
 
-    section = "\n".join(image_references_section(runs, folder))
+    section = "\n".join(image_references_section(runs, folder, runs_dir=None))
     # DRA (0.81 mean) beats AHL(DRA); minus PatchCore per seed: -0.1, -0.091, -0.082
     assert "DRA − PatchCore-class: -0.091" in section and "| below |" in section
     assert "| ELPV | hard |" not in section  # no reference rows for the hard setting: no row
@@ -57,7 +57,7 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
 
 def test_no_reference_rows_no_section(tmp_path):
     runs = [_run(tmp_path, "mt_general", [("dra", "base", "general", "all", 0, 0.8)])]
-    assert image_references_section(runs, tmp_path / "absent") == []
+    assert image_references_section(runs, tmp_path / "absent", runs_dir=None) == []
 
 
 def test_pixel_section_pairs_each_model_with_the_patch_reference_per_seed(tmp_path):
@@ -71,3 +71,13 @@ def test_pixel_section_pairs_each_model_with_the_patch_reference_per_seed(tmp_pa
     text = "\n".join(pixel_reference_section(models, folder))
     assert "| ELPV | general | PatchCore-class | 1 | 0.900 ± 0.000 |  |  |" in text  # no masks: no pixel cells
     assert "| dra | -0.050 [-0.050, -0.050] below | -0.040 [-0.065, -0.015] below | -0.050 [-0.050, -0.050] below |" in text
+
+
+def test_a_patch_head_run_joins_as_its_own_rows(tmp_path):
+    runs = [_run(tmp_path, "mt_general", [("dra", "base", "general", "all", s, 0.80) for s in range(2)])]
+    patch_dir = tmp_path / "runs"
+    patch_dir.mkdir()
+    _run(patch_dir, "mt_general_dra_patch-s5-e10", [("dra", v, "general", "all", s, 0.9) for v in ("base", "ahl")
+                                                    for s in range(2)])
+    cells = labelled_cells(runs, patch_dir)[("mt", "general")]
+    assert cells["dra/base"] == {0: 0.8, 1: 0.8} and cells["dra_patch/ahl"] == {0: 0.9, 1: 0.9}

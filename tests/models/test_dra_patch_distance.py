@@ -51,8 +51,8 @@ def test_memory_keeps_the_fraction_and_survives_save_and_load():
     assert torch.equal(fresh([test])["distance"], scorer([test])["distance"])
 
 
-def test_pooled_form_stays_the_default_and_vectors_ignore_the_patch_form():
-    assert DRAOptions().distance_form == "pooled"
+def test_patch_form_is_the_default_and_vectors_ignore_it():
+    assert DRAOptions().distance_form == "patch"
     vectors = build_scorer(FeatureSpec("vector", (6,)), DRAOptions(distance_form="patch"))
     vectors.prepare([torch.randn(8, 6)], torch.Generator().manual_seed(0))
     assert vectors([torch.randn(3, 6)])["distance"].shape == (3,)
