@@ -1,14 +1,20 @@
 """The DRA scorer's searches of the training normals: whole-map nearest neighbours and the patch memory.
 
 Both run inside the scorer's forward (under ``functional_call`` / ``vmap`` in the AHL learner), so both are
-plain tensor code with no data-dependent branches.
+plain tensor code with no data-dependent branches. The patch distance reads no parameter, so ``fixed_heads``
+lets a caller compute it once per sample (AHL does) instead of once per forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patch_distance
+from builtin_plugins.heads import topk_mean
+
+DISTANCE = "distance"
 
 
 def nearest_normal_mean(
@@ -69,3 +75,25 @@ class PatchDistance:
         setattr(self, memory, patches[index].to(device=device, dtype=x.dtype).contiguous())
         setattr(self, own, owner[index].to(device))
         setattr(self, keys, x.detach().mean(dim=(2, 3)).to(device).clone())
+
+    @torch.no_grad()
+    def fixed_heads(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The heads that read neither a parameter nor a per-task buffer, per sample: today the patch distance head.
+
+        A caller that scores the same samples many times with different parameters (AHL's SGE scores every
+        task's base model on every training sample each epoch) computes these once and passes them to
+        :meth:`forward` as ``fixed``: the same values, one nearest-patch search per sample instead of one per
+        task and epoch. Empty when every head has parameters (the pooled distance head reads the task's bank).
+        """
+        if not (self.patch_distance and self.prepared):
+            return {}
+        n = int(features[0].shape[0])
+        parts = []
+        for start in range(0, n, 256):
+            batch = [f[start : start + 256] for f in features]
+            parts.append(torch.stack([self._patch_score(s, x) for s, x in enumerate(batch)]).mean(dim=0))
+        return {DISTANCE: torch.cat(parts) if parts else features[0].new_zeros(0)}
+
+    def _patch_score(self, scale: int, x: torch.Tensor) -> torch.Tensor:
+        """The patch distance head of one scale: top-k pooled distances to the nearest normal patches."""
+        return topk_mean(self._patch_map(scale, x).flatten(1), self.options.topk_ratio)

@@ -49,7 +49,7 @@ from torch import nn
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
 from builtin_plugins.dra import DRAOptions
-from builtin_plugins.dra.neighbours import PatchDistance, nearest_normal_mean
+from builtin_plugins.dra.neighbours import DISTANCE, PatchDistance, nearest_normal_mean
 from builtin_plugins.heads import (
     ConvTopKHead,
     MLPHead,
@@ -61,7 +61,6 @@ from builtin_plugins.heads import (
 )
 
 HEAD_NAMES = ("normal", "seen", "pseudo", "residual")
-DISTANCE = "distance"
 
 
 class HolisticHead(nn.Module):
@@ -214,28 +213,6 @@ class DRAScorer(PatchDistance, nn.Module):
                 )
             out[name] = value
         return out
-
-    @torch.no_grad()
-    def fixed_heads(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The heads that read neither a parameter nor a per-task buffer, per sample: today the patch distance head.
-
-        A caller that scores the same samples many times with different parameters (AHL's SGE scores every
-        task's base model on every training sample each epoch) computes these once and passes them to
-        :meth:`forward` as ``fixed``: the same values, one nearest-patch search per sample instead of one per
-        task and epoch. Empty when every head has parameters (the pooled distance head reads the task's bank).
-        """
-        if not (self.patch_distance and self.prepared):
-            return {}
-        n = int(features[0].shape[0])
-        parts = []
-        for start in range(0, n, 256):
-            batch = [f[start : start + 256] for f in features]
-            parts.append(torch.stack([self._patch_score(s, x) for s, x in enumerate(batch)]).mean(dim=0))
-        return {DISTANCE: torch.cat(parts) if parts else features[0].new_zeros(0)}
-
-    def _patch_score(self, scale: int, x: torch.Tensor) -> torch.Tensor:
-        """The patch distance head of one scale: top-k pooled distances to the nearest normal patches."""
-        return topk_mean(self._patch_map(scale, x).flatten(1), self.options.topk_ratio)
 
     def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Per scale, the seen, pseudo and residual heads' per-position scores (``B×H×W``, the maps their
