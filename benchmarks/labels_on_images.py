@@ -53,13 +53,17 @@ def _mean(values: list[float]) -> str:
     return f"{np.mean(values):.3f}" if values else "-"
 
 
-def _paired(diffs: list[float]) -> str:
+def _paired(diffs: list[float], against_reference: bool = False) -> str:
+    """Paired mean [95% CI] and verdict; ``against_reference``: a difference from PatchCore-class, not a gain,
+    so the verdict reads above / below / not told apart."""
     from ahl_plugins.evaluation.significance import paired_interval
+    from benchmarks.results_references import STANDING
 
     gain = paired_interval(diffs)
     if gain["ci_low"] is None:
         return f"{gain['mean']:+.3f} (n {gain['n']})" if gain["n"] else "-"
-    return f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {gain['verdict']} (n {gain['n']})"
+    verdict = STANDING[gain["verdict"]] if against_reference else gain["verdict"]
+    return f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {verdict} (n {gain['n']})"
 
 
 def patchcore_on_cases() -> dict[tuple[str, int], float]:
@@ -84,7 +88,7 @@ def head_table(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int], floa
         mine = [(r["seed"], r["auc_roc"]) for r in found if (case, r["seed"]) in patchcore]
         lines.append(
             f"| {case} | {config} | {len(found)} | " + " | ".join(heads) + f" | {_mean([r['auc_roc'] for r in found])} | "
-            f"{_mean([patchcore[(case, s)] for s, _ in mine])} | {_paired([v - patchcore[(case, s)] for s, v in mine])} |"
+            f"{_mean([patchcore[(case, s)] for s, _ in mine])} | {_paired([v - patchcore[(case, s)] for s, v in mine], True)} |"
         )
     return lines
 
@@ -142,7 +146,7 @@ def combination_table(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int
                     gaps.append(value - patchcore[(case, r["seed"])])
             if values:
                 lines.append(f"| {case} | {config} | {name} | {len(values)} | {_mean(values)} | "
-                             f"{'-' if weights is today else _paired(gains)} | {_paired(gaps)} |")
+                             f"{'-' if weights is today else _paired(gains)} | {_paired(gaps, True)} |")
     return lines
 
 
@@ -203,7 +207,7 @@ def pooled_statements(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int
                 value = auroc(labels, combine(heads, weights))
                 gaps.append(value - patchcore[(r["case"], r["seed"])])
                 gains.append(value - auroc(labels, combine(heads, today)))
-            lines.append(f"| {config} | {name} | {len(found)} | {_paired(gaps)} | "
+            lines.append(f"| {config} | {name} | {len(found)} | {_paired(gaps, True)} | "
                          f"{'-' if weights is today else _paired(gains)} |")
     return lines
 
