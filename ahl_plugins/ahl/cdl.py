@@ -368,7 +368,7 @@ class MetaLearner:
 def fixed_heads(scorer: nn.Module, features: Sequence[torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """The scorer's parameter-free heads of ``rows`` (``(N,)`` each), once, for :meth:`MetaLearner.score_base_models`.
 
-    Optional scorer method ``fixed_heads(features)`` (docs/plugins.md); ``{}`` for a scorer without one. Every
+    Optional scorer method ``fixed_heads(features)`` (the Scorer contract, ``ahl_plugins.contracts``); ``{}`` for a scorer without one. Every
     base model would compute the same values, so computing them here once saves a search per task and epoch.
     """
     compute = getattr(scorer, "fixed_heads", None)

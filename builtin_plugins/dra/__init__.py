@@ -83,7 +83,6 @@ class DRAOptions(BaseModel):
         "keep at most 256 because each is a whole feature map",
     )
 
-
     @model_validator(mode="after")
     def _confident_needs_calibrated_distance(self) -> DRAOptions:
         if self.combine == "confident" and not (self.distance_head and self.head_calibration):

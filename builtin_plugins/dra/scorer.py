@@ -9,14 +9,16 @@
   is by default the mean of the sample's nearest training normals (so the
   residual says how far the sample is from the normal data around it); the
   paper's form, the mean of 5 random normals, is ``residual_reference="random_mean"``.
-- ``distance`` (``distance_head``, on by default): the residual's length, top-k pooled on
-  maps; no parameters: the label-free "how far from the nearest normals" signal. With
-  ``distance_form="patch"`` (maps) it is instead, per position, the distance to the nearest
-  patch of a coreset memory of the training normals' patches (``ahl_plugins.features.patch_memory``;
-  a training normal's own patches left out), top-k pooled: PatchCore's signal as a DRA head.
+- ``distance`` (``distance_head``, on by default): no parameters, the label-free "how far from
+  the nearest normals" signal. On maps (``distance_form="patch"``, the default) per position the
+  distance to the nearest patch of a coreset memory of the training normals' patches
+  (``ahl_plugins.features.patch_memory``; a training normal's own patches left out), top-k pooled:
+  PatchCore's signal as a DRA head; on vectors, and on maps with ``distance_form="pooled"``, the
+  residual's length.
 
-Before they are summed, the heads are calibrated on the training normals
-(``calibrate``; ``head_calibration=False`` restores the raw sum).
+Before they are combined, the heads are calibrated on the training normals
+(``calibrate``; ``head_calibration=False`` restores the raw sum); ``combine="confident"`` adds the
+labelled heads to the distance head only beyond ``confident_spreads`` spreads.
 
 On vectors every head is an MLP ``D -> hidden -> 1`` ending in ``|·|`` like the
 map heads (``vector_head_output="linear"``: the earlier linear output); the
