@@ -28,7 +28,7 @@ LABELLED = {"devnet/base": "DevNet", "devnet/ahl": "AHL(DevNet)", "dra/base": "D
             "dra_patch/base": "DRA, patch head", "dra_patch/ahl": "AHL(DRA), patch head"}
 #: data key -> compare directory prefix of DRA run with ``-o distance_form=patch`` (the default since 2026-12-03; the
 #: catalogue's image runs predate it): shown as the ``dra_patch`` rows
-PATCH_HEAD_RUNS = {"mt": "mt_general_dra_patch"}
+PATCH_HEAD_RUNS = {"mt": "mt_general_dra_patch", "elpv": "elpv_dra_patch"}
 HEADLINE_M = 10
 #: a difference between two detectors is not a gain: its verdict read as where the first one stands
 STANDING = {"helps": "above", "hurts": "below", "no detectable effect": "not told apart"}
