@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.harness import PAGES, RESULTS, command, read_rows, write_page
+from benchmarks.image_references import auroc
 
 HEADS = ("normal", "seen", "pseudo", "residual", "distance")
 LABELLED_HEADS = ("seen", "pseudo", "residual")
@@ -41,12 +42,6 @@ COMBINATIONS = {
     "distance + labelled heads beyond 2 spreads": ("hinge", ("seen", "pseudo", "residual"), 2.0),
     "distance + labelled heads beyond 3 spreads": ("hinge", ("seen", "pseudo", "residual"), 3.0),
 }
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from ahl_plugins.evaluation.metrics import auc_roc
-
-    return float(auc_roc(labels, scores))
 
 
 def _mean(values: list[float]) -> str:

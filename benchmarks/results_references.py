@@ -105,14 +105,18 @@ def _cell(values: dict[int, float]) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f} (n {len(v)})"
 
 
+def _best_by_mean(rows: dict[str, dict[int, float]]) -> str:
+    """The row (model or form) with the highest mean over its seeds."""
+    return max(rows, key=lambda k: np.mean(list(rows[k].values())))
+
+
 def comparison(labelled: dict[str, dict[int, float]], references: dict[str, dict[int, float]]) -> dict[str, Any] | None:
     """The best labelled row minus the strongest label-free form (each the best by mean), paired on common seeds."""
     rows = {k: v for k, v in labelled.items() if v}
     refs = {k: v for k, v in references.items() if v}
     if not rows or not refs:
         return None
-    best = max(rows, key=lambda k: np.mean(list(rows[k].values())))
-    strongest = max(refs, key=lambda k: np.mean(list(refs[k].values())))
+    best, strongest = _best_by_mean(rows), _best_by_mean(refs)
     seeds = sorted(set(rows[best]) & set(refs[strongest]))
     gain = paired_interval([rows[best][s] - refs[strongest][s] for s in seeds])
     return {"best": best, "strongest": strongest, **gain}
@@ -168,7 +172,7 @@ def strongest_label_free(runs: list[Run], path: Path = REFERENCE_ROWS) -> dict[t
             refs = {k: v for k, v in references.get((data, setting), {}).items() if v}
             if not refs:
                 continue
-            form = max(refs, key=lambda k: np.mean(list(refs[k].values())))
+            form = _best_by_mean(refs)
             for name in names:
                 out[(name, setting)] = (REFERENCES[form], float(np.mean(list(refs[form].values()))))
     return out
