@@ -87,7 +87,9 @@ class Components:
     def loss(self) -> Loss:
         return self.resolved.loss.build(options=self.resolved.loss_options)
 
-    def pseudo_generators(self, extractor: FeatureExtractor, kind: InputKind) -> list[tuple[str, PseudoAnomalyGenerator, int]]:
+    def pseudo_generators(
+        self, extractor: FeatureExtractor, kind: InputKind
+    ) -> list[tuple[str, PseudoAnomalyGenerator, int]]:
         """``(name, generator, seed)`` of every pseudo-anomaly generator in use, in name order."""
         registry = self.manager.registry("pseudo_anomaly_generators")
         names = self.config.pseudo_anomalies
@@ -99,7 +101,9 @@ class Components:
             if compatible(generator, extractor):
                 built[name] = generator
             elif names is not None:
-                raise DataError(f"pseudo-anomaly generator {name!r} works on {generator.domain}s, but the inputs are {kind}s")
+                raise DataError(
+                    f"pseudo-anomaly generator {name!r} works on {generator.domain}s, but the inputs are {kind}s"
+                )
         seed = self.config.seed
         return [(name, generator, seed * 1009 + i) for i, (name, generator) in enumerate(sorted(built.items()))]
 

@@ -37,7 +37,8 @@ class DetectorConfig(BaseModel):
         False, description="train the backbone end to end with the heads first (images; AHL then uses its features)"
     )
     finetune_options: dict[str, Any] = Field(
-        default_factory=dict, description="FinetuneOptions (end-to-end base training; with ahl=False, train_options too)"
+        default_factory=dict,
+        description="FinetuneOptions (end-to-end base training; with ahl=False, train_options too)",
     )
     pseudo_anomalies: list[str] | None = Field(
         None,

@@ -160,9 +160,7 @@ class GeneralizabilityEstimator(ABC):
     """Weights the AHL tasks by how well each base model generalizes."""
 
     @abstractmethod
-    def task_weights(
-        self, history: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor
-    ) -> torch.Tensor:
+    def task_weights(self, history: torch.Tensor, targets: torch.Tensor, error_weights: torch.Tensor) -> torch.Tensor:
         """Return ``(T,)`` weights summing to 1.
 
         An estimator may also take a keyword ``reference``: the unified

@@ -69,8 +69,14 @@ class OSADDetector:
         device: str = "cpu",
         **options: Any,
     ) -> None:
-        self._params: dict[str, Any] = {"model": model, "ahl": ahl, "extractor": extractor, "seed": seed,
-                                        "device": device, **options}
+        self._params: dict[str, Any] = {
+            "model": model,
+            "ahl": ahl,
+            "extractor": extractor,
+            "seed": seed,
+            "device": device,
+            **options,
+        }
         own: FeatureExtractor | None = None
         module: torch.nn.Module | None = None
         if isinstance(extractor, FeatureExtractor):
@@ -92,8 +98,11 @@ class OSADDetector:
         elif self.config.extractor_file is not None:
             options = self._module_options()
             own = ModuleExtractor.from_torchscript(
-                Path(self.config.extractor_file), image_size=options.image_size, mean=options.mean,
-                std=options.std, layers=options.layers,
+                Path(self.config.extractor_file),
+                image_size=options.image_size,
+                mean=options.mean,
+                std=options.std,
+                layers=options.layers,
             )
         self.components = Components(manager, self.resolved, own)
         self.scorer_: torch.nn.Module | None = None
@@ -228,7 +237,9 @@ class OSADDetector:
         """
         unknown = set(runtime) - set(RUNTIME_KEYS)
         if unknown:
-            raise InvalidOptionsError(f"load() takes runtime settings only ({', '.join(RUNTIME_KEYS)}); got {sorted(unknown)}")
+            raise InvalidOptionsError(
+                f"load() takes runtime settings only ({', '.join(RUNTIME_KEYS)}); got {sorted(unknown)}"
+            )
         directory = Path(directory)
         state = load_state(directory)
         model = {k: v for k, v in state.config.items() if k not in RUNTIME_KEYS}
@@ -238,12 +249,24 @@ class OSADDetector:
         target = detector.runtime.torch_device
         finetuned = any(k.startswith(FINETUNED_PREFIX) for k in state.extractor)
         extractor = detector.components.extractor(state.fit["input_kind"], skip_weights=finetuned)
-        restore_module(extractor, state.extractor, directory / EXTRACTOR_FILE,
-                       f"extractor {type(extractor).__name__}", state.checked, strict_keys=False)
+        restore_module(
+            extractor,
+            state.extractor,
+            directory / EXTRACTOR_FILE,
+            f"extractor {type(extractor).__name__}",
+            state.checked,
+            strict_keys=False,
+        )
         detector.extractor_ = extractor.to(target)
         spec = FeatureSpec(state.fit["feature_spec"]["kind"], tuple(state.fit["feature_spec"]["channels"]))
         scorer = detector.components.saved_scorer(spec, state.fit.get("n_tasks"))
-        restore_module(scorer, state.scorer, directory / SCORER_FILE,
-                       f"model {detector.config.model!r}", state.checked, strict_keys=True)
+        restore_module(
+            scorer,
+            state.scorer,
+            directory / SCORER_FILE,
+            f"model {detector.config.model!r}",
+            state.checked,
+            strict_keys=True,
+        )
         detector.scorer_ = scorer.to(target).eval()
         return detector

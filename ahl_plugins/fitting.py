@@ -50,8 +50,12 @@ class Runtime:
 def features_of(extractor: FeatureExtractor, inputs: Inputs, runtime: Runtime) -> Features:
     """Features of ``inputs`` (through the cache); NaN or infinite features are a :class:`DataError`."""
     features = extract_features(
-        extractor, inputs, cache=runtime.cache(), batch_size=runtime.extract_batch_size,
-        device=runtime.torch_device, progress=runtime.progress,
+        extractor,
+        inputs,
+        cache=runtime.cache(),
+        batch_size=runtime.extract_batch_size,
+        device=runtime.torch_device,
+        progress=runtime.progress,
     )
     bad = [i for i, t in enumerate(features.scales) if not torch.isfinite(t).all()]
     if bad:
@@ -70,8 +74,14 @@ class Fitted:
 
 
 def fit_components(
-    parts: Components, runtime: Runtime, inputs: Inputs, kind: InputKind,
-    normal_idx: np.ndarray, seen_idx: np.ndarray, types: list[str], contamination: float,
+    parts: Components,
+    runtime: Runtime,
+    inputs: Inputs,
+    kind: InputKind,
+    normal_idx: np.ndarray,
+    seen_idx: np.ndarray,
+    types: list[str],
+    contamination: float,
 ) -> Fitted:
     """Train the configured model on ``inputs`` (normals at ``normal_idx``, labelled anomalies at ``seen_idx``)."""
     config, resolved = parts.config, parts.resolved
@@ -96,8 +106,14 @@ def fit_components(
         from ahl_plugins.ahl.trainer import train_ahl
 
         scorer, history = train_ahl(
-            scorer, parts.loss(), data, resolved.trainer, seed=config.seed, device=device,
-            progress=runtime.progress, estimator=parts.estimator_factory(),
+            scorer,
+            parts.loss(),
+            data,
+            resolved.trainer,
+            seed=config.seed,
+            device=device,
+            progress=runtime.progress,
+            estimator=parts.estimator_factory(),
         )
     elif finetuned_scorer is not None:
         scorer, history = finetuned_scorer, finetuned["epochs"]
@@ -134,8 +150,13 @@ def fit_components(
 
 
 def _finetune(
-    parts: Components, runtime: Runtime, extractor: FeatureExtractor, kind: InputKind, inputs: Inputs,
-    normal_idx: np.ndarray, seen_idx: np.ndarray,
+    parts: Components,
+    runtime: Runtime,
+    extractor: FeatureExtractor,
+    kind: InputKind,
+    inputs: Inputs,
+    normal_idx: np.ndarray,
+    seen_idx: np.ndarray,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``extractor`` end to end with a fresh scorer on images (see ahl_plugins.training.finetune)."""
     from ahl_plugins.training.finetune import (
@@ -167,7 +188,8 @@ def _finetune(
 
     scorer = parts.scorer(extractor.spec)
     identity = training_identity(
-        [file_identity(p) for p in normal_inputs + seen_inputs], labels,
+        [file_identity(p) for p in normal_inputs + seen_inputs],
+        labels,
         {name: pool.identity() for name, pool in made.items()},
         {  # the effective options, defaults included: a preset, or a new default, that changes the heads misses
             "model": config.model,
@@ -176,14 +198,27 @@ def _finetune(
         },
     )
     result = finetune_backbone(
-        extractor, scorer, parts.loss(), images, labels, parts.resolved.finetune, seed=config.seed,
-        device=runtime.torch_device, cache=runtime.cache(), cache_identity=identity, progress=runtime.progress,
+        extractor,
+        scorer,
+        parts.loss(),
+        images,
+        labels,
+        parts.resolved.finetune,
+        seed=config.seed,
+        device=runtime.torch_device,
+        cache=runtime.cache(),
+        cache_identity=identity,
+        progress=runtime.progress,
     )
     return scorer, result
 
 
 def _pseudo_anomalies(
-    parts: Components, runtime: Runtime, extractor: FeatureExtractor, kind: InputKind, normal_inputs: Any,
+    parts: Components,
+    runtime: Runtime,
+    extractor: FeatureExtractor,
+    kind: InputKind,
+    normal_inputs: Any,
     normals: Features,
 ) -> dict[str, Features]:
     generators = parts.pseudo_generators(extractor, kind)
@@ -192,8 +227,15 @@ def _pseudo_anomalies(
         return {}
     return {
         name: make_pseudo_anomalies(
-            extractor, generator, normal_inputs, n_pseudo, seed=seed, normal_features=normals,
-            cache=runtime.cache(), batch_size=runtime.extract_batch_size, device=runtime.torch_device,
+            extractor,
+            generator,
+            normal_inputs,
+            n_pseudo,
+            seed=seed,
+            normal_features=normals,
+            cache=runtime.cache(),
+            batch_size=runtime.extract_batch_size,
+            device=runtime.torch_device,
             progress=runtime.progress,
         )
         for name, generator, seed in generators

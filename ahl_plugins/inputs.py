@@ -27,11 +27,15 @@ def raw_table(X: Any) -> dict[str, np.ndarray] | None:
     """``X`` as columns when it is a raw table (a mapping or a DataFrame-like object), else None."""
     if isinstance(X, OSADDataset):
         return X.raw_table if X.encoder is not None else None
-    if isinstance(X, Mapping) or (hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray)):
+    if isinstance(X, Mapping) or (
+        hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray)
+    ):
         try:
-            return {str(c): np.asarray(X[c]) for c in X.keys()} if isinstance(X, Mapping) else {
-                str(c): np.asarray(X[c]) for c in X.columns
-            }
+            return (
+                {str(c): np.asarray(X[c]) for c in X.keys()}
+                if isinstance(X, Mapping)
+                else {str(c): np.asarray(X[c]) for c in X.columns}
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"cannot read the table's columns ({exc}); pass a mapping of column -> values") from None
     return None
@@ -95,7 +99,9 @@ def as_labels(y: Any) -> np.ndarray:
     if values.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            raise DataError(f"y holds NaN or infinite values at positions {bad[:10].tolist()}; every sample needs a label 0 or 1")
+            raise DataError(
+                f"y holds NaN or infinite values at positions {bad[:10].tolist()}; every sample needs a label 0 or 1"
+            )
         bad = np.flatnonzero(values != np.round(values))
         if bad.size:
             raise DataError(
@@ -104,7 +110,9 @@ def as_labels(y: Any) -> np.ndarray:
             )
     labels = values.astype(np.int64)
     if not np.isin(labels, (0, 1)).all():
-        raise DataError(f"y must hold 0 (normal/unlabelled) or 1 (labelled anomaly); found {sorted(set(labels.tolist()))}")
+        raise DataError(
+            f"y must hold 0 (normal/unlabelled) or 1 (labelled anomaly); found {sorted(set(labels.tolist()))}"
+        )
     return labels
 
 

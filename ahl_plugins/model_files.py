@@ -142,9 +142,7 @@ def read_saved_model(directory: Path) -> SavedModel:
     try:
         saved = SavedModel.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors()[:10]
-        )
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors()[:10])
         raise ModelFileError(
             f"{path} is not a valid saved model ({exc.error_count()} problem(s): {problems}); the file was edited "
             "or damaged. Restore it from a copy or re-fit the model"

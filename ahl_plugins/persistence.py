@@ -96,7 +96,9 @@ def load_state(directory: str | Path) -> ModelState:
         except FileNotFoundError:
             raise ModelFileError(f"missing weights file {path}") from None
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"cannot read the weights in {path} ({exc}); the file is truncated or corrupt") from None
+            raise ModelFileError(
+                f"cannot read the weights in {path} ({exc}); the file is truncated or corrupt"
+            ) from None
     history_path, encoder_path = directory / HISTORY_FILE, directory / ENCODER_FILE
     return ModelState(
         config=config,

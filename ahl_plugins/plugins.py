@@ -221,7 +221,9 @@ class PluginManager:
                 kind.key, name, factory, record.name, metadata.get("options"), description or "", kind.label
             )
             if isinstance(factory, ModelSpec):
-                check_train_options(f"{kind.label} {name!r} registered by plugin {record.name!r}", factory.train_options)
+                check_train_options(
+                    f"{kind.label} {name!r} registered by plugin {record.name!r}", factory.train_options
+                )
             registry.add(entry)
             record.components.setdefault(kind.key, []).append(name)
 

@@ -23,8 +23,13 @@ _PAPER: dict[str, Any] = {
     "ahl_options": PAPER_AHL_OPTIONS,
     "train_options": {},
     "scorer_options": {
-        "dra": {"residual_reference": "random_mean", "head_calibration": False, "vector_head_output": "linear",
-                "vector_residual": "signed", "distance_head": False},
+        "dra": {
+            "residual_reference": "random_mean",
+            "head_calibration": False,
+            "vector_head_output": "linear",
+            "vector_residual": "signed",
+            "distance_head": False,
+        },
         "devnet": {"hidden": [20]},
     },
     "loss_options": {},

@@ -43,7 +43,9 @@ def _check_entry(kind: Kind, entry: ComponentEntry) -> None:
     """Reject what cannot possibly satisfy the contract, at registration time."""
     where = f"{kind.label} {entry.name!r} registered by plugin {entry.plugin!r}"
     if not isinstance(entry.name, str) or not entry.name.strip():
-        raise InvalidComponentError(f"plugin {entry.plugin!r} registered a {kind.label} with an empty or non-string name")
+        raise InvalidComponentError(
+            f"plugin {entry.plugin!r} registered a {kind.label} with an empty or non-string name"
+        )
     if kind.key == "models":
         if not isinstance(entry.factory, ModelSpec):
             raise InvalidComponentError(
@@ -60,7 +62,9 @@ def _check_entry(kind: Kind, entry: ComponentEntry) -> None:
         from pydantic import BaseModel
 
         if not (inspect.isclass(entry.options) and issubclass(entry.options, BaseModel)):
-            raise InvalidComponentError(f"{where}: options= must be a pydantic BaseModel subclass, got {entry.options!r}")
+            raise InvalidComponentError(
+                f"{where}: options= must be a pydantic BaseModel subclass, got {entry.options!r}"
+            )
     if inspect.isclass(entry.factory):
         required = {
             "feature_extractors": ("extract", "fingerprint", "spec"),
@@ -114,7 +118,9 @@ class Registry:
         if names:
             lines.append("Available: " + ", ".join(f"{n} (from {self._entries[n].plugin})" for n in names))
         else:
-            lines.append(f"No {self.kind.label} is registered; is a plugin disabled or broken? See `ahl plugins list --all`.")
+            lines.append(
+                f"No {self.kind.label} is registered; is a plugin disabled or broken? See `ahl plugins list --all`."
+            )
         return " ".join(lines)
 
     def names(self) -> list[str]:

@@ -61,7 +61,11 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "base_paper": (False, {"preset": "paper"}, "the base model, paper preset"),
     "ahl": (True, SIGNED, "AHL, defaults (DRA: signed vector residual)"),
     "ahl_paper": (True, {"preset": "paper"}, "AHL, paper preset (base and AHL both paper)"),
-    "ahl_sgd_inner": (True, {"inner_update": "sgd", "inner_lr": 2e-4}, "defaults but the paper's plain 2e-4 inner step"),
+    "ahl_sgd_inner": (
+        True,
+        {"inner_update": "sgd", "inner_lr": 2e-4},
+        "defaults but the paper's plain 2e-4 inner step",
+    ),
     "ahl_uniform_prior": (True, {"task_prior": "uniform"}, "defaults but every task weighs 1/T before SGE"),
     "ahl_query_all": (True, {"query_normals": "all"}, "defaults but every normal in every query set"),
     "ahl_second_order": (
@@ -71,83 +75,165 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     ),
     "ahl_minmax_sge": (
         True,
-        {"score_normalisation": "minmax", "estimator_options": {"relative_errors": False, "temperature_mode": "absolute"}},
+        {
+            "score_normalisation": "minmax",
+            "estimator_options": {"relative_errors": False, "temperature_mode": "absolute"},
+        },
         "defaults but the paper's SGE (min-max scores, absolute errors, temperature 1)",
     ),
     "ahl_no_sge": (True, {"ablation": "uniform"}, "defaults, SGE off (prior weights only)"),
     "ahl_sge4": (
         True,
-        {"dra": {"vector_residual": "signed", "estimator_options": {"train_steps": 4}},
-         "devnet": {"estimator_options": {"train_steps": 4}}},
+        {
+            "dra": {"vector_residual": "signed", "estimator_options": {"train_steps": 4}},
+            "devnet": {"estimator_options": {"train_steps": 4}},
+        },
         "as `ahl` (whose SGE took 10 LSTM steps per epoch) with 4 steps, the default since",
     ),
-    "ahl_layerwise": (True, {"inner_update": "layerwise"},
-                      "defaults of the time but the relative inner step taken per tensor (DRA's default since)"),
+    "ahl_layerwise": (
+        True,
+        {"inner_update": "layerwise"},
+        "defaults of the time but the relative inner step taken per tensor (DRA's default since)",
+    ),
     "ahl_no_adapt": (True, {"inner_lr": 1e-6}, "defaults but (almost) no inner step: CDL without adaptation"),
     "ahl_pair_prior": (True, {"task_prior": "pair_size"}, "defaults but the prior is support × query normals"),
     "ahl_inner_0.02": (True, {"inner_lr": 0.02}, "defaults with a smaller relative inner step (0.02)"),
     "ahl_task_batch16": (True, {"task_batch_size": 16}, "defaults with per-task batches of 16 instead of 8"),
-    "ahl_steps10": (True, {"outer_steps_per_epoch": 10, "outer_lr": 4e-4},
-                    "defaults with 10 outer steps per epoch at 4e-4 (the same lr × steps)"),
-    "ahl_outer_2e-3": (True, {"outer_lr": 2e-3}, "defaults with the paper's outer lr 2e-3 (2.5× the base loop's budget)"),
+    "ahl_steps10": (
+        True,
+        {"outer_steps_per_epoch": 10, "outer_lr": 4e-4},
+        "defaults with 10 outer steps per epoch at 4e-4 (the same lr × steps)",
+    ),
+    "ahl_outer_2e-3": (
+        True,
+        {"outer_lr": 2e-3},
+        "defaults with the paper's outer lr 2e-3 (2.5× the base loop's budget)",
+    ),
     "ahl_k4": (True, {"n_clusters": 4}, "defaults with k = 4 clusters (T = 12 tasks) instead of 3"),
     "ahl_inner_0.2": (True, {"inner_lr": 0.2}, "defaults with a larger relative inner step (0.2)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "defaults with a smaller relative inner step (0.01)"),
     "base_now": (False, {}, "the base model, defaults of December 2026 (DRA: |residual|, distance head)"),
     "ahl_now": (True, {}, "AHL, defaults of December 2026 (DRA: per-tensor inner step)"),
-    "ahl_warm_0.5": (True, {"warm_start": 0.5},
-                     "as `ahl_now`, but the base loop trains the first half of the epochs and AHL continues"),
-    "ahl_warm_0.33": (True, {"warm_start": 1 / 3},
-                      "as `ahl_now`, but the base loop trains the first third of the epochs and AHL continues"),
+    "ahl_warm_0.5": (
+        True,
+        {"warm_start": 0.5},
+        "as `ahl_now`, but the base loop trains the first half of the epochs and AHL continues",
+    ),
+    "ahl_warm_0.33": (
+        True,
+        {"warm_start": 1 / 3},
+        "as `ahl_now`, but the base loop trains the first third of the epochs and AHL continues",
+    ),
     "ahl_now_query_all": (True, {"query_normals": "all"}, "as `ahl_now`, but every normal in every query set"),
     "ahl_now_second_order": (True, {"first_order": False}, "as `ahl_now`, with second-order meta-gradients"),
     "ahl_now_inner_0.2": (True, {"inner_lr": 0.2}, "as `ahl_now`, with a 4× larger relative inner step (0.2)"),
-    "ahl_now_steps20": (True, {"outer_steps_per_epoch": 20, "outer_lr": 2e-4},
-                        "as `ahl_now`, with 20 outer steps of 2e-4 per epoch (the base loop's steps)"),
-    "ahl_now_support1": (True, {"support_loss_weight": 1.0},
-                         "as `ahl_now`, plus the unified model's own support losses in the meta-objective (weight 1)"),
+    "ahl_now_steps20": (
+        True,
+        {"outer_steps_per_epoch": 20, "outer_lr": 2e-4},
+        "as `ahl_now`, with 20 outer steps of 2e-4 per epoch (the base loop's steps)",
+    ),
+    "ahl_now_support1": (
+        True,
+        {"support_loss_weight": 1.0},
+        "as `ahl_now`, plus the unified model's own support losses in the meta-objective (weight 1)",
+    ),
     "ahl_now_support0.5": (True, {"support_loss_weight": 0.5}, "as `ahl_now_support1`, weight 0.5"),
     "ahl_now_support2": (True, {"support_loss_weight": 2.0}, "as `ahl_now_support1`, weight 2"),
-    "base_now_no_normality": (False, {"score_normality": False},
-                              "as `base_now`, DRA's normality head trained but left out of the score"),
-    "ahl_now_no_normality": (True, {"score_normality": False},
-                             "as `ahl_now`, DRA's normality head trained but left out of the score"),
-    "base_fp64": (False, {}, "`base_now` after DRA's nearest-normal distances moved to float64 (every DRA row "
-                  "above ran with float32 distances, where ~1 training normal in 5 was its own neighbour)"),
+    "base_now_no_normality": (
+        False,
+        {"score_normality": False},
+        "as `base_now`, DRA's normality head trained but left out of the score",
+    ),
+    "ahl_now_no_normality": (
+        True,
+        {"score_normality": False},
+        "as `ahl_now`, DRA's normality head trained but left out of the score",
+    ),
+    "base_fp64": (
+        False,
+        {},
+        "`base_now` after DRA's nearest-normal distances moved to float64 (every DRA row "
+        "above ran with float32 distances, where ~1 training normal in 5 was its own neighbour)",
+    ),
     "ahl_fp64": (True, {}, "`ahl_now` after the same fix"),
-    "ahl_task_refs": (True, {"task_references": "support"},
-                      "as `ahl_now`, but each base model finds DRA's nearest references among its support normals"),
-    "ahl_adapted_mean": (True, {"final_model": "adapted_mean"},
-                         "as `ahl_now`, but the final model is the estimator-weighted mean of the T base models "
-                         "adapted from θ_g on fresh support batches"),
-    "base_p": (False, {}, "the base model, defaults after DRA's float64 search, on 6 seeds (a high-power rerun; "
-               "against the same defaults on seeds 0-1 it must be 0: the runs are deterministic)"),
+    "ahl_task_refs": (
+        True,
+        {"task_references": "support"},
+        "as `ahl_now`, but each base model finds DRA's nearest references among its support normals",
+    ),
+    "ahl_adapted_mean": (
+        True,
+        {"final_model": "adapted_mean"},
+        "as `ahl_now`, but the final model is the estimator-weighted mean of the T base models "
+        "adapted from θ_g on fresh support batches",
+    ),
+    "base_p": (
+        False,
+        {},
+        "the base model, defaults after DRA's float64 search, on 6 seeds (a high-power rerun; "
+        "against the same defaults on seeds 0-1 it must be 0: the runs are deterministic)",
+    ),
     "ahl_p": (True, {}, "AHL, defaults, on the same 6 seeds"),
-    "ahl_p_support1": (True, {"support_loss_weight": 1.0},
-                       "as `ahl_p`, plus the unified model's support losses (weight 1)"),
-    "ahl_p_adapted_mean": (True, {"final_model": "adapted_mean"}, "as `ahl_p`, with `final_model=\"adapted_mean\"`"),
+    "ahl_p_support1": (
+        True,
+        {"support_loss_weight": 1.0},
+        "as `ahl_p`, plus the unified model's support losses (weight 1)",
+    ),
+    "ahl_p_adapted_mean": (True, {"final_model": "adapted_mean"}, 'as `ahl_p`, with `final_model="adapted_mean"`'),
     "ahl_p_batch16": (True, {"task_batch_size": 16}, "as `ahl_p`, with per-task batches of 16 instead of 8"),
-    "ahl_p_inner_0.01": (True, {"inner_lr": 0.01}, "as `ahl_p`, DRA's per-tensor inner step at 1% of each tensor's norm "
-                         "instead of 5% (the unified model sits one inner step before the adapted ones; at 5% that "
-                         "step inverted the holistic normality head on the maps)"),
-    "ahl_p_support1_inner_0.01": (True, {"support_loss_weight": 1.0, "inner_lr": 0.01},
-                                  "as `ahl_p`, with support losses (weight 1) and a 1% inner step together (M = 1: "
-                                  "each alone halves AHL(DevNet)'s loss to DevNet)"),
-    "base_random_mean": (False, {"residual_reference": "random_mean"}, "base defaults but DRA's paper residual (5 random normals)"),
+    "ahl_p_inner_0.01": (
+        True,
+        {"inner_lr": 0.01},
+        "as `ahl_p`, DRA's per-tensor inner step at 1% of each tensor's norm "
+        "instead of 5% (the unified model sits one inner step before the adapted ones; at 5% that "
+        "step inverted the holistic normality head on the maps)",
+    ),
+    "ahl_p_support1_inner_0.01": (
+        True,
+        {"support_loss_weight": 1.0, "inner_lr": 0.01},
+        "as `ahl_p`, with support losses (weight 1) and a 1% inner step together (M = 1: "
+        "each alone halves AHL(DevNet)'s loss to DevNet)",
+    ),
+    "base_random_mean": (
+        False,
+        {"residual_reference": "random_mean"},
+        "base defaults but DRA's paper residual (5 random normals)",
+    ),
     "base_raw_sum": (False, {"head_calibration": False}, "base defaults but DRA's heads summed raw (no calibration)"),
     "base_linear_heads": (False, {"vector_head_output": "linear"}, "base defaults but DRA's vector heads linear"),
     "base_devnet20": (False, {"hidden": [20]}, "base defaults but DevNet's KDD'19 20-unit MLP"),
     "base_lr1e-3": (False, {"lr": 1e-3}, "base defaults with Adam lr 1e-3"),
     "base_abs_residual": (False, {"vector_residual": "abs"}, "base, DRA's residual MLP reads |residual| (the default)"),
     "ahl_abs_residual": (True, {"vector_residual": "abs"}, "AHL, DRA's residual MLP reads |residual| (the default)"),
-    "base_distance": (False, {"distance_head": True, "vector_residual": "abs"}, "base, |residual| and DRA's distance head"),
-    "ahl_distance": (True, {"distance_head": True, "vector_residual": "abs"}, "AHL, |residual| and DRA's distance head"),
+    "base_distance": (
+        False,
+        {"distance_head": True, "vector_residual": "abs"},
+        "base, |residual| and DRA's distance head",
+    ),
+    "ahl_distance": (
+        True,
+        {"distance_head": True, "vector_residual": "abs"},
+        "AHL, |residual| and DRA's distance head",
+    ),
 }
 
 #: configurations that only change one model's options
-MODEL_ONLY = {"ahl_task_refs": "dra", "base_fp64": "dra", "ahl_fp64": "dra", "base_now_no_normality": "dra", "ahl_now_no_normality": "dra",
-              "base_random_mean": "dra", "base_raw_sum": "dra", "base_linear_heads": "dra", "base_devnet20": "devnet",
-              "base_abs_residual": "dra", "ahl_p_inner_0.01": "dra", "ahl_abs_residual": "dra", "base_distance": "dra", "ahl_distance": "dra"}
+MODEL_ONLY = {
+    "ahl_task_refs": "dra",
+    "base_fp64": "dra",
+    "ahl_fp64": "dra",
+    "base_now_no_normality": "dra",
+    "ahl_now_no_normality": "dra",
+    "base_random_mean": "dra",
+    "base_raw_sum": "dra",
+    "base_linear_heads": "dra",
+    "base_devnet20": "devnet",
+    "base_abs_residual": "dra",
+    "ahl_p_inner_0.01": "dra",
+    "ahl_abs_residual": "dra",
+    "base_distance": "dra",
+    "ahl_distance": "dra",
+}
 
 
 def options_for(config: str, model: str) -> dict[str, Any]:
@@ -161,7 +247,9 @@ def run_one(model: str, config: str, case: Case) -> dict[str, Any]:
     started = time.perf_counter()
     options = {**case.detector_options, **options}
     # image cases read their backbone features from the feature cache the results runs filled
-    detector = OSADDetector(model, ahl=ahl, seed=case.seed, use_cache=case.is_image, **options).fit(case.x_fit, case.y_fit)
+    detector = OSADDetector(model, ahl=ahl, seed=case.seed, use_cache=case.is_image, **options).fit(
+        case.x_fit, case.y_fit
+    )
     seconds = time.perf_counter() - started
     auc = auc_roc(case.y_val, detector.decision_function(case.x_val))
     return {"auc_roc": float(auc), "seconds": seconds}
@@ -172,8 +260,13 @@ def knn_auc(case: Case) -> float:
     if case.is_image:
         from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
 
-        scores = knn_reference(case.x_fit, case.y_fit, case.x_val, extractor=case.detector_options.get("extractor"),
-                               cache=FeatureCache(resolve_cache_dir(None)))
+        scores = knn_reference(
+            case.x_fit,
+            case.y_fit,
+            case.x_val,
+            extractor=case.detector_options.get("extractor"),
+            cache=FeatureCache(resolve_cache_dir(None)),
+        )
         return float(auc_roc(case.y_val, scores))
     x_fit = np.asarray(case.x_fit, dtype=np.float64)
     mu, sd = x_fit.mean(0), np.maximum(x_fit.std(0), 1e-6)
@@ -211,17 +304,44 @@ REFERENCE: dict[str, dict[str, str]] = {
     # after DRA's |residual| and distance head became defaults (DevNet's did not change, so it stays `ahl`)
     **_round({"ahl_layerwise", "ahl_no_adapt"}, "ahl", dra="ahl_distance"),
     # after DRA's per-tensor inner step became its default
-    **_round({"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3", "ahl_k4"},
-             "ahl", dra="ahl_layerwise"),
+    **_round(
+        {"ahl_pair_prior", "ahl_inner_0.02", "ahl_task_batch16", "ahl_steps10", "ahl_outer_2e-3", "ahl_k4"},
+        "ahl",
+        dra="ahl_layerwise",
+    ),
     # against today's defaults (``docs/benchmarks/ahl_validation_current_defaults.md``)
-    **_round({"ahl_now", "ahl_warm_0.5", "ahl_warm_0.33", "ahl_task_refs", "ahl_now_query_all", "ahl_now_second_order",
-              "ahl_now_inner_0.2", "ahl_now_steps20", "ahl_now_support0.5", "ahl_now_support1", "ahl_now_support2",
-              "base_now_no_normality", "base_fp64"}, "base_now"),
+    **_round(
+        {
+            "ahl_now",
+            "ahl_warm_0.5",
+            "ahl_warm_0.33",
+            "ahl_task_refs",
+            "ahl_now_query_all",
+            "ahl_now_second_order",
+            "ahl_now_inner_0.2",
+            "ahl_now_steps20",
+            "ahl_now_support0.5",
+            "ahl_now_support1",
+            "ahl_now_support2",
+            "base_now_no_normality",
+            "base_fp64",
+        },
+        "base_now",
+    ),
     # after DRA's float64 search
     **_round({"ahl_adapted_mean", "base_p"}, "base_now", dra="base_fp64"),
     # the high-power rerun (6 seeds)
-    **_round({"ahl_p", "ahl_p_support1", "ahl_p_adapted_mean", "ahl_p_batch16", "ahl_p_inner_0.01",
-              "ahl_p_support1_inner_0.01"}, "base_p"),
+    **_round(
+        {
+            "ahl_p",
+            "ahl_p_support1",
+            "ahl_p_adapted_mean",
+            "ahl_p_batch16",
+            "ahl_p_inner_0.01",
+            "ahl_p_support1_inner_0.01",
+        },
+        "base_p",
+    ),
 }
 
 
@@ -276,8 +396,12 @@ def write_page(
     knn = {(r["case"], r["seed"]): r["auc_roc"] for k, r in rows.items() if k[0] == "knn"}
     names = sorted(families)
     for model in models:
-        lines += [f"## {model}", "", "| config | " + " | ".join(names) + " | all (paired gain) | fit s |",
-                  "|---" * (len(names) + 3) + "|"]
+        lines += [
+            f"## {model}",
+            "",
+            "| config | " + " | ".join(names) + " | all (paired gain) | fit s |",
+            "|---" * (len(names) + 3) + "|",
+        ]
         knn_cells = [fmt(stats([v for (case, _s), v in knn.items() if case in families[f]])) for f in names]
         lines.append("| k-NN | " + " | ".join(knn_cells) + f" | {fmt(stats(list(knn.values())))} | |")
         for config in configs:
@@ -310,8 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--families", default="nsl_kdd,digits,pmlb,adbench,mt")
     parser.add_argument("--title", default="AHL variants against the current defaults, on validation data")
-    parser.add_argument("--n-anomalies", type=int, default=10, choices=(1, 10),
-                        help="M, labelled anomalies of the protocol (1: the cases train on one; see validation_splits)")
+    parser.add_argument(
+        "--n-anomalies",
+        type=int,
+        default=10,
+        choices=(1, 10),
+        help="M, labelled anomalies of the protocol (1: the cases train on one; see validation_splits)",
+    )
     add_common_flags(parser, results=DEFAULT_RESULTS, page=DEFAULT_PAGE)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -327,14 +456,31 @@ def main(argv: list[str] | None = None) -> int:
                 if (config, model, case.name, case.seed, case.n_anomalies) in rows:
                     continue
                 result = {"auc_roc": knn_auc(case), "seconds": 0.0} if config == "knn" else run_one(model, config, case)
-                rows.add({"config": config, "model": model, "case": case.name, "family": case.family,
-                          "seed": case.seed, "n_anomalies": case.n_anomalies, **result})
-                print(f"{case.name} s{case.seed} M{case.n_anomalies} {model} {config}: {result['auc_roc']:.3f} "
-                      f"({result['seconds']:.1f} s)", flush=True)
+                rows.add(
+                    {
+                        "config": config,
+                        "model": model,
+                        "case": case.name,
+                        "family": case.family,
+                        "seed": case.seed,
+                        "n_anomalies": case.n_anomalies,
+                        **result,
+                    }
+                )
+                print(
+                    f"{case.name} s{case.seed} M{case.n_anomalies} {model} {config}: {result['auc_roc']:.3f} "
+                    f"({result['seconds']:.1f} s)",
+                    flush=True,
+                )
     # every model on disk, not only this run's: a run for one model must not drop the others from the page
     ten = rows_at(rows.by_key, 10)
-    write_page(args.page, ten, sorted({k[1] for k in ten if k[0] != "knn"}), args.title,
-               extra=m1_section(rows_at(rows.by_key, 1), ten))
+    write_page(
+        args.page,
+        ten,
+        sorted({k[1] for k in ten if k[0] != "knn"}),
+        args.title,
+        extra=m1_section(rows_at(rows.by_key, 1), ten),
+    )
     return 0
 
 

@@ -56,7 +56,9 @@ def time_fits(epochs: int, threads: int) -> list[dict]:
         g = torch.Generator().manual_seed(0)
 
         def f(n: int) -> Features:
-            return Features((torch.randn(n, 112, 14, 14, generator=g).relu(), torch.randn(n, 112, 7, 7, generator=g).relu()))
+            return Features(
+                (torch.randn(n, 112, 14, 14, generator=g).relu(), torch.randn(n, 112, 7, 7, generator=g).relu())
+            )
 
         return TrainingData(f(300), f(10), {"cutpaste": f(128), "draem": f(128)})
 
@@ -81,8 +83,15 @@ def time_fits(epochs: int, threads: int) -> list[dict]:
                 n = len(data.normals.scales[0])
                 for i in range(0, n, 256):
                     scorer.combine(scorer([s[i : i + 256] for s in data.normals.scales]))
-            rows.append({"case": case, "model": model, "train_s": trained - started,
-                         "score_s": time.perf_counter() - trained, "n_scored": n})
+            rows.append(
+                {
+                    "case": case,
+                    "model": model,
+                    "train_s": trained - started,
+                    "score_s": time.perf_counter() - trained,
+                    "n_scored": n,
+                }
+            )
     return rows
 
 

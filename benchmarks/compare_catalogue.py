@@ -36,8 +36,16 @@ def one_anomaly(part: Part, settings: list[str] | None = None, note: str = "") -
     never reopened with other arguments.
     """
     # the published and external numbers beside a part are M = 10 ones: not shown beside M = 1 rows
-    return replace(part, name=f"{part.name}_m1", title=f"{part.title}, M = 1", n_anomalies=[1],
-                   settings=settings or list(part.settings), note=note or part.note, paper=None, external=None)
+    return replace(
+        part,
+        name=f"{part.name}_m1",
+        title=f"{part.title}, M = 1",
+        n_anomalies=[1],
+        settings=settings or list(part.settings),
+        note=note or part.note,
+        paper=None,
+        external=None,
+    )
 
 
 def compare_parts(data_root: Path) -> dict[str, list[Part]]:
@@ -54,11 +62,18 @@ def compare_parts(data_root: Path) -> dict[str, list[Part]]:
         )
         for name in ("ann_thyroid", "page_blocks", "satimage", "shuttle")
     ]
-    nsl_kdd = Part("nsl_kdd", "NSL-KDD", str(tab / "nsl_kdd"), ["general", "hard"], [10], anomaly_types=["DoS"],
-                   external="nsl_kdd",
-                   note="Hard setting: 10 labelled DoS attacks; the test holds Probe, R2L and U2R from KDDTest+, "
-                        "18 attack names of which never occur in the 20% training file. Why AHL loses here: "
-                        "docs/when_ahl_hurts.md (investigated on training data only).")
+    nsl_kdd = Part(
+        "nsl_kdd",
+        "NSL-KDD",
+        str(tab / "nsl_kdd"),
+        ["general", "hard"],
+        [10],
+        anomaly_types=["DoS"],
+        external="nsl_kdd",
+        note="Hard setting: 10 labelled DoS attacks; the test holds Probe, R2L and U2R from KDDTest+, "
+        "18 attack names of which never occur in the 20% training file. Why AHL loses here: "
+        "docs/when_ahl_hurts.md (investigated on training data only).",
+    )
     adbench = [
         Part(
             f"adbench_{name}",
@@ -67,29 +82,54 @@ def compare_parts(data_root: Path) -> dict[str, list[Part]]:
             ["general"],
             [10],
             note="ResNet-18 ImageNet embeddings of MVTec AD (ADBench); rows carry no defect type, so only the "
-                 "general setting applies.",
+            "general setting applies.",
         )
         for name in ("bottle", "carpet", "hazelnut", "screw", "transistor")
     ]
-    mt_general = Part("mt_general", "Magnetic Tile (mt), general setting", str(data_root / "mt"), ["general"], [10],
-                      extractor="efficientnet_lite0", needs="efficientnet_lite_pytorch")
-    elpv = Part("elpv", "ELPV solar cells", "elpv", ["general", "hard"], [10], extractor="efficientnet_lite0",
-                needs="elpv_dataset", paper=("elpv", ""),
-                note="The papers use an ImageNet ResNet-18, which cannot be downloaded here; we use EfficientNet-Lite0, "
-                     "and 10 epochs instead of 30 (about 4 CPU-minutes per AHL(DRA) fit). Why AHL(DRA) loses in the "
-                     "general setting and with poly cells seen (unequal normal clusters): docs/when_ahl_hurts.md.")
-    m1 = "M = 1: one labelled anomaly (the AHL paper's second protocol); HADG puts it in every task's support and query."
+    mt_general = Part(
+        "mt_general",
+        "Magnetic Tile (mt), general setting",
+        str(data_root / "mt"),
+        ["general"],
+        [10],
+        extractor="efficientnet_lite0",
+        needs="efficientnet_lite_pytorch",
+    )
+    elpv = Part(
+        "elpv",
+        "ELPV solar cells",
+        "elpv",
+        ["general", "hard"],
+        [10],
+        extractor="efficientnet_lite0",
+        needs="elpv_dataset",
+        paper=("elpv", ""),
+        note="The papers use an ImageNet ResNet-18, which cannot be downloaded here; we use EfficientNet-Lite0, "
+        "and 10 epochs instead of 30 (about 4 CPU-minutes per AHL(DRA) fit). Why AHL(DRA) loses in the "
+        "general setting and with poly cells seen (unequal normal clusters): docs/when_ahl_hurts.md.",
+    )
+    m1 = (
+        "M = 1: one labelled anomaly (the AHL paper's second protocol); HADG puts it in every task's support and query."
+    )
     return {
         "mt": [
             mt_general,
-            Part("mt_hard", "Magnetic Tile (mt), hard setting", str(data_root / "mt"), ["hard"], [10],
-                 extractor="efficientnet_lite0", needs="efficientnet_lite_pytorch",
-                 note="10 epochs instead of the paper's 30 for time; DevNet at 30 epochs gives the same gains "
-                      "(docs/results_mt_devnet.md)."),
+            Part(
+                "mt_hard",
+                "Magnetic Tile (mt), hard setting",
+                str(data_root / "mt"),
+                ["hard"],
+                [10],
+                extractor="efficientnet_lite0",
+                needs="efficientnet_lite_pytorch",
+                note="10 epochs instead of the paper's 30 for time; DevNet at 30 epochs gives the same gains "
+                "(docs/results_mt_devnet.md).",
+            ),
             one_anomaly(mt_general, note=m1 + " 10 epochs, as at M = 10."),
         ],
         "elpv": [elpv, one_anomaly(elpv, note=m1 + " EfficientNet-Lite0, 10 epochs, as at M = 10.")],
         "nsl_kdd": [nsl_kdd, one_anomaly(nsl_kdd, note=m1 + " Hard setting: one labelled DoS attack.")],
         "pmlb": pmlb + [one_anomaly(part, note=m1) for part in pmlb],
-        "adbench": adbench + [one_anomaly(part, note=m1 + " No ablations (the M = 10 runs have them).") for part in adbench],
+        "adbench": adbench
+        + [one_anomaly(part, note=m1 + " No ablations (the M = 10 runs have them).") for part in adbench],
     }

@@ -36,8 +36,24 @@ MODES = {
 
 
 def grid_args(seeds: int) -> list[str]:
-    return ["--data", "digits", "--models", "devnet,dra", "--setting", "hard", "--anomaly-type", "digit_7",
-            "--n-anomalies", "10", "--seeds", str(seeds), "--threads", "1", "--no-plots", "--quiet"]
+    return [
+        "--data",
+        "digits",
+        "--models",
+        "devnet,dra",
+        "--setting",
+        "hard",
+        "--anomaly-type",
+        "digit_7",
+        "--n-anomalies",
+        "10",
+        "--seeds",
+        str(seeds),
+        "--threads",
+        "1",
+        "--no-plots",
+        "--quiet",
+    ]
 
 
 def run_mode(name: str, extra: list[str], workers: int, seeds: int, work: Path) -> dict:

@@ -47,8 +47,11 @@ VARIANTS: dict[str, tuple[bool, dict[str, Any], str]] = {
     "ahl": (True, {}, "AHL(DRA), defaults (per-tensor inner step of 5% of each tensor's norm)"),
     "ahl_inner_0.01": (True, {"inner_lr": 0.01}, "AHL(DRA), per-tensor inner step of 1%"),
     "ahl_no_adapt": (True, {"inner_lr": 1e-6}, "AHL(DRA), inner step of 1e-6 (no adaptation: Σ w_i L_i^q(θ_g))"),
-    "ahl_adapted_mean": (True, {"final_model": "adapted_mean"},
-                         "AHL(DRA), scored by the weighted mean of the base models adapted from θ_g"),
+    "ahl_adapted_mean": (
+        True,
+        {"final_model": "adapted_mean"},
+        "AHL(DRA), scored by the weighted mean of the base models adapted from θ_g",
+    ),
 }
 
 
@@ -83,15 +86,22 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]]) -> None:
     lines += [f"- `{name}`: {text}" for name, (_, _, text) in VARIANTS.items()]
     for case in cases:
         splits = sorted({r["split"] for r in rows.values() if r["case"] == case})
-        lines += ["", f"## {case} (splits {', '.join(str(s) for s in splits)})", "",
-                  "| variant | part | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
+        lines += [
+            "",
+            f"## {case} (splits {', '.join(str(s) for s in splits)})",
+            "",
+            "| variant | part | " + " | ".join(heads) + " |",
+            "|---|---|" + "---|" * len(heads),
+        ]
         for name in VARIANTS:
             mine = [r for r in rows.values() if r["case"] == case and r["variant"] == name]
             if not mine:
                 continue
             for part in ("fit", "val"):
-                cells = [f"{statistics.fmean(r[part][h] for r in mine):.3f}" if all(h in r[part] for r in mine) else "-"
-                         for h in heads]
+                cells = [
+                    f"{statistics.fmean(r[part][h] for r in mine):.3f}" if all(h in r[part] for r in mine) else "-"
+                    for h in heads
+                ]
                 lines.append(f"| {name} | {part} | " + " | ".join(cells) + " |")
     lines.append("")
     write_markdown(path, lines, machine=None)  # no footer: the rows were fitted before pages had one
@@ -119,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
                 if (name, case.name, case.seed) in rows:
                     continue
                 ahl, options, _ = VARIANTS[name]
-                detector = OSADDetector("dra", ahl=ahl, seed=case.seed, use_cache=case.is_image,
-                                        **{**case.detector_options, **options})
+                detector = OSADDetector(
+                    "dra", ahl=ahl, seed=case.seed, use_cache=case.is_image, **{**case.detector_options, **options}
+                )
                 detector.fit(case.x_fit, case.y_fit)
-                row = {"variant": name, "case": case.name, "split": case.seed,
-                       "fit": head_aucs(detector, case.x_fit, np.asarray(case.y_fit)),
-                       "val": head_aucs(detector, case.x_val, np.asarray(case.y_val))}
+                row = {
+                    "variant": name,
+                    "case": case.name,
+                    "split": case.seed,
+                    "fit": head_aucs(detector, case.x_fit, np.asarray(case.y_fit)),
+                    "val": head_aucs(detector, case.x_val, np.asarray(case.y_val)),
+                }
                 rows.add(row)
                 print(f"{case.name} split {case.seed} {name}: val {row['val']['total']:.3f}", flush=True)
     write_page(args.page, rows.by_key)

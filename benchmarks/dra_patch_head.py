@@ -44,10 +44,17 @@ def fit_score(case, config: str) -> dict:
     per_head = {name: float(auc_roc(case.y_val, -v if name == "normal" else v)) for name, v in heads.items()}
     # the calibrated head scores themselves (small: one validation part), so head combinations can be studied
     # without refitting
-    calibrated = {name: np.round((heads[name] - float(scorer.head_center[i])) / float(scorer.head_scale[i]), 5).tolist()
-                  for i, name in enumerate(scorer.head_names)}
-    return {"auc_roc": float(auc_roc(case.y_val, scores)), "seconds": seconds, "head_auc_roc": per_head,
-            "val_labels": [int(v) for v in case.y_val], "calibrated_heads": calibrated}
+    calibrated = {
+        name: np.round((heads[name] - float(scorer.head_center[i])) / float(scorer.head_scale[i]), 5).tolist()
+        for i, name in enumerate(scorer.head_names)
+    }
+    return {
+        "auc_roc": float(auc_roc(case.y_val, scores)),
+        "seconds": seconds,
+        "head_auc_roc": per_head,
+        "val_labels": [int(v) for v in case.y_val],
+        "calibrated_heads": calibrated,
+    }
 
 
 def run(args: argparse.Namespace) -> None:
@@ -58,7 +65,16 @@ def run(args: argparse.Namespace) -> None:
             if (config, case.name, case.seed) in rows:
                 continue
             result = fit_score(case, config)
-            rows.add({"config": config, "model": "dra", "case": case.name, "family": case.family, "seed": case.seed, **result})
+            rows.add(
+                {
+                    "config": config,
+                    "model": "dra",
+                    "case": case.name,
+                    "family": case.family,
+                    "seed": case.seed,
+                    **result,
+                }
+            )
             print(f"{config} {case.name} s{case.seed}: {result['auc_roc']:.3f} ({result['seconds']:.0f} s)", flush=True)
 
 
@@ -103,8 +119,11 @@ def page(args: argparse.Namespace) -> None:
             cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f} (n={len(v)})" if v else "")
         times = [f"{np.median(seconds[(config, c)]):.0f}" if seconds.get((config, c)) else "" for c in cases]
         lines.append(f"| {config} | " + " | ".join(cells) + " | " + " | ".join(times) + " |")
-    lines += ["", "| paired gain, patch − pooled | " + " | ".join(cases) + " | both cases |",
-              "|---|" + "---|" * (len(cases) + 1)]
+    lines += [
+        "",
+        "| paired gain, patch − pooled | " + " | ".join(cases) + " | both cases |",
+        "|---|" + "---|" * (len(cases) + 1),
+    ]
     for model in ("dra", "ahl"):
         cells, pooled = [], []
         for case in cases:

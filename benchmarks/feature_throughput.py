@@ -36,8 +36,9 @@ def _extractors():
     )
     from builtin_plugins.extractors.torchvision_cnn import TorchvisionExtractor
 
-    yield "resnet18 (weights=none, 448+224, layer4)", lambda: TorchvisionExtractor(
-        "resnet18", TorchvisionOptions(weights="none")
+    yield (
+        "resnet18 (weights=none, 448+224, layer4)",
+        lambda: TorchvisionExtractor("resnet18", TorchvisionOptions(weights="none")),
     )
     yield "efficientnet_lite0 (imagenet, 224+112, stride16)", lambda: make_efficientnet_lite0(EfficientNetLiteOptions())
 

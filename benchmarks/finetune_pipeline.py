@@ -61,8 +61,12 @@ def ahl_outer_lr(args: argparse.Namespace) -> float:
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str | None, int]]:
     """(data, setting, seen type, seed), seeds outermost so a cut-short run still covers every setting."""
-    groups = [("mt", "general", None), *[("mt", "hard", t) for t in args.mt_hard], ("elpv", "general", None),
-              *[("elpv", "hard", t) for t in args.elpv_hard]]
+    groups = [
+        ("mt", "general", None),
+        *[("mt", "hard", t) for t in args.mt_hard],
+        ("elpv", "general", None),
+        *[("elpv", "hard", t) for t in args.elpv_hard],
+    ]
     return [(data, setting, seen, seed) for seed in range(args.seeds) for data, setting, seen in groups]
 
 
@@ -85,10 +89,19 @@ def run_split(dataset, data: str, setting: str, seen: str | None, seed: int, arg
     rows = []
 
     def record(variant: str, scores: np.ndarray, fit_s: float, **extra) -> None:
-        rows.append({
-            "data": data, "setting": setting, "seen": seen or "all", "seed": seed, "variant": variant,
-            "auc_roc": auc_roc(y_test, scores), "auc_pr": auc_pr(y_test, scores), "fit_s": fit_s, **extra,
-        })
+        rows.append(
+            {
+                "data": data,
+                "setting": setting,
+                "seen": seen or "all",
+                "seed": seed,
+                "variant": variant,
+                "auc_roc": auc_roc(y_test, scores),
+                "auc_pr": auc_pr(y_test, scores),
+                "fit_s": fit_s,
+                **extra,
+            }
+        )
 
     def knn(detector: OSADDetector, variant: str) -> None:
         started = time.perf_counter()
@@ -104,16 +117,29 @@ def run_split(dataset, data: str, setting: str, seen: str | None, seed: int, arg
     started = time.perf_counter()
     tuned = OSADDetector("dra", seed=seed, finetune_backbone=True, backbone_lr=args.backbone_lr, **base, **train)
     tuned.fit(train_inputs, y_train)
-    record("dra (fine-tuned)", tuned.decision_function(test_inputs), time.perf_counter() - started,
-           finetune_s=tuned.fit_info_["seconds"]["finetune"])
+    record(
+        "dra (fine-tuned)",
+        tuned.decision_function(test_inputs),
+        time.perf_counter() - started,
+        finetune_s=tuned.fit_info_["seconds"]["finetune"],
+    )
     knn(tuned, "knn (fine-tuned)")
 
     started = time.perf_counter()
     ahl = OSADDetector(
-        "dra", ahl=True, seed=seed, finetune_backbone=True, **base, epochs=args.ahl_epochs,
-        outer_lr=ahl_outer_lr(args), finetune_options={**train, "backbone_lr": args.backbone_lr},
+        "dra",
+        ahl=True,
+        seed=seed,
+        finetune_backbone=True,
+        **base,
+        epochs=args.ahl_epochs,
+        outer_lr=ahl_outer_lr(args),
+        finetune_options={**train, "backbone_lr": args.backbone_lr},
     ).fit(train_inputs, y_train)
-    if not ahl.fit_info_["finetune"]["cached"] or ahl.fit_info_["finetune"]["weights"] != tuned.fit_info_["finetune"]["weights"]:
+    if (
+        not ahl.fit_info_["finetune"]["cached"]
+        or ahl.fit_info_["finetune"]["weights"] != tuned.fit_info_["finetune"]["weights"]
+    ):
         raise RuntimeError("AHL did not get the base model's fine-tuned backbone from the cache")
     record("AHL(dra) (fine-tuned)", ahl.decision_function(test_inputs), time.perf_counter() - started)
     return rows
@@ -158,7 +184,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"Backbone **{args.extractor}** (ImageNet weights, installed offline; the papers' ImageNet ResNet-18 cannot be "
         f"downloaded here), tap `{args.tap}`, **image size {args.image_size}** with a {args.scales}-level pyramid "
-        f"({', '.join(str(args.image_size // 2 ** i) for i in range(args.scales))} px; the paper uses 448/224). "
+        f"({', '.join(str(args.image_size // 2**i) for i in range(args.scales))} px; the paper uses 448/224). "
         f"Base training (frozen and fine-tuned alike): **{args.epochs} epochs × {args.batches} batches of 48** "
         f"(the paper: 30 × 20), heads lr 2e-4, backbone lr {args.backbone_lr}, BatchNorm statistics frozen. "
         f"AHL: **{args.ahl_epochs} epochs** on the frozen fine-tuned features (the paper: 30). M = {args.n_anomalies} "
@@ -182,8 +208,12 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     ]
     seen_lists = {("mt", "hard"): args.mt_hard, ("elpv", "hard"): args.elpv_hard}
     for metric, title in (("auc_roc", "AUC-ROC"), ("auc_pr", "AUC-PR")):
-        lines += [f"## {title}", "", "| data | setting | seeds | " + " | ".join(VARIANTS)
-                  + " | gain of fine-tuning | gain of AHL |", "|---|---|---|" + "---|" * (len(VARIANTS) + 2)]
+        lines += [
+            f"## {title}",
+            "",
+            "| data | setting | seeds | " + " | ".join(VARIANTS) + " | gain of fine-tuning | gain of AHL |",
+            "|---|---|---|" + "---|" * (len(VARIANTS) + 2),
+        ]
         for data in ("mt", "elpv"):
             for setting in ("general", "hard"):
                 groups = group_rows(rows, data, setting)
@@ -221,8 +251,10 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             if not groups:
                 continue
             paper = PAPER.get((data, setting), {})
-            ours = [fmt(stats(seed_means(groups.get(v, []), "auc_roc"))) if groups.get(v) else "-"
-                    for v in ("dra (fine-tuned)", "AHL(dra) (fine-tuned)")]
+            ours = [
+                fmt(stats(seed_means(groups.get(v, []), "auc_roc"))) if groups.get(v) else "-"
+                for v in ("dra (fine-tuned)", "AHL(dra) (fine-tuned)")
+            ]
             lines.append(
                 f"| {DATA_NAMES[data]} | {setting} | {paper.get('dra (fine-tuned)', '-')} | "
                 f"{paper.get('AHL(dra) (fine-tuned)', '-')} | {ours[0]} | {ours[1]} |"
@@ -234,20 +266,30 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "is over the seen type(s) listed above.",
         "",
     ]
-    lines += ["## Times (seconds per fit, mean over all splits)", "", "| variant | fits | fit + test scoring s | of which fine-tuning s |",
-              "|---|---|---|---|"]
+    lines += [
+        "## Times (seconds per fit, mean over all splits)",
+        "",
+        "| variant | fits | fit + test scoring s | of which fine-tuning s |",
+        "|---|---|---|---|",
+    ]
     for variant in VARIANTS:
         chosen = [r for r in rows if r["variant"] == variant]
         if chosen:
             tune = [r["finetune_s"] for r in chosen if "finetune_s" in r]
-            lines.append(f"| {variant} | {len(chosen)} | {np.mean([r['fit_s'] for r in chosen]):.1f} | "
-                         f"{np.mean(tune):.1f} |" if tune else
-                         f"| {variant} | {len(chosen)} | {np.mean([r['fit_s'] for r in chosen]):.1f} | - |")
-    lines += ["", "Times are wall-clock on the shared 2-core machine (single-threaded, other jobs beside it), so "
-              "compare them with each other only. They include feature extraction (images not yet in "
-              "the feature cache) and scoring the test set. k-NN reads features the detector fitted just before "
-              "cached; AHL reads the fine-tuned network and its features back from the cache, so its time is "
-              "meta-learning plus scoring.", ""]
+            lines.append(
+                f"| {variant} | {len(chosen)} | {np.mean([r['fit_s'] for r in chosen]):.1f} | {np.mean(tune):.1f} |"
+                if tune
+                else f"| {variant} | {len(chosen)} | {np.mean([r['fit_s'] for r in chosen]):.1f} | - |"
+            )
+    lines += [
+        "",
+        "Times are wall-clock on the shared 2-core machine (single-threaded, other jobs beside it), so "
+        "compare them with each other only. They include feature extraction (images not yet in "
+        "the feature cache) and scoring the test set. k-NN reads features the detector fitted just before "
+        "cached; AHL reads the fine-tuned network and its features back from the cache, so its time is "
+        "meta-learning plus scoring.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -298,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
                 for row in rows:
                     handle.write(json.dumps(row) + "\n")
             summary = ", ".join(f"{r['variant']} {r['auc_roc']:.3f}" for r in rows)
-            print(f"{data} {setting} {seen or 'all'} seed {seed}: {summary} ({time.perf_counter() - started:.0f} s)",
-                  flush=True)
+            print(
+                f"{data} {setting} {seen or 'all'} seed {seed}: {summary} ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
             args.page.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(args.page, render(load_rows(results), args))
     atomic_write_text(args.page, render(load_rows(results), args))

@@ -98,9 +98,13 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
             gains = [_cell(list(np.subtract(aucs[mode], aucs["base"])), signed=True) for mode in MODES]
             best = max(MODES, key=lambda mode: float(np.mean(aucs[mode])))
             wins[best] += 1
-            lines.append(f"| {case} | " + " | ".join(_cell(aucs[v]) for v in variants) + " | " + " | ".join(gains) + " |")
-        seconds = {v: np.mean([s for (m, _c, vv), pairs in results.items() if m == model and vv == v for _, s in pairs])
-                   for v in variants}
+            lines.append(
+                f"| {case} | " + " | ".join(_cell(aucs[v]) for v in variants) + " | " + " | ".join(gains) + " |"
+            )
+        seconds = {
+            v: np.mean([s for (m, _c, vv), pairs in results.items() if m == model and vv == v for _, s in pairs])
+            for v in variants
+        }
         lines += [
             "",
             "Best AHL variant per case: " + ", ".join(f"{mode} {n}" for mode, n in wins.items()) + ". "
@@ -127,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     result = run_one(model, variant, case)
                     rows.add({"model": model, "case": case.name, "variant": variant, "seed": case.seed, **result})
-                    print(f"{case.name} seed {case.seed} {model} {variant}: AUC-ROC {result['auc_roc']:.3f} "
-                          f"({result['seconds']:.1f} s)", flush=True)
+                    print(
+                        f"{case.name} seed {case.seed} {model} {variant}: AUC-ROC {result['auc_roc']:.3f} "
+                        f"({result['seconds']:.1f} s)",
+                        flush=True,
+                    )
     write_page(args.page, rows.by_key, sorted({key[0] for key in rows.by_key}))
     return 0
 

@@ -53,7 +53,9 @@ def add_common_flags(parser: argparse.ArgumentParser, *, results: Path, page: Pa
     else:
         parser.add_argument("--results", type=Path, default=results, help="the JSON-lines result file")
     parser.add_argument("--page", type=Path, default=page, help="the Markdown page rebuilt from every row on disk")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the page from the rows on disk; fit nothing")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the page from the rows on disk; fit nothing"
+    )
 
 
 def comma_list(text: str) -> list[str]:

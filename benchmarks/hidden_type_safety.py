@@ -22,7 +22,12 @@ import numpy as np
 from benchmarks.harness import PAGES, RESULTS, command, read_rows, write_page
 
 COMPARES = {"mt": "mt_hard-s5-e10", "elpv": "elpv-s5-e10"}
-MODELS = [("devnet", "base", "DevNet"), ("devnet", "ahl", "AHL(DevNet)"), ("dra", "base", "DRA"), ("dra", "ahl", "AHL(DRA)")]
+MODELS = [
+    ("devnet", "base", "DevNet"),
+    ("devnet", "ahl", "AHL(DevNet)"),
+    ("dra", "base", "DRA"),
+    ("dra", "ahl", "AHL(DRA)"),
+]
 REFERENCES = [("knn-kth", "5-NN k-th"), ("knn-mean", "5-NN mean"), ("patchcore", "PatchCore-class")]
 
 
@@ -55,15 +60,21 @@ def main(argv: list[str] | None = None) -> None:
                 models[(r["seen_type"], r["model"], r["variant"])][int(r["seed"])] = float(r["auc_roc"])
         types = sorted({k[0] for k in models})
         header = [label for *_, label in MODELS] + [label for _, label in REFERENCES]
-        lines += [f"## {data}", "", "| seen type | n | " + " | ".join(header) + " | margin |",
-                  "|---|---|" + "---|" * (len(header) + 1)]
+        lines += [
+            f"## {data}",
+            "",
+            "| seen type | n | " + " | ".join(header) + " | margin |",
+            "|---|---|" + "---|" * (len(header) + 1),
+        ]
         for seen in types:
             seeds = sorted(set(refs.get((data, seen, "patchcore"), {})))
             if not seeds:
                 continue
+
             def mean(values: dict) -> float:
                 got = [values[s] for s in seeds if s in values]
                 return float(np.mean(got)) if got else float("nan")
+
             model_means = [mean(models.get((seen, m, v), {})) for m, v, _ in MODELS]
             ref_means = [mean(refs.get((data, seen, form), {})) for form, _ in REFERENCES]
             margin = max(model_means[2:]) - ref_means[-1]

@@ -82,18 +82,34 @@ def image_rows(case, fractions: tuple[float, ...]) -> list[dict]:
     ref, val = extract_features(extractor, normals, **extract), extract_features(extractor, case.x_val, **extract)
     rows = []
     for k, method in POOLED:
-        rows.append({"form": f"pooled/k{k}/{method}", "auroc": auroc(case.y_val, knn_scores(pooled(ref), pooled(val), k, method))})
+        rows.append(
+            {
+                "form": f"pooled/k{k}/{method}",
+                "auroc": auroc(case.y_val, knn_scores(pooled(ref), pooled(val), k, method)),
+            }
+        )
     for fraction in fractions:
         started = time.perf_counter()
         memory = PatchMemory(PatchCoreOptions(coreset_fraction=fraction, seed=case.seed)).fit(ref.scales)
-        raw = torch.cat([torch.stack(memory.raw_scores([t[i : i + 64] for t in val.scales]), dim=1)
-                         for i in range(0, len(case.y_val), 64)])
+        raw = torch.cat(
+            [
+                torch.stack(memory.raw_scores([t[i : i + 64] for t in val.scales]), dim=1)
+                for i in range(0, len(case.y_val), 64)
+            ]
+        )
         calibrated = (raw - memory.center) / memory.spread
         seconds = time.perf_counter() - started
         for s in range(raw.shape[1]):
-            rows.append({"form": f"patch/s{s}/f{fraction:g}", "auroc": auroc(case.y_val, raw[:, s].numpy()), "seconds": seconds})
-        rows.append({"form": f"patch/both/f{fraction:g}", "auroc": auroc(case.y_val, calibrated.mean(dim=1).numpy()),
-                     "seconds": seconds})
+            rows.append(
+                {"form": f"patch/s{s}/f{fraction:g}", "auroc": auroc(case.y_val, raw[:, s].numpy()), "seconds": seconds}
+            )
+        rows.append(
+            {
+                "form": f"patch/both/f{fraction:g}",
+                "auroc": auroc(case.y_val, calibrated.mean(dim=1).numpy()),
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -101,8 +117,12 @@ def vector_rows(case) -> list[dict]:
     from ahl_plugins.evaluation.knn import knn_reference
 
     return [
-        {"form": f"pooled/k{k}/{method}",
-         "auroc": auroc(case.y_val, knn_reference(case.x_fit, case.y_fit, case.x_val, model="dra", k=k, method=method))}
+        {
+            "form": f"pooled/k{k}/{method}",
+            "auroc": auroc(
+                case.y_val, knn_reference(case.x_fit, case.y_fit, case.x_val, model="dra", k=k, method=method)
+            ),
+        }
         for k, method in POOLED
     ]
 
@@ -159,14 +179,25 @@ def page(args: argparse.Namespace) -> None:
             cells.append(f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})")
         means[form] = float(np.mean(per_case)) if len(per_case) == len(cases) else float("nan")
         lines.append(f"| {form} | " + " | ".join(cells) + f" | {means[form]:.3f} |")
-    pairs = [("pooled/k5/mean", "pooled/k5/kth"), ("pooled/k1/kth", "pooled/k5/mean"), ("patch/both/f0.1", "pooled/k5/kth"),
-             ("patch/both/f0.1", "pooled/k5/mean"), ("patch/both/f0.1", "pooled/k1/kth"), ("patch/both/f0.1", "patch/s0/f0.1"),
-             ("patch/both/f0.1", "patch/s1/f0.1")]
+    pairs = [
+        ("pooled/k5/mean", "pooled/k5/kth"),
+        ("pooled/k1/kth", "pooled/k5/mean"),
+        ("patch/both/f0.1", "pooled/k5/kth"),
+        ("patch/both/f0.1", "pooled/k5/mean"),
+        ("patch/both/f0.1", "pooled/k1/kth"),
+        ("patch/both/f0.1", "patch/s0/f0.1"),
+        ("patch/both/f0.1", "patch/s1/f0.1"),
+    ]
     seeds = defaultdict(dict)
     for r in rows:
         seeds[(r["case"], r["form"])][r["seed"]] = r["auroc"]
-    lines += ["", "## Paired differences (same case and seed): mean ± std (n, pairs above zero)", "",
-              "| a − b | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+    lines += [
+        "",
+        "## Paired differences (same case and seed): mean ± std (n, pairs above zero)",
+        "",
+        "| a − b | " + " | ".join(cases) + " |",
+        "|---|" + "---|" * len(cases),
+    ]
     for a, b in pairs:
         cells = []
         for case in cases:

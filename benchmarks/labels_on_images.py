@@ -63,8 +63,11 @@ def _paired(diffs: list[float], against_reference: bool = False) -> str:
 
 def patchcore_on_cases() -> dict[tuple[str, int], float]:
     """(case, seed) -> the PatchCore-class reference's validation AUROC on that carved case."""
-    return {(r["case"], r["seed"]): r["auroc"] for r in read_rows(RESULTS / "image_references")
-            if r.get("form") == PATCHCORE_FORM}
+    return {
+        (r["case"], r["seed"]): r["auroc"]
+        for r in read_rows(RESULTS / "image_references")
+        if r.get("form") == PATCHCORE_FORM
+    }
 
 
 def head_table(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int], float]) -> list[str]:
@@ -75,14 +78,18 @@ def head_table(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int], floa
         if "head_auc_roc" in r:
             by[(r["case"], r["config"])].append(r)
     lines = [
-        "| case | config | seeds | " + " | ".join(HEADS) + " | total | PatchCore-class (same seeds) | total − PatchCore |",
+        "| case | config | seeds | "
+        + " | ".join(HEADS)
+        + " | total | PatchCore-class (same seeds) | total − PatchCore |",
         "|---|---|---|" + "---|" * (len(HEADS) + 3),
     ]
     for (case, config), found in sorted(by.items()):
         heads = [_mean([r["head_auc_roc"][h] for r in found if h in r["head_auc_roc"]]) for h in HEADS]
         mine = [(r["seed"], r["auc_roc"]) for r in found if (case, r["seed"]) in patchcore]
         lines.append(
-            f"| {case} | {config} | {len(found)} | " + " | ".join(heads) + f" | {_mean([r['auc_roc'] for r in found])} | "
+            f"| {case} | {config} | {len(found)} | "
+            + " | ".join(heads)
+            + f" | {_mean([r['auc_roc'] for r in found])} | "
             f"{_mean([patchcore[(case, s)] for s, _ in mine])} | {_paired([v - patchcore[(case, s)] for s, v in mine], True)} |"
         )
     return lines
@@ -123,8 +130,10 @@ def combination_table(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int
     for r in rows:
         if "calibrated_heads" in r:
             by[(r["case"], r["config"])].append(r)
-    lines = ["| case | config | combination | fits | validation AUROC | − today's combine | − PatchCore-class |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | config | combination | fits | validation AUROC | − today's combine | − PatchCore-class |",
+        "|---|---|---|---|---|---|---|",
+    ]
     today = COMBINATIONS["today (all five, equal)"]
     for (case, config), found in sorted(by.items()):
         for name, weights in COMBINATIONS.items():
@@ -140,8 +149,10 @@ def combination_table(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int
                 if (case, r["seed"]) in patchcore:
                     gaps.append(value - patchcore[(case, r["seed"])])
             if values:
-                lines.append(f"| {case} | {config} | {name} | {len(values)} | {_mean(values)} | "
-                             f"{'-' if weights is today else _paired(gains)} | {_paired(gaps, True)} |")
+                lines.append(
+                    f"| {case} | {config} | {name} | {len(values)} | {_mean(values)} | "
+                    f"{'-' if weights is today else _paired(gains)} | {_paired(gaps, True)} |"
+                )
     return lines
 
 
@@ -169,8 +180,10 @@ def recalibration_table(rows: list[dict[str, Any]]) -> list[str]:
         if "calibrated_heads" in r:
             by[(r["case"], r["config"])].append(r)
     today = COMBINATIONS["today (all five, equal)"]
-    lines = ["| case | config | fits | today's calibration | held-out calibration | held-out − today |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| case | config | fits | today's calibration | held-out calibration | held-out − today |",
+        "|---|---|---|---|---|---|",
+    ]
     for (case, config), found in sorted(by.items()):
         before, after = [], []
         for r in found:
@@ -179,8 +192,10 @@ def recalibration_table(rows: list[dict[str, Any]]) -> list[str]:
             moved, keep = recalibrated(heads, labels)
             before.append(auroc(labels[keep], combine(heads, today)[keep]))
             after.append(auroc(labels[keep], combine(moved, today)[keep]))
-        lines.append(f"| {case} | {config} | {len(found)} | {_mean(before)} | {_mean(after)} | "
-                     f"{_paired([a - b for a, b in zip(after, before)])} |")
+        lines.append(
+            f"| {case} | {config} | {len(found)} | {_mean(before)} | {_mean(after)} | "
+            f"{_paired([a - b for a, b in zip(after, before)])} |"
+        )
     return lines
 
 
@@ -202,13 +217,16 @@ def pooled_statements(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int
                 value = auroc(labels, combine(heads, weights))
                 gaps.append(value - patchcore[(r["case"], r["seed"])])
                 gains.append(value - auroc(labels, combine(heads, today)))
-            lines.append(f"| {config} | {name} | {len(found)} | {_paired(gaps, True)} | "
-                         f"{'-' if weights is today else _paired(gains)} |")
+            lines.append(
+                f"| {config} | {name} | {len(found)} | {_paired(gaps, True)} | "
+                f"{'-' if weights is today else _paired(gains)} |"
+            )
     return lines
 
 
-def _pooled(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int], float], configs: tuple[str, ...],
-            value) -> dict[str, Any]:
+def _pooled(
+    rows: list[dict[str, Any]], patchcore: dict[tuple[str, int], float], configs: tuple[str, ...], value
+) -> dict[str, Any]:
     """Paired interval of ``value(heads, labels, patchcore_auroc)`` over every stored fit of ``configs``."""
     from ahl_plugins.evaluation.significance import paired_interval
 
@@ -234,8 +252,9 @@ def conclusions(rows: list[dict[str, Any]], patchcore: dict[tuple[str, int], flo
     score = lambda w: lambda h, y, pc: auroc(y, combine(h, w))  # noqa: E731 - one-line score of a combination
     minus_pc = lambda w: lambda h, y, pc: auroc(y, combine(h, w)) - pc  # noqa: E731
     labelled_only = _pooled(rows, patchcore, patch, score(COMBINATIONS["labelled heads alone"]))
-    heads_val = {h: np.mean([r["head_auc_roc"][h] for r in rows if r["config"] in patch and "head_auc_roc" in r])
-                 for h in HEADS}
+    heads_val = {
+        h: np.mean([r["head_auc_roc"][h] for r in rows if r["config"] in patch and "head_auc_roc" in r]) for h in HEADS
+    }
     return [
         "## What the measurements say",
         "",

@@ -54,8 +54,12 @@ def one(n: int, fraction: float, threads: int, budget: float, probe: int) -> dic
         memory = PatchMemory(PatchCoreOptions(coreset_fraction=fraction)).fit(train)
         fitted = time.perf_counter()
         memory.scores(test)
-        row.update(fit_seconds=fitted - started, score_seconds_per_image=(time.perf_counter() - fitted) / N_TEST,
-                   extrapolated=False, memory_patches=sum(len(m) for m in memory.memories))
+        row.update(
+            fit_seconds=fitted - started,
+            score_seconds_per_image=(time.perf_counter() - fitted) / N_TEST,
+            extrapolated=False,
+            memory_patches=sum(len(m) for m in memory.memories),
+        )
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["features_mb"] = sum(t.numel() for t in train) * 4 / 2**20
     return row
@@ -66,8 +70,19 @@ def run(args: argparse.Namespace) -> None:
     for n, fraction in CONFIGS:
         if (n, fraction) in rows:
             continue
-        cmd = [sys.executable, "-m", "benchmarks.patchcore_scaling", "--one", f"{n},{fraction}",
-               "--threads", str(args.threads), "--budget", str(args.budget), "--probe", str(args.probe)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.patchcore_scaling",
+            "--one",
+            f"{n},{fraction}",
+            "--threads",
+            str(args.threads),
+            "--budget",
+            str(args.budget),
+            "--probe",
+            str(args.probe),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.add(json.loads(out))
         print(out, flush=True)
@@ -102,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_flags(parser, results=RESULTS / "patchcore_scaling", page=PAGES / "patchcore_scaling.md")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds of coreset beyond which it is extrapolated")
+    parser.add_argument(
+        "--budget", type=float, default=600.0, help="seconds of coreset beyond which it is extrapolated"
+    )
     parser.add_argument("--probe", type=int, default=300, help="greedy steps timed to decide and extrapolate")
     args = parser.parse_args(argv)
     if args.one:

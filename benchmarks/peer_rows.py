@@ -24,9 +24,14 @@ FIELDS = ("data", "setting", "n_anomalies", "seen_type", "detector", "complete",
 def headline_row(group: dict[str, Any], epochs: int | None) -> dict[str, Any]:
     """A summary group of ``benchmarks.peers`` reduced to what the headline table shows."""
     return {
-        "data": group["data"], "setting": group["setting"], "n_anomalies": group["n_anomalies"],
-        "seen_type": group["seen_type"], "detector": group["detector"], "complete": group.get("complete", True),
-        "epochs": epochs, "auc_roc": {"mean": group["auc_roc"]["mean"], "std": group["auc_roc"]["std"]},
+        "data": group["data"],
+        "setting": group["setting"],
+        "n_anomalies": group["n_anomalies"],
+        "seen_type": group["seen_type"],
+        "detector": group["detector"],
+        "complete": group.get("complete", True),
+        "epochs": epochs,
+        "auc_roc": {"mean": group["auc_roc"]["mean"], "std": group["auc_roc"]["std"]},
     }
 
 

@@ -128,8 +128,13 @@ def catalogue(data_root: Path) -> dict[str, list[PeerData]]:
             if N_ANOMALIES in part.n_anomalies
         ]
     families["adbench"] = [
-        PeerData(f"adbench_mvtec_{npz.stem}", f"ADBench MVTec {npz.stem} (ResNet-18 embeddings)", str(npz), ("general",),
-                 kind="embeddings")
+        PeerData(
+            f"adbench_mvtec_{npz.stem}",
+            f"ADBench MVTec {npz.stem} (ResNet-18 embeddings)",
+            str(npz),
+            ("general",),
+            kind="embeddings",
+        )
         for npz in sorted((data_root / ADBENCH_DIR).glob("*.npz"))
     ]
     return families
@@ -182,15 +187,20 @@ def require_deepod() -> str:
         found = version("deepod")
         import deepod.models.tabular  # noqa: F401 - its imports (pandas, scipy) must work too
     except PackageNotFoundError:
-        raise SystemExit(f"benchmarks.peers needs DeepOD {DEEPOD_VERSION}, which is not installed. Install it with:\n"
-                         f"    {INSTALL}\n(--no-deps: DeepOD {DEEPOD_VERSION} pins torch<1.13.1, which would replace "
-                         "this project's torch)") from None
+        raise SystemExit(
+            f"benchmarks.peers needs DeepOD {DEEPOD_VERSION}, which is not installed. Install it with:\n"
+            f"    {INSTALL}\n(--no-deps: DeepOD {DEEPOD_VERSION} pins torch<1.13.1, which would replace "
+            "this project's torch)"
+        ) from None
     except ImportError as exc:
-        raise SystemExit(f"DeepOD is installed but cannot be imported ({exc}); install its imports with:\n"
-                         f"    {INSTALL}") from None
+        raise SystemExit(
+            f"DeepOD is installed but cannot be imported ({exc}); install its imports with:\n    {INSTALL}"
+        ) from None
     if found != DEEPOD_VERSION:
-        raise SystemExit(f"benchmarks.peers measures DeepOD {DEEPOD_VERSION}, but {found} is installed; "
-                         f"pip install --no-deps deepod=={DEEPOD_VERSION}")
+        raise SystemExit(
+            f"benchmarks.peers measures DeepOD {DEEPOD_VERSION}, but {found} is installed; "
+            f"pip install --no-deps deepod=={DEEPOD_VERSION}"
+        )
     return found
 
 
@@ -213,7 +223,11 @@ def run_peer(name: str, split: PeerSplit, seed: int, epochs: int | None, device:
     fitted = time.perf_counter()
     scores = np.asarray(detector.decision_function(split.x_test), dtype=np.float64)
     scored = time.perf_counter()
-    return {**evaluate(split.data.test_labels, scores), "fit_seconds": fitted - started, "score_seconds": scored - fitted}
+    return {
+        **evaluate(split.data.test_labels, scores),
+        "fit_seconds": fitted - started,
+        "score_seconds": scored - fitted,
+    }
 
 
 def run_knn(split: PeerSplit) -> dict[str, Any]:
@@ -222,8 +236,9 @@ def run_knn(split: PeerSplit) -> dict[str, Any]:
     from ahl_plugins.evaluation.metrics import evaluate
 
     data, timings = split.data, {}
-    scores = knn_reference(data.train_inputs, data.train_labels, data.test_inputs, model=FEATURES_OF, k=KNN_K,
-                           timings=timings)
+    scores = knn_reference(
+        data.train_inputs, data.train_labels, data.test_inputs, model=FEATURES_OF, k=KNN_K, timings=timings
+    )
     return {**evaluate(data.test_labels, scores), "fit_seconds": timings["fit"], "score_seconds": timings["score"]}
 
 
@@ -273,8 +288,13 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
         started = time.perf_counter()
         print(f"== {entry.title}", flush=True)
         for key in split_keys(dataset, entry, range(args.seeds)):
-            base = {"data": entry.name, "setting": key.setting, "seen_type": key.seen_type, "seed": key.seed,
-                    "n_anomalies": key.n_anomalies}
+            base = {
+                "data": entry.name,
+                "setting": key.setting,
+                "seen_type": key.seen_type,
+                "seed": key.seed,
+                "n_anomalies": key.n_anomalies,
+            }
             todo = [d for d in rows_wanted if row_key({**base, "detector": d}) not in done]
             if not todo:
                 continue
@@ -282,8 +302,9 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
                 split = peer_split(dataset, key)
             except (DataError, InvalidOptionsError) as exc:
                 for name in todo:
-                    append_row(results, {**base, "detector": name, "status": "skipped",
-                                         "reason": f"impossible split: {exc}"})
+                    append_row(
+                        results, {**base, "detector": name, "status": "skipped", "reason": f"impossible split: {exc}"}
+                    )
                 print(f"   {key.id}: skipped ({exc})", flush=True)
                 continue
             counts = {
@@ -294,12 +315,17 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
                 "n_features": int(split.x_train.shape[1]),
             }
             for name in todo:
-                row = {**base, "detector": name, **counts,
-                       "epochs": None if name == KNN_ROW else args.epochs,
-                       "deepod": None if name == KNN_ROW else deepod_version}
+                row = {
+                    **base,
+                    "detector": name,
+                    **counts,
+                    "epochs": None if name == KNN_ROW else args.epochs,
+                    "deepod": None if name == KNN_ROW else deepod_version,
+                }
                 try:
-                    measured = run_knn(split) if name == KNN_ROW else run_peer(name, split, key.seed, args.epochs,
-                                                                               args.device)
+                    measured = (
+                        run_knn(split) if name == KNN_ROW else run_peer(name, split, key.seed, args.epochs, args.device)
+                    )
                     row.update(status="ok", **measured)
                 except (KeyboardInterrupt, SystemExit):
                     raise
@@ -307,8 +333,11 @@ def run(datasets: Sequence[PeerData], args: argparse.Namespace) -> None:
                     row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
                 append_row(results, row)
                 done[row_key(row)] = row
-                shown = f"AUC-ROC {row['auc_roc']:.3f}, fit {row['fit_seconds']:.1f} s" if row["status"] == "ok" \
+                shown = (
+                    f"AUC-ROC {row['auc_roc']:.3f}, fit {row['fit_seconds']:.1f} s"
+                    if row["status"] == "ok"
                     else row["reason"]
+                )
                 print(f"   {key.id} {name}: {shown}", flush=True)
         print(f"== {entry.title}: {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -326,8 +355,13 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             buckets[(row["data"], row["setting"], row["seen_type"], row["detector"])].append(row)
     groups = []
     for (data, setting, seen, detector), members in buckets.items():
-        entry: dict[str, Any] = {"data": data, "setting": setting, "n_anomalies": N_ANOMALIES, "seen_type": seen,
-                                 "detector": detector}
+        entry: dict[str, Any] = {
+            "data": data,
+            "setting": setting,
+            "n_anomalies": N_ANOMALIES,
+            "seen_type": seen,
+            "detector": detector,
+        }
         for metric in ("auc_roc", "auc_pr"):
             by_seed = {int(r["seed"]): float(r[metric]) for r in members}
             entry[metric] = {**stats(list(by_seed.values())), "by_seed": dict(sorted(by_seed.items()))}
@@ -340,12 +374,18 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for g in groups:
         if g["setting"] == "hard":
             types[g["data"]].add(g["seen_type"])
-    for (data, detector) in sorted({(g["data"], g["detector"]) for g in groups if g["setting"] == "hard"}):
+    for data, detector in sorted({(g["data"], g["detector"]) for g in groups if g["setting"] == "hard"}):
         members = [g for g in groups if g["data"] == data and g["detector"] == detector and g["setting"] == "hard"]
         if len(types[data]) < 2:
             continue
-        entry = {"data": data, "setting": "hard", "n_anomalies": N_ANOMALIES, "seen_type": MEAN_TYPE,
-                 "detector": detector, "types": sorted(types[data])}
+        entry = {
+            "data": data,
+            "setting": "hard",
+            "n_anomalies": N_ANOMALIES,
+            "seen_type": MEAN_TYPE,
+            "detector": detector,
+            "types": sorted(types[data]),
+        }
         for metric in ("auc_roc", "auc_pr"):
             per_seed: dict[int, list[float]] = defaultdict(list)
             for g in members:
@@ -407,8 +447,14 @@ def load_peer_summary(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def _group(groups: Sequence[dict[str, Any]], data: str, setting: str, seen: str | None, detector: str):
-    return next((g for g in groups if (g["data"], g["setting"], g["seen_type"], g["detector"])
-                 == (data, setting, seen, detector)), None)
+    return next(
+        (
+            g
+            for g in groups
+            if (g["data"], g["setting"], g["seen_type"], g["detector"]) == (data, setting, seen, detector)
+        ),
+        None,
+    )
 
 
 def _stat(groups: Sequence[dict[str, Any]], data: str, setting: str, seen: str | None, detector: str, what: str):
@@ -451,30 +497,49 @@ def _section(entry: PeerData, groups: Sequence[dict[str, Any]], rows_order: Sequ
     if not mine:
         return out + ["Not run yet (no finished rows for these arguments).", ""]
     if any(g["setting"] == "general" for g in mine):
-        out += ["**General setting, M = 10**", "", "| detector | AUC-ROC | AUC-PR | fit s | score s |", "|---|---|---|---|---|"]
+        out += [
+            "**General setting, M = 10**",
+            "",
+            "| detector | AUC-ROC | AUC-PR | fit s | score s |",
+            "|---|---|---|---|---|",
+        ]
         for d in rows_order:
             roc = _stat(mine, entry.name, "general", "all", d, "auc_roc")
             if roc is None:
                 continue
-            out.append(f"| {d} | {fmt(roc)} | {fmt(_stat(mine, entry.name, 'general', 'all', d, 'auc_pr'))} | "
-                       f"{_seconds(_stat(mine, entry.name, 'general', 'all', d, 'fit_seconds'))} | "
-                       f"{_seconds(_stat(mine, entry.name, 'general', 'all', d, 'score_seconds'))} |")
+            out.append(
+                f"| {d} | {fmt(roc)} | {fmt(_stat(mine, entry.name, 'general', 'all', d, 'auc_pr'))} | "
+                f"{_seconds(_stat(mine, entry.name, 'general', 'all', d, 'fit_seconds'))} | "
+                f"{_seconds(_stat(mine, entry.name, 'general', 'all', d, 'score_seconds'))} |"
+            )
         out.append("")
     types = sorted({g["seen_type"] for g in mine if g["setting"] == "hard" and g["seen_type"] != MEAN_TYPE})
     if types:
         mean = next((g for g in mine if g["seen_type"] == MEAN_TYPE), None)
         columns = [*types, MEAN_TYPE] if mean else types
-        heads = [f"seen {t}" if t != MEAN_TYPE else "mean over types" + ("" if mean["complete"] else
-                 " (seeds where every type finished)") for t in columns]
+        heads = [
+            f"seen {t}"
+            if t != MEAN_TYPE
+            else "mean over types" + ("" if mean["complete"] else " (seeds where every type finished)")
+            for t in columns
+        ]
         for metric, label in (("auc_roc", "AUC-ROC"), ("auc_pr", "AUC-PR")):
             extra = " | fit s" if metric == "auc_roc" else ""
-            out += [f"**Hard setting, M = 10, {label}**", "", "| detector | " + " | ".join(heads) + extra + " |",
-                    "|---|" + "---|" * (len(columns) + bool(extra))]
+            out += [
+                f"**Hard setting, M = 10, {label}**",
+                "",
+                "| detector | " + " | ".join(heads) + extra + " |",
+                "|---|" + "---|" * (len(columns) + bool(extra)),
+            ]
             for d in rows_order:
                 cells = [fmt(_stat(mine, entry.name, "hard", t, d, metric)) for t in columns]
                 if all(c == "-" for c in cells):
                     continue
-                tail = f" | {_seconds(_stat(mine, entry.name, 'hard', MEAN_TYPE, d, 'fit_seconds') or _stat(mine, entry.name, 'hard', types[0], d, 'fit_seconds'))}" if extra else ""
+                tail = (
+                    f" | {_seconds(_stat(mine, entry.name, 'hard', MEAN_TYPE, d, 'fit_seconds') or _stat(mine, entry.name, 'hard', types[0], d, 'fit_seconds'))}"
+                    if extra
+                    else ""
+                )
                 out.append(f"| {d} | " + " | ".join(cells) + tail + " |")
             out.append("")
     return out
@@ -486,10 +551,16 @@ def _mean_rows(datasets: Sequence[PeerData], groups: Sequence[dict[str, Any]], o
     out = []
     for kind in dict.fromkeys(e.kind for e in datasets):
         for setting in ("general", "hard"):
-            found = [{d: _group(groups, e.name, setting, headline_seen(groups, e.name, setting), d) for d in order}
-                     for e in datasets if e.kind == kind and setting in e.settings]
-            values = [{d: g["auc_roc"]["mean"] for d, g in row.items()} for row in found
-                      if all(_complete(g) for g in row.values())]
+            found = [
+                {d: _group(groups, e.name, setting, headline_seen(groups, e.name, setting), d) for d in order}
+                for e in datasets
+                if e.kind == kind and setting in e.settings
+            ]
+            values = [
+                {d: g["auc_roc"]["mean"] for d, g in row.items()}
+                for row in found
+                if all(_complete(g) for g in row.values())
+            ]
             if len(values) > 1:
                 means = {d: float(np.mean([v[d] for v in values])) for d in order}
                 best = max(DETECTORS, key=means.get)
@@ -517,21 +588,27 @@ def _epochs_check(summary: dict[str, Any], other: Path) -> list[str]:
     epochs_there = next(iter(there.values())).get("epochs")
     commands = commands_path(other)
     written = sorted(set(commands.read_text().splitlines())) if commands.is_file() else []
-    out = ["## What the number of epochs changes", "",
-           f"The same splits and seeds from `{_rel(other)}`"
-           + (f", written by `{'`, `'.join(written)}`" if written else "")
-           + "; AUC-ROC, mean ± std over the seeds both ran; fit seconds, mean:", "",
-           f"| data | setting | seen | detector | seeds | {label(summary['epochs'])} | {label(epochs_there)} | "
-           "fit s here | fit s there |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## What the number of epochs changes",
+        "",
+        f"The same splits and seeds from `{_rel(other)}`"
+        + (f", written by `{'`, `'.join(written)}`" if written else "")
+        + "; AUC-ROC, mean ± std over the seeds both ran; fit seconds, mean:",
+        "",
+        f"| data | setting | seen | detector | seeds | {label(summary['epochs'])} | {label(epochs_there)} | "
+        "fit s here | fit s there |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for group in sorted(paired):
         keys = paired[group]
         a = stats([here[k]["auc_roc"] for k in keys])
         b = stats([there[k]["auc_roc"] for k in keys])
         fit_a = stats([here[k]["fit_seconds"] for k in keys])
         fit_b = stats([there[k]["fit_seconds"] for k in keys])
-        out.append(f"| {group[0]} | {group[1]} | {group[2]} | {group[3]} | {len(keys)} | {fmt(a)} | {fmt(b)} | "
-                   f"{_seconds(fit_a)} | {_seconds(fit_b)} |")
+        out.append(
+            f"| {group[0]} | {group[1]} | {group[2]} | {group[3]} | {len(keys)} | {fmt(a)} | {fmt(b)} | "
+            f"{_seconds(fit_a)} | {_seconds(fit_b)} |"
+        )
     return [*out, ""]
 
 
@@ -543,30 +620,39 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
     groups = summary["groups"]
     headline: list[dict[str, Any]] = []  # the At a glance rows, also written as data for other pages
     order = [KNN_ROW, *DETECTORS]
-    epochs = "DeepOD's defaults (100 epochs)" if args.epochs is None else (
-        f"**{args.epochs} epochs** (`--epochs`, not DeepOD's default 100: at 100 epochs the whole run takes hours "
-        "on this machine; where both ran, *What the number of epochs changes* below shows the difference)")
+    epochs = (
+        "DeepOD's defaults (100 epochs)"
+        if args.epochs is None
+        else (
+            f"**{args.epochs} epochs** (`--epochs`, not DeepOD's default 100: at 100 epochs the whole run takes hours "
+            "on this machine; where both ran, *What the number of epochs changes* below shows the difference)"
+        )
+    )
     out = [
         "# Peers: DeepOD 0.4.1's weakly supervised detectors on our splits",
         "",
         f"Generated by `{_command(args)}` from `{_rel(results_path(args.runs, args.epochs))}`; do not edit by hand.",
         "",
-        (f"DeepOD {DEEPOD_VERSION}'s tabular DevNet, PReNet, DeepSAD and RoSAS with their default options except "
-         f"{epochs}; `device={args.device}`, `random_state` = the split's seed, `verbose=0`. Each runs on exactly "
-         "the split that `ahl compare` builds for `docs/results.md` (`ahl_plugins.evaluation.compare.split_data`) "
-         "and on the features our DevNet and DRA see (`identity` extractor: z-scored with statistics of the "
-         "training rows only). *5-NN* is `ahl_plugins.evaluation.knn` on the same split: label-free, and the same "
-         "number as the k-NN row of `docs/results.md`. M = 10 labelled anomalies; mean ± sample std over seeds "
-         f"(seeds 0 .. {args.seeds - 1}); hard *mean over types* is per seed the mean over the seen types, "
-         "then mean ± std over seeds. *fit s* is DeepOD's `fit` (training, plus its own scoring of the training "
-         "rows), wall-clock on one torch thread of a 2-core machine shared with other jobs (compare times within "
-         "this page only); *score s* scores the test rows."),
+        (
+            f"DeepOD {DEEPOD_VERSION}'s tabular DevNet, PReNet, DeepSAD and RoSAS with their default options except "
+            f"{epochs}; `device={args.device}`, `random_state` = the split's seed, `verbose=0`. Each runs on exactly "
+            "the split that `ahl compare` builds for `docs/results.md` (`ahl_plugins.evaluation.compare.split_data`) "
+            "and on the features our DevNet and DRA see (`identity` extractor: z-scored with statistics of the "
+            "training rows only). *5-NN* is `ahl_plugins.evaluation.knn` on the same split: label-free, and the same "
+            "number as the k-NN row of `docs/results.md`. M = 10 labelled anomalies; mean ± sample std over seeds "
+            f"(seeds 0 .. {args.seeds - 1}); hard *mean over types* is per seed the mean over the seen types, "
+            "then mean ± std over seeds. *fit s* is DeepOD's `fit` (training, plus its own scoring of the training "
+            "rows), wall-clock on one torch thread of a 2-core machine shared with other jobs (compare times within "
+            "this page only); *score s* scores the test rows."
+        ),
         "",
         "## At a glance",
         "",
-        ("AUC-ROC, M = 10; hard = mean over seen types (NSL-KDD: seen DoS only); *(partial)*: not every seen type "
-         "has finished. **Bold**: the best DeepOD detector of the row. The *mean of N sets* rows average the data "
-         "sets above them where every detector has a complete number."),
+        (
+            "AUC-ROC, M = 10; hard = mean over seen types (NSL-KDD: seen DoS only); *(partial)*: not every seen type "
+            "has finished. **Bold**: the best DeepOD detector of the row. The *mean of N sets* rows average the data "
+            "sets above them where every detector has a complete number."
+        ),
         "",
         "| data | setting | " + " | ".join(order) + " |",
         "|---|---|" + "---|" * len(order),
@@ -581,22 +667,31 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
                 continue
             headline += [headline_row(g, args.epochs) for g in found.values() if g is not None]
             best = _best(groups, entry.name, setting, seen, DETECTORS)
-            shown = [("-" if g is None else f"**{fmt(g['auc_roc'])}**" if d == best else fmt(g["auc_roc"]))
-                     + ("" if g is None or _complete(g) else " (partial)") for d, g in found.items()]
+            shown = [
+                ("-" if g is None else f"**{fmt(g['auc_roc'])}**" if d == best else fmt(g["auc_roc"]))
+                + ("" if g is None or _complete(g) else " (partial)")
+                for d, g in found.items()
+            ]
             where = setting if seen in ("all", MEAN_TYPE) else f"{setting} (seen {seen})"
             out.append(f"| {entry.name} | {where} | " + " | ".join(shown) + " |")
     out += [*_mean_rows(datasets, groups, order), ""]
     for entry in datasets:
         out += _section(entry, groups, order)
         if entry.name in LAST:
-            out += ["This data set runs last (by far the largest training set); rows missing above had not finished "
-                    "when the page was built.", ""]
+            out += [
+                "This data set runs last (by far the largest training set); rows missing above had not finished "
+                "when the page was built.",
+                "",
+            ]
     if args.epochs_check is not None:
         out += _epochs_check(summary, Path(args.epochs_check))
     if summary["skipped"]:
         out += ["## Skipped or failed", ""]
-        out += [f"- {r['data']} {r['setting']} seen {r['seen_type']} seed {r['seed']} {r['detector']}: "
-                f"{r['status']}: {r.get('reason', '')}" for r in summary["skipped"]]
+        out += [
+            f"- {r['data']} {r['setting']} seen {r['seen_type']} seed {r['seed']} {r['detector']}: "
+            f"{r['status']}: {r.get('reason', '')}"
+            for r in summary["skipped"]
+        ]
         out.append("")
     missing = [e.name for e in datasets if not any(g["data"] == e.name for g in groups)]
     if missing:
@@ -609,7 +704,9 @@ def write_page(datasets: Sequence[PeerData], args: argparse.Namespace) -> Path:
 
 
 def _command(args: argparse.Namespace, keep_report_only: bool = False) -> str:
-    kept = [a for a in (args.argv if args.argv is not None else sys.argv[1:]) if keep_report_only or a != "--report-only"]
+    kept = [
+        a for a in (args.argv if args.argv is not None else sys.argv[1:]) if keep_report_only or a != "--report-only"
+    ]
     return command("peers", (shlex.quote(a) for a in kept))
 
 
@@ -625,17 +722,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated families: nsl_kdd, pmlb, adbench (default: all)")
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="DeepOD detectors to run")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (each draws its own split)")
-    parser.add_argument("--epochs", type=int, default=None, help="override DeepOD's default epochs (stated on the page)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override DeepOD's default epochs (stated on the page)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="DeepOD's device (cpu, cuda)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the results file goes")
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
-    parser.add_argument("--headline", type=Path, default=PEER_ROWS,
-                        help="where the page's At a glance rows go as data (read by benchmarks.run_results)")
+    parser.add_argument(
+        "--headline",
+        type=Path,
+        default=PEER_ROWS,
+        help="where the page's At a glance rows go as data (read by benchmarks.run_results)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from the results on disk")
-    parser.add_argument("--epochs-check", type=Path, default=None,
-                        help="a results file run with other --epochs: its rows go beside the same rows on the page")
+    parser.add_argument(
+        "--epochs-check",
+        type=Path,
+        default=None,
+        help="a results file run with other --epochs: its rows go beside the same rows on the page",
+    )
     args = parser.parse_args(argv)
     args.argv = argv
     args.detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
@@ -653,8 +760,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         run(datasets, args)
     elif not results_path(args.runs, args.epochs).is_file():
-        parser.error(f"no DeepOD rows at {results_path(args.runs, args.epochs)}: the page and {_rel(args.headline)} "
-                     "are left as they are (run without --report-only first)")
+        parser.error(
+            f"no DeepOD rows at {results_path(args.runs, args.epochs)}: the page and {_rel(args.headline)} "
+            "are left as they are (run without --report-only first)"
+        )
     write_page(ordered(d for f in families for d in families[f]), args)
     return 0
 

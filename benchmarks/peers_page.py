@@ -39,9 +39,11 @@ def our_summary(part: str, runs: Path = COMPARE) -> dict[str, Any] | None:
 
 def our_by_seed(summary: dict[str, Any], setting: str, seen: str) -> dict[tuple[str, str], dict[int, float]]:
     """(model, variant) -> seed -> AUC-ROC, M = 10, for one headline row."""
-    return {(g["model"], g["variant"]): {int(s): v for s, v in g["auc_roc"]["by_seed"].items()}
-            for g in summary["groups"]
-            if g["setting"] == setting and g["n_anomalies"] == 10 and g["seen_type"] == seen}
+    return {
+        (g["model"], g["variant"]): {int(s): v for s, v in g["auc_roc"]["by_seed"].items()}
+        for g in summary["groups"]
+        if g["setting"] == setting and g["n_anomalies"] == 10 and g["seen_type"] == seen
+    }
 
 
 def pyod_by_seed(rows: Sequence[dict[str, Any]], data: str, setting: str) -> dict[str, dict[int, float]]:
@@ -52,8 +54,10 @@ def pyod_by_seed(rows: Sequence[dict[str, Any]], data: str, setting: str) -> dic
         if row.get("status") == "ok" and row["data"] == data and row["setting"] == setting:
             cells[row["detector"]][int(row["seed"])][row["seen_type"]] = float(row["auc_roc"])
             types.add(row["seen_type"])
-    return {d: {s: float(np.mean(list(v.values()))) for s, v in seeds.items() if set(v) == types}
-            for d, seeds in cells.items()}
+    return {
+        d: {s: float(np.mean(list(v.values()))) for s, v in seeds.items() if set(v) == types}
+        for d, seeds in cells.items()
+    }
 
 
 def _mean(values: dict[int, float] | None) -> float | None:
@@ -70,19 +74,26 @@ def family_rows(rows: Sequence[dict[str, Any]], datasets: Sequence[Any]) -> list
             pyod = pyod_by_seed(rows, entry.name, setting)
             if not pyod:
                 continue
-            ours = our_by_seed(summary, setting, "all" if setting == "general" else _hard_seen(summary)) \
-                if summary else {}
+            ours = (
+                our_by_seed(summary, setting, "all" if setting == "general" else _hard_seen(summary)) if summary else {}
+            )
             best = max(OURS, key=lambda k: _mean(ours.get(k)) or -1.0) if ours else None
             xgb, mine = pyod.get("PyOD XGBOD", {}), ours.get(best, {}) if best else {}
             paired = [xgb[s] - mine[s] for s in sorted(xgb) if s in mine]
-            out.append({
-                "data": entry.name, "kind": entry.kind, "setting": setting,
-                "knn": deepod.get((entry.name, setting, "5-NN")),
-                **{d: _mean(pyod.get(d)) for d in MAINTAINED},
-                "seeds": {d: len(pyod.get(d, {})) for d in MAINTAINED},
-                "deepod": {d: deepod.get((entry.name, setting, d)) for d in DEEPOD},
-                "ours": best, "ours_mean": _mean(mine) if mine else None, "xgbod_minus_ours": paired,
-            })
+            out.append(
+                {
+                    "data": entry.name,
+                    "kind": entry.kind,
+                    "setting": setting,
+                    "knn": deepod.get((entry.name, setting, "5-NN")),
+                    **{d: _mean(pyod.get(d)) for d in MAINTAINED},
+                    "seeds": {d: len(pyod.get(d, {})) for d in MAINTAINED},
+                    "deepod": {d: deepod.get((entry.name, setting, d)) for d in DEEPOD},
+                    "ours": best,
+                    "ours_mean": _mean(mine) if mine else None,
+                    "xgbod_minus_ours": paired,
+                }
+            )
     return out
 
 
@@ -140,17 +151,32 @@ def write_page(path: Path, rows: Sequence[dict[str, Any]], datasets: Sequence[An
         pooled[(r["kind"], r["setting"])] += r["xgbod_minus_ours"]
     toy = {r["detector"]: r["auc_roc"] for r in rows if r["data"] == "toy_separable" and r.get("status") == "ok"}
     if toy:
-        lines += ["", "## Sanity: a split any supervised detector must rank", "",
-                  "2,000 N(0, I) normals and 10 labelled anomalies at N(3, I) in 10 dimensions; test 400 + 50 alike "
-                  "(`benchmarks.pyod_peers.toy_split`). AUC-ROC: " + ", ".join(f"{d} {v:.3f}" for d, v in toy.items())
-                  + ". A detector far below 1 here is broken, not weak."
-                  + (" PyOD 3.6.7's DevNet trains its (B, 1) outputs against (B,) labels, which broadcast to a B × B "
-                     "loss that mixes every sample's label with every other's, and its batches are not balanced "
-                     "(10 anomalies among 2,000 normals); its rows are kept as what a PyOD user gets today."
-                     if toy.get("PyOD DevNet", 1.0) < 0.9 else ""), ""]
-    lines += ["", "## XGBOD against our best row, pooled", "",
-              "Every (data set, seed) pair of a family and setting, XGBOD − our best row:", "",
-              "| family | setting | XGBOD − ours |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Sanity: a split any supervised detector must rank",
+            "",
+            "2,000 N(0, I) normals and 10 labelled anomalies at N(3, I) in 10 dimensions; test 400 + 50 alike "
+            "(`benchmarks.pyod_peers.toy_split`). AUC-ROC: "
+            + ", ".join(f"{d} {v:.3f}" for d, v in toy.items())
+            + ". A detector far below 1 here is broken, not weak."
+            + (
+                " PyOD 3.6.7's DevNet trains its (B, 1) outputs against (B,) labels, which broadcast to a B × B "
+                "loss that mixes every sample's label with every other's, and its batches are not balanced "
+                "(10 anomalies among 2,000 normals); its rows are kept as what a PyOD user gets today."
+                if toy.get("PyOD DevNet", 1.0) < 0.9
+                else ""
+            ),
+            "",
+        ]
+    lines += [
+        "",
+        "## XGBOD against our best row, pooled",
+        "",
+        "Every (data set, seed) pair of a family and setting, XGBOD − our best row:",
+        "",
+        "| family | setting | XGBOD − ours |",
+        "|---|---|---|",
+    ]
     lines += [f"| {kind} | {setting} | {_interval(v)} |" for (kind, setting), v in sorted(pooled.items())]
     lines.append("")
     return write_markdown(path, lines, machine="PyOD rows on one thread; other jobs running beside it.")

@@ -50,7 +50,11 @@ def run_one(dataset: Any, model: str, variant: str, seed: int, args: argparse.Na
     split = make_split(dataset, setting="general", n_anomalies=args.n_anomalies, anomaly_type=None, seed=seed)
     train, test = split.train_indices, split.test_indices
     detector = OSADDetector(
-        model, ahl=variant == "ahl", extractor="efficientnet_lite0", seed=seed, epochs=args.epochs,
+        model,
+        ahl=variant == "ahl",
+        extractor="efficientnet_lite0",
+        seed=seed,
+        epochs=args.epochs,
     )
     started = time.perf_counter()
     detector.fit(dataset.select_inputs(train), split.train_labels, dataset.types[train])
@@ -179,9 +183,17 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "",
         main_table,
         "",
-        *pixel_reference_section({_label(m, v): {r["seed"]: {"image_auroc": r["image_auroc"], **r["pixel"]["all"]}
-                                                 for r in results if (r["model"], r["variant"]) == (m, v)}
-                                  for m in MODELS for v in VARIANTS}),
+        *pixel_reference_section(
+            {
+                _label(m, v): {
+                    r["seed"]: {"image_auroc": r["image_auroc"], **r["pixel"]["all"]}
+                    for r in results
+                    if (r["model"], r["variant"]) == (m, v)
+                }
+                for m in MODELS
+                for v in VARIANTS
+            }
+        ),
         "## Per anomaly type (pixel AUROC / AUPRO; that type's test images plus all test normals)",
         "",
         type_table,
@@ -265,8 +277,16 @@ def write_figure(dataset: Any, args: argparse.Namespace) -> None:
             half = panel.shape[1] // 2
             axes[r, j].imshow(panel[:, :half] if maps is None else panel[:, half:])
             axes[r, j].axis("off")
-        axes[r, 0].text(-0.05, 0.5, "image + mask" if model is None else _label(model, variant), fontsize=9,
-                        rotation=90, ha="right", va="center", transform=axes[r, 0].transAxes)
+        axes[r, 0].text(
+            -0.05,
+            0.5,
+            "image + mask" if model is None else _label(model, variant),
+            fontsize=9,
+            rotation=90,
+            ha="right",
+            va="center",
+            transform=axes[r, 0].transAxes,
+        )
     fig.tight_layout()
     fig.savefig(FIGURE, dpi=90)
     plt.close(fig)
@@ -284,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--page-only", action="store_true", help="rewrite the page from finished fits")
     parser.add_argument(
-        "--only-seeds", default="", help="comma-separated seeds to fit (e.g. a second process on another seed); "
-        "the page still covers every finished fit of seeds 0..--seeds-1"
+        "--only-seeds",
+        default="",
+        help="comma-separated seeds to fit (e.g. a second process on another seed); "
+        "the page still covers every finished fit of seeds 0..--seeds-1",
     )
     args = parser.parse_args(argv)
 

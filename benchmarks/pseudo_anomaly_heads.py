@@ -67,15 +67,22 @@ def write_page(path: Path, rows: list[dict[str, Any]]) -> None:
         "`benchmarks/validation_splits.py`). *alone*: no labelled anomaly, so the score is what the generator "
         "taught; *+ 5 labelled*: with the case's labelled anomalies too.",
         "",
-        "| generator | " + " | ".join(f"{f}: alone | {f}: + 5 labelled" for f in families) + " | all: alone | all: + labelled |",
+        "| generator | "
+        + " | ".join(f"{f}: alone | {f}: + 5 labelled" for f in families)
+        + " | all: alone | all: + labelled |",
         "|---" * (2 * len(families) + 3) + "|",
     ]
     columns = [(f, labelled) for f in families for labelled in (False, True)] + [(None, False), (None, True)]
     for generator in GENERATORS:
         cells = []
         for family, labelled in columns:
-            vals = [r["auc_roc"] for r in rows if r["generator"] == generator and r["labelled"] == labelled
-                    and (family is None or r["family"] == family)]
+            vals = [
+                r["auc_roc"]
+                for r in rows
+                if r["generator"] == generator
+                and r["labelled"] == labelled
+                and (family is None or r["family"] == family)
+            ]
             cells.append(fmt(stats(vals)))
         lines.append(f"| {generator} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -97,8 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                     if (case.name, case.seed, generator, labelled) in rows:
                         continue
                     auc = run(case, generator, labelled)
-                    rows.add({"case": case.name, "family": case.family, "seed": case.seed,
-                              "generator": generator, "labelled": labelled, "auc_roc": auc})
+                    rows.add(
+                        {
+                            "case": case.name,
+                            "family": case.family,
+                            "seed": case.seed,
+                            "generator": generator,
+                            "labelled": labelled,
+                            "auc_roc": auc,
+                        }
+                    )
                     print(f"{case.name} s{case.seed} {generator} labelled={labelled}: {auc:.3f}", flush=True)
     write_page(args.page, list(rows.by_key.values()))
     return 0

@@ -67,9 +67,11 @@ def xgbod_detectors(which: str, n_train: int, seed: int) -> list[Any] | None:
     from pyod.models.lof import LOF
 
     ks = [k for k in (1, 3, 5, 10, 20, 30, 40, 50) if k < n_train]
-    return ([d for k in ks for d in (KNN(n_neighbors=k, method="largest"), LOF(n_neighbors=k))]
-            + [HBOS(n_bins=b) for b in (5, 10, 15, 20, 25, 30, 50)]
-            + [IForest(n_estimators=n, random_state=seed) for n in (10, 20, 50, 70, 100, 150, 200)])
+    return (
+        [d for k in ks for d in (KNN(n_neighbors=k, method="largest"), LOF(n_neighbors=k))]
+        + [HBOS(n_bins=b) for b in (5, 10, 15, 20, 25, 30, 50)]
+        + [IForest(n_estimators=n, random_state=seed) for n in (10, 20, 50, 70, 100, 150, 200)]
+    )
 
 
 def make_detector(name: str, seed: int, n_train: int, xgbod: str) -> Any:
@@ -95,8 +97,11 @@ def run_detector(name: str, split: peers.PeerSplit, seed: int, xgbod: str) -> di
         detector.fit(split.x_train, np.asarray(split.data.train_labels, dtype=np.int64))
     fitted = time.perf_counter()
     scores = np.asarray(detector.decision_function(split.x_test), dtype=np.float64)
-    return {**evaluate(split.data.test_labels, scores), "fit_seconds": fitted - started,
-            "score_seconds": time.perf_counter() - fitted}
+    return {
+        **evaluate(split.data.test_labels, scores),
+        "fit_seconds": fitted - started,
+        "score_seconds": time.perf_counter() - fitted,
+    }
 
 
 #: the sanity case's name in the rows: a split any supervised detector must rank almost perfectly
@@ -113,8 +118,10 @@ def toy_split(seed: int = 0) -> peers.PeerSplit:
     rng = np.random.default_rng(seed)
     x_train = np.r_[rng.normal(size=(2000, 10)), rng.normal(3.0, 1.0, size=(10, 10))].astype(np.float32)
     x_test = np.r_[rng.normal(size=(400, 10)), rng.normal(3.0, 1.0, size=(50, 10))].astype(np.float32)
-    data = SimpleNamespace(train_labels=np.r_[np.zeros(2000, int), np.ones(10, int)],
-                           test_labels=np.r_[np.zeros(400, int), np.ones(50, int)])
+    data = SimpleNamespace(
+        train_labels=np.r_[np.zeros(2000, int), np.ones(10, int)],
+        test_labels=np.r_[np.zeros(400, int), np.ones(50, int)],
+    )
     return peers.PeerSplit(data, x_train, x_test)
 
 
@@ -130,8 +137,13 @@ def run(datasets: Sequence[peers.PeerData], args: argparse.Namespace) -> None:
     for name in args.detectors:  # the sanity case first: cheap, and it says whether the real rows mean anything
         base = {"data": TOY, "setting": "general", "seen_type": "all", "seed": 0, "n_anomalies": 10}
         if peers.row_key({**base, "detector": LABEL[name]}) not in done:
-            row = {**base, "detector": LABEL[name], "pyod": version, "status": "ok",
-                   **run_detector(name, toy_split(), 0, args.xgbod_detectors)}
+            row = {
+                **base,
+                "detector": LABEL[name],
+                "pyod": version,
+                "status": "ok",
+                **run_detector(name, toy_split(), 0, args.xgbod_detectors),
+            }
             append_row(args.results, row)
             done.add(peers.row_key(row))
             print(f"   {TOY} {LABEL[name]}: AUC-ROC {row['auc_roc']:.3f}", flush=True)
@@ -139,8 +151,13 @@ def run(datasets: Sequence[peers.PeerData], args: argparse.Namespace) -> None:
         dataset = load_dataset(entry.source, **entry.dataset_options)
         print(f"== {entry.title}", flush=True)
         for key in peers.split_keys(dataset, entry, range(args.seeds)):
-            base = {"data": entry.name, "setting": key.setting, "seen_type": key.seen_type, "seed": key.seed,
-                    "n_anomalies": key.n_anomalies}
+            base = {
+                "data": entry.name,
+                "setting": key.setting,
+                "seen_type": key.seen_type,
+                "seed": key.seed,
+                "n_anomalies": key.n_anomalies,
+            }
             todo = [d for d in args.detectors if peers.row_key({**base, "detector": LABEL[d]}) not in done]
             if not todo:
                 continue
@@ -150,8 +167,12 @@ def run(datasets: Sequence[peers.PeerData], args: argparse.Namespace) -> None:
                 print(f"   {key.id}: skipped ({exc})", flush=True)
                 continue
             for name in todo:
-                row = {**base, "detector": LABEL[name], "pyod": version,
-                       "options": {"xgbod_detectors": args.xgbod_detectors} if name == "XGBOD" else {}}
+                row = {
+                    **base,
+                    "detector": LABEL[name],
+                    "pyod": version,
+                    "options": {"xgbod_detectors": args.xgbod_detectors} if name == "XGBOD" else {},
+                }
                 try:
                     row.update(status="ok", **run_detector(name, split, key.seed, args.xgbod_detectors))
                 except (KeyboardInterrupt, SystemExit):
@@ -160,8 +181,11 @@ def run(datasets: Sequence[peers.PeerData], args: argparse.Namespace) -> None:
                     row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
                 append_row(args.results, row)
                 done.add(peers.row_key(row))
-                shown = f"AUC-ROC {row['auc_roc']:.3f}, fit {row['fit_seconds']:.1f} s" if row["status"] == "ok" \
+                shown = (
+                    f"AUC-ROC {row['auc_roc']:.3f}, fit {row['fit_seconds']:.1f} s"
+                    if row["status"] == "ok"
                     else row["reason"]
+                )
                 print(f"   {key.id} {LABEL[name]}: {shown}", flush=True)
 
 

@@ -20,7 +20,17 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from benchmarks.harness import PAGES, RESULTS, SHARED_DATA, add_common_flags, comma_list, command, open_rows, read_rows, write_page
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    SHARED_DATA,
+    add_common_flags,
+    comma_list,
+    command,
+    open_rows,
+    read_rows,
+    write_page,
+)
 
 EXTRACTOR = "efficientnet_lite0"
 SOURCES = {"mt": SHARED_DATA / "mt", "elpv": "elpv"}
@@ -67,8 +77,16 @@ def run(args: argparse.Namespace) -> None:
             todo = [k for k in keys if (name, k.setting, k.seen_type, seed, "patchcore") not in rows]
             if not todo:
                 continue
-            splits = {k: make_split(dataset, k.setting, n_anomalies=10, anomaly_type=None if k.setting == "general"
-                                    else k.seen_type, seed=seed) for k in todo}
+            splits = {
+                k: make_split(
+                    dataset,
+                    k.setting,
+                    n_anomalies=10,
+                    anomaly_type=None if k.setting == "general" else k.seen_type,
+                    seed=seed,
+                )
+                for k in todo
+            }
             groups = defaultdict(list)  # one memory per training-normal set
             for k, s in splits.items():
                 normals = np.sort(s.train_indices[s.train_labels == 0])
@@ -82,17 +100,34 @@ def run(args: argparse.Namespace) -> None:
                 for k, s, _ in members:
                     pick = np.asarray([where[int(r)] for r in s.test_indices])
                     for form in ("knn-kth", "knn-mean", "patchcore"):
-                        row = {"data": name, "setting": k.setting, "seen_type": k.seen_type, "seed": seed, "form": form,
-                               "auc_roc": float(auc_roc(s.test_labels, found[form][pick]))}
+                        row = {
+                            "data": name,
+                            "setting": k.setting,
+                            "seen_type": k.seen_type,
+                            "seed": seed,
+                            "form": form,
+                            "auc_roc": float(auc_roc(s.test_labels, found[form][pick])),
+                        }
                         if form == "patchcore":
                             row["fit_score_seconds"] = found["patchcore_seconds"]
                             if has_masks:
-                                pixel = evaluate_maps([found["maps"][i] for i in pick], [dataset.masks[i] for i in s.test_indices],
-                                                      [str(t) for t in dataset.types[s.test_indices]])
-                                row.update(pixel_auroc=pixel["all"]["pixel_auroc"], pixel_aupro=pixel["all"]["pixel_aupro"])
+                                pixel = evaluate_maps(
+                                    [found["maps"][i] for i in pick],
+                                    [dataset.masks[i] for i in s.test_indices],
+                                    [str(t) for t in dataset.types[s.test_indices]],
+                                )
+                                row.update(
+                                    pixel_auroc=pixel["all"]["pixel_auroc"], pixel_aupro=pixel["all"]["pixel_aupro"]
+                                )
                         rows.add(row)
-                    print(f"{name} {k.id}: " + ", ".join(f"{f} {rows.by_key[(name, k.setting, k.seen_type, seed, f)]['auc_roc']:.3f}"
-                                                       for f in ("knn-kth", "knn-mean", "patchcore")), flush=True)
+                    print(
+                        f"{name} {k.id}: "
+                        + ", ".join(
+                            f"{f} {rows.by_key[(name, k.setting, k.seen_type, seed, f)]['auc_roc']:.3f}"
+                            for f in ("knn-kth", "knn-mean", "patchcore")
+                        ),
+                        flush=True,
+                    )
 
 
 def page(args: argparse.Namespace) -> None:
@@ -116,11 +151,15 @@ def page(args: argparse.Namespace) -> None:
         per_seed = defaultdict(list)
         for r in members:
             per_seed[r["seed"]].append(r)
+
         def metric(key: str) -> str:
             values = [np.mean([r[key] for r in rs]) for rs in per_seed.values() if all(key in r for r in rs)]
             return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else ""
-        lines.append(f"| {data} | {setting} | {form} | {len(per_seed)} | {metric('auc_roc')} | {metric('pixel_auroc')} | "
-                     f"{metric('pixel_aupro')} |")
+
+        lines.append(
+            f"| {data} | {setting} | {form} | {len(per_seed)} | {metric('auc_roc')} | {metric('pixel_auroc')} | "
+            f"{metric('pixel_aupro')} |"
+        )
     write_page(args.page, lines + [""], machine="other jobs running beside it.")
 
 

@@ -130,9 +130,14 @@ def tally(rows: Sequence[GlanceRow], models: Sequence[str]) -> dict[str, dict[st
         blocks = [row.gains[model] for row in rows if model in row.gains]
         if blocks:
             verdicts = [b.get("verdict", NO_EFFECT) for b in blocks]
-            out[model] = {HELPS: verdicts.count(HELPS), HURTS: verdicts.count(HURTS), NO_EFFECT: verdicts.count(NO_EFFECT),
-                          "rows": len(blocks), "mean": statistics.fmean(b["mean"] for b in blocks),
-                          "seeds": sorted({b.get("n", 0) for b in blocks})}
+            out[model] = {
+                HELPS: verdicts.count(HELPS),
+                HURTS: verdicts.count(HURTS),
+                NO_EFFECT: verdicts.count(NO_EFFECT),
+                "rows": len(blocks),
+                "mean": statistics.fmean(b["mean"] for b in blocks),
+                "seeds": sorted({b.get("n", 0) for b in blocks}),
+            }
     return out
 
 
@@ -160,11 +165,16 @@ def seeds_needed(rows: Sequence[GlanceRow], models: Sequence[str], families: dic
     for family, prefixes in families.items():
         cells = []
         for model in models:
-            needed = [row.gains[model]["seeds_needed"] for row in rows
-                      if model in row.gains and row.gains[model].get("seeds_needed") is not None
-                      and row.run.part.name.startswith(tuple(prefixes))]
-            cells.append(f"{statistics.median(needed):.0f} ({min(needed)}-{max(needed)}, {len(needed)} rows)"
-                         if needed else "-")
+            needed = [
+                row.gains[model]["seeds_needed"]
+                for row in rows
+                if model in row.gains
+                and row.gains[model].get("seeds_needed") is not None
+                and row.run.part.name.startswith(tuple(prefixes))
+            ]
+            cells.append(
+                f"{statistics.median(needed):.0f} ({min(needed)}-{max(needed)}, {len(needed)} rows)" if needed else "-"
+            )
         if any(c != "-" for c in cells):
             lines.append(f"| {family} | " + " | ".join(cells) + " |")
     return lines
@@ -173,10 +183,16 @@ def seeds_needed(rows: Sequence[GlanceRow], models: Sequence[str], families: dic
 def forest(rows: Sequence[GlanceRow], models: Sequence[str], path: Path, m: int) -> Path | None:
     """The library's forest plot of every at-a-glance gain (model by model, rows in page order)."""
     lines = [
-        ForestLine(f"{gain_label(model, 'ahl')}: {row.run.label}, {row.where} (n={row.gains[model].get('n', 0)})",
-                   row.gains[model]["mean"], row.gains[model].get("ci_low"), row.gains[model].get("ci_high"),
-                   row.gains[model].get("verdict", NO_EFFECT))
-        for model in models for row in rows if model in row.gains
+        ForestLine(
+            f"{gain_label(model, 'ahl')}: {row.run.label}, {row.where} (n={row.gains[model].get('n', 0)})",
+            row.gains[model]["mean"],
+            row.gains[model].get("ci_low"),
+            row.gains[model].get("ci_high"),
+            row.gains[model].get("verdict", NO_EFFECT),
+        )
+        for model in models
+        for row in rows
+        if model in row.gains
     ]
     if not lines:
         return None

@@ -24,8 +24,14 @@ REFERENCE_ROWS = RESULTS / "reference_rows"
 #: data key of the reference rows -> the compare parts (M = 10) that hold the labelled rows
 IMAGE_PARTS = {"mt": ("mt_general", "mt_hard"), "elpv": ("elpv",)}
 REFERENCES = {"knn-kth": "5-NN k-th", "knn-mean": "5-NN mean", "patchcore": "PatchCore-class"}
-LABELLED = {"devnet/base": "DevNet", "devnet/ahl": "AHL(DevNet)", "dra/base": "DRA", "dra/ahl": "AHL(DRA)",
-            "dra_patch/base": "DRA, patch head", "dra_patch/ahl": "AHL(DRA), patch head"}
+LABELLED = {
+    "devnet/base": "DevNet",
+    "devnet/ahl": "AHL(DevNet)",
+    "dra/base": "DRA",
+    "dra/ahl": "AHL(DRA)",
+    "dra_patch/base": "DRA, patch head",
+    "dra_patch/ahl": "AHL(DRA), patch head",
+}
 #: data key -> compare directory prefix of DRA run with ``-o distance_form=patch`` (the default since 2026-12-03; the
 #: catalogue's image runs predate it): shown as the ``dra_patch`` rows
 PATCH_HEAD_RUNS = {"mt": "mt_general_dra_patch", "elpv": "elpv_dra_patch"}
@@ -91,8 +97,10 @@ def image_runs(runs_dir: Path = RESULTS / "compare", seeds: int = 5) -> list[Run
     wanted = {name for names in IMAGE_PARTS.values() for name in names}
     runs = []
     for part in (p for parts in compare_parts(SHARED_DATA).values() for p in parts if p.name in wanted):
-        found = sorted((d for d in runs_dir.glob(f"{part.name}-s{seeds}*") if (d / "summary.json").is_file()),
-                       key=lambda d: (d / "summary.json").stat().st_mtime)
+        found = sorted(
+            (d for d in runs_dir.glob(f"{part.name}-s{seeds}*") if (d / "summary.json").is_file()),
+            key=lambda d: (d / "summary.json").stat().st_mtime,
+        )
         if found:
             runs.append(Run(part, found[-1], load_compare(found[-1]).summary))
     return runs
@@ -122,7 +130,9 @@ def comparison(labelled: dict[str, dict[int, float]], references: dict[str, dict
     return {"best": best, "strongest": strongest, **gain}
 
 
-def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS, runs_dir: Path | None = RESULTS / "compare") -> list[str]:
+def image_references_section(
+    runs: list[Run], path: Path = REFERENCE_ROWS, runs_dir: Path | None = RESULTS / "compare"
+) -> list[str]:
     """The section, or nothing when no reference rows or no image runs are on disk."""
     labelled, references = labelled_cells(runs, runs_dir), reference_cells(path)
     keys = sorted(k for k in labelled if k in references)
@@ -141,11 +151,14 @@ def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS, runs_
         "the interval excludes 0, else *not told apart*. Why the labelled rows "
         "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`. DRA's rows "
         "were run with the pooled distance head, the default when they ran; *patch head*: DRA with "
-        "`distance_form=\"patch\"`, the default on maps since 2026-12-03 (chosen on validation, `docs/deviations.md`), "
+        '`distance_form="patch"`, the default on maps since 2026-12-03 (chosen on validation, `docs/deviations.md`), '
         "where it has been run (`benchmarks/results/compare/<part>_dra_patch-s5-e10`; `-` elsewhere). A row unfinished "
         "when the page was written shows the seeds it has.",
         "",
-        "| data | setting | " + " | ".join(REFERENCES.values()) + " | " + " | ".join(LABELLED.values())
+        "| data | setting | "
+        + " | ".join(REFERENCES.values())
+        + " | "
+        + " | ".join(LABELLED.values())
         + " | best − strongest [95% CI] | standing |",
         "|---|---|" + "---|" * (len(REFERENCES) + len(LABELLED) + 2),
     ]
@@ -156,8 +169,11 @@ def image_references_section(runs: list[Run], path: Path = REFERENCE_ROWS, runs_
         if found is None or found["ci_low"] is None:
             tail = ["-", "-"]
         else:
-            tail = [f"{LABELLED[found['best']]} − {REFERENCES[found['strongest']]}: {found['mean']:+.3f} "
-                    f"[{found['ci_low']:+.3f}, {found['ci_high']:+.3f}] (n {found['n']})", STANDING[found["verdict"]]]
+            tail = [
+                f"{LABELLED[found['best']]} − {REFERENCES[found['strongest']]}: {found['mean']:+.3f} "
+                f"[{found['ci_low']:+.3f}, {found['ci_high']:+.3f}] (n {found['n']})",
+                STANDING[found["verdict"]],
+            ]
         name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
         lines.append(f"| {name} | {setting} | " + " | ".join(cells + tail) + " |")
     return lines + [""]
@@ -178,7 +194,9 @@ def strongest_label_free(runs: list[Run], path: Path = REFERENCE_ROWS) -> dict[t
     return out
 
 
-def pixel_reference_section(model_rows: dict[str, dict[int, dict[str, float]]], path: Path = REFERENCE_ROWS) -> list[str]:
+def pixel_reference_section(
+    model_rows: dict[str, dict[int, dict[str, float]]], path: Path = REFERENCE_ROWS
+) -> list[str]:
     """``docs/results_pixel.md``'s label-free section: the reference rows' image and pixel metrics per data set and
     setting, and on Magnetic Tile's general splits each model minus PatchCore-class, paired per seed.
 
@@ -209,24 +227,40 @@ def pixel_reference_section(model_rows: dict[str, dict[int, dict[str, float]]], 
         seeds = sorted({r["seed"] for r in found})
         cells = []
         for key, _ in metrics:
-            per_seed = [np.mean([r[key] for r in found if r["seed"] == s]) for s in seeds
-                        if all(key in r for r in found if r["seed"] == s)]
-            cells.append(f"{np.mean(per_seed):.3f} ± {np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0:.3f}"
-                         if per_seed else "")
+            per_seed = [
+                np.mean([r[key] for r in found if r["seed"] == s])
+                for s in seeds
+                if all(key in r for r in found if r["seed"] == s)
+            ]
+            cells.append(
+                f"{np.mean(per_seed):.3f} ± {np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0:.3f}"
+                if per_seed
+                else ""
+            )
         name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
-        lines.append(f"| {name} | {setting} | {REFERENCES.get(form, form)} | {len(seeds)} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {name} | {setting} | {REFERENCES.get(form, form)} | {len(seeds)} | " + " | ".join(cells) + " |"
+        )
     patch = {r["seed"]: r for r in grouped.get(("mt", "general", "patchcore"), [])}
     if model_rows and patch:
-        lines += ["", "Each model minus PatchCore-class on Magnetic Tile's general splits, paired per seed "
-                  "(95% interval; *below* / *above* when it excludes 0):", "", "| model | " + " | ".join(name for _, name in metrics) + " |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "Each model minus PatchCore-class on Magnetic Tile's general splits, paired per seed "
+            "(95% interval; *below* / *above* when it excludes 0):",
+            "",
+            "| model | " + " | ".join(name for _, name in metrics) + " |",
+            "|---|---|---|---|",
+        ]
         for label, by_seed in model_rows.items():
             cells = []
             for key, _ in metrics:
                 mine = "image_auroc" if key == "auc_roc" else key
                 diffs = [by_seed[s][mine] - patch[s][key] for s in sorted(by_seed) if s in patch and key in patch[s]]
                 gain = paired_interval(diffs)
-                cells.append("-" if gain["ci_low"] is None else
-                             f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {STANDING[gain['verdict']]}")
+                cells.append(
+                    "-"
+                    if gain["ci_low"] is None
+                    else f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] {STANDING[gain['verdict']]}"
+                )
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines + [""]

@@ -32,7 +32,13 @@ EXTERNAL = {
     ("satimage", "class_5"): {"5-NN": 0.840, "DeepOD DevNet": 0.722, "DeepOD DeepSAD": 0.807},
     ("ann_thyroid", "class_2"): {"5-NN": 0.981, "DeepOD DevNet": 0.968, "DeepOD DeepSAD": 0.939},
 }
-FAMILIES = {"nsl_kdd": "NSL-KDD", "pmlb": "PMLB", "adbench": "ADBench embeddings", "mt": "Magnetic Tile", "elpv": "ELPV"}
+FAMILIES = {
+    "nsl_kdd": "NSL-KDD",
+    "pmlb": "PMLB",
+    "adbench": "ADBench embeddings",
+    "mt": "Magnetic Tile",
+    "elpv": "ELPV",
+}
 #: The best-row table and DeepOD's rows are for the headline M.
 HEADLINE_M = 10
 
@@ -52,9 +58,13 @@ def rel(path: Path) -> str:
 def _paper_rows(part: Part, summary: dict[str, Any]) -> list[str]:
     if part.paper is None:
         return []
-    lines = ["", "Published (AHL paper, AUC-ROC, M = 10) beside ours:", "",
-             "| setting | model | paper base | paper AHL | paper gain | ours base | ours AHL | ours gain [95% CI] |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "Published (AHL paper, AUC-ROC, M = 10) beside ours:",
+        "",
+        "| setting | model | paper base | paper AHL | paper gain | ours base | ours AHL | ours gain [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for setting in ("general", "hard"):
         published = PAPER.get((part.paper[0], setting))
         if not published:
@@ -62,11 +72,22 @@ def _paper_rows(part: Part, summary: dict[str, Any]) -> list[str]:
         seen = "all" if setting == "general" else "mean"
         for model, (base, ahl) in published.items():
             ours = {
-                g["variant"]: g["auc_roc"] for g in summary["groups"]
+                g["variant"]: g["auc_roc"]
+                for g in summary["groups"]
                 if g["model"] == model and g["setting"] == setting and g["n_anomalies"] == 10 and g["seen_type"] == seen
             }
-            gain = next((g["auc_roc"] for g in summary["gains"] if g["model"] == model and g["variant"] == "ahl"
-                         and g["setting"] == setting and g["n_anomalies"] == 10 and g["seen_type"] == seen), None)
+            gain = next(
+                (
+                    g["auc_roc"]
+                    for g in summary["gains"]
+                    if g["model"] == model
+                    and g["variant"] == "ahl"
+                    and g["setting"] == setting
+                    and g["n_anomalies"] == 10
+                    and g["seen_type"] == seen
+                ),
+                None,
+            )
             ours_gain = f"{signed(gain['mean'])} {interval(gain)}" if gain else "-"
             lines.append(
                 f"| {setting} | {model} | {base:.3f} | {ahl:.3f} | {ahl - base:+.3f} | {fmt(ours.get('base'))} | "
@@ -99,13 +120,21 @@ def statements(run: Run, models: list[str]) -> list[str]:
         for row in glance_rows([run], models, m):
             for model, block in row.gains.items():
                 where = f"{row.where}, M = {m}"
-                mde = "" if block.get("mde") is None else f"; MDE {block['mde']:.3f}, {block['seeds_needed']} seeds would resolve ±0.01"
-                text = (f"- {where}: {gain_label(model, 'ahl')} = {signed(block['mean'])} {interval(block)} over "
-                        f"{block.get('n', 0)} seeds: **{block.get('verdict')}**{mde}")
+                mde = (
+                    ""
+                    if block.get("mde") is None
+                    else f"; MDE {block['mde']:.3f}, {block['seeds_needed']} seeds would resolve ±0.01"
+                )
+                text = (
+                    f"- {where}: {gain_label(model, 'ahl')} = {signed(block['mean'])} {interval(block)} over "
+                    f"{block.get('n', 0)} seeds: **{block.get('verdict')}**{mde}"
+                )
                 ahl = row.ahl.get(model)
                 if row.knn is not None and ahl is not None:
-                    text += (f"; the label-free k-NN ({row.knn:.3f}) is {'above' if row.knn > ahl else 'below'} "
-                             f"AHL({model}) ({ahl:.3f})")
+                    text += (
+                        f"; the label-free k-NN ({row.knn:.3f}) is {'above' if row.knn > ahl else 'below'} "
+                        f"AHL({model}) ({ahl:.3f})"
+                    )
                 lines.append(text + ".")
     return lines
 
@@ -135,8 +164,10 @@ def section(run: Run, models: list[str], arguments: dict[str, Any]) -> list[str]
     out += ["", "Times per cell:", "", times_table(summary, markdown=True), ""]
     if summary.get("skipped"):
         out += ["Skipped or failed cells:", ""]
-        out += [f"- {p['status']}: {p['setting']} M = {p['n_anomalies']} seen = {p['seen_type']}: {p['reason']}"
-                for p in summary["skipped"]]
+        out += [
+            f"- {p['status']}: {p['setting']} M = {p['n_anomalies']} seen = {p['seen_type']}: {p['reason']}"
+            for p in summary["skipped"]
+        ]
         out.append("")
     return out
 
@@ -149,9 +180,13 @@ def _headline_means(summary: dict[str, Any], setting: str) -> dict[str, float]:
         return {}
     seen = "all" if setting == "general" else ("mean" if "mean" in seen_types else sorted(seen_types)[0])
     # label-free rows other than k-NN (e.g. patchcore, also of variant "knn") have no column here
-    return {("knn" if g["variant"] == "knn" else f"{g['model']}/{g['variant']}"): g["auc_roc"]["mean"]
-            for g in groups if g["seen_type"] == seen and g["auc_roc"].get("mean") is not None
-            and (g["variant"] != "knn" or g["model"] == "knn")}
+    return {
+        ("knn" if g["variant"] == "knn" else f"{g['model']}/{g['variant']}"): g["auc_roc"]["mean"]
+        for g in groups
+        if g["seen_type"] == seen
+        and g["auc_roc"].get("mean") is not None
+        and (g["variant"] != "knn" or g["model"] == "knn")
+    }
 
 
 def _peer_means(peers: list[dict[str, Any]], key: str, setting: str) -> dict[str, float]:
@@ -159,12 +194,17 @@ def _peer_means(peers: list[dict[str, Any]], key: str, setting: str) -> dict[str
     rows = [g for g in peers if g["data"] == key and g["setting"] == setting and g["n_anomalies"] == HEADLINE_M]
     seen_types = {g["seen_type"] for g in rows}
     seen = "all" if setting == "general" else ("mean" if "mean" in seen_types else min(seen_types, default=None))
-    return {g["detector"]: g["auc_roc"]["mean"] for g in rows
-            if g["seen_type"] == seen and g["detector"] != "5-NN" and g.get("complete", True)}
+    return {
+        g["detector"]: g["auc_roc"]["mean"]
+        for g in rows
+        if g["seen_type"] == seen and g["detector"] != "5-NN" and g.get("complete", True)
+    }
 
 
 def best_rows(
-    runs: list[Run], models: list[str], peers: list[dict[str, Any]],
+    runs: list[Run],
+    models: list[str],
+    peers: list[dict[str, Any]],
     label_free: dict[tuple[str, str], tuple[str, float]] | None = None,
 ) -> list[str]:
     """Per family and setting: the best OSAD row against the label-free rows and DeepOD, averaged over data sets.
@@ -193,12 +233,22 @@ def best_rows(
             table[(family(run.part), setting)].append(entry)
     if not table:
         return []
-    columns = (["knn", "label_free", "best"] + [f"{m}/{v}" for m in models for v in ("base", "ahl")]
-               + ["deepod_devnet", "deepod_best"])
-    names = {"knn": "k-NN", "label_free": "strongest label-free (form)", "best": "best OSAD row",
-             "deepod_devnet": "DeepOD DevNet", "deepod_best": "best DeepOD"}
-    head = [names.get(c, c.replace("/base", "").replace("/ahl", " + AHL").replace("devnet", "DevNet")
-                      .replace("dra", "DRA")) for c in columns]
+    columns = (
+        ["knn", "label_free", "best"]
+        + [f"{m}/{v}" for m in models for v in ("base", "ahl")]
+        + ["deepod_devnet", "deepod_best"]
+    )
+    names = {
+        "knn": "k-NN",
+        "label_free": "strongest label-free (form)",
+        "best": "best OSAD row",
+        "deepod_devnet": "DeepOD DevNet",
+        "deepod_best": "best DeepOD",
+    }
+    head = [
+        names.get(c, c.replace("/base", "").replace("/ahl", " + AHL").replace("devnet", "DevNet").replace("dra", "DRA"))
+        for c in columns
+    ]
     lines = [
         "## Best OSAD row against the strongest label-free row and DeepOD",
         "",

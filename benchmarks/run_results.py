@@ -67,6 +67,7 @@ DEFAULT_DATA = SHARED_DATA
 DEFAULT_RUNS = RESULTS / "compare"
 DEFAULT_PAGE = ROOT / "docs" / "results.md"
 
+
 def _available(part: Part) -> str | None:
     """Why a part cannot run here, or None."""
     if part.needs:
@@ -129,8 +130,11 @@ def _run_name(part: Part, args: argparse.Namespace) -> str:
 # -- the page --------------------------------------------------------------------------
 
 #: Families whose rows the "seeds to resolve ±0.01" table pools (part-name prefixes of the catalogue).
-SEED_FAMILIES = {"embeddings (ADBench MVTec)": ("adbench",), "tabular (NSL-KDD, PMLB)": ("nsl_kdd", "pmlb"),
-                 "images (Magnetic Tile, ELPV)": ("mt", "elpv")}
+SEED_FAMILIES = {
+    "embeddings (ADBench MVTec)": ("adbench",),
+    "tabular (NSL-KDD, PMLB)": ("nsl_kdd", "pmlb"),
+    "images (Magnetic Tile, ELPV)": ("mt", "elpv"),
+}
 DELONG_NOTE = (
     "The tracked compare directories keep no per-cell test scores (`cells/` is not tracked), so DeLong's test per "
     "seed is not shown on this page; a compare run with its `cells/` shows it in its own `summary.md`."
@@ -144,16 +148,19 @@ def picture_path(page: Path, kind: str, m: int) -> Path:
 
 def glance_sections(runs: list[Run], args: argparse.Namespace) -> list[str]:
     """Per M present in the runs (the headline M first): the at-a-glance table, its tally, pictures, ranks."""
-    ms = sorted({g["n_anomalies"] for run in runs for g in run.summary["gains"] if g["variant"] == "ahl"},
-                key=lambda m: (m != HEADLINE_M, -m))
+    ms = sorted(
+        {g["n_anomalies"] for run in runs for g in run.summary["gains"] if g["variant"] == "ahl"},
+        key=lambda m: (m != HEADLINE_M, -m),
+    )
     out: list[str] = []
     for m in ms:
         rows = glance_rows(runs, args.models, m)
         if not rows:
             continue
         forest_png = forest(rows, args.models, picture_path(args.page, "forest", m), m)
-        report_lines, cd_png = across_data_sets([r for r in runs if any(x.run is r for x in rows)], m,
-                                                picture_path(args.page, "cd", m))
+        report_lines, cd_png = across_data_sets(
+            [r for r in runs if any(x.run is r for x in rows)], m, picture_path(args.page, "cd", m)
+        )
         seeds = sorted({b.get("n", 0) for row in rows for b in row.gains.values()})
         out += [
             f"## At a glance, M = {m}",
@@ -171,10 +178,15 @@ def glance_sections(runs: list[Run], args: argparse.Namespace) -> list[str]:
         out += [f"### Across data sets, M = {m}", "", *report_lines]
         if cd_png:
             out += [f"![Critical-difference diagram at M = {m}]({cd_png.name})", ""]
-        out += [f"### Seeds to resolve ±0.01, M = {m}", "",
-                "Per row, the seeds at which a two-sided 5% paired t test has 80% power for a true gain of 0.01 "
-                "AUC-ROC, from the row's observed spread of gains; median (range) over the rows of a family.", "",
-                *seeds_needed(rows, args.models, SEED_FAMILIES), ""]
+        out += [
+            f"### Seeds to resolve ±0.01, M = {m}",
+            "",
+            "Per row, the seeds at which a two-sided 5% paired t test has 80% power for a true gain of 0.01 "
+            "AUC-ROC, from the row's observed spread of gains; median (range) over the rows of a family.",
+            "",
+            *seeds_needed(rows, args.models, SEED_FAMILIES),
+            "",
+        ]
     return out
 
 
@@ -193,8 +205,7 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
             "*k-NN* is the label-free 5-NN distance to the training normals on the same features (what a user "
             "without labels would get). Models use their registered defaults when they ran (DRA's image rows: the pooled "
             "distance head, the default until 2026-12-03; the patch head that replaced it is shown beside them in "
-            "*Images* where it has run); nothing was tuned on test data. "
-            + DELONG_NOTE
+            "*Images* where it has run); nothing was tuned on test data. " + DELONG_NOTE
         ),
         "",
         "Companion pages: `docs/results_finetune.md` (the paper's pipeline: fine-tuned backbones, then AHL), "
@@ -226,9 +237,11 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
         machine = machine or meta.get("machine")
         sections += section(run, args.models, meta["arguments"])
     if runs:
-        out += [*glance_sections(runs, args),
-                *best_rows(runs, args.models, read_peer_rows(args.peers), strongest_label_free(runs)),
-                *image_references_section(runs)]
+        out += [
+            *glance_sections(runs, args),
+            *best_rows(runs, args.models, read_peer_rows(args.peers), strongest_label_free(runs)),
+            *image_references_section(runs),
+        ]
     out += sections
     machine = machine or machine_description()
     out += ["## Machine", "", *[f"- {k}: {v}" for k, v in (machine or {}).items()], ""]
@@ -247,11 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated benchmarks: mt, elpv, nsl_kdd, pmlb, adbench (default: all)"
     )
     parser.add_argument(
-        "--n-anomalies", type=lambda v: [int(x) for x in v.split(",")], default=[1, 10],
+        "--n-anomalies",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 10],
         help="run only these M among each part's (default: all of them)",
     )
     parser.add_argument(
-        "--settings", type=lambda v: v.split(","), default=["general", "hard"],
+        "--settings",
+        type=lambda v: v.split(","),
+        default=["general", "hard"],
         help="run only these settings among each part's (default: both)",
     )
     parser.add_argument("--skip", default="", help="comma-separated part names not to run now (e.g. pmlb_shuttle)")
@@ -268,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the compare directories go")
     parser.add_argument(
-        "--page", type=Path, default=DEFAULT_PAGE,
+        "--page",
+        type=Path,
+        default=DEFAULT_PAGE,
         help="the Markdown page to write; a page other than docs/results.md holds only the --only benchmarks",
     )
     parser.add_argument("--title", default="Results: base vs base+AHL on real data", help="the page's heading")
     parser.add_argument(
-        "--peers", type=Path, default=PEER_ROWS,
+        "--peers",
+        type=Path,
+        default=PEER_ROWS,
         help="DeepOD's headline rows written by benchmarks.peers, shown beside ours (absent: no DeepOD columns)",
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from runs on disk; run nothing")

@@ -64,8 +64,13 @@ VARIANTS = ("base", *AHL_VARIANTS)
 def fit_score(model: str, variant: str, case: Case, train_seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     options = AHL_VARIANTS[variant][0] if variant in AHL_VARIANTS else {}
-    detector = OSADDetector(model, ahl=variant in AHL_VARIANTS, seed=train_seed, use_cache=case.is_image,
-                            **{**case.detector_options, **options})
+    detector = OSADDetector(
+        model,
+        ahl=variant in AHL_VARIANTS,
+        seed=train_seed,
+        use_cache=case.is_image,
+        **{**case.detector_options, **options},
+    )
     detector.fit(case.x_fit, case.y_fit)
     seconds = time.perf_counter() - started
     return {"auc_roc": float(auc_roc(case.y_val, detector.decision_function(case.x_val))), "seconds": seconds}
@@ -138,10 +143,13 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
         mine = {k: r for k, r in rows.items() if k[0] == model}
         if not mine:
             continue
-        lines += [f"## {model}", "",
-                  "| family | cases | splits × seeds | base AUC | training std | split std | variant | variant − base | SE "
-                  "| SE by seed | per seed | up / down |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {model}",
+            "",
+            "| family | cases | splits × seeds | base AUC | training std | split std | variant | variant − base | SE "
+            "| SE by seed | per seed | up / down |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         present = [v for v in AHL_VARIANTS if any(k[1] == v for k in mine)]
         for (name, cases), variant in ((g, v) for g in groups for v in present):
             base = [r for k, r in mine.items() if k[1] == "base" and k[2] in cases]
@@ -164,8 +172,11 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
                 f"| {_number(se)} | {_number(cluster_se(by_seed))} | {per_seed} | "
                 f"{sum(g > 0 for g in gains)} / {sum(g < 0 for g in gains)} |"
             )
-        seconds = {v: statistics.fmean(r["seconds"] for k, r in mine.items() if k[1] == v) for v in VARIANTS
-                   if any(k[1] == v for k in mine)}
+        seconds = {
+            v: statistics.fmean(r["seconds"] for k, r in mine.items() if k[1] == v)
+            for v in VARIANTS
+            if any(k[1] == v for k in mine)
+        }
         lines += ["", "Mean fit seconds: " + ", ".join(f"{v} {s:.1f}" for v, s in seconds.items()) + ".", ""]
     write_markdown(path, lines, machine=SHARED_MACHINE)
 
@@ -192,10 +203,22 @@ def main(argv: list[str] | None = None) -> int:
                         if (model, variant, case.name, case.seed, train_seed) in rows:
                             continue
                         result = fit_score(model, variant, case, train_seed)
-                        rows.add({"model": model, "variant": variant, "case": case.name, "family": case.family,
-                                  "split": case.seed, "train_seed": train_seed, **result})
-                        print(f"{case.name} split {case.seed} seed {train_seed} {model} {variant}: "
-                              f"{result['auc_roc']:.3f} ({result['seconds']:.1f} s)", flush=True)
+                        rows.add(
+                            {
+                                "model": model,
+                                "variant": variant,
+                                "case": case.name,
+                                "family": case.family,
+                                "split": case.seed,
+                                "train_seed": train_seed,
+                                **result,
+                            }
+                        )
+                        print(
+                            f"{case.name} split {case.seed} seed {train_seed} {model} {variant}: "
+                            f"{result['auc_roc']:.3f} ({result['seconds']:.1f} s)",
+                            flush=True,
+                        )
     write_page(args.page, rows.by_key, sorted({k[0] for k in rows.by_key}))  # every model on disk, not only this run's
     return 0
 

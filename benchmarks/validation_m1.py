@@ -25,9 +25,9 @@ BASE, AHL = "base_p", "ahl_p"
 #: the AHL defaults that could plausibly depend on M, and the variant that tests each at M = 1
 DEFAULTS_TESTED = {
     "ahl_p_support1": "`support_loss_weight=0` (the meta-objective holds only the adapted models' query losses; "
-                      "weight 1 adds the unified model's own support losses)",
+    "weight 1 adds the unified model's own support losses)",
     "ahl_now_steps20": "`outer_steps_per_epoch=5`, `outer_lr=8e-4` (large outer steps on a task set that repeats "
-                       "one anomaly)",
+    "one anomaly)",
     "ahl_warm_0.5": "`warm_start=0` (meta-training from the first epoch)",
     "ahl_no_sge": "the SGE estimator's task weights (which rank tasks by scores on one anomaly)",
     "ahl_inner_0.01": "`inner_lr=0.05` (relative inner step; one anomaly is a third of every support batch)",
@@ -36,13 +36,16 @@ DEFAULTS_TESTED = {
     "ahl_p_support1_inner_0.01": "`support_loss_weight=0` and `inner_lr=0.05` together (both changed)",
 }
 #: defaults whose construction does not involve the labelled anomalies, so M cannot change what they do
-NOT_M_DEPENDENT = ("`n_clusters=3` and `query_normals=\"cluster\"` (k-means on normals only)",
-                   "`task_batch_size` (balanced thirds: normal, seen, pseudo, whatever M)",
-                   "the pseudo-anomaly generators (made from normals)")
+NOT_M_DEPENDENT = (
+    '`n_clusters=3` and `query_normals="cluster"` (k-means on normals only)',
+    "`task_batch_size` (balanced thirds: normal, seen, pseudo, whatever M)",
+    "the pseudo-anomaly generators (made from normals)",
+)
 
 
-def paired_gains(rows: Rows, config: str, reference: str, model: str, families: set[str] | None = None,
-                 only: Rows | None = None) -> list[float]:
+def paired_gains(
+    rows: Rows, config: str, reference: str, model: str, families: set[str] | None = None, only: Rows | None = None
+) -> list[float]:
     """``config`` − ``reference`` per (case, seed) both ran on, for ``model``, within ``families`` (None: all);
     ``only``: just the (case, seed) pairs these rows (the other M's) hold too, so both M pair on the same cases."""
     out = []
@@ -88,19 +91,29 @@ def conclusion(m1: Rows, model: str, variants: list[str]) -> str:
     ahl = paired_interval(paired_gains(m1, AHL, BASE, model, clean))
     if ahl["n"] < 2:
         return f"- {model}: not measured on the clean families yet."
-    better = [v for v in variants if decide(paired_gains(m1, v, AHL, model, clean), paired_gains(m1, v, AHL, model))
-              .startswith("**")]
+    better = [
+        v
+        for v in variants
+        if decide(paired_gains(m1, v, AHL, model, clean), paired_gains(m1, v, AHL, model)).startswith("**")
+    ]
     fixed = [v for v in better if paired_interval(paired_gains(m1, v, BASE, model, clean))["verdict"] != "hurts"]
     if fixed:
-        return (f"- {model}: AHL − base at M = 1 is {ahl['verdict']}; " + ", ".join(f"`{v}`" for v in fixed)
-                + " beats today's AHL without falling below the base: **an M = 1 default** (docs/deviations.md).")
+        return (
+            f"- {model}: AHL − base at M = 1 is {ahl['verdict']}; "
+            + ", ".join(f"`{v}`" for v in fixed)
+            + " beats today's AHL without falling below the base: **an M = 1 default** (docs/deviations.md)."
+        )
     if ahl["verdict"] == "hurts":
         tried = ", ".join(f"`{v}`" for v in better) or "none"
-        return (f"- {model}: AHL loses to its base at M = 1 on the clean families ({ahl['mean']:+.3f} "
-                f"[{ahl['ci_low']:+.3f}, {ahl['ci_high']:+.3f}], n {ahl['n']}); variants that beat today's AHL "
-                f"({tried}) still lose to the base, so **no default changes**: at M = 1, {model} without AHL is "
-                "the better choice until a variant closes the gap.")
-    return f"- {model}: AHL − base at M = 1 is {ahl['verdict']} and no variant beats today's AHL: **the defaults hold**."
+        return (
+            f"- {model}: AHL loses to its base at M = 1 on the clean families ({ahl['mean']:+.3f} "
+            f"[{ahl['ci_low']:+.3f}, {ahl['ci_high']:+.3f}], n {ahl['n']}); variants that beat today's AHL "
+            f"({tried}) still lose to the base, so **no default changes**: at M = 1, {model} without AHL is "
+            "the better choice until a variant closes the gap."
+        )
+    return (
+        f"- {model}: AHL − base at M = 1 is {ahl['verdict']} and no variant beats today's AHL: **the defaults hold**."
+    )
 
 
 def m1_section(m1: Rows, ten: Rows) -> list[str]:
@@ -122,9 +135,12 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
         "",
     ]
     for model in models:
-        lines += [f"### {model}: AHL − base, M = 1 beside M = 10", "",
-                  "| family | clean at M = 1 | base M = 1 | AHL M = 1 | AHL − base, M = 1 | AHL − base, M = 10 (same cases) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {model}: AHL − base, M = 1 beside M = 10",
+            "",
+            "| family | clean at M = 1 | base M = 1 | AHL M = 1 | AHL − base, M = 1 | AHL − base, M = 10 (same cases) |",
+            "|---|---|---|---|---|---|",
+        ]
         for family in [*families, None]:
             fams = set(families) if family is None else {family}
             base = [r["auc_roc"] for k, r in m1.items() if k[0] == BASE and k[1] == model and r["family"] in fams]
@@ -133,16 +149,21 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
                 continue
             name = "all" if family is None else family
             clean = "-" if family is None else "yes" if family in CLEAN_AT_M1 else "no"
-            mean = (lambda v: f"{sum(v) / len(v):.3f}" if v else "-")
-            lines.append(f"| {name} | {clean} | {mean(base)} | {mean(ahl)} | "
-                         f"{interval_cell(paired_gains(m1, AHL, BASE, model, fams))} | "
-                         f"{interval_cell(paired_gains(ten, AHL, BASE, model, fams, only=m1))} |")
+            mean = lambda v: f"{sum(v) / len(v):.3f}" if v else "-"
+            lines.append(
+                f"| {name} | {clean} | {mean(base)} | {mean(ahl)} | "
+                f"{interval_cell(paired_gains(m1, AHL, BASE, model, fams))} | "
+                f"{interval_cell(paired_gains(ten, AHL, BASE, model, fams, only=m1))} |"
+            )
         lines.append("")
     variants = sorted({key[0] for key in m1} - {BASE, AHL, "knn"})
     if variants:
-        lines += ["### Does M = 1 want another value? Each variant − today's AHL (same model, case, seed)", "",
-                  "| model | variant | clean families, M = 1 | all families, M = 1 | the same cases, M = 10 | variant − base, clean, M = 1 | decision |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "### Does M = 1 want another value? Each variant − today's AHL (same model, case, seed)",
+            "",
+            "| model | variant | clean families, M = 1 | all families, M = 1 | the same cases, M = 10 | variant − base, clean, M = 1 | decision |",
+            "|---|---|---|---|---|---|---|",
+        ]
         by_model: dict[str, list[str]] = defaultdict(list)
         for variant in variants:
             for model in models:
@@ -156,13 +177,22 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
                     f"{interval_cell(paired_gains(m1, variant, BASE, model, set(CLEAN_AT_M1)))} | {decide(clean, every)} |"
                 )
         lines += [line for model in models for line in by_model[model]]
-        lines += ["", "Conclusion per model (the rule: a variant becomes an M = 1 default only if it beats today's "
-                  "AHL and is not below the base model on the clean families):", ""]
+        lines += [
+            "",
+            "Conclusion per model (the rule: a variant becomes an M = 1 default only if it beats today's "
+            "AHL and is not below the base model on the clean families):",
+            "",
+        ]
         lines += [conclusion(m1, model, variants) for model in models]
         lines += ["", "What each variant tests (an AHL default that could depend on M):", ""]
         lines += [f"- `{v}`: {DEFAULTS_TESTED.get(v, CONFIG_NOTE)}" for v in variants]
-        lines += ["", "Not tested at M = 1, since they never touch the labelled anomalies: "
-                  + "; ".join(NOT_M_DEPENDENT) + ". HADG's split of the seen anomalies is the one rule that "
-                  "changes with M: with M = 1 the anomaly goes to support and query (the paper's rule), tested in "
-                  "`tests/ahl/test_hadg_one_anomaly.py`.", ""]
+        lines += [
+            "",
+            "Not tested at M = 1, since they never touch the labelled anomalies: "
+            + "; ".join(NOT_M_DEPENDENT)
+            + ". HADG's split of the seen anomalies is the one rule that "
+            "changes with M: with M = 1 the anomaly goes to support and query (the paper's rule), tested in "
+            "`tests/ahl/test_hadg_one_anomaly.py`.",
+            "",
+        ]
     return lines

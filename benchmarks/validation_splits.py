@@ -82,15 +82,31 @@ def nsl_kdd_case(dataset, group: str, seed: int, n_anomalies: int = 10) -> Case:
     fit_rows = np.concatenate([normals[:n_fit], seen])
     val_rows = np.concatenate([normals[n_fit:], unseen])
     x = dataset.inputs
-    return Case("tabular, hard", f"nsl_kdd/{group}", seed, x[fit_rows], dataset.labels[fit_rows], x[val_rows],
-                dataset.labels[val_rows], n_anomalies=n_anomalies)
+    return Case(
+        "tabular, hard",
+        f"nsl_kdd/{group}",
+        seed,
+        x[fit_rows],
+        dataset.labels[fit_rows],
+        x[val_rows],
+        dataset.labels[val_rows],
+        n_anomalies=n_anomalies,
+    )
 
 
 def digits_case(dataset, digit: str, seed: int, n_anomalies: int = 10) -> Case:
     split = make_split(dataset, "hard", n_anomalies=n_anomalies, anomaly_type=digit, seed=seed)
     x = dataset.inputs
-    return Case("digits, hard", f"digits/{digit}", seed, x[split.train_indices], split.train_labels,
-                x[split.test_indices], split.test_labels, n_anomalies=n_anomalies)
+    return Case(
+        "digits, hard",
+        f"digits/{digit}",
+        seed,
+        x[split.train_indices],
+        split.train_labels,
+        x[split.test_indices],
+        split.test_labels,
+        n_anomalies=n_anomalies,
+    )
 
 
 def carved_case(
@@ -114,8 +130,17 @@ def carved_case(
     def take(rows: np.ndarray):
         return [dataset.inputs[i] for i in rows] if isinstance(dataset.inputs, list) else dataset.inputs[rows]
 
-    return Case(family, name, seed, take(fit_rows), y[fit_rows], take(val_rows), y[val_rows], dict(detector_options or {}),
-                n_anomalies=n_anomalies)
+    return Case(
+        family,
+        name,
+        seed,
+        take(fit_rows),
+        y[fit_rows],
+        take(val_rows),
+        y[val_rows],
+        dict(detector_options or {}),
+        n_anomalies=n_anomalies,
+    )
 
 
 #: what the results run Magnetic Tile with (``benchmarks/compare_catalogue.py``)

@@ -357,7 +357,9 @@ class MetaLearner:
                     batched = vmap(score, in_dims=(0, 0, None, None), randomness="different")
                     out.append(batched(adapted, task_constants, x, given))
                 else:
-                    per_task = [(self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)]
+                    per_task = [
+                        (self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)
+                    ]
                     out.append(torch.stack([score(p, c, x, given) for p, c in per_task]))
             return torch.cat(out, dim=1).float().cpu()
         finally:

@@ -498,7 +498,9 @@ def _meta_train(
     }
 
 
-def _adapted_mean(learner: MetaLearner, features: list[torch.Tensor], sampler: TaskSampler, weights: torch.Tensor) -> float:
+def _adapted_mean(
+    learner: MetaLearner, features: list[torch.Tensor], sampler: TaskSampler, weights: torch.Tensor
+) -> float:
     """Replace θ_g by Σ_i w_i θ_i', the base models adapted from it on fresh support batches; returns the move.
 
     MAML meta-trains an initialisation to be adapted; this takes that step once more at the end, on every task's

@@ -87,17 +87,26 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="MVTec-style folder, .npz, .csv/.tsv(.gz), NSL-KDD folder, 'elpv' or 'digits'.")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    help="MVTec-style folder, .npz, .csv/.tsv(.gz), NSL-KDD folder, 'elpv' or 'digits'.",
+)
 @click.option("--models", default="devnet,dra", show_default=True, help="Comma-separated registered model names.")
 @click.option("--setting", type=click.Choice(["general", "hard", "both"]), default="general", show_default=True)
-@click.option("--n-anomalies", default="10", show_default=True, help="Labelled anomalies M, comma-separated (e.g. 1,10).")
+@click.option(
+    "--n-anomalies", default="10", show_default=True, help="Labelled anomalies M, comma-separated (e.g. 1,10)."
+)
 @click.option(
     "--anomaly-type",
     default="all",
     show_default=True,
     help="Hard setting: the seen type(s), comma-separated, or 'all' for one split per type.",
 )
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1; each draws its own split.")
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1; each draws its own split."
+)
 @click.option(
     "--train-seeds",
     type=click.IntRange(min=1),
@@ -105,13 +114,27 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     show_default=True,
     help="Fit every split this many times with independent training seeds; reports training and split noise apart.",
 )
-@click.option("--ablations", is_flag=True, help="Also run AHL without SGE (uniform), without HADG (random tasks) and as an ensemble.")
+@click.option(
+    "--ablations",
+    is_flag=True,
+    help="Also run AHL without SGE (uniform), without HADG (random tasks) and as an ensemble.",
+)
 @click.option("--extractor", default=None, help="Registered feature extractor (default: each model's own).")
-@click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE", help="Feature extractor option, e.g. image_size=224 (repeatable).")
+@click.option(
+    "--extractor-option",
+    "extractor_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Feature extractor option, e.g. image_size=224 (repeatable).",
+)
 @own_network_flags
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the training epochs (for a quick pass).")
-@click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours of the k-NN reference row.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Override the training epochs (for a quick pass)."
+)
+@click.option(
+    "--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours of the k-NN reference row."
+)
 @click.option(
     "--references",
     default=None,
@@ -119,15 +142,42 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     "k nearest), patchcore (nearest normal patch, images only). Default: kth on vectors; kth, mean and patchcore on images.",
 )
 @click.option(
-    "--coreset-fraction", type=click.FloatRange(min=0, max=1, min_open=True), default=0.1, show_default=True,
+    "--coreset-fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.1,
+    show_default=True,
     help="Share of the training patches the patchcore row keeps (greedy k-center coreset).",
 )
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Detector option for every variant (repeatable).")
-@click.option("--ahl-option", "ahl_options", multiple=True, metavar="KEY=VALUE", help="Option for the AHL variants only (repeatable).")
-@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Option of the data loader, e.g. label_column=y.")
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Detector option for every variant (repeatable).",
+)
+@click.option(
+    "--ahl-option",
+    "ahl_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option for the AHL variants only (repeatable).",
+)
+@click.option(
+    "--data-option",
+    "data_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of the data loader, e.g. label_column=y.",
+)
 @skip_bad_images_flag
 @click.option("--cache-dir", default=None, help="Feature cache (default: $AHL_CACHE_DIR or the user cache directory).")
-@click.option("--output", required=True, type=click.Path(file_okay=False), help="Directory for results; rerun with the same arguments to resume.")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for results; rerun with the same arguments to resume.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -149,7 +199,11 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
     show_default=True,
     help="local: this machine (--jobs). ray: one Ray task per cell (pip install 'ahl-plugins[ray]').",
 )
-@click.option("--ray-address", default=None, help="With --executor ray: an existing cluster (default: $RAY_ADDRESS, else a local Ray).")
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --executor ray: an existing cluster (default: $RAY_ADDRESS, else a local Ray).",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(
@@ -196,7 +250,9 @@ def compare(
     try:
         m_values = [int(v) for v in _comma(n_anomalies)]
     except ValueError:
-        raise click.BadParameter(f"comma-separated whole numbers expected, got {n_anomalies!r}", param_hint="--n-anomalies") from None
+        raise click.BadParameter(
+            f"comma-separated whole numbers expected, got {n_anomalies!r}", param_hint="--n-anomalies"
+        ) from None
     types = _comma(anomaly_type)
     path = Path(data).expanduser()
     values = {
@@ -210,7 +266,10 @@ def compare(
         "ablations": ablations,
         "extractor": extractor,
         "extractor_options": extractor_options_for(
-            extractor, _comma(models)[0] if _comma(models) else "devnet", extractor_weights, extractor_layers,
+            extractor,
+            _comma(models)[0] if _comma(models) else "devnet",
+            extractor_weights,
+            extractor_layers,
             _key_values(extractor_options, "--extractor-option"),
         ),
         "finetune_backbone": finetune_backbone,
@@ -220,7 +279,10 @@ def compare(
         "coreset_fraction": coreset_fraction,
         "options": _key_values(options, "--option"),
         "ahl_options": _key_values(ahl_options, "--ahl-option"),
-        "dataset_options": {**_key_values(data_options, "--data-option"), **({"skip_bad_images": True} if skip_bad_images else {})},
+        "dataset_options": {
+            **_key_values(data_options, "--data-option"),
+            **({"skip_bad_images": True} if skip_bad_images else {}),
+        },
         "device": device,
         "cache_dir": cache_dir,
         "threads": threads,
@@ -255,7 +317,9 @@ def demo_config(
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--cache-dir", default=None, help="Feature cache (default: $AHL_CACHE_DIR or the user cache directory).")
-@click.option("--threads", type=click.IntRange(min=1), default=DEMO_THREADS, show_default=True, help="torch CPU threads.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=DEMO_THREADS, show_default=True, help="torch CPU threads."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def demo(output: str, seeds: int, device: str, cache_dir: str | None, threads: int, quiet: bool) -> None:
     """A small compare on scikit-learn's handwritten digits (no download): about a minute on 2 CPU cores.

@@ -63,31 +63,71 @@ def _show_options(model: str, ahl: bool, finetune: bool = False) -> None:
 @click.command(cls=OptionFlagCommand)
 @click.option("--data", "data", required=True, help="MVTec-style folder, .npz, .csv/.tsv(.gz), 'digits' or 'elpv'.")
 @click.option("--model", default="devnet", show_default=True, help="A registered model (see `ahl plugins list --all`).")
-@click.option("--extractor", default=None,
-              help="A registered feature extractor (default: the model's), or a TorchScript file of your own network.")
+@click.option(
+    "--extractor",
+    default=None,
+    help="A registered feature extractor (default: the model's), or a TorchScript file of your own network.",
+)
 @click.option("--ahl", "use_ahl", is_flag=True, help="Train with Anomaly Heterogeneity Learning.")
 @click.option("--setting", type=click.Choice(["general", "hard"]), default="general", show_default=True)
 @click.option("--anomaly-type", default=None, help="Seen anomaly type (hard setting).")
 @click.option("--n-anomalies", type=int, default=10, show_default=True, help="Labelled anomalies M.")
-@click.option("--contamination", type=float, default=0.0, show_default=True, help="Unlabelled anomalies mixed into training normals.")
+@click.option(
+    "--contamination",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Unlabelled anomalies mixed into training normals.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--cache-dir", default=None, help="Feature cache (default: $AHL_CACHE_DIR or the user cache dir).")
 @skip_bad_images_flag
 @option_flag
-@click.option("--extractor-option", "extractor_options", multiple=True, metavar="KEY=VALUE",
-              help="Option for the feature extractor (repeatable), e.g. --extractor-option weights=none.")
-@click.option("--finetune-option", "finetune_options", multiple=True, metavar="KEY=VALUE",
-              help="Option for the fine-tuning stage of --finetune-backbone (repeatable), e.g. --finetune-option "
-              "epochs=2. -o options always go to the trainer (the base loop, or AHL with --ahl).")
+@click.option(
+    "--extractor-option",
+    "extractor_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option for the feature extractor (repeatable), e.g. --extractor-option weights=none.",
+)
+@click.option(
+    "--finetune-option",
+    "finetune_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option for the fine-tuning stage of --finetune-backbone (repeatable), e.g. --finetune-option "
+    "epochs=2. -o options always go to the trainer (the base loop, or AHL with --ahl).",
+)
 @own_network_flags
 @data_option_flag
 @click.option("--show-options", is_flag=True, help="List the options of --model (with --ahl: the AHL ones) and exit.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Directory for the fitted model.")
 @click.option("--overwrite", is_flag=True, help="Replace a model already saved in --output.")
-def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, contamination, seed, device, cache_dir,
-        skip_bad_images, options, extractor_options, finetune_options, extractor_weights, extractor_layers,
-        finetune_backbone, data_options, show_options, output, overwrite) -> None:
+def fit(
+    data,
+    model,
+    extractor,
+    use_ahl,
+    setting,
+    anomaly_type,
+    n_anomalies,
+    contamination,
+    seed,
+    device,
+    cache_dir,
+    skip_bad_images,
+    options,
+    extractor_options,
+    finetune_options,
+    extractor_weights,
+    extractor_layers,
+    finetune_backbone,
+    data_options,
+    show_options,
+    output,
+    overwrite,
+) -> None:
     """Fit a model on an OSAD split of DATA and save it to --output.
 
     The split's test part is recorded in split.json but not needed: with as
@@ -116,8 +156,16 @@ def fit(data, model, extractor, use_ahl, setting, anomaly_type, n_anomalies, con
     if dataset.encoder is not None and dataset.raw_table is not None and not dataset.has_partition:
         dataset = refit_encoding(dataset, split.train_indices)
     detector = OSADDetector(
-        model, use_ahl, extractor, seed, device, cache_dir=cache_dir, progress=True, extractor_options=extractor_values,
-        **({"finetune_backbone": True} if finetune_backbone else {}), **parse_key_values(options, "--option"),
+        model,
+        use_ahl,
+        extractor,
+        seed,
+        device,
+        cache_dir=cache_dir,
+        progress=True,
+        extractor_options=extractor_values,
+        **({"finetune_backbone": True} if finetune_backbone else {}),
+        **parse_key_values(options, "--option"),
         **({"finetune_options": parse_key_values(finetune_options, "--finetune-option")} if finetune_options else {}),
     )
     train = split.train_indices

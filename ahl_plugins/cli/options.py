@@ -104,16 +104,21 @@ class OptionFlagCommand(click.Command):
 def own_network_flags(command):
     """``--extractor-weights`` / ``--extractor-layers`` / ``--finetune-backbone``: shared by fit and compare."""
     command = click.option(
-        "--finetune-backbone", is_flag=True,
+        "--finetune-backbone",
+        is_flag=True,
         help="Train the backbone end to end with the heads first (images); AHL then runs on its frozen features.",
     )(command)
     command = click.option(
-        "--extractor-layers", default=None, metavar="NAME[,NAME]",
+        "--extractor-layers",
+        default=None,
+        metavar="NAME[,NAME]",
         help="Layer(s) to read: torchvision stages (layer3,layer4), EfficientNet taps (stride16), or the dict "
         "keys / submodule names of your own TorchScript network.",
     )(command)
     return click.option(
-        "--extractor-weights", default=None, type=click.Path(exists=True, dir_okay=False),
+        "--extractor-weights",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
         help="State dict (.safetensors, or a tensors-only .pt) of your own trained network, for the registered "
         "architecture named by --extractor (e.g. --extractor resnet18). Never unpickled.",
     )(command)

@@ -15,38 +15,66 @@ def _refuse_overwriting_inputs(output: Path, data: str, model_dir: Path) -> None
     target = output.expanduser().resolve()
     source = Path(data).expanduser()
     if source.exists() and target == source.resolve():
-        raise click.UsageError(f"--output {output} is the input data itself; writing the scores would overwrite it. "
-                               "Choose another file")
+        raise click.UsageError(
+            f"--output {output} is the input data itself; writing the scores would overwrite it. Choose another file"
+        )
     if target.parent == model_dir.resolve() and target.exists():
         raise click.UsageError(f"--output {output} is a file of the model in {model_dir}; choose another file")
     if source.is_dir() and source.resolve() in target.parents and target.exists():
-        raise click.UsageError(f"--output {output} is an existing file inside the data folder {data}; choose another file")
+        raise click.UsageError(
+            f"--output {output} is an existing file inside the data folder {data}; choose another file"
+        )
 
 
 def _deprecated_model_flag(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None:
-        click.echo("note: `ahl score --model DIR` is deprecated; use --model-dir DIR (in `ahl fit`, --model is a "
-                   "registered model name)", err=True)
+        click.echo(
+            "note: `ahl score --model DIR` is deprecated; use --model-dir DIR (in `ahl fit`, --model is a "
+            "registered model name)",
+            err=True,
+        )
     return value
 
 
 @click.command()
-@click.option("--model-dir", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A directory written by `ahl fit`.")
-@click.option("--model", "old_model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              callback=_deprecated_model_flag, hidden=True, help="Deprecated alias of --model-dir.")
+@click.option(
+    "--model-dir",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory written by `ahl fit`.",
+)
+@click.option(
+    "--model",
+    "old_model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    callback=_deprecated_model_flag,
+    hidden=True,
+    help="Deprecated alias of --model-dir.",
+)
 @click.option("--data", "data", required=True, help="Data to score: a dataset folder scores every image under test/.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (the model does not store one; default cpu).")
 @click.option("--cache-dir", default=None, help="Feature cache (default: $AHL_CACHE_DIR or the user cache dir).")
 @data_option_flag
 @skip_bad_images_flag
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
-@click.option("--maps", "maps_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Also write anomaly maps here: per image a PNG overlay and the raw .npy map, and index.html.")
-@click.option("--smooth", "sigma", type=float, default=0.0, show_default=True,
-              help="Gaussian smoothing of the maps (sigma in input-image pixels; 0 = none).")
-def score(model_dir, old_model_dir, data, device, cache_dir, data_options, skip_bad_images, output, maps_dir,
-          sigma) -> None:
+@click.option(
+    "--maps",
+    "maps_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write anomaly maps here: per image a PNG overlay and the raw .npy map, and index.html.",
+)
+@click.option(
+    "--smooth",
+    "sigma",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Gaussian smoothing of the maps (sigma in input-image pixels; 0 = none).",
+)
+def score(
+    model_dir, old_model_dir, data, device, cache_dir, data_options, skip_bad_images, output, maps_dir, sigma
+) -> None:
     """Score DATA with a fitted model; one CSV row per input (id, score, label, type).
 
     With ground-truth masks (MVTec layout) it also reports pixel AUROC and AUPRO per anomaly type."""

@@ -58,7 +58,9 @@ def from_arrays(
             f"{y.shape[0] if y.ndim else 0} labels (shape {y.shape})"
         )
     if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise DataError(f"{name}: labels y hold NaN or infinity at rows {np.flatnonzero(~np.isfinite(y))[:10].tolist()}")
+        raise DataError(
+            f"{name}: labels y hold NaN or infinity at rows {np.flatnonzero(~np.isfinite(y))[:10].tolist()}"
+        )
     if y.dtype.kind not in "fiub":
         raise DataError(f"{name}: labels must be numbers 0 (normal) / 1 (anomaly), got dtype {y.dtype}")
     values = sorted(set(np.unique(y).tolist()))
@@ -245,8 +247,7 @@ def load_table(
         guesses = [n for n in names if n.lower() in LABEL_COLUMN_GUESSES]
         if len(guesses) != 1:
             raise DataError(
-                f"{path}: say which column holds the labels (label_column=..., --label-column); "
-                f"columns are {names}"
+                f"{path}: say which column holds the labels (label_column=..., --label-column); columns are {names}"
             )
         label_column = guesses[0]
     label_column = resolve(label_column, "label")
@@ -386,7 +387,9 @@ def _normal_values(present: list[str], normal_labels, path: Path, column: str) -
         wanted = [_normal_form(v) for v in normal_labels]
         missing = [v for v in wanted if v not in present]
         if missing:
-            raise DataError(f"{path}: normal label(s) {missing} do not occur in column {column!r}; values are {present}")
+            raise DataError(
+                f"{path}: normal label(s) {missing} do not occur in column {column!r}; values are {present}"
+            )
         return wanted
     if set(present) <= {"0", "1"}:
         return ["0"]

@@ -85,13 +85,19 @@ class OSADDataset:
         wrong = {k: v for k, v in sizes.items() if v != n}
         if wrong:
             raise DataError(f"dataset {self.name!r}: {n} inputs but {wrong}; every field needs one entry per sample")
-        if self.feature_names is not None and self.input_kind == "vector" and len(self.feature_names) != self.inputs.shape[1]:
+        if (
+            self.feature_names is not None
+            and self.input_kind == "vector"
+            and len(self.feature_names) != self.inputs.shape[1]
+        ):
             raise DataError(
                 f"dataset {self.name!r}: {len(self.feature_names)} feature names for {self.inputs.shape[1]} columns"
             )
         bad = np.flatnonzero((self.labels != 0) & (self.labels != 1))
         if bad.size:
-            raise DataError(f"dataset {self.name!r}: labels must be 0 (normal) or 1 (anomaly); rows {_few(bad)} are not")
+            raise DataError(
+                f"dataset {self.name!r}: labels must be 0 (normal) or 1 (anomaly); rows {_few(bad)} are not"
+            )
         mismatch = np.flatnonzero((self.labels == 0) != (self.types == NORMAL_TYPE))
         if mismatch.size:
             raise DataError(

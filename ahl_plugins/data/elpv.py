@@ -38,7 +38,9 @@ def elpv_root() -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or spec.origin is None:
-        raise DataError(f"the ELPV data set needs the optional package 'elpv-dataset', which is not installed: {INSTALL_HINT}")
+        raise DataError(
+            f"the ELPV data set needs the optional package 'elpv-dataset', which is not installed: {INSTALL_HINT}"
+        )
     return Path(spec.origin).parent / "data"
 
 
@@ -56,9 +58,7 @@ def read_labels(labels_file: Path) -> list[tuple[str, float, str]]:
         try:
             path, probability, module = fields[0], float(fields[1]), fields[2]
         except (IndexError, ValueError):
-            raise DataError(
-                f"{labels_file}:{number}: expected 'path probability type', got {line.strip()!r}"
-            ) from None
+            raise DataError(f"{labels_file}:{number}: expected 'path probability type', got {line.strip()!r}") from None
         rows.append((path, probability, module))
     if not rows:
         raise DataError(f"{labels_file} lists no images")

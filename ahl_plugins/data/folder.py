@@ -147,9 +147,7 @@ def load_folder(
     n_train = sum(1 for _, kind, part in entries if part == "train")
     if n_train == 0:
         hint = f" ({len(skipped)} unreadable images were skipped)" if skipped else ""
-        raise DataError(
-            f"{train_good} holds no readable images{hint}; accepted extensions: {sorted(IMAGE_EXTENSIONS)}"
-        )
+        raise DataError(f"{train_good} holds no readable images{hint}; accepted extensions: {sorted(IMAGE_EXTENSIONS)}")
 
     masks = [_find_mask(root, path, kind) if kind != NORMAL_TYPE else None for path, kind, _ in entries]
     return OSADDataset(
@@ -168,14 +166,17 @@ def load_folder(
 
 def _apply_bit_depth(root: Path, paths: list[Path], bit_depth: int | None) -> int | None:
     """Record the depth the deep (16-bit) images are read at; None when the data set has none."""
-    deep = [(p, m) for p in paths if p.suffix.lower() in {".png", ".tif", ".tiff"} for m in [_maximum(p)] if m is not None]
+    deep = [
+        (p, m) for p in paths if p.suffix.lower() in {".png", ".tif", ".tiff"} for m in [_maximum(p)] if m is not None
+    ]
     if not deep:
         return None
     top = max(m for _, m in deep)
     depth = bit_depth if bit_depth is not None else choose_bit_depth(top)
     if top < 65536 / 8:
         action = (
-            f"read as {depth}-bit (values divided by {2**depth - 1})" if depth < 16
+            f"read as {depth}-bit (values divided by {2**depth - 1})"
+            if depth < 16
             else "read as 16-bit, so they look near-black to the extractor; pass bit_depth=12 (or None: auto)"
         )
         warnings.warn(

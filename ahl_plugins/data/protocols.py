@@ -93,7 +93,10 @@ class Split:
         top = max(int(self.train_indices.max(initial=-1)), int(self.test_indices.max(initial=-1)))
         if top >= len(dataset):
             raise DataError(f"split refers to sample {top} but dataset {dataset.name!r} has {len(dataset)}")
-        for indices, ids, role in ((self.train_indices, self.train_ids, "train"), (self.test_indices, self.test_ids, "test")):
+        for indices, ids, role in (
+            (self.train_indices, self.train_ids, "train"),
+            (self.test_indices, self.test_ids, "test"),
+        ):
             if ids and [dataset.ids[i] for i in indices] != list(ids):
                 raise DataError(
                     f"split's {role} sample ids differ from dataset {dataset.name!r}: the data changed since the "
@@ -258,7 +261,9 @@ def make_split(
         what = f"anomalies of type {anomaly_type!r} {pool_name}"
     else:
         if anomaly_type is not None:
-            raise InvalidOptionsError("anomaly_type applies to the hard setting only; the general setting draws from all types")
+            raise InvalidOptionsError(
+                "anomaly_type applies to the hard setting only; the general setting draws from all types"
+            )
         what = f"anomalies {pool_name}"
     pool = np.flatnonzero(pool_mask)
     if n_anomalies > pool.size:

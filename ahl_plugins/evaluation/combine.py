@@ -90,8 +90,11 @@ def with_intervals(summary: dict[str, Any]) -> dict[str, Any]:
     The paired gains per seed are all the interval needs, so a summary from before the verdicts existed
     reads exactly as a new compare of the same rows would; gains that have them are left alone.
     """
-    missing = [g for g in summary.get("gains", [])
-               if any(isinstance(g.get(m), dict) and "by_seed" in g[m] and "verdict" not in g[m] for m in ALL_METRICS)]
+    missing = [
+        g
+        for g in summary.get("gains", [])
+        if any(isinstance(g.get(m), dict) and "by_seed" in g[m] and "verdict" not in g[m] for m in ALL_METRICS)
+    ]
     annotate_gains(missing, ALL_METRICS)
     return summary
 
@@ -104,13 +107,18 @@ def _labels(inputs: Sequence[CompareInput]) -> None:
             item.label = f"{item.label} ({item.directory.name})"
 
 
-def row_types(entries: Sequence[Mapping[str, Any]], n_anomalies: Sequence[int] | None = None) -> set[tuple[str, int, str]]:
+def row_types(
+    entries: Sequence[Mapping[str, Any]], n_anomalies: Sequence[int] | None = None
+) -> set[tuple[str, int, str]]:
     """(setting, M, seen) rows of one compare: general rows, and per hard M the mean over types when present.
 
     ``n_anomalies``: keep only these M (None: every M the compare ran).
     """
-    keys = {(e["setting"], e["n_anomalies"], e["seen_type"]) for e in entries
-            if n_anomalies is None or e["n_anomalies"] in n_anomalies}
+    keys = {
+        (e["setting"], e["n_anomalies"], e["seen_type"])
+        for e in entries
+        if n_anomalies is None or e["n_anomalies"] in n_anomalies
+    }
     with_mean = {(s, m) for s, m, t in keys if s == "hard" and t == MEAN_TYPE}
     return {(s, m, t) for s, m, t in keys if s != "hard" or (s, m) not in with_mean or t == MEAN_TYPE}
 
@@ -137,7 +145,8 @@ def collect(inputs: Sequence[CompareInput], metric: str, n_anomalies: Sequence[i
             methods[key] = {
                 method_label(g["model"], g["variant"]): g[metric]["mean"]
                 for g in groups
-                if (g["setting"], g["n_anomalies"], g["seen_type"]) == (setting, m, seen) and (g.get(metric) or {}).get("mean") is not None
+                if (g["setting"], g["n_anomalies"], g["seen_type"]) == (setting, m, seen)
+                and (g.get(metric) or {}).get("mean") is not None
             }
         for g in item.summary.get("gains", []):
             where = (g["setting"], g["n_anomalies"], g["seen_type"])
@@ -166,8 +175,14 @@ def pair_summary(model: str, variant: str, by_row: Mapping[RowKey, Mapping[str, 
         "wilcoxon": wilcoxon_test(means),
         **counts(verdicts),
         "by_row": [
-            {"row": row_name(key), "dataset": key[0], "setting": key[1], "n_anomalies": key[2], "seen_type": key[3],
-             **{k: block.get(k) for k in ("mean", "n", "ci_low", "ci_high", "verdict", "mde", "seeds_needed")}}
+            {
+                "row": row_name(key),
+                "dataset": key[0],
+                "setting": key[1],
+                "n_anomalies": key[2],
+                "seen_type": key[3],
+                **{k: block.get(k) for k in ("mean", "n", "ci_low", "ci_high", "verdict", "mde", "seeds_needed")},
+            }
             for key, block in by_row.items()
         ],
     }
@@ -178,8 +193,10 @@ def rank_methods(rows: Sequence[RowKey], methods: Mapping[RowKey, Mapping[str, f
     common = [name for name in methods[rows[0]] if all(name in methods[r] for r in rows)] if rows else []
     out: dict[str, Any] = {"methods": common, "rows": len(rows)}
     if len(common) < 3 or len(rows) < 2:
-        out["note"] = (f"ranks need >= 3 methods on every row and >= 2 rows; found {len(common)} common methods "
-                       f"on {len(rows)} rows")
+        out["note"] = (
+            f"ranks need >= 3 methods on every row and >= 2 rows; found {len(common)} common methods "
+            f"on {len(rows)} rows"
+        )
         return out
     table = np.asarray([[methods[r][name] for name in common] for r in rows])
     out.update(friedman_nemenyi(common, table))

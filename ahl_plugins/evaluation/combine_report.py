@@ -31,29 +31,54 @@ def pairs_table(report: Mapping[str, Any]) -> str:
     rows = []
     for pair in report["pairs"]:
         over = pair["over_rows"]
-        rows.append([
-            pair["label"], str(pair["rows"]), signed(over["mean"]), interval(over), over["verdict"],
-            _p(pair["wilcoxon"]["p"]), f"{pair['wins']} / {pair['ties']} / {pair['losses']}",
-        ])
-    headers = ["gain", "rows", "mean over rows", "95% CI over rows", "verdict over rows", "Wilcoxon p",
-               "rows helps / no detectable effect / hurts"]
+        rows.append(
+            [
+                pair["label"],
+                str(pair["rows"]),
+                signed(over["mean"]),
+                interval(over),
+                over["verdict"],
+                _p(pair["wilcoxon"]["p"]),
+                f"{pair['wins']} / {pair['ties']} / {pair['losses']}",
+            ]
+        )
+    headers = [
+        "gain",
+        "rows",
+        "mean over rows",
+        "95% CI over rows",
+        "verdict over rows",
+        "Wilcoxon p",
+        "rows helps / no detectable effect / hurts",
+    ]
     return render(headers, rows, markdown=True)
 
 
 def row_table(pair: Mapping[str, Any]) -> str:
     rows = [
-        [r["row"], signed(r["mean"]), interval(r), r.get("verdict") or NO_EFFECT, str(r.get("n") or 0),
-         "-" if r.get("mde") is None else f"{r['mde']:.3f}", "-" if r.get("seeds_needed") is None else str(r["seeds_needed"])]
+        [
+            r["row"],
+            signed(r["mean"]),
+            interval(r),
+            r.get("verdict") or NO_EFFECT,
+            str(r.get("n") or 0),
+            "-" if r.get("mde") is None else f"{r['mde']:.3f}",
+            "-" if r.get("seeds_needed") is None else str(r["seeds_needed"]),
+        ]
         for r in pair["by_row"]
     ]
-    return render(["row", "gain", "95% CI", "verdict", "seeds", "MDE (80% power)", "seeds for ±0.01"], rows, markdown=True)
+    return render(
+        ["row", "gain", "95% CI", "verdict", "seeds", "MDE (80% power)", "seeds for ±0.01"], rows, markdown=True
+    )
 
 
 def ranks_section(ranks: Mapping[str, Any]) -> list[str]:
     if "average_ranks" not in ranks:
         return [ranks.get("note", "no ranks"), ""]
     order = sorted(ranks["average_ranks"], key=lambda n: ranks["average_ranks"][n])
-    table = render(["method", "average rank (1 = best)"], [[n, f"{ranks['average_ranks'][n]:.2f}"] for n in order], markdown=True)
+    table = render(
+        ["method", "average rank (1 = best)"], [[n, f"{ranks['average_ranks'][n]:.2f}"] for n in order], markdown=True
+    )
     friedman = ranks["friedman"]
     cliques = "; ".join(", ".join(c) for c in ranks["cliques"]) or "none: every pair differs"
     return [
@@ -101,14 +126,26 @@ def write_plots(report: Mapping[str, Any], directory: Path) -> list[Path]:
     metric, name = report["metric"], METRIC_NAMES.get(report["metric"], report["metric"])
     written = []
     lines = [
-        ForestLine(f"{pair['label']}: {r['row']} (n={r.get('n') or 0})", r["mean"], r.get("ci_low"), r.get("ci_high"),
-                   r.get("verdict") or NO_EFFECT)
-        for pair in report["pairs"] for r in pair["by_row"]
+        ForestLine(
+            f"{pair['label']}: {r['row']} (n={r.get('n') or 0})",
+            r["mean"],
+            r.get("ci_low"),
+            r.get("ci_high"),
+            r.get("verdict") or NO_EFFECT,
+        )
+        for pair in report["pairs"]
+        for r in pair["by_row"]
     ]
     lines += [
-        ForestLine(f"{pair['label']}: mean over {pair['rows']} rows", pair["over_rows"]["mean"], pair["over_rows"]["ci_low"],
-                   pair["over_rows"]["ci_high"], pair["over_rows"]["verdict"])
-        for pair in report["pairs"] if pair["over_rows"]["mean"] is not None
+        ForestLine(
+            f"{pair['label']}: mean over {pair['rows']} rows",
+            pair["over_rows"]["mean"],
+            pair["over_rows"]["ci_low"],
+            pair["over_rows"]["ci_high"],
+            pair["over_rows"]["verdict"],
+        )
+        for pair in report["pairs"]
+        if pair["over_rows"]["mean"] is not None
     ]
     if lines:
         title = f"Paired gains in {name} per row and over rows (95% intervals)"
@@ -123,12 +160,16 @@ def cd_plot(report: Mapping[str, Any], path: Path) -> Path | None:
     if "average_ranks" not in ranks:
         return None
     name = METRIC_NAMES.get(report["metric"], report["metric"])
-    title = (f"{name}: average ranks over {ranks['n_datasets']} rows, Friedman p = {_p(ranks['friedman']['p'])}, "
-             f"Nemenyi CD = {ranks['critical_difference']:.2f}")
+    title = (
+        f"{name}: average ranks over {ranks['n_datasets']} rows, Friedman p = {_p(ranks['friedman']['p'])}, "
+        f"Nemenyi CD = {ranks['critical_difference']:.2f}"
+    )
     return cd_diagram(ranks["average_ranks"], ranks["critical_difference"], ranks["cliques"], path, title)
 
 
-def write_report(directories: Sequence[str | Path], output: str | Path, *, metric: str = "auc_roc", plots: bool = True) -> dict[str, Any]:
+def write_report(
+    directories: Sequence[str | Path], output: str | Path, *, metric: str = "auc_roc", plots: bool = True
+) -> dict[str, Any]:
     """Combine the compares into ``output``: summary.json, summary.md, plots/ and index.html; return the report."""
     report = combine(directories, metric)
     output = Path(output)

@@ -32,8 +32,10 @@ def placements(labels: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarra
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     if labels.shape != scores.shape or labels.ndim != 1:
-        raise DataError(f"DeLong needs one score per test label; got labels of shape {labels.shape} and scores of "
-                        f"shape {scores.shape}: score the same test samples with both models")
+        raise DataError(
+            f"DeLong needs one score per test label; got labels of shape {labels.shape} and scores of "
+            f"shape {scores.shape}: score the same test samples with both models"
+        )
     pos, neg = scores[labels], scores[~labels]
     m, n = pos.size, neg.size
     if m == 0 or n == 0:
@@ -62,5 +64,13 @@ def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, 
     else:  # identical rankings (or a one-sample class): no uncertainty the test can measure
         p = 1.0 if diff == 0 else 0.0
         low = high = diff
-    return {"auc_a": auc_a, "auc_b": auc_b, "diff": diff, "se": se, "ci_low": low, "ci_high": high, "p": p,
-            "verdict": verdict(low, high) if se > 0 or diff != 0 else verdict(None, None)}
+    return {
+        "auc_a": auc_a,
+        "auc_b": auc_b,
+        "diff": diff,
+        "se": se,
+        "ci_low": low,
+        "ci_high": high,
+        "p": p,
+        "verdict": verdict(low, high) if se > 0 or diff != 0 else verdict(None, None),
+    }

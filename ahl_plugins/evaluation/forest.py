@@ -68,7 +68,9 @@ def compare_forest_lines(summary: Mapping[str, Any], metric: str) -> list[Forest
         if entry["setting"] == "hard":
             where += f" {entry['seen_type']}"
         label = f"{gain_label(entry['model'], entry['variant'])}, {where} (n={block.get('n', 0)})"
-        lines.append(ForestLine(label, block["mean"], block.get("ci_low"), block.get("ci_high"), block.get("verdict", NO_EFFECT)))
+        lines.append(
+            ForestLine(label, block["mean"], block.get("ci_low"), block.get("ci_high"), block.get("verdict", NO_EFFECT))
+        )
     return lines
 
 
@@ -79,7 +81,9 @@ def forest_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
         lines = compare_forest_lines(summary, metric)
         if lines:
             title = f"Paired gains in {METRIC_NAMES[metric]}: mean and 95% interval over seeds"
-            written.append(forest_plot(lines, directory / f"forest_{metric}.png", title, f"gain in {METRIC_NAMES[metric]}"))
+            written.append(
+                forest_plot(lines, directory / f"forest_{metric}.png", title, f"gain in {METRIC_NAMES[metric]}")
+            )
     return written
 
 

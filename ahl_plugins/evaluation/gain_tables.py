@@ -37,17 +37,37 @@ def gain_rows(summary: Mapping[str, Any], metric: str) -> list[list[str]]:
         seen = entry["seen_type"] if entry["setting"] == "hard" else "-"
         mde = block.get("mde")
         needed = block.get("seeds_needed")
-        rows.append([
-            entry["setting"], str(entry["n_anomalies"]), seen, gain_label(entry["model"], entry["variant"]),
-            signed(block["mean"]), interval(block), block.get("verdict", "-"), str(block.get("n", 0)),
-            "-" if mde is None else f"{mde:.3f}", "-" if needed is None else str(needed),
-            _delong_cell(entry) if metric == "auc_roc" else "-",
-        ])
+        rows.append(
+            [
+                entry["setting"],
+                str(entry["n_anomalies"]),
+                seen,
+                gain_label(entry["model"], entry["variant"]),
+                signed(block["mean"]),
+                interval(block),
+                block.get("verdict", "-"),
+                str(block.get("n", 0)),
+                "-" if mde is None else f"{mde:.3f}",
+                "-" if needed is None else str(needed),
+                _delong_cell(entry) if metric == "auc_roc" else "-",
+            ]
+        )
     return rows
 
 
-HEADERS = ["setting", "M", "seen", "gain", "mean", f"{LEVEL:.0%} CI", "verdict", "seeds", f"MDE ({POWER:.0%} power)",
-           f"seeds for ±{RESOLVE}", "DeLong per seed helps / none / hurts"]
+HEADERS = [
+    "setting",
+    "M",
+    "seen",
+    "gain",
+    "mean",
+    f"{LEVEL:.0%} CI",
+    "verdict",
+    "seeds",
+    f"MDE ({POWER:.0%} power)",
+    f"seeds for ±{RESOLVE}",
+    "DeLong per seed helps / none / hurts",
+]
 
 
 def gain_table(summary: Mapping[str, Any], metric: str, markdown: bool = False) -> str | None:
@@ -68,11 +88,32 @@ def noise_table(summary: Mapping[str, Any], metric: str, markdown: bool = False)
         if not rep or rep.get("mean") is None:
             continue
         seen = entry["seen_type"] if entry["setting"] == "hard" else "-"
-        rows.append([entry["setting"], str(entry["n_anomalies"]), seen, gain_label(entry["model"], entry["variant"]),
-                     f"{rep['n']} ({rep['clusters']} splits)", signed(rep["mean"]), _spread(rep.get("training_std")),
-                     _spread(rep.get("split_std")), interval(rep), rep.get("verdict", "-")])
-    headers = ["setting", "M", "seen", "gain", "pairs", "mean", "training std", "split std",
-               f"{LEVEL:.0%} CI (splits as clusters)", "verdict"]
+        rows.append(
+            [
+                entry["setting"],
+                str(entry["n_anomalies"]),
+                seen,
+                gain_label(entry["model"], entry["variant"]),
+                f"{rep['n']} ({rep['clusters']} splits)",
+                signed(rep["mean"]),
+                _spread(rep.get("training_std")),
+                _spread(rep.get("split_std")),
+                interval(rep),
+                rep.get("verdict", "-"),
+            ]
+        )
+    headers = [
+        "setting",
+        "M",
+        "seen",
+        "gain",
+        "pairs",
+        "mean",
+        "training std",
+        "split std",
+        f"{LEVEL:.0%} CI (splits as clusters)",
+        "verdict",
+    ]
     return render(headers, rows, markdown) if rows else None
 
 
@@ -115,12 +156,14 @@ DELONG_EXPLAINED = (
 
 
 def verdict_line(summary: Mapping[str, Any], metric: str = "auc_roc") -> str | None:
-    """"AHL(devnet) − devnet: 2 helps, 5 no detectable effect, 1 hurts; ..." over the per-type rows."""
+    """ "AHL(devnet) − devnet: 2 helps, 5 no detectable effect, 1 hurts; ..." over the per-type rows."""
     tallies = verdict_counts(summary, metric)
     if not tallies:
         return None
-    parts = [f"{label}: {t[HELPS]} helps, {t[NO_EFFECT]} no detectable effect, {t[HURTS]} hurts"
-             for label, t in tallies.items()]
+    parts = [
+        f"{label}: {t[HELPS]} helps, {t[NO_EFFECT]} no detectable effect, {t[HURTS]} hurts"
+        for label, t in tallies.items()
+    ]
     return "Verdicts by row: " + "; ".join(parts) + "."
 
 

@@ -137,7 +137,7 @@ def build_splits(
     splits = []
     for setting in settings:
         for m in n_anomalies:
-            for seen in (hard_types if setting == "hard" else (ALL_TYPES,)):
+            for seen in hard_types if setting == "hard" else (ALL_TYPES,):
                 splits.extend(SplitKey(setting, int(m), str(seen), int(seed)) for seed in seeds)
     return splits
 

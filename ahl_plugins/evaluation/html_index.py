@@ -92,15 +92,20 @@ def write_index(
 ) -> Path:
     """Write ``directory/index.html``: the plots first (what people look at), then the tables, then the links."""
     directory = Path(directory)
-    parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     existing = [p for p in plots if Path(p).is_file()]
     if existing:
         parts.append("<h2>Plots</h2><div>")
         for path in existing:
             src = html.escape(Path(os.path.relpath(path, directory)).as_posix(), quote=True)
-            parts.append(f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(Path(path).stem)}" width="640"></a>'
-                         f"<figcaption>{html.escape(Path(path).name)}</figcaption></figure>")
+            parts.append(
+                f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(Path(path).stem)}" width="640"></a>'
+                f"<figcaption>{html.escape(Path(path).name)}</figcaption></figure>"
+            )
         parts.append("</div>")
     if links:
         parts.append("<h2>Pages</h2><ul>")
@@ -121,10 +126,14 @@ def write_compare_index(output: str | Path, summary_md: str, plots: Sequence[Pat
     plot_dir = output / "plots"
     every_plot = sorted(set(plots) | set(plot_dir.glob("*.png"))) if plot_dir.is_dir() else list(plots)
     links = [(f"anomaly maps: {p.parent.relative_to(output).as_posix()}", p) for p in maps_pages(output)]
-    links += [(name, output / name) for name in ("summary.md", "summary.json", "results.csv") if (output / name).is_file()]
+    links += [
+        (name, output / name) for name in ("summary.md", "summary.json", "results.csv") if (output / name).is_file()
+    ]
     return write_index(output, title, summary_md, _forest_first(every_plot), links)
 
 
 def _forest_first(plots: Sequence[Path]) -> list[Path]:
     """Forest plots and CD diagrams lead: they carry the verdicts."""
-    return sorted(plots, key=lambda p: (not Path(p).name.startswith(("forest", "cd_")), "auc_pr" in Path(p).name, Path(p).name))
+    return sorted(
+        plots, key=lambda p: (not Path(p).name.startswith(("forest", "cd_")), "auc_pr" in Path(p).name, Path(p).name)
+    )

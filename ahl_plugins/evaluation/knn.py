@@ -48,7 +48,9 @@ def knn_scores(
     ref = torch.as_tensor(np.asarray(reference, dtype=np.float32))
     qry = torch.as_tensor(np.asarray(queries, dtype=np.float32))
     if ref.dim() != 2 or qry.dim() != 2 or ref.shape[1] != qry.shape[1]:
-        raise DataError(f"k-NN: reference {tuple(ref.shape)} and queries {tuple(qry.shape)} must be 2-D with equal width")
+        raise DataError(
+            f"k-NN: reference {tuple(ref.shape)} and queries {tuple(qry.shape)} must be 2-D with equal width"
+        )
     if len(ref) == 0:
         raise DataError("k-NN needs at least one training normal")
     k = min(k, len(ref))
@@ -106,7 +108,11 @@ def knn_reference(
     started = time.perf_counter()
 
     kind: InputKind = "vector" if isinstance(train_inputs, np.ndarray) else "image"
-    built = extractor if isinstance(extractor, FeatureExtractor) else build_extractor(model, extractor, kind, extractor_options)
+    built = (
+        extractor
+        if isinstance(extractor, FeatureExtractor)
+        else build_extractor(model, extractor, kind, extractor_options)
+    )
     built = built.to(device)
     labels = np.asarray(train_labels).reshape(-1)
     if len(labels) != len(train_inputs):

@@ -13,7 +13,9 @@ import numpy as np
 from ahl_plugins.errors import DataError
 
 
-def _checked(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _checked(
+    labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if y.shape != s.shape:
@@ -56,7 +58,9 @@ def evaluate(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.nd
     return {"auc_roc": auc_roc(labels, scores), "auc_pr": auc_pr(labels, scores)}
 
 
-def roc_points(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def roc_points(
+    labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates of the ROC curve, for plotting."""
     from sklearn.metrics import roc_curve
 

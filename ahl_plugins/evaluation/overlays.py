@@ -133,14 +133,14 @@ def _index_html(entries: Sequence[MapEntry], stems: Sequence[str], title: str, v
         mask = " · mask outlined" if e.mask is not None else ""
         caption = (
             f"#{rank} · score {e.score:.4g} · {html.escape(truth)}{kind}{mask}<br>"
-            f"<code>{html.escape(e.sample_id)}</code> · <a href=\"{stems[i]}.npy\">raw map</a>"
+            f'<code>{html.escape(e.sample_id)}</code> · <a href="{stems[i]}.npy">raw map</a>'
         )
         cards.append(
             f'<figure><img src="{stems[i]}.png" alt="{html.escape(e.sample_id)}">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:.5em;vertical-align:top}"
         "img{max-width:640px;height:auto;display:block}figcaption{font-size:.85em;max-width:640px}"

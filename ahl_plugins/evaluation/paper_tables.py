@@ -28,7 +28,9 @@ def _columns(members: list[Mapping[str, Any]]) -> list[Column]:
         for variant in present:
             columns.append((variant_label(model, variant), ("g", model, variant)))
             if variant != BASE and BASE in present:
-                columns.append(("gain" if variant == AHL else f"gain {ABLATIONS.get(variant, variant)}", ("d", model, variant)))
+                columns.append(
+                    ("gain" if variant == AHL else f"gain {ABLATIONS.get(variant, variant)}", ("d", model, variant))
+                )
     return columns
 
 

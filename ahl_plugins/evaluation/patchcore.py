@@ -32,8 +32,15 @@ from torch import nn
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_distance
 
-__all__ = ["PatchCoreOptions", "PatchMemory", "as_patches", "kcenter_greedy", "nearest_distance", "patchcore_maps",
-           "patchcore_reference"]
+__all__ = [
+    "PatchCoreOptions",
+    "PatchMemory",
+    "as_patches",
+    "kcenter_greedy",
+    "nearest_distance",
+    "patchcore_maps",
+    "patchcore_reference",
+]
 
 #: PatchCore's smoothing (sigma 4 px on a 224-px input), expressed per pixel of that input side.
 REFERENCE_SIDE = 224
@@ -101,7 +108,9 @@ class PatchMemory(nn.Module):
         selected = self.select(scales)
         n_images = int(selected[0].shape[0])
         if n_images < 2:
-            raise DataError(f"PatchCore needs at least 2 training normals (leave-image-out calibration), got {n_images}")
+            raise DataError(
+                f"PatchCore needs at least 2 training normals (leave-image-out calibration), got {n_images}"
+            )
         generator = torch.Generator().manual_seed(int(self.options.seed))
         self.memories, self.owners, self.sizes = [], [], []
         for maps in selected:
@@ -126,7 +135,9 @@ class PatchMemory(nn.Module):
     def fitted(self) -> bool:
         return bool(self.memories)
 
-    def patch_distances(self, selected: Sequence[torch.Tensor], owners: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def patch_distances(
+        self, selected: Sequence[torch.Tensor], owners: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Per scale, ``B×H×W`` raw nearest-memory distances (``owners``: each row's training image, left out)."""
         if not self.fitted:
             raise DataError("PatchCore reference is not fitted: call fit(training normal maps) first")
@@ -139,7 +150,9 @@ class PatchMemory(nn.Module):
             if c != memory.shape[1]:
                 raise DataError(f"PatchCore memory has {memory.shape[1]} channels, features have {c}")
             q_owner = None if owners is None else owners.repeat_interleave(h * w)
-            d = nearest_distance(as_patches(maps), memory, self.options.chunk, q_owner, None if owners is None else owner)
+            d = nearest_distance(
+                as_patches(maps), memory, self.options.chunk, q_owner, None if owners is None else owner
+            )
             out.append(d.view(b, h, w))
         return out
 
@@ -244,9 +257,18 @@ def patchcore_reference(
     if test_masks is not None and any(m is not None for m in test_masks):
         sizes = [image_size(p) for p in test_inputs]
         maps = patchcore_maps(memory, test_scales, sizes, METRIC_MAX_SIDE)
-        types = [str(t) for t in test_types] if test_types is not None else ["normal" if m is None else "anomaly" for m in test_masks]
+        types = (
+            [str(t) for t in test_types]
+            if test_types is not None
+            else ["normal" if m is None else "anomaly" for m in test_masks]
+        )
         pixel = evaluate_maps(maps, list(test_masks), types)
     if timings is not None:
-        timings.update(fit=fitted - started, score=scored - fitted, maps=time.perf_counter() - scored,
-                       memory_patches=[len(m) for m in memory.memories], patches=list(memory.sizes))
+        timings.update(
+            fit=fitted - started,
+            score=scored - fitted,
+            maps=time.perf_counter() - scored,
+            memory_patches=[len(m) for m in memory.memories],
+            patches=list(memory.sizes),
+        )
     return scores, pixel

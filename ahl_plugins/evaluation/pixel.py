@@ -164,9 +164,7 @@ def pixel_metrics_by_type(
     types = [str(t) for t in types]
     usable = [i for i, (g, t) in enumerate(zip(masks, types)) if g is not None or t == normal_type]
 
-    filled = [
-        masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in usable
-    ]
+    filled = [masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in usable]
     pixels = _sorted_pixels([maps[i] for i in usable], filled)
     kinds = [types[i] for i in usable]
 
@@ -242,7 +240,9 @@ def pixel_table_by_type(
     if dataset.masks is None or not (0 < labels.sum() < len(labels)):
         return None
     if detector.fit_info_["feature_spec"]["kind"] == "map" and not has_maps(detector.scorer_):
-        return PixelTable(f"no pixel metrics: the scorer of model {detector.config.model!r} does not produce anomaly maps", [])
+        return PixelTable(
+            f"no pixel metrics: the scorer of model {detector.config.model!r} does not produce anomaly maps", []
+        )
     masks = [dataset.masks[i] for i in rows]
     pixel = detector_pixel_metrics(detector, dataset.select_inputs(rows), masks, [str(t) for t in types], sigma)
     if pixel is None:
@@ -253,4 +253,6 @@ def pixel_table_by_type(
         image = auc_roc(labels[chosen], scores[chosen])
         table.append([kind, f"{image:.3f}", f"{values['pixel_auroc']:.3f}", f"{values['pixel_aupro']:.3f}"])
     smoothing = f", maps smoothed with sigma {sigma:g} px" if sigma else ""
-    return PixelTable(f"pixel metrics (type = its images + all normals; maps at <= {METRIC_MAX_SIDE} px{smoothing}):", table)
+    return PixelTable(
+        f"pixel metrics (type = its images + all normals; maps at <= {METRIC_MAX_SIDE} px{smoothing}):", table
+    )

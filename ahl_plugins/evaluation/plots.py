@@ -70,8 +70,15 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
                     if loaded is None:
                         continue
                     fpr, tpr = roc_points(loaded[0], loaded[1])
-                    ax.plot(fpr, tpr, color=colour, alpha=0.75, lw=1.2, ls="--" if variant == KNN else "-",
-                            label=label if i == 0 else None)
+                    ax.plot(
+                        fpr,
+                        tpr,
+                        color=colour,
+                        alpha=0.75,
+                        lw=1.2,
+                        ls="--" if variant == KNN else "-",
+                        label=label if i == 0 else None,
+                    )
             ax.plot([0, 1], [0, 1], color="black", lw=0.6, alpha=0.4)
             title = f"seen: {seen}" if setting == "hard" else "general"
             ax.set_title(title, fontsize=10)
@@ -83,7 +90,7 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
                 ax.legend(fontsize=7, loc="lower right")
             else:
                 ax.text(0.5, 0.5, "saved scores not found", ha="center", va="center", transform=ax.transAxes)
-        for ax in axes[len(types):]:
+        for ax in axes[len(types) :]:
             ax.set_visible(False)
         fig.suptitle(f"ROC: {model}, base vs AHL, {setting} setting, M = {m}", fontsize=11)
         path = directory / f"roc_{slug(model)}_{setting}_M{m}.png"
@@ -112,13 +119,21 @@ def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
                 means = [lookup.get(t, {}).get("mean") for t in types]
                 stds = [lookup.get(t, {}).get("std") or 0.0 for t in types]
                 heights = [v if v is not None else 0.0 for v in means]
-                ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, yerr=stds, capsize=3,
-                       label=gain_label(model, variant))
+                ax.bar(
+                    x + (i - (len(series) - 1) / 2) * width,
+                    heights,
+                    width,
+                    yerr=stds,
+                    capsize=3,
+                    label=gain_label(model, variant),
+                )
             ax.axhline(0, color="black", lw=0.8)
             ax.set_xticks(x, [t if t != MEAN_TYPE else "mean" for t in types], rotation=20, fontsize=8)
             ax.set_ylabel(f"gain in {name}")
             ax.legend(fontsize=7)
-        axes[0].set_title(f"Paired gain of AHL over its base model, hard setting, M = {m} (mean ± std over seeds)", fontsize=10)
+        axes[0].set_title(
+            f"Paired gain of AHL over its base model, hard setting, M = {m} (mean ± std over seeds)", fontsize=10
+        )
         axes[1].set_xlabel("seen anomaly type")
         path = directory / f"gain_hard_M{m}.png"
         fig.savefig(path)
@@ -178,7 +193,9 @@ def sge_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
     return written
 
 
-def write_plots(output: str | Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None = None) -> list[Path]:
+def write_plots(
+    output: str | Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None = None
+) -> list[Path]:
     """Every plot of a compare directory into ``output/plots``; returns the files written."""
     output = Path(output)
     directory = output / PLOTS_DIR

@@ -56,8 +56,10 @@ def friedman_nemenyi(names: Sequence[str], table: np.ndarray, alpha: float = 0.0
     table = np.asarray(table, dtype=np.float64)
     n, k = table.shape
     if k < 3 or n < 2:
-        raise DataError(f"the Friedman test needs >= 3 methods and >= 2 data sets, got {k} and {n}; "
-                        "compare more methods or add data sets")
+        raise DataError(
+            f"the Friedman test needs >= 3 methods and >= 2 data sets, got {k} and {n}; "
+            "compare more methods or add data sets"
+        )
     ranks = average_ranks(table)
     if np.all(table == table[:, :1]):  # every method equal on every data set: nothing to test
         statistic, p = 0.0, 1.0

@@ -36,9 +36,26 @@ from ahl_plugins.evaluation.summary import (
 from ahl_plugins.evaluation.tables import METRIC_NAMES, fmt, render, variant_label
 
 __all__ = [
-    "ALL_METRICS", "MEAN_TYPE", "METRICS", "METRIC_NAMES", "PIXEL_METRICS", "SUMMARY_JSON", "SUMMARY_MD",
-    "chance_beyond_one_std", "fmt", "format_table", "markdown_report", "paper_tables", "pixel_type_tables", "render",
-    "skipped_cells", "stats", "summarise", "times_table", "variant_label", "write_summary",
+    "ALL_METRICS",
+    "MEAN_TYPE",
+    "METRICS",
+    "METRIC_NAMES",
+    "PIXEL_METRICS",
+    "SUMMARY_JSON",
+    "SUMMARY_MD",
+    "chance_beyond_one_std",
+    "fmt",
+    "format_table",
+    "markdown_report",
+    "paper_tables",
+    "pixel_type_tables",
+    "render",
+    "skipped_cells",
+    "stats",
+    "summarise",
+    "times_table",
+    "variant_label",
+    "write_summary",
 ]
 
 
@@ -55,7 +72,9 @@ def format_table(summary: Mapping[str, Any], metrics: Sequence[str] = ALL_METRIC
     parts += [f"{title}\n{table}" for title, table in pixel_type_tables(summary)]
     parts += [f"{title}\n{table}" for title, table in gain_sections(summary, metrics)]
     if summary.get("times"):
-        parts.append("Times per cell (seconds; fit includes feature extraction, cached after the first)\n" + times_table(summary))
+        parts.append(
+            "Times per cell (seconds; fit includes feature extraction, cached after the first)\n" + times_table(summary)
+        )
     problems = summary.get("skipped", [])
     if problems:
         lines = [
@@ -89,7 +108,14 @@ def markdown_report(summary: Mapping[str, Any]) -> str:
             for title, table in paper_tables(summary, metric, markdown=True):
                 lines += [f"## {title}", "", table, ""]
     for title, table in pixel_type_tables(summary, markdown=True):
-        lines += [f"## {title}", "", "Each type: its test images plus all test normals (maps at <= 256 px).", "", table, ""]
+        lines += [
+            f"## {title}",
+            "",
+            "Each type: its test images plus all test normals (maps at <= 256 px).",
+            "",
+            table,
+            "",
+        ]
     sections = gain_sections(summary, ALL_METRICS, markdown=True)
     if sections:
         lines += ["## Paired gains: intervals and verdicts", "", f"{EXPLAINED} {DELONG_EXPLAINED}", ""]

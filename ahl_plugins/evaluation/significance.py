@@ -149,8 +149,17 @@ def clustered_interval(values: Mapping[Any, Sequence[float]], level: float = LEV
     clusters = {k: v for k, v in clusters.items() if v.size}
     all_values = np.concatenate(list(clusters.values())) if clusters else np.zeros(0)
     groups, total = len(clusters), int(all_values.size)
-    out: dict[str, Any] = {"mean": None, "se": None, "n": total, "clusters": groups, "ci_low": None,
-                           "ci_high": None, "verdict": NO_EFFECT, "training_std": None, "split_std": None}
+    out: dict[str, Any] = {
+        "mean": None,
+        "se": None,
+        "n": total,
+        "clusters": groups,
+        "ci_low": None,
+        "ci_high": None,
+        "verdict": NO_EFFECT,
+        "training_std": None,
+        "split_std": None,
+    }
     if total == 0:
         return out
     mean = float(all_values.mean())
@@ -188,8 +197,11 @@ def wilcoxon_test(values: Sequence[float | None]) -> dict[str, Any]:
 
 def counts(verdicts: Sequence[str]) -> dict[str, int]:
     """Win / tie / loss: ``helps`` / ``no detectable effect`` / ``hurts``."""
-    return {"wins": sum(v == HELPS for v in verdicts), "ties": sum(v == NO_EFFECT for v in verdicts),
-            "losses": sum(v == HURTS for v in verdicts)}
+    return {
+        "wins": sum(v == HELPS for v in verdicts),
+        "ties": sum(v == NO_EFFECT for v in verdicts),
+        "losses": sum(v == HURTS for v in verdicts),
+    }
 
 
 def annotate_gains(gains: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:

@@ -99,7 +99,10 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         entry: dict[str, Any] = {**_describe(key), "seeds": sorted({int(r["seed"]) for r in members})}
         for metric in ALL_METRICS:
             per_seed = split_means(by_replicate(members, metric))[0]
-            entry[metric] = {**stats(list(per_seed.values())), "by_seed": {str(s): v for s, v in sorted(per_seed.items())}}
+            entry[metric] = {
+                **stats(list(per_seed.values())),
+                "by_seed": {str(s): v for s, v in sorted(per_seed.items())},
+            }
         for timing in TIMINGS:
             entry[timing] = stats([r.get(timing) for r in members])["mean"]
         groups.append(entry)
@@ -159,8 +162,10 @@ def type_means(entries: Sequence[Mapping[str, Any]], with_times: bool) -> list[d
     for (model, variant, setting, m), members in buckets.items():
         if len(members) < 2:
             continue
-        entry: dict[str, Any] = {**_describe((model, variant, setting, m, MEAN_TYPE)),
-                                 "types": sorted(e["seen_type"] for e in members)}
+        entry: dict[str, Any] = {
+            **_describe((model, variant, setting, m, MEAN_TYPE)),
+            "types": sorted(e["seen_type"] for e in members),
+        }
         for metric in ALL_METRICS:
             per_seed: dict[str, list[float]] = defaultdict(list)
             for e in members:
@@ -190,7 +195,9 @@ def _times(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             base_train = stats([r.get("train_seconds") for r in base])["mean"]
             entry["train_ratio_vs_base"] = ahl_train / base_train if ahl_train and base_train else None
         out.append(entry)
-    out.sort(key=lambda e: (e["model"] != KNN and not e["model"].startswith(KNN), e["model"], variant_rank(e["variant"])))
+    out.sort(
+        key=lambda e: (e["model"] != KNN and not e["model"].startswith(KNN), e["model"], variant_rank(e["variant"]))
+    )
     return out
 
 

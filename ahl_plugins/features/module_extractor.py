@@ -104,7 +104,9 @@ class ModuleExtractor(FeatureExtractor):
         self._check_layers()
 
     @classmethod
-    def from_options(cls, module: torch.nn.Module, options: ModuleExtractorOptions, name: str | None = None) -> ModuleExtractor:
+    def from_options(
+        cls, module: torch.nn.Module, options: ModuleExtractorOptions, name: str | None = None
+    ) -> ModuleExtractor:
         return cls(
             module, image_size=options.image_size, mean=options.mean, std=options.std, layers=options.layers, name=name
         )

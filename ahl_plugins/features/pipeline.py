@@ -235,7 +235,13 @@ def extract_features(
     fingerprint = extractor.fingerprint()
     keys = [cache_key("image", fingerprint, source.identity(i)) for i in range(len(source))]
     return _run_items(
-        extractor, keys, source.load, cache=cache, batch_size=batch_size, device=device, progress=progress,
+        extractor,
+        keys,
+        source.load,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
         what=f"features ({_describe(extractor)})",
     )
 
@@ -287,7 +293,13 @@ def make_pseudo_anomalies(
     base = cache_key("pseudo-image", extractor.fingerprint(), pseudo.identity())
     keys = [cache_key(base, i) for i in range(int(n))]
     return _run_items(
-        extractor, keys, pseudo.batch, cache=cache, batch_size=batch_size, device=device, progress=progress,
+        extractor,
+        keys,
+        pseudo.batch,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
         what=f"pseudo anomalies ({_describe(generator)})",
     )
 

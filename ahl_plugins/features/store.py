@@ -21,7 +21,9 @@ class Features:
             raise ValueError("Features needs at least one scale")
         n = self.scales[0].shape[0]
         if any(t.shape[0] != n for t in self.scales):
-            raise ValueError(f"all scales must hold the same number of samples, got {[t.shape[0] for t in self.scales]}")
+            raise ValueError(
+                f"all scales must hold the same number of samples, got {[t.shape[0] for t in self.scales]}"
+            )
 
     @classmethod
     def of(cls, scales: Sequence[torch.Tensor]) -> Features:

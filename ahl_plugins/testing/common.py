@@ -324,9 +324,7 @@ def parse_options(checker: Checker, entry: ComponentEntry, values: Mapping[str, 
         raise checker.fail(requirement, f"options do not validate{hint}: {exc}") from exc
 
 
-def declared_kinds(
-    checker: Checker, obj: Any, requirement: str = "scorer.supported-kinds"
-) -> tuple[str, ...] | None:
+def declared_kinds(checker: Checker, obj: Any, requirement: str = "scorer.supported-kinds") -> tuple[str, ...] | None:
     declared = getattr(obj, "supported_kinds", None)
     if declared is None:
         return None

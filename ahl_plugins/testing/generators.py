@@ -71,9 +71,7 @@ def check_generator(
 
     out, mask = generate(1)
     if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
-        raise checker.fail(
-            "generator.output", f"anomalies are {describe(out)}; expected {describe(x)} like the input"
-        )
+        raise checker.fail("generator.output", f"anomalies are {describe(out)}; expected {describe(x)} like the input")
     if not all_finite(out):
         raise checker.fail("generator.output", "anomalies have non-finite values")
     if domain == "image" and (float(out.min()) < -1e-6 or float(out.max()) > 1 + 1e-6):

@@ -125,7 +125,8 @@ def _probe_vmap(
     spec = feature_spec(kind)
     labels = make_labels().to(device)
     batches = [
-        synthetic_features(spec, labels, make_generator(seed + 20 + t, torch.device("cpu")), device=device) for t in (0, 1)
+        synthetic_features(spec, labels, make_generator(seed + 20 + t, torch.device("cpu")), device=device)
+        for t in (0, 1)
     ]
     stacked_x = [torch.stack([b[i] for b in batches]) for i in range(spec.n_scales)]
     stacked_y = torch.stack([labels, labels])

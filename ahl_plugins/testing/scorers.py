@@ -73,7 +73,10 @@ def _prepare(
     checker: Checker, scorer: nn.Module, spec: FeatureSpec, seed: int, device: torch.device, kind: str
 ) -> list[torch.Tensor]:
     normals = synthetic_features(
-        spec, torch.zeros(N_PREPARE_NORMALS, dtype=torch.long), make_generator(seed + 1, torch.device("cpu")), device=device
+        spec,
+        torch.zeros(N_PREPARE_NORMALS, dtype=torch.long),
+        make_generator(seed + 1, torch.device("cpu")),
+        device=device,
     )
     prepare = getattr(scorer, "prepare", None)
     if not callable(prepare):
@@ -334,7 +337,10 @@ def _check_determinism(
 ) -> None:
     spec = feature_spec(kind)
     normals = synthetic_features(
-        spec, torch.zeros(N_PREPARE_NORMALS, dtype=torch.long), make_generator(seed + 1, torch.device("cpu")), device=device
+        spec,
+        torch.zeros(N_PREPARE_NORMALS, dtype=torch.long),
+        make_generator(seed + 1, torch.device("cpu")),
+        device=device,
     )
 
     def run(global_seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -85,8 +85,14 @@ def train_base(
         return value
 
     history = run_epochs(
-        options.epochs, options.batches_per_epoch, step, schedule,
-        rates=lambda: {"lr": optimizer.param_groups[0]["lr"]}, what="training", device=device, progress=progress,
+        options.epochs,
+        options.batches_per_epoch,
+        step,
+        schedule,
+        rates=lambda: {"lr": optimizer.param_groups[0]["lr"]},
+        what="training",
+        device=device,
+        progress=progress,
         hint=f"lower the learning rate (lr={options.lr}) or check the features for NaN/inf values",
     )
     calibrate_scorer(scorer, data.normals.as_list())

@@ -84,7 +84,9 @@ _BATCHNORM_NAMES = frozenset({"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Sync
 
 def _is_batchnorm(module: nn.Module) -> bool:
     # A scripted network's submodules are RecursiveScriptModules that only keep their class name.
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) or getattr(module, "original_name", "") in _BATCHNORM_NAMES
+    return (
+        isinstance(module, nn.modules.batchnorm._BatchNorm) or getattr(module, "original_name", "") in _BATCHNORM_NAMES
+    )
 
 
 def _set_train_mode(network: nn.Module, freeze_batchnorm: bool) -> None:
@@ -123,7 +125,9 @@ class _References:
         self.scorer = scorer
 
     @torch.no_grad()
-    def update(self, extractor: FinetunableExtractor, network: nn.Module, device: torch.device, generator: torch.Generator) -> None:
+    def update(
+        self, extractor: FinetunableExtractor, network: nn.Module, device: torch.device, generator: torch.Generator
+    ) -> None:
         was_training = network.training
         network.eval()
         features = [t.float() for t in extractor.forward_features(self.images.to(device))]
@@ -132,10 +136,15 @@ class _References:
 
 
 @torch.no_grad()
-def _normal_features(extractor: FinetunableExtractor, normals: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+def _normal_features(
+    extractor: FinetunableExtractor, normals: torch.Tensor, device: torch.device
+) -> list[torch.Tensor]:
     """Every training normal's features through the final network: what the heads are calibrated on, as the
     base and AHL trainers calibrate them on the frozen features."""
-    parts = [[t.float() for t in extractor.forward_features(normals[i : i + 64].to(device))] for i in range(0, len(normals), 64)]
+    parts = [
+        [t.float() for t in extractor.forward_features(normals[i : i + 64].to(device))]
+        for i in range(0, len(normals), 64)
+    ]
     return [torch.cat(scale) for scale in zip(*parts)]
 
 
@@ -194,7 +203,9 @@ def finetune_backbone(
 
     images = images() if callable(images) else images
     if images.dim() != 4 or images.shape[0] != labels.shape[0]:
-        raise DataError(f"fine-tuning needs N×3×S×S images with one label each, got {tuple(images.shape)} and {len(labels)}")
+        raise DataError(
+            f"fine-tuning needs N×3×S×S images with one label each, got {tuple(images.shape)} and {len(labels)}"
+        )
     generator = torch.Generator().manual_seed(int(seed))
     references = _References(scorer, images[labels == 0], generator)
     references.update(ft, network, device, generator)
@@ -282,9 +293,16 @@ def _train(
 
     try:
         return run_epochs(
-            options.epochs, options.batches_per_epoch, step, schedule, rates=rates, what="fine-tuning",
-            hint=f"lower lr ({options.lr}) or backbone_lr ({options.backbone_lr})", device=device,
-            progress=progress, before_epoch=refresh,
+            options.epochs,
+            options.batches_per_epoch,
+            step,
+            schedule,
+            rates=rates,
+            what="fine-tuning",
+            hint=f"lower lr ({options.lr}) or backbone_lr ({options.backbone_lr})",
+            device=device,
+            progress=progress,
+            before_epoch=refresh,
         )
     finally:
         for parameter in backbone:
@@ -292,14 +310,19 @@ def _train(
         network.eval()
 
 
-def training_identity(image_ids: list[str], labels: torch.Tensor, pseudo_ids: Mapping[str, str], extra: Mapping[str, Any]) -> str:
+def training_identity(
+    image_ids: list[str], labels: torch.Tensor, pseudo_ids: Mapping[str, str], extra: Mapping[str, Any]
+) -> str:
     """What a fine-tuning run learnt from: every image, its label, the pseudo-anomaly sets and the model."""
-    return cache_key(*image_ids, labels.tolist(), json.dumps(dict(sorted(pseudo_ids.items()))), json.dumps(extra, sort_keys=True, default=str))
+    return cache_key(
+        *image_ids,
+        labels.tolist(),
+        json.dumps(dict(sorted(pseudo_ids.items()))),
+        json.dumps(extra, sort_keys=True, default=str),
+    )
 
 
-def finetune_options_like_base(
-    options: Mapping[str, Any], common: Mapping[str, Any], *, ahl: bool
-) -> dict[str, Any]:
+def finetune_options_like_base(options: Mapping[str, Any], common: Mapping[str, Any], *, ahl: bool) -> dict[str, Any]:
     """``options`` of one compare variant, fine-tuning the backbone exactly as the base variant does, so the AHL
     variant reads the base's fine-tuned network back from the cache.
 

@@ -37,7 +37,11 @@ def check_heads(scorer: nn.Module, heads: Any, combined: Any, batch: int) -> Non
         )
     for head, value in heads.items():
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != (batch,):
-            squeeze = " (squeeze the trailing dimension)" if isinstance(value, torch.Tensor) and value.shape[-1:] == (1,) else ""
+            squeeze = (
+                " (squeeze the trailing dimension)"
+                if isinstance(value, torch.Tensor) and value.shape[-1:] == (1,)
+                else ""
+            )
             raise InvalidComponentError(
                 f"scorer {name}: head {head!r} is {_describe(value)} for a batch of {batch}; expected shape "
                 f"({batch},){squeeze}. A wrong shape broadcasts against the labels in the loss and trains on "

@@ -64,7 +64,9 @@ class DRAOptions(BaseModel):
         "label-free ranking stands unless a labelled head is sure (docs/labels_on_images.md)",
     )
     confident_spreads: float = Field(
-        3.0, gt=0, description="with combine=confident: how many calibrated spreads a labelled head must exceed to count"
+        3.0,
+        gt=0,
+        description="with combine=confident: how many calibrated spreads a labelled head must exceed to count",
     )
     vector_residual: Literal["abs", "signed"] = Field(
         "abs",

@@ -160,7 +160,11 @@ class DRAScorer(PatchDistance, nn.Module):
         features itself (end-to-end fine-tuning) passes this many."""
         if not self.nearest:
             return self.n_references
-        return self.options.reference_bank_size if self.spec.kind == "vector" else min(256, self.options.reference_bank_size)
+        return (
+            self.options.reference_bank_size
+            if self.spec.kind == "vector"
+            else min(256, self.options.reference_bank_size)
+        )
 
     @staticmethod
     def _reference_name(scale: int) -> str:

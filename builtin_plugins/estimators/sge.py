@@ -213,7 +213,9 @@ class SGEEstimator(GeneralizabilityEstimator):
         if self.options.relative_errors and reference is not None:
             reference = reference.detach().float().cpu().reshape(-1)
             if reference.shape != targets.shape:
-                raise DataError(f"estimator: reference must have shape {tuple(targets.shape)}, got {tuple(reference.shape)}")
+                raise DataError(
+                    f"estimator: reference must have shape {tuple(targets.shape)}, got {tuple(reference.shape)}"
+                )
             per_sample = per_sample - self.per_sample_errors(reference, targets, error_weights)
         errors = per_sample.sum(dim=0) / counts
         # How much of the errors' spread noise alone explains: each r_i's standard error over its samples,

@@ -178,6 +178,7 @@ def train_ahl(scorer, loss, data, options=None, *, seed, estimator=None, **kwarg
     from ahl_plugins.plugins import get_manager
 
     if estimator is None:
+
         def estimator(n_tasks: int):
             parsed = options if isinstance(options, AHLOptions) else AHLOptions(**dict(options or {}))
             return build_estimator(get_manager(), parsed, n_tasks, seed)

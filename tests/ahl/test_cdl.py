@@ -162,8 +162,10 @@ def test_layerwise_inner_step_moves_every_tensor_by_the_asked_share_of_its_own_n
             scorer.w.mul_(10.0)  # the weight dwarfs the bias, as a wide conv dwarfs a 1×1 head
         learner = MetaLearner(scorer, smooth_loss, inner_steps=1, inner_lr=0.05, first_order=True, inner_update=update)
         _, _, adapted = learner.task_losses([sx], sy, [qx], qy)
-        share = {name: (adapted[name].detach() - p.detach()).reshape(3, -1).norm(dim=1) / p.detach().norm()
-                 for name, p in learner.parameters.items()}
+        share = {
+            name: (adapted[name].detach() - p.detach()).reshape(3, -1).norm(dim=1) / p.detach().norm()
+            for name, p in learner.parameters.items()
+        }
         if update == "layerwise":
             for moved in share.values():
                 torch.testing.assert_close(moved, torch.full((3,), 0.05), rtol=1e-4, atol=1e-6)
@@ -179,8 +181,9 @@ def test_relative_inner_steps_are_the_same_under_vmap_and_the_loop(update):
     for vectorize in (True, False):
         torch.manual_seed(0)
         scorer = LinearScorer(4)
-        learner = MetaLearner(scorer, smooth_loss, inner_steps=2, inner_lr=0.1, inner_update=update,
-                              vectorize=vectorize)
+        learner = MetaLearner(
+            scorer, smooth_loss, inner_steps=2, inner_lr=0.1, inner_update=update, vectorize=vectorize
+        )
         query, _, _ = learner.task_losses([sx], sy, [qx], qy)
         (weights * query).sum().backward()
         grads.append(torch.cat([scorer.w.grad.flatten(), scorer.b.grad.flatten()]))

@@ -11,7 +11,14 @@ from ahl_plugins.ahl import AHLOptions
 from builtin_plugins.dra import DRAOptions, build_loss, build_scorer
 from builtin_plugins.dra import neighbours
 
-FAST = {"epochs": 3, "history": 2, "batch_size": 12, "outer_steps_per_epoch": 1, "batches_per_epoch": 2, "n_clusters": 3}
+FAST = {
+    "epochs": 3,
+    "history": 2,
+    "batch_size": 12,
+    "outer_steps_per_epoch": 1,
+    "batches_per_epoch": 2,
+    "n_clusters": 3,
+}
 
 
 def _fit(data, monkeypatch, *, share: bool):
@@ -59,8 +66,9 @@ def test_fixed_heads_given_to_forward_replace_the_search_and_must_match_the_batc
     fixed = scorer.fixed_heads(x)
     assert set(fixed) == {"distance"} and fixed["distance"].shape == (x[0].shape[0],)
     torch.testing.assert_close(scorer(x, fixed=fixed)["distance"], scorer(x)["distance"])
-    assert torch.equal(scorer(x, fixed={"distance": torch.full((x[0].shape[0],), 7.0)})["distance"],
-                       torch.full((x[0].shape[0],), 7.0))
+    assert torch.equal(
+        scorer(x, fixed={"distance": torch.full((x[0].shape[0],), 7.0)})["distance"], torch.full((x[0].shape[0],), 7.0)
+    )
     with pytest.raises(DataError, match="fixed head 'distance'.*exactly these samples"):
         scorer(x, fixed={"distance": fixed["distance"][:1]})
     pooled = build_scorer(data.normals.spec, DRAOptions(distance_form="pooled"))

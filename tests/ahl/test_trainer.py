@@ -317,7 +317,11 @@ def test_default_update_budget_matches_the_base_loop():
     ahl, base = AHLOptions(), TrainOptions()
     assert ahl.outer_lr * ahl.n_outer_steps == pytest.approx(base.lr * base.batches_per_epoch)
     assert (ahl.lr_step, ahl.lr_gamma, ahl.epochs, ahl.weight_decay) == (
-        base.lr_step, base.lr_gamma, base.epochs, base.weight_decay)
+        base.lr_step,
+        base.lr_gamma,
+        base.epochs,
+        base.weight_decay,
+    )
 
 
 def test_warm_start_continues_the_base_loop_in_one_budget_and_one_decay():

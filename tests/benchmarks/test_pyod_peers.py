@@ -9,8 +9,15 @@ from benchmarks.peers_page import compare_name, pyod_by_seed
 
 
 def _row(seen: str, seed: int, auc: float, setting: str = "hard", status: str = "ok") -> dict:
-    return {"data": "d", "setting": setting, "seen_type": seen, "seed": seed, "detector": "PyOD XGBOD",
-            "auc_roc": auc, "status": status}
+    return {
+        "data": "d",
+        "setting": setting,
+        "seen_type": seen,
+        "seed": seed,
+        "detector": "PyOD XGBOD",
+        "auc_roc": auc,
+        "status": status,
+    }
 
 
 def test_hard_rows_average_the_seen_types_per_seed_and_drop_incomplete_seeds():
@@ -46,5 +53,7 @@ def test_xgbod_separates_labelled_anomalies_on_a_toy_split():
     y_train = np.r_[np.zeros(80, int), np.ones(10, int)]
     x_test = np.r_[rng.normal(size=(40, 3)), rng.normal(4.0, 1.0, size=(10, 3))]
     y_test = np.r_[np.zeros(40, int), np.ones(10, int)]
-    split = SimpleNamespace(x_train=x_train, x_test=x_test, data=SimpleNamespace(train_labels=y_train, test_labels=y_test))
+    split = SimpleNamespace(
+        x_train=x_train, x_test=x_test, data=SimpleNamespace(train_labels=y_train, test_labels=y_test)
+    )
     assert run_detector("XGBOD", split, 0, "no_ocsvm")["auc_roc"] > 0.9

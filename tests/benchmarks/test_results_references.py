@@ -9,7 +9,12 @@ import pytest
 
 from benchmarks.compare_catalogue import Part
 from benchmarks.results_glance import Run
-from benchmarks.results_references import image_references_section, labelled_cells, reference_cells, strongest_label_free
+from benchmarks.results_references import (
+    image_references_section,
+    labelled_cells,
+    reference_cells,
+    strongest_label_free,
+)
 
 COLUMNS = ["model", "variant", "setting", "n_anomalies", "seen_type", "seed", "status", "auc_roc"]
 
@@ -39,8 +44,11 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
     cells += [("dra", "base", "hard", "a", 2, 0.9)]  # seed 2 lacks type b: not a hard seed yet
     cells += [("knn", "knn", "general", "all", 0, 0.5)]  # a reference cell of the compare run is not a labelled row
     runs = [_run(tmp_path, "elpv", cells)]
-    rows = [{"data": "elpv", "setting": "general", "seen_type": "all", "seed": s, "form": f, "auc_roc": v + 0.001 * s}
-            for s in range(3) for f, v in (("knn-kth", 0.70), ("knn-mean", 0.75), ("patchcore", 0.90))]
+    rows = [
+        {"data": "elpv", "setting": "general", "seen_type": "all", "seed": s, "form": f, "auc_roc": v + 0.001 * s}
+        for s in range(3)
+        for f, v in (("knn-kth", 0.70), ("knn-mean", 0.75), ("patchcore", 0.90))
+    ]
     folder = _references(tmp_path, rows)
 
     labelled = labelled_cells(runs)
@@ -63,21 +71,38 @@ def test_no_reference_rows_no_section(tmp_path):
 def test_pixel_section_pairs_each_model_with_the_patch_reference_per_seed(tmp_path):
     from benchmarks.results_references import pixel_reference_section
 
-    rows = [{"data": "mt", "setting": "general", "seen_type": "all", "seed": s, "form": "patchcore",
-             "auc_roc": 0.95, "pixel_auroc": 0.85, "pixel_aupro": 0.75} for s in range(3)]
+    rows = [
+        {
+            "data": "mt",
+            "setting": "general",
+            "seen_type": "all",
+            "seed": s,
+            "form": "patchcore",
+            "auc_roc": 0.95,
+            "pixel_auroc": 0.85,
+            "pixel_aupro": 0.75,
+        }
+        for s in range(3)
+    ]
     rows += [{"data": "elpv", "setting": "general", "seen_type": "all", "seed": 0, "form": "patchcore", "auc_roc": 0.9}]
     folder = _references(tmp_path, rows)
     models = {"dra": {s: {"image_auroc": 0.9, "pixel_auroc": 0.80 + 0.01 * s, "pixel_aupro": 0.7} for s in range(3)}}
     text = "\n".join(pixel_reference_section(models, folder))
     assert "| ELPV | general | PatchCore-class | 1 | 0.900 ± 0.000 |  |  |" in text  # no masks: no pixel cells
-    assert "| dra | -0.050 [-0.050, -0.050] below | -0.040 [-0.065, -0.015] below | -0.050 [-0.050, -0.050] below |" in text
+    assert (
+        "| dra | -0.050 [-0.050, -0.050] below | -0.040 [-0.065, -0.015] below | -0.050 [-0.050, -0.050] below |"
+        in text
+    )
 
 
 def test_a_patch_head_run_joins_as_its_own_rows(tmp_path):
     runs = [_run(tmp_path, "mt_general", [("dra", "base", "general", "all", s, 0.80) for s in range(2)])]
     patch_dir = tmp_path / "runs"
     patch_dir.mkdir()
-    _run(patch_dir, "mt_general_dra_patch-s5-e10", [("dra", v, "general", "all", s, 0.9) for v in ("base", "ahl")
-                                                    for s in range(2)])
+    _run(
+        patch_dir,
+        "mt_general_dra_patch-s5-e10",
+        [("dra", v, "general", "all", s, 0.9) for v in ("base", "ahl") for s in range(2)],
+    )
     cells = labelled_cells(runs, patch_dir)[("mt", "general")]
     assert cells["dra/base"] == {0: 0.8, 1: 0.8} and cells["dra_patch/ahl"] == {0: 0.9, 1: 0.9}

@@ -97,8 +97,11 @@ def test_csv_categorical_one_hot_fitted_on_training_rows(tmp_path):
 
 
 def test_csv_without_partition_and_auto_label(tmp_path):
-    path = _write_csv(tmp_path / "net.csv", [r.rsplit(",", 2)[0] + "," + r.rsplit(",", 1)[1] for r in ROWS],
-                      header="proto,size,kind,label")
+    path = _write_csv(
+        tmp_path / "net.csv",
+        [r.rsplit(",", 2)[0] + "," + r.rsplit(",", 1)[1] for r in ROWS],
+        header="proto,size,kind,label",
+    )
     ds = load_table(path)  # 'label' column found, categorical 'proto' and 'kind' detected
     assert "label" == ds.info["label_column"] and set(ds.partition) == {"any"}
     assert ds.anomaly_types == ["anomaly"]
@@ -121,7 +124,9 @@ def test_tsv_gz_with_named_labels(tmp_path):
 
 def test_table_errors_name_columns_rows_and_values(tmp_path):
     path = _write_csv(tmp_path / "net.csv", ROWS)
-    with pytest.raises(DataError, match=r"unknown label column 'lbl'; columns are \['proto', 'size', 'kind', 'split', 'label'\]"):
+    with pytest.raises(
+        DataError, match=r"unknown label column 'lbl'; columns are \['proto', 'size', 'kind', 'split', 'label'\]"
+    ):
         load_table(path, label_column="lbl")
     with pytest.raises(DataError, match=r"unknown type column 'type'"):
         load_table(path, label_column="label", type_column="type")
@@ -139,7 +144,9 @@ def test_table_errors_name_columns_rows_and_values(tmp_path):
     with pytest.raises(DataError, match=r"do not have 3 fields"):
         load_table(tmp_path / "ragged.csv")
     with pytest.raises(DataError, match=r"partition values \['later'\]"):
-        load_table(_write_csv(tmp_path / "p.csv", ["1,later,0", "2,train,1"], header="x,split,label"), partition_column="split")
+        load_table(
+            _write_csv(tmp_path / "p.csv", ["1,later,0", "2,train,1"], header="x,split,label"), partition_column="split"
+        )
 
 
 def test_encoder_rejects_unknown_or_missing_columns():

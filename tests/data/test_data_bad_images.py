@@ -32,7 +32,9 @@ def test_a_32_bit_image_outside_16_bits_is_refused(tmp_path):
 def test_files_with_other_extensions_are_reported_not_dropped_silently(tmp_path):
     root = make_mvtec_tree(tmp_path / "cat", masks=False)
     (root / "test" / "scratch" / "extra.webp").write_bytes(b"RIFF....WEBP")
-    with pytest.warns(IgnoredFilesWarning, match=r"ignored 1 file\(s\).*test/scratch/extra.webp: extension '.webp' is not read"):
+    with pytest.warns(
+        IgnoredFilesWarning, match=r"ignored 1 file\(s\).*test/scratch/extra.webp: extension '.webp' is not read"
+    ):
         ds = load_folder(root)
     assert ds.skipped == ("test/scratch/extra.webp: extension '.webp' is not read",)
     assert ds.type_counts()["scratch"] == 4
@@ -43,7 +45,10 @@ def test_an_anomaly_folder_of_unreadable_files_is_an_error_naming_it(tmp_path):
     for i in range(2):
         (root / "test" / "crack" / f"{i}.webp").parent.mkdir(exist_ok=True)
         (root / "test" / "crack" / f"{i}.webp").write_bytes(b"RIFF....WEBP")
-    with pytest.warns(UserWarning), pytest.raises(DataError, match=r"test/crack holds no readable image; left out: test/crack/0.webp"):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(DataError, match=r"test/crack holds no readable image; left out: test/crack/0.webp"),
+    ):
         load_folder(root)
 
 

@@ -155,7 +155,9 @@ def test_training_partition_anomalies_are_the_labelled_pool():
     # NSL-KDD-like: separate training and test files, anomalies in both
     n = 40
     partition = ["train"] * 20 + ["test"] * 20
-    types = (["normal"] * 12 + ["dos"] * 6 + ["probe"] * 2) + (["normal"] * 10 + ["dos"] * 4 + ["probe"] * 3 + ["r2l"] * 3)
+    types = (["normal"] * 12 + ["dos"] * 6 + ["probe"] * 2) + (
+        ["normal"] * 10 + ["dos"] * 4 + ["probe"] * 3 + ["r2l"] * 3
+    )
     labels = [0 if t == "normal" else 1 for t in types]
     ds = from_arrays(np.random.default_rng(0).normal(size=(n, 3)), labels, types, partition=partition)
     split = make_split(ds, "hard", 4, "dos", seed=0)

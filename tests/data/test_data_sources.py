@@ -89,7 +89,9 @@ def test_elpv_missing_package_says_how_to_install(monkeypatch):
         load_dataset("elpv")
 
 
-@pytest.mark.skipif(not HAS_ELPV, reason="optional package elpv-dataset not installed (pip install 'ahl-plugins[elpv]')")
+@pytest.mark.skipif(
+    not HAS_ELPV, reason="optional package elpv-dataset not installed (pip install 'ahl-plugins[elpv]')"
+)
 def test_elpv_real_package_counts():
     ds = load_dataset("elpv")
     assert ds.type_counts() == {"normal": 1508, "mono": 313, "poly": 402}
@@ -107,11 +109,25 @@ def _kdd_line(proto, service, attack, seed):
 
 def test_nsl_kdd_groups_partitions_and_unseen_names(tmp_path):
     train = [("tcp", "http", "normal"), ("udp", "dns", "normal"), ("tcp", "http", "neptune"), ("tcp", "ftp", "ipsweep")]
-    test = [("tcp", "http", "normal"), ("icmp", "eco_i", "normal"), ("tcp", "http", "mscan"), ("tcp", "smtp", "guess_passwd")]
+    test = [
+        ("tcp", "http", "normal"),
+        ("icmp", "eco_i", "normal"),
+        ("tcp", "http", "mscan"),
+        ("tcp", "smtp", "guess_passwd"),
+    ]
     (tmp_path / "KDDTrain+_20Percent.txt").write_text("\n".join(_kdd_line(*r, i) for i, r in enumerate(train)) + "\n")
     (tmp_path / "KDDTest+.txt").write_text("\n".join(_kdd_line(*r, 10 + i) for i, r in enumerate(test)) + "\n")
     ds = load_dataset(tmp_path)
-    assert ds.name == "nsl_kdd" and ds.types.tolist() == ["normal", "normal", "DoS", "Probe", "normal", "normal", "Probe", "R2L"]
+    assert ds.name == "nsl_kdd" and ds.types.tolist() == [
+        "normal",
+        "normal",
+        "DoS",
+        "Probe",
+        "normal",
+        "normal",
+        "Probe",
+        "R2L",
+    ]
     assert ds.subtypes.tolist()[6:] == ["mscan", "guess_passwd"]
     assert ds.partition.tolist() == ["train"] * 4 + ["test"] * 4
     assert unseen_attack_names(ds) == ["guess_passwd", "mscan"]

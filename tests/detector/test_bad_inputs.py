@@ -113,33 +113,68 @@ def trailing_dim_model(fresh_manager):
 @pytest.mark.parametrize("ahl", [False, True], ids=["base", "ahl"])
 def test_fit_refuses_heads_of_the_wrong_shape(trailing_dim_model, blobs, ahl):
     X, y, _, _ = blobs
-    with pytest.raises(InvalidComponentError, match=r"head 'score' is a tensor of shape \(8, 1\).*expected shape \(8,\) \(squeeze"):
+    with pytest.raises(
+        InvalidComponentError, match=r"head 'score' is a tensor of shape \(8, 1\).*expected shape \(8,\) \(squeeze"
+    ):
         OSADDetector(trailing_dim_model, ahl=ahl, **FAST).fit(X, y)
 
 
 def test_compare_reports_the_wrong_shape_as_a_failed_cell(trailing_dim_model, blobs, tmp_path):
     X, y, X_test, y_test = blobs
     np.savez(tmp_path / "blobs.npz", X=np.concatenate([X, X_test]), y=np.r_[y, y_test])
-    result = CliRunner().invoke(cli, [
-        "compare", "--data", str(tmp_path / "blobs.npz"), "--models", trailing_dim_model, "--seeds", "1",
-        "--epochs", "1", "--n-anomalies", "3", "--no-plots", "-q", "--output", str(tmp_path / "out"),
-        "-o", "batches_per_epoch=2", "-o", "n_pseudo=8", "-o", "use_cache=false",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compare",
+            "--data",
+            str(tmp_path / "blobs.npz"),
+            "--models",
+            trailing_dim_model,
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--n-anomalies",
+            "3",
+            "--no-plots",
+            "-q",
+            "--output",
+            str(tmp_path / "out"),
+            "-o",
+            "batches_per_epoch=2",
+            "-o",
+            "n_pseudo=8",
+            "-o",
+            "use_cache=false",
+        ],
+    )
     assert result.exit_code == 1, result.output
     rows = [r for r in csv.DictReader((tmp_path / "out" / "results.csv").open()) if r["model"] == trailing_dim_model]
     assert {r["variant"] for r in rows} == {"base", "ahl"}
     assert all(r["status"] == "failed" and "expected shape (8,)" in r["reason"] for r in rows)
 
 
-def test_score_with_a_model_trained_by_a_wrong_shape_scorer_is_a_clear_error(trailing_dim_model, blobs, tmp_path, monkeypatch):
+def test_score_with_a_model_trained_by_a_wrong_shape_scorer_is_a_clear_error(
+    trailing_dim_model, blobs, tmp_path, monkeypatch
+):
     X, y, X_test, _ = blobs
     with monkeypatch.context() as patch:  # a model trained before the host checked head shapes
         patch.setattr("ahl_plugins.training.base.probe_heads", lambda *args: None)
         patch.setattr("ahl_plugins.training.scoring.check_heads", lambda *args: None)
         OSADDetector(trailing_dim_model, **FAST).fit(X, y).save(tmp_path / "model")
     np.savez(tmp_path / "test.npz", X=X_test, y=np.zeros(len(X_test), int))
-    result = CliRunner().invoke(cli, ["score", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "test.npz"),
-                                      "--output", str(tmp_path / "scores.csv")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "score",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tmp_path / "test.npz"),
+            "--output",
+            str(tmp_path / "scores.csv"),
+        ],
+    )
     assert result.exit_code == 1
     assert "head 'score' is a tensor of shape" in result.output and "Traceback" not in result.output
     assert not isinstance(result.exception, TypeError)
@@ -183,7 +218,9 @@ def test_an_intact_model_loads_and_scores_the_same(saved):
     path, scores, X_test = saved
     assert np.allclose(OSADDetector.load(path).decision_function(X_test), scores)
     assert set(json.loads((path / "config.json").read_text())["files"]) == {
-        "scorer.safetensors", "extractor.safetensors", "history.json"
+        "scorer.safetensors",
+        "extractor.safetensors",
+        "history.json",
     }
 
 
@@ -198,7 +235,15 @@ def test_an_intact_model_loads_and_scores_the_same(saved):
         (lambda d: d.update(files={"../x": "0" * 64}), r"files: Value error, file name '../x'"),
         (lambda d: d.update(threshold="high"), r"threshold: Input should be a valid number"),
     ],
-    ids=["no-fit", "no-threshold", "no-input-kind", "bad-feature-kind", "extra-config-key", "path-in-files", "bad-threshold"],
+    ids=[
+        "no-fit",
+        "no-threshold",
+        "no-input-kind",
+        "bad-feature-kind",
+        "extra-config-key",
+        "path-in-files",
+        "bad-threshold",
+    ],
 )
 def test_config_json_is_validated_in_full(saved, edit, pattern):
     path, _, _ = saved

@@ -102,7 +102,19 @@ def test_score_skips_bad_images_with_the_flag_its_hint_names(mvtec_tree, tmp_pat
 
 def test_compare_takes_skip_bad_images_and_fails_when_every_cell_is_skipped(mvtec_tree, tmp_path):
     (mvtec_tree / "test" / "dent" / "broken.png").write_bytes(b"\x89PNG not really")
-    args = ["compare", "--data", mvtec_tree, "--models", "devnet", "--seeds", "1", "--n-anomalies", "50", "--no-plots", "-q"]
+    args = [
+        "compare",
+        "--data",
+        mvtec_tree,
+        "--models",
+        "devnet",
+        "--seeds",
+        "1",
+        "--n-anomalies",
+        "50",
+        "--no-plots",
+        "-q",
+    ]
     result = invoke(*args, "--output", tmp_path / "a")
     assert result.exit_code == 1 and "pass --skip-bad-images" in result.output
     (mvtec_tree / "test" / "dent" / "extra.webp").write_bytes(b"RIFF....WEBP")
@@ -117,6 +129,17 @@ def test_compare_takes_skip_bad_images_and_fails_when_every_cell_is_skipped(mvte
 def test_compare_on_data_without_anomalies_exits_non_zero(blobs, tmp_path):
     X, y, _, _ = blobs
     np.savez(tmp_path / "normals.npz", X=X[y == 0], y=np.zeros(int((y == 0).sum()), int))
-    result = invoke("compare", "--data", tmp_path / "normals.npz", "--models", "devnet", "--seeds", "1", "--no-plots",
-                    "-q", "--output", tmp_path / "out")
+    result = invoke(
+        "compare",
+        "--data",
+        tmp_path / "normals.npz",
+        "--models",
+        "devnet",
+        "--seeds",
+        "1",
+        "--no-plots",
+        "-q",
+        "--output",
+        tmp_path / "out",
+    )
     assert result.exit_code == 1 and "has no anomalies" in result.output and "cells was skipped" in result.output

@@ -27,7 +27,11 @@ def test_fit_save_load_round_trip_gives_identical_scores(blobs, tmp_path, model)
     scores = detector.decision_function(X_test)
     assert scores.shape == (len(X_test),) and np.isfinite(scores).all()
     detector.save(tmp_path / "m")
-    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"config.json", "scorer.safetensors", "extractor.safetensors"}
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {
+        "config.json",
+        "scorer.safetensors",
+        "extractor.safetensors",
+    }
     loaded = OSADDetector.load(tmp_path / "m")
     np.testing.assert_allclose(loaded.decision_function(X_test), scores, rtol=1e-5, atol=1e-5)
     assert loaded.threshold_ == detector.threshold_
@@ -147,9 +151,13 @@ def test_loading_weights_of_another_model_is_refused(blobs, tmp_path):
 
 
 def test_a_users_own_module_is_a_frozen_extractor(mvtec_tree):
-    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2))
+    backbone = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2)
+    )
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    paths = sorted((mvtec_tree / "train" / "good").glob("*.png")) + sorted((mvtec_tree / "test" / "scratch").glob("*.png"))
+    paths = sorted((mvtec_tree / "train" / "good").glob("*.png")) + sorted(
+        (mvtec_tree / "test" / "scratch").glob("*.png")
+    )
     y = np.r_[np.zeros(24), np.ones(6)].astype(int)
     detector = OSADDetector("devnet", extractor=backbone, **FAST).fit(paths, y)
     assert detector.fit_info_["feature_spec"] == {"kind": "map", "channels": [8]}

@@ -78,8 +78,12 @@ def test_train_ahl_without_an_estimator_says_how_to_get_one():
     from ahl_plugins.training.data import TrainingData
 
     generator = torch.Generator().manual_seed(0)
-    data = TrainingData(Features((torch.randn(40, 4, generator=generator),)),
-                        Features((torch.randn(4, 4, generator=generator) + 3,)), {}, ("a",) * 4)
+    data = TrainingData(
+        Features((torch.randn(40, 4, generator=generator),)),
+        Features((torch.randn(4, 4, generator=generator) + 3,)),
+        {},
+        ("a",) * 4,
+    )
     scorer = OSADDetector("devnet").components.scorer(data.normals.spec)
     loss = OSADDetector("devnet").components.loss()
     with pytest.raises(InvalidOptionsError, match="estimator"):

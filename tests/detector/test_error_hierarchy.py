@@ -42,8 +42,12 @@ BAD_INPUTS = {
     "maps of vectors": lambda: _fitted().anomaly_maps(X),
     "raw table without an encoder": lambda: _fitted().decision_function({"a": [1.0], "b": [2.0]}),
     "load a missing directory": lambda: OSADDetector.load("/no/such/model"),
-    "unknown component kind": lambda: __import__("ahl_plugins.plugins", fromlist=["get_manager"]).get_manager().registry("nope"),
-    "load a missing data set": lambda: __import__("ahl_plugins.data.load", fromlist=["load_dataset"]).load_dataset("/no/such/data"),
+    "unknown component kind": lambda: (
+        __import__("ahl_plugins.plugins", fromlist=["get_manager"]).get_manager().registry("nope")
+    ),
+    "load a missing data set": lambda: __import__("ahl_plugins.data.load", fromlist=["load_dataset"]).load_dataset(
+        "/no/such/data"
+    ),
     "train_ahl without an estimator": lambda: _train_ahl_without_estimator(),
 }
 
@@ -69,7 +73,9 @@ def test_bad_input_raises_the_librarys_own_error(case):
 def test_every_error_and_warning_class_lives_in_errors_py():
     import ahl_plugins
 
-    defined = {name for name, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Warning | Exception)}
+    defined = {
+        name for name, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Warning | Exception)
+    }
     from pathlib import Path
 
     root = Path(ahl_plugins.__file__).parent

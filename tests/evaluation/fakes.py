@@ -52,9 +52,19 @@ class FakeRunner:
             history = {
                 "estimator": "sge",
                 "epochs": [{"epoch": i + 1, "weights": w.tolist()} for i, w in enumerate(weights)],
-                "tasks": [{"index": t, "kind": "clusters", "support_cluster": t // 2, "query_cluster": t % 3} for t in range(6)],
+                "tasks": [
+                    {"index": t, "kind": "clusters", "support_cluster": t // 2, "query_cluster": t % 3}
+                    for t in range(6)
+                ],
             }
-        return CellRun(scores=scores, fit_seconds=0.01, score_seconds=0.001, train_seconds=0.005, history=history, extractor="identity")
+        return CellRun(
+            scores=scores,
+            fit_seconds=0.01,
+            score_seconds=0.001,
+            train_seconds=0.005,
+            history=history,
+            extractor="identity",
+        )
 
 
 class KillingRunner:

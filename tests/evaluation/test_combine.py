@@ -28,7 +28,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _compare(out: Path, seed: int, models=("devnet", "dra")) -> Path:
     dataset = dataclasses.replace(synthetic_dataset(seed=seed), name=f"syn{seed}")
-    config = CompareConfig(data=dataset.name, models=list(models), settings=["general"], n_anomalies=[5], seeds=3, progress=False)
+    config = CompareConfig(
+        data=dataset.name, models=list(models), settings=["general"], n_anomalies=[5], seeds=3, progress=False
+    )
     run_compare(config, out, runner=FakeRunner(), dataset=dataset, plots=False)
     return out
 

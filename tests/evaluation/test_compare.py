@@ -26,7 +26,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeRunner, synthetic_dataset
 
 HERE = Path(__file__).parent
-ARGS = {"data": "synthetic", "models": ["devnet", "dra"], "settings": ["general", "hard"], "n_anomalies": [5], "seeds": 2, "progress": False}
+ARGS = {
+    "data": "synthetic",
+    "models": ["devnet", "dra"],
+    "settings": ["general", "hard"],
+    "n_anomalies": [5],
+    "seeds": 2,
+    "progress": False,
+}
 
 
 def _run(out, runner=None, **overrides):
@@ -47,7 +54,9 @@ def test_outputs_are_written_and_consistent(tmp_path):
     assert len(ok) == len(runner.calls) == 30
     for row in ok:
         with np.load(out / "cells" / f"{row['cell_id']}.npz") as cell:
-            assert len(cell["scores"]) == len(cell["labels"]) == int(row["n_test_normals"]) + int(row["n_test_anomalies"])
+            assert (
+                len(cell["scores"]) == len(cell["labels"]) == int(row["n_test_normals"]) + int(row["n_test_anomalies"])
+            )
             from ahl_plugins.evaluation.metrics import auc_roc
 
             assert auc_roc(cell["labels"], cell["scores"]) == pytest.approx(float(row["auc_roc"]))
@@ -56,16 +65,24 @@ def test_outputs_are_written_and_consistent(tmp_path):
     for group in summary["groups"]:
         if group["seen_type"] == "mean":
             continue
-        members = [r for r in ok if (r["model"], r["variant"], r["setting"], r["seen_type"]) ==
-                   (group["model"], group["variant"], group["setting"], group["seen_type"])]
+        members = [
+            r
+            for r in ok
+            if (r["model"], r["variant"], r["setting"], r["seen_type"])
+            == (group["model"], group["variant"], group["setting"], group["seen_type"])
+        ]
         assert group["auc_roc"]["mean"] == pytest.approx(np.mean([float(r["auc_roc"]) for r in members]))
         assert group["auc_pr"]["mean"] == pytest.approx(np.mean([float(r["auc_pr"]) for r in members]))
     gain = next(g for g in summary["gains"] if (g["model"], g["setting"], g["seen_type"]) == ("dra", "general", "all"))
     diffs = [
         float(a["auc_roc"]) - float(b["auc_roc"])
-        for a in ok for b in ok
-        if a["model"] == b["model"] == "dra" and a["setting"] == b["setting"] == "general" and a["seed"] == b["seed"]
-        and a["variant"] == "ahl" and b["variant"] == "base"
+        for a in ok
+        for b in ok
+        if a["model"] == b["model"] == "dra"
+        and a["setting"] == b["setting"] == "general"
+        and a["seed"] == b["seed"]
+        and a["variant"] == "ahl"
+        and b["variant"] == "base"
     ]
     assert gain["auc_roc"]["mean"] == pytest.approx(np.mean(diffs))
     assert "AHL(dra)" in result.table and "k-NN" in result.table
@@ -103,7 +120,9 @@ def test_resume_after_a_kill_recomputes_nothing_and_loses_nothing(tmp_path):
         """
     )
     env = {**os.environ, KILL_AFTER_ENV: "7"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     before = {r["cell_id"]: r for r in load_results(out)}
     assert len(before) == 7 and not (out / "summary.json").exists()

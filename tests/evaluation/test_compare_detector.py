@@ -12,8 +12,16 @@ from click.testing import CliRunner
 from ahl_plugins.cli import cli
 
 TINY = [
-    "--option", "epochs=2", "--option", "batches_per_epoch=2", "--option", "n_pseudo=16",
-    "--ahl-option", "outer_steps_per_epoch=1", "--ahl-option", "inner_steps=1",
+    "--option",
+    "epochs=2",
+    "--option",
+    "batches_per_epoch=2",
+    "--option",
+    "n_pseudo=16",
+    "--ahl-option",
+    "outer_steps_per_epoch=1",
+    "--ahl-option",
+    "inner_steps=1",
 ]
 
 
@@ -22,7 +30,11 @@ def tiny_npz(tmp_path):
     rng = np.random.default_rng(3)
     n_normal, n_type = 90, 8
     X = np.concatenate(
-        [rng.normal(size=(n_normal, 5)), rng.normal(size=(n_type, 5)) + [3, 0, 0, 0, 0], rng.normal(size=(n_type, 5)) + [0, 3, 0, 0, 0]]
+        [
+            rng.normal(size=(n_normal, 5)),
+            rng.normal(size=(n_type, 5)) + [3, 0, 0, 0, 0],
+            rng.normal(size=(n_type, 5)) + [0, 3, 0, 0, 0],
+        ]
     ).astype(np.float32)
     y = np.r_[np.zeros(n_normal), np.ones(2 * n_type)].astype(np.int64)
     types = np.r_[["normal"] * n_normal, ["up"] * n_type, ["side"] * n_type]
@@ -35,8 +47,23 @@ def test_cli_compare_runs_base_and_ahl_and_resumes(tiny_npz, tmp_path, monkeypat
     out = tmp_path / "out"
     cache = tmp_path / "cache"
     args = [
-        "compare", "--data", str(tiny_npz), "--models", "devnet,dra", "--setting", "hard", "--n-anomalies", "3",
-        "--seeds", "1", "--cache-dir", str(cache), "--output", str(out), "--quiet", *TINY,
+        "compare",
+        "--data",
+        str(tiny_npz),
+        "--models",
+        "devnet,dra",
+        "--setting",
+        "hard",
+        "--n-anomalies",
+        "3",
+        "--seeds",
+        "1",
+        "--cache-dir",
+        str(cache),
+        "--output",
+        str(out),
+        "--quiet",
+        *TINY,
     ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -44,7 +71,11 @@ def test_cli_compare_runs_base_and_ahl_and_resumes(tiny_npz, tmp_path, monkeypat
     # splits: hard(side) + hard(up), 1 seed; cells: knn + 2 models x (base, ahl)
     assert len(rows) == 10 and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
     assert {(r["model"], r["variant"]) for r in rows} == {
-        ("knn", "knn"), ("devnet", "base"), ("devnet", "ahl"), ("dra", "base"), ("dra", "ahl")
+        ("knn", "knn"),
+        ("devnet", "base"),
+        ("devnet", "ahl"),
+        ("dra", "base"),
+        ("dra", "ahl"),
     }
     for r in rows:
         assert 0.0 <= float(r["auc_roc"]) <= 1.0 and 0.0 <= float(r["auc_pr"]) <= 1.0
@@ -57,7 +88,9 @@ def test_cli_compare_runs_base_and_ahl_and_resumes(tiny_npz, tmp_path, monkeypat
     assert all(len(v) == 1 for v in by_split.values())
     # the AHL cells kept their task-weight history
     ahl = json.loads((out / "cells" / "devnet__ahl__hard-M3-up-s0.json").read_text())
-    assert len(ahl["history"]["epochs"]) == 2 and len(ahl["history"]["epochs"][0]["weights"]) == ahl["history"]["n_tasks"]
+    assert (
+        len(ahl["history"]["epochs"]) == 2 and len(ahl["history"]["epochs"][0]["weights"]) == ahl["history"]["n_tasks"]
+    )
     summary = json.loads((out / "summary.json").read_text())
     hard_mean = [g for g in summary["gains"] if g["setting"] == "hard" and g["seen_type"] == "mean"]
     assert {g["model"] for g in hard_mean} == {"devnet", "dra"}
@@ -77,9 +110,39 @@ def test_cli_compare_runs_base_and_ahl_and_resumes(tiny_npz, tmp_path, monkeypat
 
 def test_cli_reports_bad_arguments(tiny_npz, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["compare", "--data", str(tiny_npz), "--setting", "hard", "--anomaly-type", "sideways",
-                                 "--output", str(tmp_path / "o"), "--quiet"])
+    result = runner.invoke(
+        cli,
+        [
+            "compare",
+            "--data",
+            str(tiny_npz),
+            "--setting",
+            "hard",
+            "--anomaly-type",
+            "sideways",
+            "--output",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code != 0 and "sideways" in result.output and "['side', 'up']" in result.output
-    result = runner.invoke(cli, ["compare", "--data", str(tiny_npz), "--models", "devnet", "--option", "epochz=2",
-                                 "--output", str(tmp_path / "p"), "--quiet", "--seeds", "1", "--n-anomalies", "2"])
+    result = runner.invoke(
+        cli,
+        [
+            "compare",
+            "--data",
+            str(tiny_npz),
+            "--models",
+            "devnet",
+            "--option",
+            "epochz=2",
+            "--output",
+            str(tmp_path / "p"),
+            "--quiet",
+            "--seeds",
+            "1",
+            "--n-anomalies",
+            "2",
+        ],
+    )
     assert result.exit_code != 0 and "epochz" in result.output

@@ -15,14 +15,41 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeRunner, KillingRunner, UnloadableRunner, synthetic_dataset
 
 #: What a cell computes (times differ from run to run; everything else must not).
-SAME = ("cell_id", "status", "auc_roc", "auc_pr", "n_train_normals", "n_train_anomalies", "n_test_normals",
-        "n_test_anomalies", "unseen_types", "extractor", "reason")
+SAME = (
+    "cell_id",
+    "status",
+    "auc_roc",
+    "auc_pr",
+    "n_train_normals",
+    "n_train_anomalies",
+    "n_test_normals",
+    "n_test_anomalies",
+    "unseen_types",
+    "extractor",
+    "reason",
+)
 #: A real grid, tiny: DevNet base and AHL on synthetic vectors, one epoch, 2 splits x 3 cells.
-REAL = {"data": "synthetic", "models": ["devnet"], "settings": ["general", "hard"], "anomaly_types": ["alpha"],
-        "n_anomalies": [5], "seeds": 1, "epochs": 1, "threads": 1, "progress": False,
-        "options": {"batches_per_epoch": 4, "n_pseudo": 20}}
-FAKE = {"data": "synthetic", "models": ["devnet", "dra"], "settings": ["general"], "n_anomalies": [5], "seeds": 2,
-        "threads": 1, "progress": False}
+REAL = {
+    "data": "synthetic",
+    "models": ["devnet"],
+    "settings": ["general", "hard"],
+    "anomaly_types": ["alpha"],
+    "n_anomalies": [5],
+    "seeds": 1,
+    "epochs": 1,
+    "threads": 1,
+    "progress": False,
+    "options": {"batches_per_epoch": 4, "n_pseudo": 20},
+}
+FAKE = {
+    "data": "synthetic",
+    "models": ["devnet", "dra"],
+    "settings": ["general"],
+    "n_anomalies": [5],
+    "seeds": 2,
+    "threads": 1,
+    "progress": False,
+}
 KILLED = "devnet__ahl__general-M5-all-s0"
 
 
@@ -138,8 +165,13 @@ def local_ray():
     ray = pytest.importorskip("ray", reason="Ray is the optional extra 'ray': pip install 'ahl-plugins[ray]'")
     from ahl_plugins.evaluation.compare.ray_executor import local_runtime_env
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20,
-             runtime_env=local_runtime_env())
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 2**20,
+        runtime_env=local_runtime_env(),
+    )
     try:
         yield ray
     finally:
@@ -182,9 +214,16 @@ def test_image_cells_wait_for_the_first_fit_on_their_split_that_caches_the_pseud
     pending = driver._Grid(grid, Images(), CompareConfig(data="x", models=["devnet", "dra"], extractor="resnet18"))
     started = [pending.next_ready()[0].id for _ in range(4)]
     # split 0: k-NN and the first fit may run; the others wait for that fit, so split 1 opens meanwhile
-    assert started == ["knn__knn__general-M5-all-s0", "devnet__base__general-M5-all-s0",
-                       "knn__knn__general-M5-all-s1", "devnet__base__general-M5-all-s1"]
+    assert started == [
+        "knn__knn__general-M5-all-s0",
+        "devnet__base__general-M5-all-s0",
+        "knn__knn__general-M5-all-s1",
+        "devnet__base__general-M5-all-s1",
+    ]
     assert pending.next_ready() is None and pending
     pending.finished("devnet__base__general-M5-all-s0")
     assert [pending.next_ready()[0].id for _ in range(3)] == [
-        "devnet__ahl__general-M5-all-s0", "dra__base__general-M5-all-s0", "dra__ahl__general-M5-all-s0"]
+        "devnet__ahl__general-M5-all-s0",
+        "dra__base__general-M5-all-s0",
+        "dra__ahl__general-M5-all-s0",
+    ]

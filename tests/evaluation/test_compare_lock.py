@@ -21,7 +21,14 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from fakes import FakeRunner, synthetic_dataset
 
-ARGS = {"data": "synthetic", "models": ["devnet", "dra"], "settings": ["general"], "n_anomalies": [5], "seeds": 2, "progress": False}
+ARGS = {
+    "data": "synthetic",
+    "models": ["devnet", "dra"],
+    "settings": ["general"],
+    "n_anomalies": [5],
+    "seeds": 2,
+    "progress": False,
+}
 
 
 def _dead_pid() -> int:

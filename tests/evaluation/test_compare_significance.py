@@ -26,8 +26,15 @@ FIELDS = ("mean", "std", "n", "ci_low", "ci_high", "verdict", "mde", "seeds_need
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp")
-    config = CompareConfig(data="synthetic", models=["devnet"], settings=["general"], n_anomalies=[5], seeds=3,
-                           ablations=True, progress=False)
+    config = CompareConfig(
+        data="synthetic",
+        models=["devnet"],
+        settings=["general"],
+        n_anomalies=[5],
+        seeds=3,
+        ablations=True,
+        progress=False,
+    )
     result = run_compare(config, out, runner=FakeRunner(), dataset=synthetic_dataset())
     return out, result
 
@@ -43,7 +50,9 @@ def test_every_gain_has_interval_verdict_mde_and_seeds_needed(compared):
         assert set(FIELDS) <= set(block), gain
         assert block["verdict"] in VERDICTS
         expected = paired_gain(list(block["by_seed"].values()))
-        assert block["ci_low"] == pytest.approx(expected["ci_low"]) and block["seeds_needed"] == expected["seeds_needed"]
+        assert (
+            block["ci_low"] == pytest.approx(expected["ci_low"]) and block["seeds_needed"] == expected["seeds_needed"]
+        )
     md = (out / "summary.md").read_text()
     assert "## Paired gains: intervals and verdicts" in md and "MDE (80% power)" in md and "seeds for ±0.01" in md
     assert "beyond one std" not in md
@@ -54,8 +63,15 @@ def test_delong_per_seed_matches_the_stored_scores(compared):
     summary = json.loads((out / "summary.json").read_text())
     gain = next(g for g in summary["gains"] if (g["variant"], g["setting"]) == ("ahl", "general"))
     assert set(gain["delong"]) == {"0", "1", "2"}
-    cells = {(r["variant"], r["seed"]): r["cell_id"] for r in result.rows if r["setting"] == "general" and r["model"] == "devnet"}
-    with np.load(out / "cells" / f"{cells[('ahl', 1)]}.npz") as a, np.load(out / "cells" / f"{cells[('base', 1)]}.npz") as b:
+    cells = {
+        (r["variant"], r["seed"]): r["cell_id"]
+        for r in result.rows
+        if r["setting"] == "general" and r["model"] == "devnet"
+    }
+    with (
+        np.load(out / "cells" / f"{cells[('ahl', 1)]}.npz") as a,
+        np.load(out / "cells" / f"{cells[('base', 1)]}.npz") as b,
+    ):
         direct = delong_test(a["labels"], a["scores"], b["scores"])
     assert gain["delong"]["1"]["diff"] == pytest.approx(direct["diff"])
     assert gain["delong"]["1"]["p"] == pytest.approx(direct["p"])
@@ -104,8 +120,15 @@ def test_train_seeds_pair_on_split_and_training_seed_with_splits_as_clusters(tmp
     from ahl_plugins.cli.compare import compare
     from ahl_plugins.evaluation.significance import clustered_interval
 
-    config = CompareConfig(data="synthetic", models=["devnet"], settings=["general"], n_anomalies=[5], seeds=3,
-                           train_seeds=2, progress=False)
+    config = CompareConfig(
+        data="synthetic",
+        models=["devnet"],
+        settings=["general"],
+        n_anomalies=[5],
+        seeds=3,
+        train_seeds=2,
+        progress=False,
+    )
     result = run_compare(config, tmp_path, runner=FakeRunner(), dataset=synthetic_dataset(), plots=False)
     trained = [r for r in result.rows if r["variant"] != "knn"]
     assert len(trained) == 3 * 2 * 2 and len(result.rows) == 3 + 12  # k-NN is not trained: no replicates

@@ -20,14 +20,18 @@ def test_grid_groups_cells_by_split_with_knn_first():
     split, cells = grid[0]
     assert split == SplitKey("general", 1, "all", 0)
     assert [(c.model, c.variant) for c in cells] == [
-        ("knn", "knn"), ("devnet", "base"), ("devnet", "ahl"), ("dra", "base"), ("dra", "ahl")
+        ("knn", "knn"),
+        ("devnet", "base"),
+        ("devnet", "ahl"),
+        ("dra", "base"),
+        ("dra", "ahl"),
     ]
     ids = [c.id for _, cs in grid for c in cs]
     assert len(ids) == len(set(ids))
 
 
 def test_ablations_add_variants_with_their_ahl_option():
-    (_, cells), = build_grid(["devnet"], ["general"], [10], [], [0], ablations=True)
+    ((_, cells),) = build_grid(["devnet"], ["general"], [10], [], [0], ablations=True)
     assert [c.variant for c in cells] == ["base", "ahl", "ahl_uniform", "ahl_random_tasks", "ahl_ensemble"]
     assert cells[0].detector_kwargs() == {"ahl": False}
     assert cells[2].detector_kwargs() == {"ahl": True, "ablation": "uniform"}
@@ -35,9 +39,15 @@ def test_ablations_add_variants_with_their_ahl_option():
 
 
 def test_train_seed_replicates_refit_each_variant_with_their_own_seed():
-    (split, cells), = build_grid(["devnet"], ["general"], [10], [], [2], knn_rows=[("knn", "devnet")], train_seeds=3)
+    ((split, cells),) = build_grid(["devnet"], ["general"], [10], [], [2], knn_rows=[("knn", "devnet")], train_seeds=3)
     assert [(c.variant, c.replicate) for c in cells] == [
-        ("knn", 0), ("base", 0), ("ahl", 0), ("base", 1), ("ahl", 1), ("base", 2), ("ahl", 2)
+        ("knn", 0),
+        ("base", 0),
+        ("ahl", 0),
+        ("base", 1),
+        ("ahl", 1),
+        ("base", 2),
+        ("ahl", 2),
     ]
     # replicate 0 keeps the split's seed and id (directories from before --train-seeds resume); others get their own
     assert cells[1].id == Cell(split, "devnet", "base").id and cells[1].train_seed == 2

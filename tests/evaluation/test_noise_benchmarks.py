@@ -21,8 +21,14 @@ def _rows(split_effect: dict[int, float], seed_effect: dict[int, float], gain: d
             for seed, t_eff in seed_effect.items():
                 for variant, extra in (("base", 0.0), ("ahl", gain[seed])):
                     rows[("dra", variant, case, split, seed)] = {
-                        "model": "dra", "variant": variant, "case": case, "family": "fam", "split": split,
-                        "train_seed": seed, "auc_roc": 0.8 + s_eff + t_eff + extra, "seconds": 1.0,
+                        "model": "dra",
+                        "variant": variant,
+                        "case": case,
+                        "family": "fam",
+                        "split": split,
+                        "train_seed": seed,
+                        "auc_roc": 0.8 + s_eff + t_eff + extra,
+                        "seconds": 1.0,
                     }
     return rows
 
@@ -41,7 +47,8 @@ def test_gains_pair_on_split_and_seed_and_cluster_by_seed():
     rows = _rows({0: 0.0, 1: 0.1}, {1000: 0.0, 1001: 0.2, 1002: -0.1}, {1000: 0.01, 1001: 0.03, 1002: 0.05})
     by_seed = noise._gains(rows, "dra", {"a/x", "a/y"})
     assert {seed: statistics.fmean(v) for seed, v in by_seed.items()} == pytest.approx(
-        {1000: 0.01, 1001: 0.03, 1002: 0.05})
+        {1000: 0.01, 1001: 0.03, 1002: 0.05}
+    )
     assert all(len(v) == 4 for v in by_seed.values())  # 2 cases × 2 splits per seed
     assert noise.cluster_se(by_seed) == pytest.approx(statistics.stdev([0.01, 0.03, 0.05]) / 3**0.5)
     assert noise.cluster_se({1000: [0.1]}) is None
@@ -51,7 +58,11 @@ def test_page_has_one_row_per_family_and_ahl_variant(tmp_path):
     rows = _rows({0: 0.0, 1: 0.1}, {1000: 0.0, 1001: 0.2}, {1000: 0.01, 1001: 0.03})
     for key, row in list(rows.items()):
         if key[1] == "ahl":
-            rows[(key[0], "ahl_inner_0.01", *key[2:])] = {**row, "variant": "ahl_inner_0.01", "auc_roc": row["auc_roc"] - 0.02}
+            rows[(key[0], "ahl_inner_0.01", *key[2:])] = {
+                **row,
+                "variant": "ahl_inner_0.01",
+                "auc_roc": row["auc_roc"] - 0.02,
+            }
     page = tmp_path / "noise.md"
     noise.write_page(page, rows, ["dra"])
     text = page.read_text()

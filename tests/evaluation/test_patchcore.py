@@ -90,8 +90,14 @@ def test_end_to_end_on_an_image_folder_with_pixel_metrics(tmp_path):
         masks.append(tmp_path / "masks" / path.name)
     timings: dict = {}
     scores, pixel = patchcore_reference(
-        normals, [0] * len(normals), good + bad, extractor=extractor(), test_masks=masks,
-        test_types=["normal"] * 4 + ["square"] * 4, options=PatchCoreOptions(coreset_fraction=0.5), timings=timings,
+        normals,
+        [0] * len(normals),
+        good + bad,
+        extractor=extractor(),
+        test_masks=masks,
+        test_types=["normal"] * 4 + ["square"] * 4,
+        options=PatchCoreOptions(coreset_fraction=0.5),
+        timings=timings,
     )
     assert scores[4:].min() > scores[:4].max()
     assert pixel["all"]["pixel_auroc"] > 0.9 and pixel["square"]["pixel_aupro"] > 0.5

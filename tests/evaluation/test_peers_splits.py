@@ -31,8 +31,13 @@ def test_peer_split_is_make_split_with_training_row_standardisation(dataset):
     assert [(k.setting, k.seen_type) for k in keys[::2]] == [("general", "all"), ("hard", "a"), ("hard", "b")]
     for key in keys:
         split = peers.peer_split(dataset, key)
-        expected = make_split(dataset, setting=key.setting, n_anomalies=10, seed=key.seed,
-                              anomaly_type=None if key.setting == "general" else key.seen_type)
+        expected = make_split(
+            dataset,
+            setting=key.setting,
+            n_anomalies=10,
+            seed=key.seed,
+            anomaly_type=None if key.setting == "general" else key.seen_type,
+        )
         np.testing.assert_array_equal(split.data.split.train_indices, expected.train_indices)
         np.testing.assert_array_equal(split.data.split.test_indices, expected.test_indices)
         np.testing.assert_array_equal(split.data.train_labels, expected.train_labels)
@@ -60,8 +65,19 @@ def test_catalogue_is_the_compare_vector_parts_plus_embeddings_with_shuttle_last
 
 
 def _row(data="d", setting="hard", seen="a", detector="DevNet", seed=0, roc=0.5):
-    return {"data": data, "setting": setting, "seen_type": seen, "detector": detector, "seed": seed,
-            "status": "ok", "auc_roc": roc, "auc_pr": roc, "fit_seconds": 1.0, "score_seconds": 0.1, "epochs": None}
+    return {
+        "data": data,
+        "setting": setting,
+        "seen_type": seen,
+        "detector": detector,
+        "seed": seed,
+        "status": "ok",
+        "auc_roc": roc,
+        "auc_pr": roc,
+        "fit_seconds": 1.0,
+        "score_seconds": 0.1,
+        "epochs": None,
+    }
 
 
 def test_results_resume_past_a_cut_line_and_summary_averages_complete_seeds(tmp_path):

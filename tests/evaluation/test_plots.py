@@ -15,12 +15,18 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_plots_written_and_non_empty(tmp_path):
-    config = CompareConfig(data="synthetic", models=["devnet"], settings=["general", "hard"], n_anomalies=[3], seeds=2, progress=False)
+    config = CompareConfig(
+        data="synthetic", models=["devnet"], settings=["general", "hard"], n_anomalies=[3], seeds=2, progress=False
+    )
     result = run_compare(config, tmp_path, runner=FakeRunner(), dataset=synthetic_dataset())
     names = sorted(p.name for p in result.plots)
     assert names == [
-        "forest_auc_pr.png", "forest_auc_roc.png", "gain_hard_M3.png", "roc_devnet_general_M3.png",
-        "roc_devnet_hard_M3.png", "sge_weights_devnet.png",
+        "forest_auc_pr.png",
+        "forest_auc_roc.png",
+        "gain_hard_M3.png",
+        "roc_devnet_general_M3.png",
+        "roc_devnet_hard_M3.png",
+        "sge_weights_devnet.png",
     ]
     for path in result.plots:
         data = path.read_bytes()
@@ -43,7 +49,9 @@ def test_weight_trajectory_reads_the_ahl_history_format():
 
 
 def test_roc_plot_skips_cells_whose_scores_are_gone(tmp_path):
-    config = CompareConfig(data="synthetic", models=["devnet"], settings=["general"], n_anomalies=[3], seeds=1, progress=False)
+    config = CompareConfig(
+        data="synthetic", models=["devnet"], settings=["general"], n_anomalies=[3], seeds=1, progress=False
+    )
     result = run_compare(config, tmp_path, runner=FakeRunner(), dataset=synthetic_dataset(), plots=False)
     for f in (tmp_path / "cells").glob("*.npz"):
         f.unlink()

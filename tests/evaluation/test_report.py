@@ -10,19 +10,34 @@ from ahl_plugins.evaluation.summary import chance_beyond_one_std, summarise
 
 def _row(model, variant, seen, seed, roc, pr=0.5, setting="hard", m=10, status="ok"):
     return {
-        "cell_id": f"{model}_{variant}_{seen}_{seed}", "model": model, "variant": variant, "setting": setting,
-        "n_anomalies": m, "seen_type": seen, "seed": seed, "status": status, "auc_roc": roc, "auc_pr": pr,
-        "fit_seconds": 1.0 if variant == "base" else 3.0, "train_seconds": 0.5 if variant == "base" else 1.5,
-        "score_seconds": 0.1, "reason": "",
+        "cell_id": f"{model}_{variant}_{seen}_{seed}",
+        "model": model,
+        "variant": variant,
+        "setting": setting,
+        "n_anomalies": m,
+        "seen_type": seen,
+        "seed": seed,
+        "status": status,
+        "auc_roc": roc,
+        "auc_pr": pr,
+        "fit_seconds": 1.0 if variant == "base" else 3.0,
+        "train_seconds": 0.5 if variant == "base" else 1.5,
+        "score_seconds": 0.1,
+        "reason": "",
     }
 
 
 ROWS = [
-    _row("devnet", "base", "a", 0, 0.70), _row("devnet", "ahl", "a", 0, 0.75),
-    _row("devnet", "base", "a", 1, 0.60), _row("devnet", "ahl", "a", 1, 0.70),
-    _row("devnet", "base", "b", 0, 0.80), _row("devnet", "ahl", "b", 0, 0.78),
-    _row("devnet", "base", "b", 1, 0.90), _row("devnet", "ahl", "b", 1, 0.96),
-    _row("knn", "knn", "a", 0, 0.85), _row("knn", "knn", "a", 1, 0.87),
+    _row("devnet", "base", "a", 0, 0.70),
+    _row("devnet", "ahl", "a", 0, 0.75),
+    _row("devnet", "base", "a", 1, 0.60),
+    _row("devnet", "ahl", "a", 1, 0.70),
+    _row("devnet", "base", "b", 0, 0.80),
+    _row("devnet", "ahl", "b", 0, 0.78),
+    _row("devnet", "base", "b", 1, 0.90),
+    _row("devnet", "ahl", "b", 1, 0.96),
+    _row("knn", "knn", "a", 0, 0.85),
+    _row("knn", "knn", "a", 1, 0.87),
 ]
 
 

@@ -37,9 +37,21 @@ def _rows(m: int, seed_offset: int) -> list[dict]:
 
 
 def _cell(model: str, variant: str, m: int, seed: int, value: float) -> dict:
-    return {"cell_id": f"{model}__{variant}__M{m}-s{seed}", "model": model, "variant": variant, "setting": "general",
-            "n_anomalies": m, "seen_type": "all", "seed": seed, "status": "ok", "auc_roc": value, "auc_pr": value,
-            "fit_seconds": 1.0, "train_seconds": 1.0, "score_seconds": 0.1}
+    return {
+        "cell_id": f"{model}__{variant}__M{m}-s{seed}",
+        "model": model,
+        "variant": variant,
+        "setting": "general",
+        "n_anomalies": m,
+        "seen_type": "all",
+        "seed": seed,
+        "status": "ok",
+        "auc_roc": value,
+        "auc_pr": value,
+        "fit_seconds": 1.0,
+        "train_seconds": 1.0,
+        "score_seconds": 0.1,
+    }
 
 
 def _compare_dir(runs: Path, name: str, m: int, seed_offset: int, old_style: bool = False) -> Path:
@@ -60,13 +72,26 @@ def _compare_dir(runs: Path, name: str, m: int, seed_offset: int, old_style: boo
 @pytest.fixture
 def page(tmp_path: Path) -> Path:
     runs = tmp_path / "runs"
-    parts = [Part("setA", "Set A", None, ["general"], [10]), Part("setB", "Set B", None, ["general"], [10]),
-             Part("setA_m1", "Set A, M = 1", None, ["general"], [1]), Part("setC", "Set C", None, ["general"], [10])]
+    parts = [
+        Part("setA", "Set A", None, ["general"], [10]),
+        Part("setB", "Set B", None, ["general"], [10]),
+        Part("setA_m1", "Set A, M = 1", None, ["general"], [1]),
+        Part("setC", "Set C", None, ["general"], [10]),
+    ]
     _compare_dir(runs, "setA-s5", 10, 1)
     _compare_dir(runs, "setB-s5", 10, 2, old_style=True)
     _compare_dir(runs, "setA_m1-s5", 1, 3)
-    args = argparse.Namespace(runs=runs, page=tmp_path / "docs" / "results.md", seeds=5, epochs=None, ablations=False,
-                              report_only=True, models=["devnet", "dra"], title="Results", peers=tmp_path / "none.jsonl")
+    args = argparse.Namespace(
+        runs=runs,
+        page=tmp_path / "docs" / "results.md",
+        seeds=5,
+        epochs=None,
+        ablations=False,
+        report_only=True,
+        models=["devnet", "dra"],
+        title="Results",
+        peers=tmp_path / "none.jsonl",
+    )
     return write_page(parts, args, {})
 
 

@@ -135,6 +135,7 @@ def test_delong_standard_error_matches_a_paired_bootstrap():
     # 800 resamples give the bootstrap std to about 1/sqrt(2 * 800) = 2.5%; 12% allows 4-5 of those
     assert result["se"] == pytest.approx(boot_se, rel=0.12)
     assert result["diff"] == pytest.approx(np.mean(diffs), abs=result["se"] / 4)
+
     # ignoring the correlation (two independent AUCs) would give a clearly larger SE
     def var(scores):
         _, v10, v01 = placements(labels, scores)
@@ -161,13 +162,15 @@ def test_delong_calls_a_null_difference_no_detectable_effect_at_about_95_percent
 
 def test_friedman_and_nemenyi_on_a_small_table_by_hand():
     names = ["a", "b", "c", "d"]
-    table = np.array([
-        [0.90, 0.80, 0.70, 0.60],
-        [0.85, 0.86, 0.70, 0.60],
-        [0.90, 0.80, 0.81, 0.60],
-        [0.95, 0.80, 0.70, 0.70],  # c and d tie: both rank 3.5
-        [0.90, 0.70, 0.80, 0.60],
-    ])
+    table = np.array(
+        [
+            [0.90, 0.80, 0.70, 0.60],
+            [0.85, 0.86, 0.70, 0.60],
+            [0.90, 0.80, 0.81, 0.60],
+            [0.95, 0.80, 0.70, 0.70],  # c and d tie: both rank 3.5
+            [0.90, 0.70, 0.80, 0.60],
+        ]
+    )
     result = friedman_nemenyi(names, table)
     ranks = np.array([[1, 2, 3, 4], [2, 1, 3, 4], [1, 3, 2, 4], [1, 2, 3.5, 3.5], [1, 3, 2, 4]])
     expected_ranks = ranks.mean(axis=0)

@@ -91,7 +91,12 @@ def test_finetuning_is_deterministic_under_a_seed():
 
 def test_ahl_sees_the_finetuned_features_and_reuses_the_finetuning(tiles, tmp_path, monkeypatch):
     paths, labels = tiles
-    common = {"extractor": "resnet18", "extractor_options": TINY_RESNET, "n_pseudo": 6, "cache_dir": str(tmp_path / "c")}
+    common = {
+        "extractor": "resnet18",
+        "extractor_options": TINY_RESNET,
+        "n_pseudo": 6,
+        "cache_dir": str(tmp_path / "c"),
+    }
     base = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
     assert base.fit_info_["finetune"]["cached"] is False
     again = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
@@ -122,8 +127,13 @@ def test_ahl_sees_the_finetuned_features_and_reuses_the_finetuning(tiles, tmp_pa
 def test_saved_detector_holds_the_finetuned_backbone_and_scores_identically(tiles, tmp_path):
     paths, labels = tiles
     detector = OSADDetector(
-        "devnet", finetune_backbone=True, extractor="resnet18", extractor_options=TINY_RESNET, n_pseudo=6,
-        use_cache=False, finetune_options=FAST,
+        "devnet",
+        finetune_backbone=True,
+        extractor="resnet18",
+        extractor_options=TINY_RESNET,
+        n_pseudo=6,
+        use_cache=False,
+        finetune_options=FAST,
     ).fit(paths, labels)
     scores = detector.decision_function(paths)
     detector.save(tmp_path / "model")
@@ -156,7 +166,12 @@ def test_a_changed_scorer_default_misses_the_finetuning_cache(tiles, tmp_path, m
         topk_ratio: float = 0.5
 
     paths, labels = tiles
-    common = {"extractor": "resnet18", "extractor_options": TINY_RESNET, "n_pseudo": 6, "cache_dir": str(tmp_path / "c")}
+    common = {
+        "extractor": "resnet18",
+        "extractor_options": TINY_RESNET,
+        "n_pseudo": 6,
+        "cache_dir": str(tmp_path / "c"),
+    }
     first = OSADDetector("dra", finetune_backbone=True, **common, finetune_options=FAST).fit(paths, labels)
     assert first.fit_info_["finetune"]["cached"] is False
     registry = get_manager().registry("scorers")

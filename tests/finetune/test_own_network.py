@@ -27,8 +27,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 d
 OWN = {"image_size": 32, "layers": ["high"]}
 CLI_FAST = ["-o", "epochs=2", "-o", "batches_per_epoch=2", "-o", "batch_size=12", "-o", "n_pseudo=6"]
 #: The same with --finetune-backbone: the training options are the fine-tuning stage's.
-CLI_FINETUNE_FAST = ["--finetune-option", "epochs=2", "--finetune-option", "batches_per_epoch=2",
-                     "--finetune-option", "batch_size=12", "-o", "n_pseudo=6"]
+CLI_FINETUNE_FAST = [
+    "--finetune-option",
+    "epochs=2",
+    "--finetune-option",
+    "batches_per_epoch=2",
+    "--finetune-option",
+    "batch_size=12",
+    "-o",
+    "n_pseudo=6",
+]
 
 
 class TwoStage(nn.Module):
@@ -55,8 +63,9 @@ def torchscript_file(tmp_path):
 
 def test_torchscript_file_fits_saves_and_reloads(tiles, torchscript_file, tmp_path):
     paths, labels = tiles
-    detector = OSADDetector("devnet", extractor=str(torchscript_file), extractor_options=OWN, n_pseudo=6,
-                            use_cache=False, **FAST).fit(paths, labels)
+    detector = OSADDetector(
+        "devnet", extractor=str(torchscript_file), extractor_options=OWN, n_pseudo=6, use_cache=False, **FAST
+    ).fit(paths, labels)
     assert detector.fit_info_["feature_spec"]["channels"] == [16]
     scores = detector.decision_function(paths)
     detector.save(tmp_path / "model")
@@ -69,23 +78,32 @@ def test_torchscript_file_fits_saves_and_reloads(tiles, torchscript_file, tmp_pa
 
 def test_damaged_torchscript_copy_is_named_and_a_later_save_drops_it(tiles, torchscript_file, tmp_path):
     paths, labels = tiles
-    detector = OSADDetector("devnet", extractor=str(torchscript_file), extractor_options=OWN, n_pseudo=6,
-                            use_cache=False, **FAST).fit(paths, labels)
+    detector = OSADDetector(
+        "devnet", extractor=str(torchscript_file), extractor_options=OWN, n_pseudo=6, use_cache=False, **FAST
+    ).fit(paths, labels)
     model = detector.save(tmp_path / "model")
     network = model / "extractor.ts"
     network.write_bytes(network.read_bytes()[:-10])
     with pytest.raises(ModelFileError, match="extractor.ts"):
         OSADDetector.load(model)
-    OSADDetector("devnet", extractor="resnet18", extractor_options=TINY_RESNET, n_pseudo=6, use_cache=False,
-                 **FAST).fit(paths, labels).save(model)
+    OSADDetector(
+        "devnet", extractor="resnet18", extractor_options=TINY_RESNET, n_pseudo=6, use_cache=False, **FAST
+    ).fit(paths, labels).save(model)
     assert not network.exists()  # nothing of the old model is left to be mistaken for the new one
 
 
 def test_torchscript_network_can_be_finetuned_and_reloaded(tiles, torchscript_file, tmp_path):
     paths, labels = tiles
     before = {k: v.clone() for k, v in torch.jit.load(str(torchscript_file)).state_dict().items()}
-    detector = OSADDetector("dra", finetune_backbone=True, extractor=str(torchscript_file), extractor_options=OWN,
-                            n_pseudo=6, use_cache=False, finetune_options=FAST).fit(paths, labels)
+    detector = OSADDetector(
+        "dra",
+        finetune_backbone=True,
+        extractor=str(torchscript_file),
+        extractor_options=OWN,
+        n_pseudo=6,
+        use_cache=False,
+        finetune_options=FAST,
+    ).fit(paths, labels)
     after = detector.extractor_.module.state_dict()
     assert not torch.equal(before["high.0.weight"], after["high.0.weight"])
     assert torch.equal(before["low.1.running_mean"], after["low.1.running_mean"])  # BatchNorm frozen
@@ -97,15 +115,36 @@ def test_torchscript_network_can_be_finetuned_and_reloaded(tiles, torchscript_fi
 def test_cli_fits_and_scores_with_a_torchscript_network(tile_tree, torchscript_file, tmp_path):
     runner = CliRunner()
     model_dir = tmp_path / "model"
-    result = runner.invoke(cli, [
-        "fit", "--data", str(tile_tree), "--model", "dra", "--extractor", str(torchscript_file),
-        "--extractor-layers", "high", "--extractor-option", "image_size=32", "--finetune-backbone",
-        "--n-anomalies", "3", "--output", str(model_dir), "-o", "use_cache=false", *CLI_FINETUNE_FAST,
-    ])
+    result = runner.invoke(
+        cli,
+        [
+            "fit",
+            "--data",
+            str(tile_tree),
+            "--model",
+            "dra",
+            "--extractor",
+            str(torchscript_file),
+            "--extractor-layers",
+            "high",
+            "--extractor-option",
+            "image_size=32",
+            "--finetune-backbone",
+            "--n-anomalies",
+            "3",
+            "--output",
+            str(model_dir),
+            "-o",
+            "use_cache=false",
+            *CLI_FINETUNE_FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "backbone fine-tuned" in result.output and (model_dir / "extractor.ts").is_file()
     scores_csv = tmp_path / "scores.csv"
-    result = runner.invoke(cli, ["score", "--model", str(model_dir), "--data", str(tile_tree), "--output", str(scores_csv)])
+    result = runner.invoke(
+        cli, ["score", "--model", str(model_dir), "--data", str(tile_tree), "--output", str(scores_csv)]
+    )
     assert result.exit_code == 0, result.output
     with scores_csv.open() as handle:
         assert len(list(csv.DictReader(handle))) == 14
@@ -139,9 +178,14 @@ def test_state_dict_for_a_registered_architecture(tiles, tmp_path):
     weights = tmp_path / "mine.safetensors"
     save_file(state, str(weights))
     paths, labels = tiles
-    detector = OSADDetector("devnet", extractor="resnet18",
-                            extractor_options={**TINY_RESNET, "weights": str(weights)}, n_pseudo=6, use_cache=False,
-                            **FAST).fit(paths, labels)
+    detector = OSADDetector(
+        "devnet",
+        extractor="resnet18",
+        extractor_options={**TINY_RESNET, "weights": str(weights)},
+        n_pseudo=6,
+        use_cache=False,
+        **FAST,
+    ).fit(paths, labels)
     expected = TorchvisionExtractor("resnet18", TorchvisionOptions(**TINY_RESNET))
     expected.model.load_state_dict({k: v for k, v in state.items() if k in expected.model.state_dict()})
     ours = extract_features(detector.extractor_, paths[:4]).scales[0]
@@ -155,12 +199,33 @@ def test_cli_reads_a_state_dict_and_names_the_layers(tile_tree, tmp_path):
     with seeded(7):
         save_file(resnet18().state_dict(), str(tmp_path / "mine.safetensors"))
     model_dir = tmp_path / "model"
-    result = CliRunner().invoke(cli, [
-        "fit", "--data", str(tile_tree), "--model", "devnet", "--extractor", "resnet18",
-        "--extractor-weights", str(tmp_path / "mine.safetensors"), "--extractor-layers", "layer2,layer3",
-        "--extractor-option", "image_size=32", "--extractor-option", "scales=1", "--n-anomalies", "3",
-        "--output", str(model_dir), "-o", "use_cache=false", *CLI_FAST,
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            "--data",
+            str(tile_tree),
+            "--model",
+            "devnet",
+            "--extractor",
+            "resnet18",
+            "--extractor-weights",
+            str(tmp_path / "mine.safetensors"),
+            "--extractor-layers",
+            "layer2,layer3",
+            "--extractor-option",
+            "image_size=32",
+            "--extractor-option",
+            "scales=1",
+            "--n-anomalies",
+            "3",
+            "--output",
+            str(model_dir),
+            "-o",
+            "use_cache=false",
+            *CLI_FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((model_dir / "config.json").read_text())
     assert config["config"]["extractor_options"]["layers"] == ["layer2", "layer3"]
@@ -169,8 +234,15 @@ def test_cli_reads_a_state_dict_and_names_the_layers(tile_tree, tmp_path):
 
 def test_finetuned_detector_weights_serve_as_a_state_dict(tiles, tmp_path):
     paths, labels = tiles
-    tuned = OSADDetector("devnet", finetune_backbone=True, extractor="resnet18", extractor_options=TINY_RESNET,
-                         n_pseudo=6, use_cache=False, finetune_options=FAST).fit(paths, labels)
+    tuned = OSADDetector(
+        "devnet",
+        finetune_backbone=True,
+        extractor="resnet18",
+        extractor_options=TINY_RESNET,
+        n_pseudo=6,
+        use_cache=False,
+        finetune_options=FAST,
+    ).fit(paths, labels)
     tuned.save(tmp_path / "tuned")
     reused = TorchvisionExtractor(
         "resnet18", TorchvisionOptions(**{**TINY_RESNET, "weights": str(tmp_path / "tuned" / "extractor.safetensors")})
@@ -192,8 +264,18 @@ def test_pickled_files_are_refused(tmp_path):
 
 def test_cli_rejects_weights_for_a_torchscript_network(tile_tree, torchscript_file, tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"")
-    result = CliRunner().invoke(cli, [
-        "fit", "--data", str(tile_tree), "--extractor", str(torchscript_file),
-        "--extractor-weights", str(tmp_path / "w.safetensors"), "--output", str(tmp_path / "m"),
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            "--data",
+            str(tile_tree),
+            "--extractor",
+            str(torchscript_file),
+            "--extractor-weights",
+            str(tmp_path / "w.safetensors"),
+            "--output",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code == 2 and "carries its own weights" in result.output, (result.output, result.exception)

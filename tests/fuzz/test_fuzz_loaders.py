@@ -182,8 +182,12 @@ def test_image_reading_raises_only_library_errors(source, damage, cut, suffix):
 
 
 @FUZZ
-@given(damage=edits, target=st.sampled_from(["train/good/0.png", "test/good/0.png", "test/dent/0.png"]),
-       skip=st.booleans(), stray=st.sampled_from([None, "test/dent/x.webp", "test/empty/", "train/bad/0.png"]))
+@given(
+    damage=edits,
+    target=st.sampled_from(["train/good/0.png", "test/good/0.png", "test/dent/0.png"]),
+    skip=st.booleans(),
+    stray=st.sampled_from([None, "test/dent/x.webp", "test/empty/", "train/bad/0.png"]),
+)
 def test_load_folder_raises_only_library_errors(damage, target, skip, stray):
     folder = _scratch()
     try:

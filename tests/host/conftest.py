@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 
-def write_distribution(root: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:
+def write_distribution(
+    root: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> Path:
     """A minimal installed distribution: modules plus a dist-info with entry_points.txt."""
     root.mkdir(parents=True, exist_ok=True)
     for module, source in modules.items():

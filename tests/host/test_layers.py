@@ -12,20 +12,34 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: module path prefix -> layer, most specific first (docs/architecture.md's table).
 LAYERS: list[tuple[str, int]] = [
-    ("ahl_plugins.errors", 0), ("ahl_plugins.config", 0), ("ahl_plugins.seeding", 0), ("ahl_plugins.devices", 0),
+    ("ahl_plugins.errors", 0),
+    ("ahl_plugins.config", 0),
+    ("ahl_plugins.seeding", 0),
+    ("ahl_plugins.devices", 0),
     ("ahl_plugins.atomic", 0),
     ("ahl_plugins.contracts", 1),
     ("ahl_plugins.data", 2),
     ("ahl_plugins.features", 3),
-    ("ahl_plugins.training", 4), ("ahl_plugins.ahl", 4),
-    ("ahl_plugins.registry", 5), ("ahl_plugins.plugins", 5), ("ahl_plugins.hookspecs", 5),
+    ("ahl_plugins.training", 4),
+    ("ahl_plugins.ahl", 4),
+    ("ahl_plugins.registry", 5),
+    ("ahl_plugins.plugins", 5),
+    ("ahl_plugins.hookspecs", 5),
     ("builtin_plugins", 5),  # plugins: built on layers 0-4 and the hook markers, loaded dynamically by the host
-    ("ahl_plugins.detector", 6), ("ahl_plugins.resolve", 6), ("ahl_plugins.components", 6),
-    ("ahl_plugins.inputs", 6), ("ahl_plugins.fitting", 6), ("ahl_plugins.persistence", 6),
-    ("ahl_plugins.model_files", 6), ("ahl_plugins.presets", 6), ("ahl_plugins.maps", 6),
-    ("ahl_plugins.testing", 6), ("ahl_plugins.templates", 6),
+    ("ahl_plugins.detector", 6),
+    ("ahl_plugins.resolve", 6),
+    ("ahl_plugins.components", 6),
+    ("ahl_plugins.inputs", 6),
+    ("ahl_plugins.fitting", 6),
+    ("ahl_plugins.persistence", 6),
+    ("ahl_plugins.model_files", 6),
+    ("ahl_plugins.presets", 6),
+    ("ahl_plugins.maps", 6),
+    ("ahl_plugins.testing", 6),
+    ("ahl_plugins.templates", 6),
     ("ahl_plugins.evaluation", 7),
-    ("ahl_plugins.cli", 8), ("ahl_plugins.__main__", 8),
+    ("ahl_plugins.cli", 8),
+    ("ahl_plugins.__main__", 8),
     ("benchmarks", 9),
 ]
 #: The package face exports OSADDetector (and its version) lazily: the one import allowed to run upwards.
@@ -90,6 +104,9 @@ def test_no_module_imports_another_modules_underscore_names(package):
             continue
         for target, names, line in imports(name, path):
             if target.split(".")[0] in ("ahl_plugins", "builtin_plugins", "benchmarks"):
-                private += [f"{path.relative_to(ROOT)}:{line} {target}.{n}" for n in names
-                            if n.startswith("_") and not n.startswith("__")]
+                private += [
+                    f"{path.relative_to(ROOT)}:{line} {target}.{n}"
+                    for n in names
+                    if n.startswith("_") and not n.startswith("__")
+                ]
     assert not private, f"underscore names imported across modules: {private}"

@@ -123,9 +123,13 @@ def test_misspelled_hook_implementation_is_caught():
 
 def test_duplicate_names_name_both_plugins():
     manager = PluginManager(builtins=(), entry_point_group=None, env={"AHL_STRICT_PLUGINS": "1"}).load()
-    manager.register_plugin(module_plugin("first", ahl_register_losses=lambda register: register("same", a_loss)), "first")
+    manager.register_plugin(
+        module_plugin("first", ahl_register_losses=lambda register: register("same", a_loss)), "first"
+    )
     with pytest.raises(PluginError) as excinfo:
-        manager.register_plugin(module_plugin("second", ahl_register_losses=lambda register: register("same", a_loss)), "second")
+        manager.register_plugin(
+            module_plugin("second", ahl_register_losses=lambda register: register("same", a_loss)), "second"
+        )
     assert isinstance(excinfo.value.__cause__, DuplicateComponentError)
     assert "by plugin 'first' and by plugin 'second'" in str(excinfo.value)
 
@@ -156,7 +160,12 @@ def test_options_must_be_a_pydantic_model():
 
 def test_unknown_name_lists_available_providers_and_close_matches():
     manager = PluginManager(builtins=(), entry_point_group=None, env={}).load()
-    manager.register_plugin(module_plugin("p", ahl_register_losses=lambda register: (register("deviation", a_loss), register("bce", a_loss))), "p")
+    manager.register_plugin(
+        module_plugin(
+            "p", ahl_register_losses=lambda register: (register("deviation", a_loss), register("bce", a_loss))
+        ),
+        "p",
+    )
     with pytest.raises(UnknownComponentError) as excinfo:
         manager.get("losses", "deviaton")
     text = str(excinfo.value)
@@ -167,7 +176,9 @@ def test_unknown_name_lists_available_providers_and_close_matches():
 
 def test_temporary_plugin_is_removed_afterwards():
     manager = PluginManager(builtins=(), entry_point_group=None, env={}).load()
-    with manager.temporary_plugin(module_plugin("tmp", ahl_register_losses=lambda register: register("temp", a_loss)), "tmp") as record:
+    with manager.temporary_plugin(
+        module_plugin("tmp", ahl_register_losses=lambda register: register("temp", a_loss)), "tmp"
+    ) as record:
         assert record.components == {"losses": ["temp"]}
         assert "temp" in manager.registry("losses")
     assert "temp" not in manager.registry("losses")
@@ -184,8 +195,12 @@ def test_option_validation_names_the_component():
         margin: float = 5.0
 
     manager = PluginManager(builtins=(), entry_point_group=None, env={}).load()
-    manager.register_plugin(module_plugin("p", ahl_register_losses=lambda register: register("dev", a_loss, options=Opts)), "p")
+    manager.register_plugin(
+        module_plugin("p", ahl_register_losses=lambda register: register("dev", a_loss, options=Opts)), "p"
+    )
     entry = manager.get("losses", "dev")
     assert entry.parse_options({"margin": 3}).margin == 3.0
-    with pytest.raises(InvalidOptionsError, match=r"invalid options for loss 'dev' \(from plugin 'p'\); valid options: margin"):
+    with pytest.raises(
+        InvalidOptionsError, match=r"invalid options for loss 'dev' \(from plugin 'p'\); valid options: margin"
+    ):
         entry.parse_options({"margn": 3})

@@ -59,9 +59,20 @@ def broken_images(page: Path, browser: str, timeout: float = 120.0) -> tuple[int
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}{HARNESS}"
         completed = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--virtual-time-budget=30000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--virtual-time-budget=30000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     finally:
         server.shutdown()

@@ -23,11 +23,43 @@ def scored(tmp_path_factory):
     data = mvtec_folder(root / "data")
     runner = CliRunner()
     model = root / "model"
-    result = runner.invoke(cli, ["fit", "--data", str(data), "--model", "devnet", "--n-anomalies", "4",
-                                 "--cache-dir", str(root / "cache"), "--output", str(model), *SMALL_RESNET, *FAST])
+    result = runner.invoke(
+        cli,
+        [
+            "fit",
+            "--data",
+            str(data),
+            "--model",
+            "devnet",
+            "--n-anomalies",
+            "4",
+            "--cache-dir",
+            str(root / "cache"),
+            "--output",
+            str(model),
+            *SMALL_RESNET,
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, ["score", "--model", str(model), "--data", str(data), "--output", str(root / "s.csv"),
-                                 "--maps", str(root / "maps"), "--smooth", "2", "--cache-dir", str(root / "cache")])
+    result = runner.invoke(
+        cli,
+        [
+            "score",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--output",
+            str(root / "s.csv"),
+            "--maps",
+            str(root / "maps"),
+            "--smooth",
+            "2",
+            "--cache-dir",
+            str(root / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root, result.output
 
@@ -88,11 +120,40 @@ def test_maps_of_vector_data_fail_with_a_clear_message(tmp_path):
         for i in range(80):
             writer.writerow([rng.normal() + (4 if i >= 70 else 0), rng.normal(), int(i >= 70)])
     runner = CliRunner()
-    result = runner.invoke(cli, ["fit", "--data", str(path), "--data-option", "label_column=label", "--model", "devnet",
-                                 "--n-anomalies", "5", "--output", str(tmp_path / "m"), *FAST])
+    result = runner.invoke(
+        cli,
+        [
+            "fit",
+            "--data",
+            str(path),
+            "--data-option",
+            "label_column=label",
+            "--model",
+            "devnet",
+            "--n-anomalies",
+            "5",
+            "--output",
+            str(tmp_path / "m"),
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, ["score", "--model", str(tmp_path / "m"), "--data", str(path), "--data-option",
-                                 "label_column=label", "--output", str(tmp_path / "s.csv"), "--maps", str(tmp_path / "maps")])
+    result = runner.invoke(
+        cli,
+        [
+            "score",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            str(path),
+            "--data-option",
+            "label_column=label",
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--maps",
+            str(tmp_path / "maps"),
+        ],
+    )
     assert result.exit_code != 0
     assert "anomaly maps need image inputs and feature maps" in result.output
     assert (tmp_path / "s.csv").is_file()  # the scores are written before the maps are refused

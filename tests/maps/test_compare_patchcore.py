@@ -15,16 +15,46 @@ from ahl_plugins.evaluation.compare.config import parse_config
 from ahl_plugins.evaluation.compare.runner import knn_rows
 
 SMALL_RESNET = ["--extractor", "resnet18", "--extractor-option", "weights=none", "--extractor-option", "image_size=64"]
-TINY = ["-o", "epochs=1", "-o", "batches_per_epoch=1", "-o", "n_pseudo=8", "--ahl-option", "outer_steps_per_epoch=1",
-        "--ahl-option", "inner_steps=1"]
+TINY = [
+    "-o",
+    "epochs=1",
+    "-o",
+    "batches_per_epoch=1",
+    "-o",
+    "n_pseudo=8",
+    "--ahl-option",
+    "outer_steps_per_epoch=1",
+    "--ahl-option",
+    "inner_steps=1",
+]
 
 
 def test_reference_rows_with_patchcore_pixel_metrics(tmp_path):
     data = mvtec_folder(tmp_path / "data")
     out = tmp_path / "out"
-    args = ["compare", "--data", str(data), "--models", "devnet", "--n-anomalies", "4", "--seeds", "1",
-            "--references", "kth,mean,patchcore", "--coreset-fraction", "0.5",
-            "--cache-dir", str(tmp_path / "cache"), "--output", str(out), "--quiet", "--no-plots", *SMALL_RESNET, *TINY]
+    args = [
+        "compare",
+        "--data",
+        str(data),
+        "--models",
+        "devnet",
+        "--n-anomalies",
+        "4",
+        "--seeds",
+        "1",
+        "--references",
+        "kth,mean,patchcore",
+        "--coreset-fraction",
+        "0.5",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output",
+        str(out),
+        "--quiet",
+        "--no-plots",
+        *SMALL_RESNET,
+        *TINY,
+    ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = {(r["model"], r["variant"]): r for r in csv.DictReader((out / "results.csv").open())}

@@ -56,8 +56,9 @@ def test_prepare_averages_n_references_chosen_by_the_generator(map_features):
     again = prepared(FeatureSpec("map", (8, 8)), normals, seed=7, n_references=5, residual_reference="random_mean")
     assert torch.equal(again.reference(0), scorer.reference(0))
     # fewer normals than references: all of them
-    few = prepared(FeatureSpec("map", (8, 8)), [t[:3] for t in normals], n_references=5,
-                   residual_reference="random_mean")
+    few = prepared(
+        FeatureSpec("map", (8, 8)), [t[:3] for t in normals], n_references=5, residual_reference="random_mean"
+    )
     assert torch.allclose(few.reference(1), normals[1][:3].mean(0))
 
 
@@ -283,8 +284,16 @@ def test_distance_head_is_the_length_of_the_residual():
 
 def test_paper_form_keeps_the_raw_sum():
     normals = [torch.randn(40, 5)]
-    scorer = prepared(FeatureSpec("vector", (5,)), normals, head_calibration=False, residual_reference="random_mean",
-                      vector_head_output="linear", distance_head=False)
+    scorer = prepared(
+        FeatureSpec("vector", (5,)),
+        normals,
+        head_calibration=False,
+        residual_reference="random_mean",
+        vector_head_output="linear",
+        distance_head=False,
+    )
     scorer.calibrate(normals)
     heads = scorer(normals)
-    torch.testing.assert_close(scorer.combine(heads), heads["seen"] + heads["pseudo"] + heads["residual"] - heads["normal"])
+    torch.testing.assert_close(
+        scorer.combine(heads), heads["seen"] + heads["pseudo"] + heads["residual"] - heads["normal"]
+    )

@@ -19,7 +19,9 @@ class CompareConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(..., description="what ahl_plugins.data.load.load_dataset takes: folder, .npz, .csv/.tsv, elpv, digits")
+    data: str = Field(
+        ..., description="what ahl_plugins.data.load.load_dataset takes: folder, .npz, .csv/.tsv, elpv, digits"
+    )
     models: list[str] = Field(default_factory=lambda: ["devnet", "dra"], min_length=1)
     settings: list[str] = Field(default_factory=lambda: ["general"], min_length=1)
     n_anomalies: list[int] = Field(default_factory=lambda: [10], min_length=1)
@@ -50,11 +52,15 @@ class CompareConfig(BaseModel):
     cache_dir: str | None = None
     progress: bool = True
     threads: int | None = Field(
-        None, ge=1, description="torch CPU threads per running cell (None: torch's default, or cores / jobs with --jobs)"
+        None,
+        ge=1,
+        description="torch CPU threads per running cell (None: torch's default, or cores / jobs with --jobs)",
     )
     jobs: int = Field(1, ge=1, description="local worker processes running cells at once (1: in this process)")
     executor: Literal["local", "ray"] = Field("local", description="local processes, or one Ray task per cell")
-    ray_address: str | None = Field(None, description="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    ray_address: str | None = Field(
+        None, description="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
+    )
 
     @field_validator("settings")
     @classmethod

@@ -192,7 +192,13 @@ def _run_compare(
     if config.finetune_backbone:
         rows_knn += finetuned_knn_rows(config.models)
     grid = build_grid(
-        config.models, config.settings, config.n_anomalies, hard_types, config.seed_list, config.ablations, rows_knn,
+        config.models,
+        config.settings,
+        config.n_anomalies,
+        hard_types,
+        config.seed_list,
+        config.ablations,
+        rows_knn,
         config.train_seeds,
     )
     total = sum(len(cells) for _, cells in grid)
@@ -282,7 +288,9 @@ def _run_compare(
                         warm = False
                         warmed = executor.warm(list(dataset.inputs))
                         if warmed:
-                            say(f"features cached once for the grid: {', '.join(f'{k} ({n} images)' for k, n in warmed.items())}")
+                            say(
+                                f"features cached once for the grid: {', '.join(f'{k} ({n} images)' for k, n in warmed.items())}"
+                            )
                     in_flight[job[0].id] = job
                     executor.submit(*job)
                 bar.running = executor.running()
@@ -345,8 +353,14 @@ class _Progress:
 
         # initial= keeps resumed cells out of the rate, smoothing=0 averages over the whole run (cells are alike)
         self.bar = tqdm(
-            total=total, initial=already, unit="cell", disable=not enabled, dynamic_ncols=True, leave=True,
-            smoothing=0, desc=f"compare ({name})",
+            total=total,
+            initial=already,
+            unit="cell",
+            disable=not enabled,
+            dynamic_ncols=True,
+            leave=True,
+            smoothing=0,
+            desc=f"compare ({name})",
         )
         self.say = say
         self.running = 0
@@ -366,4 +380,3 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
-

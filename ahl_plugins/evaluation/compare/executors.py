@@ -249,7 +249,7 @@ class LocalPool:
             raise ExecutorError(
                 f"a --jobs worker process could not start (exit code {code}; its error is printed above). Workers "
                 "re-import the program that started the compare: from Python, call run_compare in a script file "
-                "under `if __name__ == \"__main__\":` (not from stdin), with a runner importable by module name"
+                'under `if __name__ == "__main__":` (not from stdin), with a runner importable by module name'
             )
         cell, data = worker.job
         attempt = worker.attempt
@@ -279,4 +279,3 @@ class LocalPool:
                 worker.process.join(timeout=5)
             worker.conn.close()
         self.workers = []
-

@@ -119,7 +119,11 @@ class RayExecutor:
         """Fill each node's feature cache once (a shared ``--cache-dir`` makes later nodes read, not extract)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        nodes = [n["NodeID"] for n in self.ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= self.cpus]
+        nodes = [
+            n["NodeID"]
+            for n in self.ray.nodes()
+            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= self.cpus
+        ]
         inputs_ref = self.ray.put(inputs)
         tasks = [
             self.warm_task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(

@@ -59,7 +59,10 @@ class DetectorRunner:
         if self.config.finetune_backbone:
             from ahl_plugins.training.finetune import finetune_options_like_base
 
-            common = {**self.config.options, **({"epochs": self.config.epochs} if self.config.epochs is not None else {})}
+            common = {
+                **self.config.options,
+                **({"epochs": self.config.epochs} if self.config.epochs is not None else {}),
+            }
             options = finetune_options_like_base(options, common, ahl=kwargs["ahl"])
         return options
 
@@ -106,8 +109,12 @@ class DetectorRunner:
         for name, model in extractor_models(self.config.models, self.config.extractor, "image").items():
             built = build_extractor(model, self.config.extractor, "image", self.config.extractor_options)
             extract_features(
-                built, inputs, cache=cache, batch_size=int(self.config.options.get("extract_batch_size", 32)),
-                device=resolve_device(self.config.device), progress=False,
+                built,
+                inputs,
+                cache=cache,
+                batch_size=int(self.config.options.get("extract_batch_size", 32)),
+                device=resolve_device(self.config.device),
+                progress=False,
             )
             done[name] = len(inputs)
         return done
@@ -199,8 +206,11 @@ class DetectorRunner:
             scores=scores,
             fit_seconds=timings.get("fit", 0.0),
             score_seconds=timings.get("score", 0.0),
-            info={"method": PATCHCORE, "coreset_fraction": options.coreset_fraction,
-                  "memory_patches": timings.get("memory_patches")},
+            info={
+                "method": PATCHCORE,
+                "coreset_fraction": options.coreset_fraction,
+                "memory_patches": timings.get("memory_patches"),
+            },
             extractor=extractor_name(model, self.config.extractor, data_kind(data)),
             pixel=pixel,
         )

@@ -62,7 +62,11 @@ def split_data(dataset: Any, key: SplitKey) -> SplitData:
         anomaly_type=None if key.setting == "general" else key.seen_type,
         seed=key.seed,
     )
-    if getattr(dataset, "encoder", None) is not None and getattr(dataset, "raw_table", None) is not None and not dataset.has_partition:
+    if (
+        getattr(dataset, "encoder", None) is not None
+        and getattr(dataset, "raw_table", None) is not None
+        and not dataset.has_partition
+    ):
         from ahl_plugins.data.tabular import refit_encoding
 
         dataset = refit_encoding(dataset, split.train_indices)  # vocabulary from this split's training rows only

@@ -63,7 +63,15 @@ RESULT_FIELDS = (
     "pixel_by_type",
     "train_seed",
 )
-INT_FIELDS = ("n_anomalies", "seed", "train_seed", "n_train_normals", "n_train_anomalies", "n_test_normals", "n_test_anomalies")
+INT_FIELDS = (
+    "n_anomalies",
+    "seed",
+    "train_seed",
+    "n_train_normals",
+    "n_train_anomalies",
+    "n_test_normals",
+    "n_test_anomalies",
+)
 FLOAT_FIELDS = ("auc_roc", "auc_pr", "pixel_auroc", "pixel_aupro", "fit_seconds", "train_seconds", "score_seconds")
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
@@ -222,7 +230,11 @@ def machine_description() -> dict[str, Any]:
         pass
     try:
         model_name = next(
-            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
             None,
         )
         if model_name:
