@@ -199,7 +199,7 @@ class OSADDetector:
         features = self.features(inputs)
         sizes = [image_size(p) for p in inputs]
         out = [fit_within(size, max_side) for size in sizes]
-        sigmas = [sigma * o[0] / s[0] for o, s in zip(out, sizes)]
+        sigmas = [sigma * o[0] / s[0] for o, s in zip(out, sizes, strict=True)]
         return iter_maps(self.scorer_, features.scales, out, sigmas=sigmas, device=self.runtime.torch_device)
 
     # -- saving and loading --------------------------------------------------------------

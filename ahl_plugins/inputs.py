@@ -32,7 +32,7 @@ def raw_table(X: Any) -> dict[str, np.ndarray] | None:
     ):
         try:
             return (
-                {str(c): np.asarray(X[c]) for c in X.keys()}
+                {str(c): np.asarray(X[c]) for c in X}
                 if isinstance(X, Mapping)
                 else {str(c): np.asarray(X[c]) for c in X.columns}
             )

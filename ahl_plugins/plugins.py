@@ -132,7 +132,7 @@ class PluginManager:
             record = PluginRecord(module_name, builtin=True, distribution="ahl-plugins", version=_own_version())
             if self._skip_disabled(record):
                 continue
-            self._guard(record, lambda m=module_name: self._add(importlib.import_module(m), record))
+            self._guard(record, lambda m=module_name, r=record: self._add(importlib.import_module(m), r))
         if self.entry_point_group:
             for ep in sorted(importlib.metadata.entry_points(group=self.entry_point_group), key=lambda e: e.name):
                 dist = getattr(ep, "dist", None)

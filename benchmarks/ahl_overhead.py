@@ -218,7 +218,10 @@ def merge_rows(path: Path, new: list[dict]) -> list[dict]:
     Timings are re-measured on purpose (a re-timed row replaces the old one), so this file is rewritten
     whole rather than appended to as the resumable benchmarks do.
     """
-    key = lambda r: (r["case"], r["model"], r["variant"])
+
+    def key(r: dict) -> tuple:
+        return r["case"], r["model"], r["variant"]
+
     stored = {key(r): r for r in map(json.loads, path.read_text().splitlines())} if path.is_file() else {}
     stored.update({key(r): r for r in new})
     path.parent.mkdir(parents=True, exist_ok=True)

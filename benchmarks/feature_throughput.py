@@ -62,7 +62,7 @@ def measure(name, build, paths, device, batch_size):
         start = time.perf_counter()
         second = extract_features(extractor, paths, cache=cache, device=device, batch_size=batch_size)
         warm = time.perf_counter() - start
-        assert all(torch.equal(a, b) for a, b in zip(first.scales, second.scales))
+        assert all(torch.equal(a, b) for a, b in zip(first.scales, second.scales, strict=True))
         shapes = ", ".join("×".join(map(str, t.shape[1:])) for t in first.scales)
     return {
         "name": name,

@@ -172,7 +172,7 @@ def paired_gain(groups: dict[str, list[dict]], after: str, before: str, metric: 
     a, b = seed_means(groups.get(after, []), metric), seed_means(groups.get(before, []), metric)
     if not a or len(a) != len(b):
         return "-"
-    return fmt(stats([x - y for x, y in zip(a, b)]), signed=True)
+    return fmt(stats([x - y for x, y in zip(a, b, strict=True)]), signed=True)
 
 
 def render(rows: list[dict], args: argparse.Namespace) -> str:

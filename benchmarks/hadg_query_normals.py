@@ -91,7 +91,7 @@ def write_page(path: Path, rows: dict[tuple, dict[str, Any]], models: list[str])
             "| gain all |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        wins = {mode: 0 for mode in MODES}
+        wins = dict.fromkeys(MODES, 0)
         cases = sorted({case for (m, case, _v) in results if m == model})
         for case in cases:
             aucs = {v: [a for a, _ in results[(model, case, v)]] for v in variants}

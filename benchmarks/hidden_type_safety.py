@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             if not seeds:
                 continue
 
-            def mean(values: dict) -> float:
+            def mean(values: dict, seeds: list = seeds) -> float:
                 got = [values[s] for s in seeds if s in values]
                 return float(np.mean(got)) if got else float("nan")
 

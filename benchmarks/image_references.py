@@ -77,7 +77,7 @@ def image_rows(case, fractions: tuple[float, ...]) -> list[dict]:
     from ahl_plugins.features.pipeline import extract_features
 
     extractor = build_extractor("dra", EXTRACTOR, "image")
-    normals = [p for p, y in zip(case.x_fit, case.y_fit) if y == 0]
+    normals = [p for p, y in zip(case.x_fit, case.y_fit, strict=True) if y == 0]
     extract = {"cache": FeatureCache(), "batch_size": 32, "device": "cpu", "progress": False}
     ref, val = extract_features(extractor, normals, **extract), extract_features(extractor, case.x_val, **extract)
     rows = []

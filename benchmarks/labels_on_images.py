@@ -194,7 +194,7 @@ def recalibration_table(rows: list[dict[str, Any]]) -> list[str]:
             after.append(auroc(labels[keep], combine(moved, today)[keep]))
         lines.append(
             f"| {case} | {config} | {len(found)} | {_mean(before)} | {_mean(after)} | "
-            f"{_paired([a - b for a, b in zip(after, before)])} |"
+            f"{_paired([a - b for a, b in zip(after, before, strict=True)])} |"
         )
     return lines
 

@@ -116,7 +116,10 @@ def ours(s: dict[str, Any] | None, model: str, setting: str, m: int, seen: str) 
         return "not run yet", "not run yet", "-"
     gains = [ahl[k] - base[k] for k in ahl if k in base]
     stat = paired_interval(gains)
-    mean = lambda v: f"{sum(v) / len(v):.3f}"
+
+    def mean(v: list[float]) -> str:
+        return f"{sum(v) / len(v):.3f}"
+
     gain = (
         f"{stat['mean']:+.3f}"
         + (f" [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}] {stat['verdict']}" if stat["ci_low"] is not None else "")

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import RESULTS, command, write_page as write_markdown
+from benchmarks.harness import RESULTS, command
+from benchmarks.harness import write_page as write_markdown
 from benchmarks.peer_rows import read_peer_rows
 
 COMPARE = RESULTS / "compare"

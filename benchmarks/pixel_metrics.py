@@ -62,7 +62,9 @@ def run_one(dataset: Any, model: str, variant: str, seed: int, args: argparse.Na
     test_paths = dataset.select_inputs(test)
     scores = detector.decision_function(test_paths)
     maps, masks = [], []
-    for i, anomaly_map in zip(test, detector.iter_anomaly_maps(test_paths, sigma=args.sigma, max_side=args.max_side)):
+    for i, anomaly_map in zip(
+        test, detector.iter_anomaly_maps(test_paths, sigma=args.sigma, max_side=args.max_side), strict=True
+    ):
         maps.append(anomaly_map)
         mask_path = dataset.masks[i] if dataset.masks is not None else None
         masks.append(load_mask(mask_path, anomaly_map.shape) if mask_path is not None else None)

@@ -79,7 +79,7 @@ def make_detector(name: str, seed: int, n_train: int, xgbod: str) -> Any:
         from pyod.models.xgbod import XGBOD
 
         detectors = xgbod_detectors(xgbod, n_train, seed)
-        flags = None if detectors is None else [not type(d).__name__ in ("HBOS", "IForest") for d in detectors]
+        flags = None if detectors is None else [type(d).__name__ not in ("HBOS", "IForest") for d in detectors]
         return XGBOD(estimator_list=detectors, standardization_flag_list=flags, random_state=seed, n_jobs=1)
     import torch
     from pyod.models.devnet import DevNet

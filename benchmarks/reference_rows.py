@@ -134,7 +134,6 @@ def page(args: argparse.Namespace) -> None:
     rows = read_rows(args.results)
     by = defaultdict(list)
     for r in rows:
-        seen = "all" if r["setting"] == "general" else "mean over seen types"
         by[(r["data"], r["setting"], r["form"])].append(r)
     lines = [
         "# Label-free reference rows on the published test splits",
@@ -152,7 +151,7 @@ def page(args: argparse.Namespace) -> None:
         for r in members:
             per_seed[r["seed"]].append(r)
 
-        def metric(key: str) -> str:
+        def metric(key: str, per_seed: dict = per_seed) -> str:
             values = [np.mean([r[key] for r in rs]) for rs in per_seed.values() if all(key in r for r in rs)]
             return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else ""
 

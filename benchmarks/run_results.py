@@ -59,8 +59,8 @@ from benchmarks.results_glance import (
     tally,
     tally_line,
 )
-from benchmarks.results_sections import HEADLINE_M, best_rows, rel, section
 from benchmarks.results_references import image_references_section, strongest_label_free
+from benchmarks.results_sections import HEADLINE_M, best_rows, rel, section
 
 DEFAULT_DATA = SHARED_DATA
 #: tracked (without each compare's cells/), so a fresh clone can rebuild the page or resume a run

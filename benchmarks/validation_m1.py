@@ -149,7 +149,10 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
                 continue
             name = "all" if family is None else family
             clean = "-" if family is None else "yes" if family in CLEAN_AT_M1 else "no"
-            mean = lambda v: f"{sum(v) / len(v):.3f}" if v else "-"
+
+            def mean(v: list[float]) -> str:
+                return f"{sum(v) / len(v):.3f}" if v else "-"
+
             lines.append(
                 f"| {name} | {clean} | {mean(base)} | {mean(ahl)} | "
                 f"{interval_cell(paired_gains(m1, AHL, BASE, model, fams))} | "

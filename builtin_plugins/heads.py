@@ -114,7 +114,7 @@ def check_features(spec: FeatureSpec, features: Sequence[torch.Tensor], who: str
             f"but got {len(features)}; score with the same feature extractor the model was trained with"
         )
     want_dim = 4 if spec.kind == "map" else 2
-    for scale, (tensor, channels) in enumerate(zip(features, spec.channels)):
+    for scale, (tensor, channels) in enumerate(zip(features, spec.channels, strict=True)):
         if tensor.dim() != want_dim:
             shape = "B×C×H×W maps" if spec.kind == "map" else "B×D vectors"
             raise DataError(

@@ -216,7 +216,7 @@ class MetaLearner:
                 retain_graph=not self.first_order or bool(self.support_weight),
                 allow_unused=True,
             )
-            p = self._inner_step(p, dict(zip(p, grads)))
+            p = self._inner_step(p, dict(zip(p, grads, strict=True)))
         query = self.loss(functional_call(self.scorer, (p, consts), (qx,)), qy)
         return query, first, p
 

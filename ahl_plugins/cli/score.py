@@ -100,7 +100,7 @@ def score(
     with output.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "score", "label", "type"])
-        for i, value in zip(rows, scores):
+        for i, value in zip(rows, scores, strict=True):
             writer.writerow([dataset.ids[i], f"{value:.6g}", int(dataset.labels[i]), dataset.types[i]])
     labels = dataset.labels[rows]
     message = f"scored {len(rows)} inputs -> {output}"

@@ -127,7 +127,7 @@ class OSADDataset:
 
     def type_counts(self) -> dict[str, int]:
         values, counts = np.unique(self.types, return_counts=True)
-        return {str(v): int(c) for v, c in zip(values, counts)}
+        return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
     def select_inputs(self, indices: Sequence[int] | np.ndarray) -> list[Path] | np.ndarray:
         idx = _as_indices(indices, len(self))

@@ -327,4 +327,4 @@ def make_split(
 
 def _counts(values: np.ndarray) -> dict[str, int]:
     uniq, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
-    return {str(u): int(c) for u, c in zip(uniq, counts) if u != NORMAL_TYPE}
+    return {str(u): int(c) for u, c in zip(uniq, counts, strict=True) if u != NORMAL_TYPE}

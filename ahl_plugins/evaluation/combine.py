@@ -221,7 +221,9 @@ def combine(
         )
     models = [{g["model"] for g in i.summary.get("groups", []) if g["variant"] != KNN} for i in inputs]
     if len(inputs) > 1 and not set.intersection(*models):
-        found = "; ".join(f"{i.directory}: {', '.join(sorted(m)) or 'none'}" for i, m in zip(inputs, models))
+        found = "; ".join(
+            f"{i.directory}: {', '.join(sorted(m)) or 'none'}" for i, m in zip(inputs, models, strict=True)
+        )
         raise ReportInputError(
             f"the compare directories have no model in common ({found}), so no gain or rank can be compared across "
             "them; run them with the same --models (e.g. --models devnet,dra) to combine them"

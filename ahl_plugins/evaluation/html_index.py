@@ -51,7 +51,7 @@ def markdown_html(text: str) -> str:
         if line.startswith("|"):
             block = []
             while i < len(lines) and lines[i].startswith("|"):
-                block.append([c for c in lines[i].strip().strip("|").split("|")])
+                block.append(lines[i].strip().strip("|").split("|"))
                 i += 1
             rows = [r for r in block if not all(set(c.strip()) <= set("-:") for c in r)]
             out.append("<table>")

@@ -105,13 +105,13 @@ def write_map_report(
     directory.mkdir(parents=True, exist_ok=True)
     stems = [_file_stem(i, e.sample_id) for i, e in enumerate(entries)]
     written = 0
-    for stem, anomaly_map in zip(stems, maps):
+    for stem, anomaly_map in zip(stems, maps, strict=True):
         np.save(directory / f"{stem}.npy", np.asarray(anomaly_map, dtype=np.float32))
         written += 1
     if written != len(entries):
         raise DataError(f"{written} anomaly maps for {len(entries)} images; they must match one to one")
     vmin, vmax = colour_range(np.load(directory / f"{stem}.npy", mmap_mode="r") for stem in stems)
-    for stem, entry in zip(stems, entries):
+    for stem, entry in zip(stems, entries, strict=True):
         anomaly_map = np.load(directory / f"{stem}.npy")
         image = np.asarray(read_rgb(entry.image))
         if image.shape[:2] != anomaly_map.shape:
@@ -167,7 +167,7 @@ def write_dataset_maps(
             kind=str(dataset.types[i]),
             mask=masks[i],
         )
-        for i, s in zip(rows, scores)
+        for i, s in zip(rows, scores, strict=True)
     ]
     maps = detector.iter_anomaly_maps(dataset.select_inputs(list(rows)), sigma=sigma)
     return write_map_report(directory, entries, maps, title=f"Anomaly maps: {dataset.name}")

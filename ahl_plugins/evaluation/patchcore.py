@@ -145,7 +145,7 @@ class PatchMemory(nn.Module):
         if len(selected) != len(self.memories):
             raise DataError(f"PatchCore was fitted on {len(self.memories)} scale(s), got {len(selected)}")
         out = []
-        for maps, memory, owner in zip(selected, self.memories, self.owners):
+        for maps, memory, owner in zip(selected, self.memories, self.owners, strict=True):
             b, c, h, w = maps.shape
             if c != memory.shape[1]:
                 raise DataError(f"PatchCore memory has {memory.shape[1]} channels, features have {c}")

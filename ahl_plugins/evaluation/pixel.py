@@ -56,7 +56,7 @@ def _sorted_pixels(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> _
     if len(maps) != len(masks):
         raise DataError(f"{len(maps)} anomaly maps but {len(masks)} masks; they must match one to one")
     scores, labels, inverse, image, counts = [], [], [], [], []
-    for i, (m, g) in enumerate(zip(maps, masks)):
+    for i, (m, g) in enumerate(zip(maps, masks, strict=True)):
         m, g = np.asarray(m), np.asarray(g).astype(bool)
         if m.shape != g.shape or m.ndim != 2:
             raise DataError(f"image {i}: map of shape {m.shape} but mask of shape {g.shape}; both must be the same H×W")
@@ -162,7 +162,7 @@ def pixel_metrics_by_type(
     """Pixel metrics over all images (key ``"all"``) and per anomaly type (that type's images plus
     every normal image). Anomalies without a mask (``None``) are left out: their pixels have no truth."""
     types = [str(t) for t in types]
-    usable = [i for i, (g, t) in enumerate(zip(masks, types)) if g is not None or t == normal_type]
+    usable = [i for i, (g, t) in enumerate(zip(masks, types, strict=True)) if g is not None or t == normal_type]
 
     filled = [masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in usable]
     pixels = _sorted_pixels([maps[i] for i in usable], filled)
@@ -192,7 +192,7 @@ def evaluate_maps(
 
     kept_maps: list[np.ndarray] = []
     kept_masks: list[np.ndarray | None] = []
-    for anomaly_map, mask_path in zip(maps, mask_paths):
+    for anomaly_map, mask_path in zip(maps, mask_paths, strict=True):
         kept_maps.append(np.asarray(anomaly_map, dtype=np.float32))
         kept_masks.append(None if mask_path is None else load_mask(mask_path, kept_maps[-1].shape))
     if len(kept_maps) != len(mask_paths):

@@ -56,7 +56,7 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
         fig = figure(4.2 * cols, 3.9 * n_rows)
         axes = np.atleast_1d(fig.subplots(n_rows, cols, squeeze=False)).reshape(-1)
         extras: dict[str, str] = {}
-        for ax, seen in zip(axes, types):
+        for ax, seen in zip(axes, types, strict=False):  # the grid can hold more axes than types
             members = list(panels[seen]) + knn.get((setting, m, seen), [])
             by_variant: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
             for r in members:
@@ -113,7 +113,7 @@ def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
         axes = fig.subplots(2, 1, squeeze=False).reshape(-1)
         width = 0.8 / max(len(series), 1)
         x = np.arange(len(types))
-        for ax, metric, name in zip(axes, ("auc_roc", "auc_pr"), ("AUC-ROC", "AUC-PR")):
+        for ax, metric, name in zip(axes, ("auc_roc", "auc_pr"), ("AUC-ROC", "AUC-PR"), strict=True):
             for i, (model, variant) in enumerate(series):
                 lookup = {g["seen_type"]: g[metric] for g in members if (g["model"], g["variant"]) == (model, variant)}
                 means = [lookup.get(t, {}).get("mean") for t in types]

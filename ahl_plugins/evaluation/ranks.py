@@ -69,7 +69,7 @@ def friedman_nemenyi(names: Sequence[str], table: np.ndarray, alpha: float = 0.0
     cd = critical_difference(k, n, alpha)
     return {
         "methods": list(names),
-        "average_ranks": {name: float(r) for name, r in zip(names, ranks)},
+        "average_ranks": {name: float(r) for name, r in zip(names, ranks, strict=True)},
         "n_datasets": n,
         "friedman": {"statistic": statistic, "p": p},
         "alpha": alpha,

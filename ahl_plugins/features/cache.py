@@ -107,7 +107,7 @@ class FeatureCache:
                 if meta.get("format") != FORMAT or meta.get("key") != key or set(handle.keys()) != set(names):
                     return None
                 tensors = [handle.get_tensor(name) for name in names]
-        except Exception:  # safetensors raises several kinds for a truncated or garbled file
+        except Exception:  # noqa: BLE001 - safetensors raises several kinds for a truncated or garbled file
             return None
         if _checksum(tensors) != meta.get("checksum"):
             return None

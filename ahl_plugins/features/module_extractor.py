@@ -118,7 +118,7 @@ class ModuleExtractor(FeatureExtractor):
             raise AHLError(f"TorchScript file not found: {path}")
         try:
             module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # RuntimeError for a foreign zip, ValueError/OSError for other files
+        except Exception as exc:  # noqa: BLE001 - RuntimeError for a foreign zip, ValueError/OSError for other files
             raise AHLError(
                 f"{path} is not a TorchScript archive ({type(exc).__name__}: {exc}); save the network with "
                 "torch.jit.save(torch.jit.script(model), path), or pass a state dict with extractor_options "

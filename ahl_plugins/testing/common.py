@@ -15,7 +15,6 @@ from ahl_plugins.plugins import PluginManager, get_manager
 from ahl_plugins.registry import KINDS_BY_KEY
 from ahl_plugins.testing.requirements import REQUIREMENTS
 
-
 FEATURE_KINDS: tuple[str, ...] = ("map", "vector")
 
 # Synthetic inputs: small, but shaped like the real thing (two map scales of

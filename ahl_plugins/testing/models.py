@@ -140,7 +140,7 @@ def _probe_vmap(
     try:
         with seeded(seed, device):
             vmap(task, in_dims=(0, 0), randomness="different")(stacked_x, stacked_y)
-    except Exception as exc:  # any reason vmap refuses the scorer or the loss
+    except Exception as exc:  # noqa: BLE001 - any reason vmap refuses the scorer or the loss
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         checker.note(
             f"[{kind}] AHL cannot batch this model's tasks with torch.func.vmap ({type(exc).__name__}: {first_line}); "

@@ -16,7 +16,6 @@ from ahl_plugins.testing.losses import check_loss
 from ahl_plugins.testing.models import check_model
 from ahl_plugins.testing.scorers import check_scorer
 
-
 _CHECKS: dict[str, Callable[..., ContractReport]] = {
     "scorers": check_scorer,
     "losses": check_loss,
@@ -97,7 +96,7 @@ def run_checks(
         except ContractError as exc:
             entry = manager.get(key, name)
             reports.append(ContractReport(key, name, entry.plugin, list(exc.passed), [], exc))
-        except Exception as exc:  # the kit itself, or a component outside a guarded call
+        except Exception as exc:  # noqa: BLE001 - the kit itself, or a component outside a guarded call
             entry = manager.get(key, name)
             error = ContractError(
                 "unexpected-error",

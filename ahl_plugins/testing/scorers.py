@@ -397,7 +397,7 @@ def _check_maps(
                     f"({len(features)})",
                     kind,
                 )
-            for scale, (maps, x) in enumerate(zip(per_scale, features)):
+            for scale, (maps, x) in enumerate(zip(per_scale, features, strict=True)):
                 if not isinstance(maps, Mapping) or set(maps) != set(names):
                     got = sorted(maps) if isinstance(maps, Mapping) else describe(maps)
                     raise checker.fail(

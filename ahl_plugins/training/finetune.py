@@ -103,7 +103,7 @@ def _state_tensors(module: nn.Module) -> list[torch.Tensor]:
 
 def _restore(module: nn.Module, tensors: list[torch.Tensor]) -> None:
     names = sorted(module.state_dict())
-    module.load_state_dict(dict(zip(names, tensors)))
+    module.load_state_dict(dict(zip(names, tensors, strict=True)))
 
 
 class _References:
@@ -145,7 +145,7 @@ def _normal_features(
         [t.float() for t in extractor.forward_features(normals[i : i + 64].to(device))]
         for i in range(0, len(normals), 64)
     ]
-    return [torch.cat(scale) for scale in zip(*parts)]
+    return [torch.cat(scale) for scale in zip(*parts, strict=True)]
 
 
 def finetune_backbone(

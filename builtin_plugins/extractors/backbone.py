@@ -49,7 +49,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch/safetensors raise many kinds for a bad file
+    except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many kinds for a bad file
         raise DataError(
             f"cannot read weights file {path}: {type(exc).__name__}: {exc}. It must be a state dict saved with "
             "torch.save(model.state_dict(), path) or safetensors.torch.save_file (whole pickled models are refused "

@@ -41,7 +41,7 @@ def _imagenet_enum(arch: str, weights: str):
 def _download_state_dict(arch: str, entry) -> dict[str, torch.Tensor]:
     try:
         return entry.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # URLError, OSError, hash mismatch, interrupted download...
+    except Exception as exc:  # noqa: BLE001 - URLError, OSError, hash mismatch, interrupted download...
         raise DataError(
             f"cannot fetch the ImageNet weights of {arch} ({entry}, {entry.url}): {type(exc).__name__}: {exc}. "
             f"On a machine without internet access, download that file elsewhere and pass "

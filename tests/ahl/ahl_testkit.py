@@ -25,7 +25,7 @@ class VectorScorer(nn.Module):
         )
 
     def forward(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        scores = [mlp(x).squeeze(-1) for mlp, x in zip(self.mlps, features)]
+        scores = [mlp(x).squeeze(-1) for mlp, x in zip(self.mlps, features, strict=True)]
         return {"score": torch.stack(scores).mean(dim=0)}
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -47,7 +47,7 @@ class MapScorer(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         scores = []
-        for conv, x in zip(self.convs, features):
+        for conv, x in zip(self.convs, features, strict=True):
             per_position = conv(x).flatten(1).abs()
             k = max(1, per_position.shape[1] // 4)
             scores.append(torch.topk(per_position, k, dim=1).values.mean(dim=1))

@@ -59,7 +59,7 @@ def test_builtin_models_are_vmappable_and_match_the_loop(model):
         assert learner.vectorized is vectorize
         results.append((losses, grads))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
-    for g, h in zip(results[0][1], results[1][1]):
+    for g, h in zip(results[0][1], results[1][1], strict=True):
         if g is None or h is None:
             assert g is None and h is None
         else:

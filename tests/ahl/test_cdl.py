@@ -72,7 +72,7 @@ def test_meta_gradient_matches_unrolled_maml(first_order, vectorize):
     query, _, _ = learner.task_losses([sx], sy, [qx], qy)
     got = torch.autograd.grad((weights * query).sum(), (scorer.w, scorer.b))
     want = _unrolled_gradient(scorer.w.detach(), scorer.b.detach(), sx, sy, qx, qy, weights, 3, 0.3, first_order)
-    for g, h in zip(got, want):
+    for g, h in zip(got, want, strict=True):
         torch.testing.assert_close(g, h, rtol=1e-5, atol=1e-6)
     assert learner.vectorized is vectorize
 
@@ -130,7 +130,7 @@ def test_unvmappable_scorer_falls_back_to_the_loop_with_the_same_result():
         torch.testing.assert_close(pa[name], pb[name])
     ga = torch.autograd.grad(qa.sum(), list(a.parameters.values()))
     gb = torch.autograd.grad(qb.sum(), list(b.parameters.values()))
-    for x, y in zip(ga, gb):
+    for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
 
 

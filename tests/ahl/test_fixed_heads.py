@@ -8,8 +8,7 @@ from ahl_testkit import map_data, train_ahl
 
 import ahl_plugins.features.patch_memory as patch_memory
 from ahl_plugins.ahl import AHLOptions
-from builtin_plugins.dra import DRAOptions, build_loss, build_scorer
-from builtin_plugins.dra import neighbours
+from builtin_plugins.dra import DRAOptions, build_loss, build_scorer, neighbours
 
 FAST = {
     "epochs": 3,
@@ -44,9 +43,9 @@ def test_ahl_searches_the_patch_memory_once_per_sample_and_scores_as_if_each_bas
     data = map_data()
     shared, shared_history, shared_calls = _fit(data, monkeypatch, share=True)
     alone, alone_history, alone_calls = _fit(data, monkeypatch, share=False)
-    for a, b in zip(shared_history["epochs"], alone_history["epochs"]):
+    for a, b in zip(shared_history["epochs"], alone_history["epochs"], strict=True):
         assert a["weights"] == pytest.approx(b["weights"], rel=1e-5, abs=1e-6)
-    for x, y in zip(shared.state_dict().values(), alone.state_dict().values()):
+    for x, y in zip(shared.state_dict().values(), alone.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
     # shared: the estimation rows once, then the calibration; alone: every task's base model every epoch
     # (two scales each time)

@@ -129,7 +129,7 @@ def test_layout_rows_point_at_the_stacked_samples():
 def test_seeds_reproduce_and_differ():
     data = vector_data(n_seen=8, pools={"a": 5, "b": 5, "c": 5})
     first, again, other = build_tasks(data, seed=7), build_tasks(data, seed=7), build_tasks(data, seed=8)
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert a.summary() == b.summary()
         for name in (
             "support_normals",
@@ -158,12 +158,12 @@ def test_random_groups_keep_sizes_but_not_clusters():
     clustered = build_tasks(data, seed=0)
     random = build_tasks(data, random_groups=True, seed=0)
     assert len(random) == len(clustered)
-    for r, c in zip(random, clustered):
+    for r, c in zip(random, clustered, strict=True):
         assert r.kind == "random_groups"
         assert r.support_normals.size == c.support_normals.size
         assert r.query_normals.size == c.query_normals.size
         assert not set(r.support_normals) & set(r.query_normals)
-    assert any(not np.array_equal(r.support_normals, c.support_normals) for r, c in zip(random, clustered))
+    assert any(not np.array_equal(r.support_normals, c.support_normals) for r, c in zip(random, clustered, strict=True))
 
 
 @pytest.mark.parametrize("mode", ["other_clusters", "all"])
@@ -173,7 +173,7 @@ def test_query_normals_can_widen_beyond_one_cluster(mode):
     wide = build_tasks(data, query_normals=mode, seed=0)
     labels = wide.clustering.labels
     assert len(wide) == len(paper) == 6
-    for w, p in zip(wide, paper):
+    for w, p in zip(wide, paper, strict=True):
         np.testing.assert_array_equal(w.support_normals, p.support_normals)
         np.testing.assert_array_equal(w.support_seen, p.support_seen)  # only the query normals change
         assert w.query_generator == p.query_generator and w.query_cluster is None

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 from ahl_testkit import (
-    train_ahl,
     ItemScorer,
     MapScorer,
     VectorScorer,
     auc,
     deviation_loss,
     map_data,
+    train_ahl,
     vector_data,
 )
 
@@ -64,7 +64,7 @@ def test_map_features_end_to_end():
         _scorer(MapScorer, data), deviation_loss, data, AHLOptions(**FAST, task_batching="vmap"), seed=0
     )
     assert history["vectorized"] is True
-    for x, y in zip(scorer.state_dict().values(), vmapped.state_dict().values()):
+    for x, y in zip(scorer.state_dict().values(), vmapped.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
@@ -90,10 +90,10 @@ def test_same_seed_same_model_other_seed_other_model():
     a, ha = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=3)
     b, hb = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=3)
     c, _ = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, options, seed=4)
-    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
     assert [e["weights"] for e in ha["epochs"]] == [e["weights"] for e in hb["epochs"]]
-    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
 
 
 def test_global_rng_is_left_alone():
@@ -111,7 +111,7 @@ def test_unvmappable_scorer_trains_through_the_loop():
     scorer, history = train_ahl(_scorer(ItemScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
     assert history["vectorized"] is False
     reference, _ = train_ahl(_scorer(VectorScorer, data), deviation_loss, data, AHLOptions(**FAST), seed=0)
-    for x, y in zip(scorer.state_dict().values(), reference.state_dict().values()):
+    for x, y in zip(scorer.state_dict().values(), reference.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
@@ -169,7 +169,7 @@ def test_ensemble_members_match_independent_training():
         AHLOptions(**FAST, ablation="ensemble", task_batching="loop"),
         seed=0,
     )
-    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
 
 
@@ -275,7 +275,6 @@ def test_rank_normalisation_is_scale_free_and_shares_ties():
 
 def test_query_size_prior_weighs_tasks_by_their_query_normals():
     from ahl_plugins.ahl.trainer import task_prior
-
     from ahl_plugins.training.data import TrainingData
 
     g = torch.Generator().manual_seed(0)
@@ -337,7 +336,9 @@ def test_warm_start_continues_the_base_loop_in_one_budget_and_one_decay():
     assert history["warm_start_epochs"] == base_history
     assert [e["epoch"] for e in history["epochs"]] == [3, 4]
     assert [e["lr"] for e in history["epochs"]] == [pytest.approx(options.outer_lr * 0.1)] * 2  # the decay at epoch 3
-    assert any(not torch.equal(x, y) for x, y in zip(scorer.state_dict().values(), base.state_dict().values()))
+    assert any(
+        not torch.equal(x, y) for x, y in zip(scorer.state_dict().values(), base.state_dict().values(), strict=True)
+    )
     ensemble, history = train_ahl(
         _scorer(VectorScorer, data), deviation_loss, data, options.model_copy(update={"ablation": "ensemble"}), seed=0
     )
@@ -360,9 +361,12 @@ def test_support_references_reach_every_base_model_under_vmap_and_the_loop():
     support, history = fit(task_references="support")
     looped, _ = fit(task_references="support", task_batching="loop")
     whole, _ = fit()
-    for x, y in zip(support.state_dict().values(), looped.state_dict().values()):
+    for x, y in zip(support.state_dict().values(), looped.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
-    assert any(not torch.allclose(x, y) for x, y in zip(support.state_dict().values(), whole.state_dict().values()))
+    assert any(
+        not torch.allclose(x, y)
+        for x, y in zip(support.state_dict().values(), whole.state_dict().values(), strict=True)
+    )
     assert support.reference_excluded.numel() == 0  # the unified model scores with its whole bank
     assert history["vectorized"] is True
 
@@ -390,9 +394,15 @@ def test_support_loss_weight_reaches_the_meta_objective():
     )
     first = h1["epochs"][0]
     assert first["objective"] == pytest.approx(
-        sum(w * (q + s) for w, q, s in zip(first["weights"], first["query_losses"], first["support_losses"])), rel=1e-5
+        sum(
+            w * (q + s)
+            for w, q, s in zip(first["weights"], first["query_losses"], first["support_losses"], strict=True)
+        ),
+        rel=1e-5,
     )
-    assert any(not torch.equal(x, y) for x, y in zip(plain.state_dict().values(), both.state_dict().values()))
+    assert any(
+        not torch.equal(x, y) for x, y in zip(plain.state_dict().values(), both.state_dict().values(), strict=True)
+    )
 
 
 def test_adapted_mean_final_model_averages_the_adapted_base_models():
@@ -407,6 +417,8 @@ def test_adapted_mean_final_model_averages_the_adapted_base_models():
     assert 0.0 < h1["final_model"]["relative_change"] <= 0.05 + 1e-6
     # meta-training itself is unchanged: the step is taken once, after the last epoch
     assert [e["query_losses"] for e in h1["epochs"]] == [e["query_losses"] for e in h0["epochs"]]
-    assert any(not torch.equal(x, y) for x, y in zip(unified.state_dict().values(), mean.state_dict().values()))
-    for x, y in zip(mean.state_dict().values(), again.state_dict().values()):
+    assert any(
+        not torch.equal(x, y) for x, y in zip(unified.state_dict().values(), mean.state_dict().values(), strict=True)
+    )
+    for x, y in zip(mean.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y)

@@ -26,7 +26,7 @@ def _run(tmp_path, name, cells):
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
         for model, variant, setting, seen, seed, auc in cells:
-            writer.writerow(dict(zip(COLUMNS, [model, variant, setting, 10, seen, seed, "ok", auc])))
+            writer.writerow(dict(zip(COLUMNS, [model, variant, setting, 10, seen, seed, "ok", auc], strict=True)))
     return Run(Part(name, name, None, ["general", "hard"], [10]), directory, {})
 
 

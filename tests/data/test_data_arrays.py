@@ -103,7 +103,7 @@ def test_csv_without_partition_and_auto_label(tmp_path):
         header="proto,size,kind,label",
     )
     ds = load_table(path)  # 'label' column found, categorical 'proto' and 'kind' detected
-    assert "label" == ds.info["label_column"] and set(ds.partition) == {"any"}
+    assert ds.info["label_column"] == "label" and set(ds.partition) == {"any"}
     assert ds.anomaly_types == ["anomaly"]
     assert ds.info["categorical"] == ["proto", "kind"] and "refit_encoding" in ds.info["encoder_fitted_on"]
     typed = load_table(path, type_column="kind")
@@ -137,7 +137,7 @@ def test_table_errors_name_columns_rows_and_values(tmp_path):
     nan_rows = ["tcp,1.0,0", "udp,?,1", "tcp,nan,0", "tcp,2,0"]
     with pytest.raises(DataError, match=r"rows 1, 2\).*columns \(size\)"):
         load_table(_write_csv(tmp_path / "n.csv", nan_rows, header="proto,size,label"))
-    typo = ["tcp,%d,0" % i for i in range(20)] + ["tcp,1.2.3,1"]
+    typo = [f"tcp,{i},0" for i in range(20)] + ["tcp,1.2.3,1"]
     with pytest.raises(DataError, match=r"column 'size' looks numeric but rows \[20\] hold '1.2.3'"):
         load_table(_write_csv(tmp_path / "t.csv", typo, header="proto,size,label"))
     (tmp_path / "ragged.csv").write_text("a,b,label\n1,2,0\n3,1\n")

@@ -27,7 +27,7 @@ def test_mvtec_tree_loads_types_partitions_ids_and_masks(tmp_path):
     assert all(p.is_absolute() and p.exists() for p in ds.inputs)
     assert not any("notes" in i or "hidden" in i for i in ds.ids)
     # masks: one per anomaly, none for normals
-    for path, mask, kind in zip(ds.inputs, ds.masks, ds.types):
+    for path, mask, kind in zip(ds.inputs, ds.masks, ds.types, strict=True):
         if kind == NORMAL_TYPE:
             assert mask is None
         else:

@@ -26,7 +26,7 @@ def test_mt_folder_counts_and_hard_split():
     train, test = ds.partition == "train", ds.partition == "test"
     assert int((train & (ds.labels == 0)).sum()) == 714 and int((test & (ds.labels == 0)).sum()) == 238
     assert ds.type_counts() == {"normal": 952, "blowhole": 115, "break": 85, "crack": 57, "fray": 32, "uneven": 103}
-    assert all(m is not None for m, label in zip(ds.masks, ds.labels) if label == 1)
+    assert all(m is not None for m, label in zip(ds.masks, ds.labels, strict=True) if label == 1)
     split = make_split(ds, "hard", 10, "crack", seed=0)
     assert split.summary()["test"] == {
         "normal": 238,

@@ -26,7 +26,7 @@ HAS_ELPV = importlib.util.find_spec("elpv_dataset") is not None
 def test_digits_osad_split_is_documented_one():
     ds = load_digits_osad()
     assert ds.input_kind == "vector" and ds.inputs.shape == (1797, 64)
-    assert 0.0 <= ds.inputs.min() and ds.inputs.max() <= 1.0
+    assert ds.inputs.min() >= 0.0 and ds.inputs.max() <= 1.0
     assert ds.anomaly_types == ["digit_7", "digit_8", "digit_9"]
     assert (ds.labels == 0).sum() == 1264 and set(ds.partition) == {"any"}
     custom = load_digits_osad(normal_digits=[0, 1], anomaly_digits=None)
@@ -179,7 +179,13 @@ def test_load_dataset_dispatch(tmp_path):
 
 
 def test_dataset_validates_its_fields():
-    base = dict(name="d", input_kind="vector", inputs=np.zeros((3, 2)), ids=["a", "b", "c"], partition=["any"] * 3)
+    base = {
+        "name": "d",
+        "input_kind": "vector",
+        "inputs": np.zeros((3, 2)),
+        "ids": ["a", "b", "c"],
+        "partition": ["any"] * 3,
+    }
     with pytest.raises(DataError, match=r"3 inputs but \{'labels': 2"):
         OSADDataset(labels=[0, 1], types=["normal", "x"], **base)
     with pytest.raises(DataError, match=r"disagree between label and type"):

@@ -77,7 +77,9 @@ def test_fit_with_every_anomaly_labelled_needs_no_test_set(blobs, tmp_path):
 def test_score_refuses_to_write_over_its_input_table(blobs, tmp_path):
     X, y, _, _ = blobs
     table = tmp_path / "table.csv"
-    table.write_text("a,b,c,d,e,f,g,h,label\n" + "\n".join(",".join(map(str, [*row, int(t)])) for row, t in zip(X, y)))
+    table.write_text(
+        "a,b,c,d,e,f,g,h,label\n" + "\n".join(",".join(map(str, [*row, int(t)])) for row, t in zip(X, y, strict=True))
+    )
     assert invoke("fit", "--data", table, "--n-anomalies", "3", "--output", tmp_path / "m", *FAST).exit_code == 0
     before = table.read_bytes()
     result = invoke("score", "--model", tmp_path / "m", "--data", table, "--output", table)

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from saved_scores import CASES, STORE, case_scores
 
 STORED = json.loads(STORE.read_text())

@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from ahl_plugins.errors import AHLError
-from ahl_plugins.errors import ReportInputError
+from ahl_plugins.errors import AHLError, ReportInputError
 from ahl_plugins.evaluation.combine import combine
 from ahl_plugins.evaluation.compare import CompareConfig, run_compare
 

@@ -201,7 +201,9 @@ def test_results_written_before_new_columns_resume_and_unknown_columns_are_refus
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=old_columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerow({c: "" for c in old_columns} | {"cell_id": "a", "status": "ok", "auc_roc": "0.75", "seed": "1"})
+        writer.writerow(
+            dict.fromkeys(old_columns, "") | {"cell_id": "a", "status": "ok", "auc_roc": "0.75", "seed": "1"}
+        )
     rows = ResultsFile(path).load()
     assert rows["a"]["auc_roc"] == 0.75 and rows["a"]["seed"] == 1 and rows["a"]["pixel_auroc"] is None
     assert tuple(next(csv.reader(path.open()))) == RESULT_FIELDS

@@ -19,7 +19,7 @@ from ahl_plugins.evaluation.compare import LOCK_FILE, CompareConfig, OutputLock,
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from fakes import FakeRunner, synthetic_dataset
+from fakes import FakeRunner, synthetic_dataset  # noqa: E402 - importable once HERE is on sys.path
 
 ARGS = {
     "data": "synthetic",

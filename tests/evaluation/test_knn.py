@@ -43,6 +43,9 @@ def test_knn_reference_uses_the_detectors_standardised_features():
     test = rng.normal(size=(20, 3)).astype(np.float32)
     scores = knn_reference(train, labels, test, model="devnet", k=3, cache=None)
     mean, std = train.mean(0), train.std(0)  # the identity extractor standardises on all training rows
-    z = lambda x: (x - mean) / np.where(std > 0, std, 1)
+
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - mean) / np.where(std > 0, std, 1)
+
     expected = knn_scores(z(train[5:]), z(test), k=3)
     np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-4)

@@ -21,7 +21,7 @@ from ahl_plugins.evaluation.patchcore import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "maps"))
-from maps_testkit import HEIGHT, SQUARE, WIDTH, extractor, write_images, write_mask  # noqa: E402
+from maps_testkit import HEIGHT, SQUARE, WIDTH, extractor, write_images, write_mask
 
 
 def noise_maps(n: int, seed: int, size: int = 8, channels: int = 6) -> torch.Tensor:
@@ -85,7 +85,7 @@ def test_end_to_end_on_an_image_folder_with_pixel_metrics(tmp_path):
     good, _ = write_images(tmp_path / "test_good", 4, seed=2, defect=False)
     bad, corners = write_images(tmp_path / "test_bad", 4, seed=3, defect=True)
     masks = [None] * len(good)
-    for path, corner in zip(bad, corners):
+    for path, corner in zip(bad, corners, strict=True):
         write_mask(tmp_path / "masks" / path.name, corner)
         masks.append(tmp_path / "masks" / path.name)
     timings: dict = {}

@@ -126,7 +126,7 @@ def test_page_shows_the_library_forest_plot_and_cd_diagram(page: Path) -> None:
 def test_old_summaries_get_the_intervals_a_new_compare_would_write(tmp_path: Path) -> None:
     new = load_compare(_compare_dir(tmp_path, "new", 10, 7)).summary
     old = load_compare(_compare_dir(tmp_path, "old", 10, 7, old_style=True)).summary
-    for a, b in zip(new["gains"], old["gains"]):
+    for a, b in zip(new["gains"], old["gains"], strict=True):
         assert a["auc_roc"]["verdict"] == b["auc_roc"]["verdict"]
         assert a["auc_roc"]["ci_low"] == pytest.approx(b["auc_roc"]["ci_low"])
         assert a["auc_roc"]["seeds_needed"] == b["auc_roc"]["seeds_needed"]

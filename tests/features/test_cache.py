@@ -50,7 +50,7 @@ def test_round_trip_hit_and_miss(tmp_path):
     cache.put(key, _tensors())
     got = cache.get(key)
     assert got is not None and len(got) == 3
-    for a, b in zip(got, _tensors()):
+    for a, b in zip(got, _tensors(), strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b)
     assert key in cache and len(cache) == 1 and cache.size_bytes() > 0
     assert (cache.hits, cache.misses) == (1, 1)

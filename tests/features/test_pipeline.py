@@ -31,12 +31,12 @@ SMALL = 64  # the tiny_resnet fixture's image size
 
 
 def _same(a, b) -> bool:
-    return a.n_scales == b.n_scales and all(torch.equal(x, y) for x, y in zip(a.scales, b.scales))
+    return a.n_scales == b.n_scales and all(torch.equal(x, y) for x, y in zip(a.scales, b.scales, strict=True))
 
 
 def _close(a, b) -> bool:
     """Equal up to float rounding: a batch of one may take another conv algorithm than a batch of six."""
-    pairs = zip(a.scales, b.scales)
+    pairs = zip(a.scales, b.scales, strict=True)
     return a.n_scales == b.n_scales and all(torch.allclose(x, y, atol=1e-5, rtol=1e-4) for x, y in pairs)
 
 

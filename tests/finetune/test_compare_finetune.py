@@ -6,7 +6,6 @@ import csv
 import json
 
 import numpy as np
-
 from click.testing import CliRunner
 
 from ahl_plugins.cli import cli

@@ -117,7 +117,7 @@ def test_ahl_sees_the_finetuned_features_and_reuses_the_finetuning(tiles, tmp_pa
     ahl.fit(paths, labels)
     # Same split, options and seed: the fine-tuning is read back from the cache, not repeated.
     assert ahl.fit_info_["finetune"] == {**base.fit_info_["finetune"], "cached": True}
-    normal_paths = [p for p, y in zip(paths, labels) if y == 0]
+    normal_paths = [p for p, y in zip(paths, labels, strict=True) if y == 0]
     tuned = extract_features(ahl.extractor_, normal_paths).scales[0]
     pretrained = extract_features(TorchvisionExtractor("resnet18", TorchvisionOptions(**TINY_RESNET)), normal_paths)
     assert torch.allclose(seen["normals"], tuned, atol=1e-5)

@@ -13,9 +13,9 @@ from ahl_plugins.errors import (
     DuplicateComponentError,
     InvalidComponentError,
     PluginError,
+    PluginLoadWarning,
     UnknownComponentError,
 )
-from ahl_plugins.errors import PluginLoadWarning
 from ahl_plugins.plugins import PluginManager
 
 GOOD_PLUGIN = """

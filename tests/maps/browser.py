@@ -35,7 +35,7 @@ def chromium() -> str | None:
 class _Handler(http.server.SimpleHTTPRequestHandler):
     page = "index.html"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         if self.path == HARNESS:
             body = HARNESS_PAGE.format(page=self.page).encode()
             self.send_response(200)

@@ -64,6 +64,6 @@ def mvtec_folder(root: Path) -> Path:
     write_images(root / "test" / "good", 6, seed=3, defect=False)
     for kind, seed in (("square", 4), ("spot", 5)):
         paths, corners = write_images(root / "test" / kind, 5, seed=seed, defect=True)
-        for path, corner in zip(paths, corners):
+        for path, corner in zip(paths, corners, strict=True):
             write_mask(root / "ground_truth" / kind / f"{path.stem}_mask.png", corner)
     return root

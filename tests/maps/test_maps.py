@@ -36,7 +36,7 @@ def test_devnet_map_peaks_inside_the_defect_square(tmp_path, model, ahl):
     paths, corners = write_images(tmp_path / "test", 4, seed=9, defect=True)
     maps = detector.anomaly_maps(paths)
     assert len(maps) == len(paths)
-    for image_map, corner in zip(maps, corners):
+    for image_map, corner in zip(maps, corners, strict=True):
         assert image_map.shape == (HEIGHT, WIDTH)
         assert image_map.dtype == np.float32 and np.isfinite(image_map).all()
         assert _inside(*_peak(image_map), corner), (_peak(image_map), corner)
@@ -55,7 +55,7 @@ def test_dra_maps_find_the_defect_square(tmp_path):
     with torch.no_grad():
         seen = detector.scorer_.head_maps(features.scales)[0]["seen"]  # 16×16 grid, stride 4 on the 64-px input
     cell = 8 * WIDTH / 64
-    for i, (image_map, corner) in enumerate(zip(maps, corners)):
+    for i, (image_map, corner) in enumerate(zip(maps, corners, strict=True)):
         assert image_map.shape == (HEIGHT, WIDTH)
         row, col = _peak(seen[i].numpy())
         assert _inside((row + 0.5) * 4 * HEIGHT / 64, (col + 0.5) * 4 * WIDTH / 64, corner), (row, col, corner)

@@ -35,6 +35,6 @@ def map_features():
 
     def make(batch: int = 4, channels=(8, 8), sizes=((6, 6), (3, 3)), seed: int = 0) -> list[torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
-        return [torch.randn(batch, c, h, w, generator=g) for c, (h, w) in zip(channels, sizes)]
+        return [torch.randn(batch, c, h, w, generator=g) for c, (h, w) in zip(channels, sizes, strict=True)]
 
     return make

@@ -18,7 +18,7 @@ from builtin_plugins.losses import DeviationLossOptions, build_deviation_loss
 
 def hand_loss(scores, labels, mu, sigma, margin=5.0):
     total = 0.0
-    for s, y in zip(scores, labels):
+    for s, y in zip(scores, labels, strict=True):
         dev = (s - mu) / sigma
         total += abs(dev) if y == 0 else max(0.0, margin - dev)
     return total / len(scores)

@@ -7,10 +7,9 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from ahl_plugins.contracts import FeatureSpec
-from ahl_plugins.errors import DataError
+from ahl_plugins.errors import DataError, TrainingDivergedError
 from ahl_plugins.features.store import Features
 from ahl_plugins.seeding import seeded
-from ahl_plugins.errors import TrainingDivergedError
 from ahl_plugins.training.base import TrainOptions, train_base
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features

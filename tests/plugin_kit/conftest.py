@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # plugin_kit_components, whatever the import mode
 
-from plugin_kit_components import bare_manager, good_plugin  # noqa: E402
+from plugin_kit_components import bare_manager, good_plugin
 
-from ahl_plugins.plugins import PluginManager, reset_manager  # noqa: E402
+from ahl_plugins.plugins import PluginManager, reset_manager
 
 
 @pytest.fixture

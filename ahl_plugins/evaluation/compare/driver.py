@@ -15,7 +15,6 @@ the same directory while this one runs.
 from __future__ import annotations
 
 import json
-
 import os
 import signal
 from collections import deque

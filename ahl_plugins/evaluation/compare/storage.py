@@ -153,7 +153,7 @@ def _csv_value(value: Any) -> Any:
 
 def result_row(cell: Cell, dataset: str, status: str, **values: Any) -> dict[str, Any]:
     """A ``results.csv`` row for ``cell``; columns not given are empty."""
-    row = {k: None for k in RESULT_FIELDS}
+    row = dict.fromkeys(RESULT_FIELDS)
     row.update(
         cell_id=cell.id,
         dataset=dataset,
