@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -26,6 +26,9 @@ from ahl_plugins.features.pipeline import compatible
 from ahl_plugins.plugins import PluginManager
 from ahl_plugins.resolve import ResolvedOptions
 from ahl_plugins.seeding import seeded
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 
 class Components:
@@ -62,7 +65,7 @@ class Components:
             )
         return extractor
 
-    def scorer(self, spec: FeatureSpec) -> torch.nn.Module:
+    def scorer(self, spec: FeatureSpec) -> ScorerModule:
         """A fresh scorer for features of ``spec``, its initial weights drawn under the detector's seed."""
         entry = self.resolved.scorer
         with seeded(self.config.seed):
@@ -72,16 +75,16 @@ class Components:
                 f"scorer {entry.name!r} (from plugin {entry.plugin!r}) returned {type(scorer).__name__}, "
                 "not an nn.Module with combine(); see the Scorer contract in ahl_plugins.contracts"
             )
-        return scorer
+        return cast("ScorerModule", scorer)  # checked just above
 
-    def saved_scorer(self, spec: FeatureSpec, n_tasks: int | None) -> torch.nn.Module:
+    def saved_scorer(self, spec: FeatureSpec, n_tasks: int | None) -> ScorerModule:
         """An untrained scorer of a saved model's shape (the ensemble ablation holds one per task)."""
         scorer = self.scorer(spec)
         trainer = self.resolved.trainer
         if isinstance(trainer, AHLOptions) and trainer.ablation == "ensemble":
             from ahl_plugins.ahl.ensemble import EnsembleScorer
 
-            return EnsembleScorer.from_template(scorer, n_tasks or 1)
+            return cast("ScorerModule", EnsembleScorer.from_template(scorer, n_tasks or 1))  # meets Scorer
         return scorer
 
     def loss(self) -> Loss:
@@ -110,6 +113,8 @@ class Components:
     def estimator_factory(self) -> Callable[[int], GeneralizabilityEstimator]:
         """What AHL calls with its task count once HADG has built the tasks."""
         options = self.resolved.trainer
+        if not isinstance(options, AHLOptions):
+            raise InvalidOptionsError("generalizability estimators belong to AHL; this detector trains without ahl")
         seed = self.config.seed
         return lambda n_tasks: build_estimator(self.manager, options, n_tasks, seed)
 

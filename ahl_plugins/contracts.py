@@ -15,6 +15,21 @@ if TYPE_CHECKING:
     import torch
     from pydantic import BaseModel
 
+    class ScorerModule(torch.nn.Module):
+        """Type checking only: a built scorer as the framework holds it, an ``nn.Module`` with the
+        :class:`Scorer` members (Python's typing has no "Module and Scorer" intersection). The optional
+        members below exist only on scorers that have them: call them after a ``hasattr`` check."""
+
+        head_names: tuple[str, ...]
+
+        def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+        def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None: ...
+        def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]: ...
+        def fixed_heads(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]: ...
+        def calibrate(self, normal_features: Sequence[torch.Tensor]) -> None: ...
+        def task_buffers(self, support_normals: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
 LABEL_NORMAL = 0
 LABEL_SEEN = 1
 LABEL_PSEUDO = 2

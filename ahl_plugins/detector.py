@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from ahl_plugins.persistence import (
 from ahl_plugins.plugins import get_manager
 from ahl_plugins.resolve import ResolvedOptions, resolve, route_options
 from ahl_plugins.training.scoring import score_features
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 #: The constructor's named parameters; every other keyword is an option routed by name.
 NAMED = ("model", "ahl", "extractor", "seed", "device")
@@ -96,16 +99,16 @@ class OSADDetector:
         if module is not None:
             own = ModuleExtractor.from_options(module, self._module_options())
         elif self.config.extractor_file is not None:
-            options = self._module_options()
+            module_options = self._module_options()
             own = ModuleExtractor.from_torchscript(
                 Path(self.config.extractor_file),
-                image_size=options.image_size,
-                mean=options.mean,
-                std=options.std,
-                layers=options.layers,
+                image_size=module_options.image_size,
+                mean=module_options.mean,
+                std=module_options.std,
+                layers=module_options.layers,
             )
         self.components = Components(manager, self.resolved, own)
-        self.scorer_: torch.nn.Module | None = None
+        self.scorer_: ScorerModule | None = None
         self.extractor_: FeatureExtractor | None = None
         self.encoder_: TabularEncoder | None = None
         self.history_: Any = None
@@ -131,7 +134,7 @@ class OSADDetector:
 
     def set_params(self, **params: Any) -> OSADDetector:
         """Change constructor arguments; the detector is rebuilt (unfitted) and every option checked again."""
-        self.__init__(**{**self._params, **params})
+        type(self).__init__(self, **{**self._params, **params})
         return self
 
     # -- fitting and scoring -----------------------------------------------------------
@@ -147,27 +150,30 @@ class OSADDetector:
         self.threshold_, self.fit_info_, self.encoder_ = fitted.threshold, fitted.info, encoder
         return self
 
-    def _check_fitted(self) -> None:
+    def _check_fitted(self) -> tuple[ScorerModule, FeatureExtractor]:
+        """The fitted scorer and extractor; :class:`NotFittedError` before ``fit`` or ``load``."""
         if self.scorer_ is None or self.extractor_ is None:
             raise NotFittedError("this OSADDetector is not fitted yet; call fit(X, y) first, or OSADDetector.load(dir)")
+        return self.scorer_, self.extractor_
 
     def features(self, X: Any) -> Features:
         """The features this detector scores ``X`` by (its extractor, its standardisation, the cache)."""
-        self._check_fitted()
+        _, extractor = self._check_fitted()
         inputs, kind = coerce(X, self.encoder_)
         if kind != self.fit_info_["input_kind"]:
             raise DataError(f"this detector was fitted on {self.fit_info_['input_kind']}s but got {kind}s")
-        if kind == "vector" and inputs.shape[1] != self.fit_info_["input_dim"]:
+        if kind == "vector" and np.asarray(inputs).shape[1] != self.fit_info_["input_dim"]:
             raise DataError(
                 f"feature dimension mismatch: the detector was fitted on {self.fit_info_['input_dim']} features, "
-                f"got {inputs.shape[1]}"
+                f"got {np.asarray(inputs).shape[1]}"
             )
-        return features_of(self.extractor_, inputs, self.runtime)
+        return features_of(extractor, inputs, self.runtime)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly scores, higher = more anomalous."""
         features = self.features(X)
-        return score_features(self.scorer_, features, batch_size=256, device=self.runtime.torch_device)
+        scorer, _ = self._check_fitted()
+        return score_features(scorer, features, batch_size=256, device=self.runtime.torch_device)
 
     def predict(self, X: Any) -> np.ndarray:
         """1 where the score exceeds ``threshold_``: the ``1 - contamination`` quantile of the
@@ -185,7 +191,7 @@ class OSADDetector:
         from ahl_plugins.data.masks import image_size
         from ahl_plugins.maps import fit_within, iter_maps, require_maps
 
-        self._check_fitted()
+        scorer, _ = self._check_fitted()
         inputs, kind = coerce(X, self.encoder_)
         if kind != "image" or self.fit_info_["feature_spec"]["kind"] != "map":
             raise DataError(
@@ -195,18 +201,19 @@ class OSADDetector:
             )
         if sigma < 0:
             raise DataError(f"sigma must be >= 0 (pixels of the input image), got {sigma}")
-        require_maps(self.scorer_, f"the scorer of model {self.config.model!r}")
+        require_maps(scorer, f"the scorer of model {self.config.model!r}")
         features = self.features(inputs)
         sizes = [image_size(p) for p in inputs]
         out = [fit_within(size, max_side) for size in sizes]
         sigmas = [sigma * o[0] / s[0] for o, s in zip(out, sizes, strict=True)]
-        return iter_maps(self.scorer_, features.scales, out, sigmas=sigmas, device=self.runtime.torch_device)
+        return iter_maps(scorer, features.scales, out, sigmas=sigmas, device=self.runtime.torch_device)
 
     # -- saving and loading --------------------------------------------------------------
     def save(self, directory: str | Path, extra_files: Mapping[str, Any] | None = None) -> Path:
         """Write the weights, history, encoder and ``config.json`` (last, with a SHA-256 of each file); runtime
         settings (device, cache) are not part of the model. ``extra_files`` (name -> JSON) are written and checked too."""
-        self._check_fitted()
+        scorer, extractor = self._check_fitted()
+        assert self.threshold_ is not None  # set with the scorer by fit and by load
         if self.components.own_extractor is not None and self.config.extractor_file is None:
             raise ModelFileError(
                 "a detector with an extractor object (an nn.Module or FeatureExtractor instance) cannot be saved: its "
@@ -219,8 +226,8 @@ class OSADDetector:
             config=self.config.model_dump(mode="json", exclude=set(RUNTIME_KEYS)),
             threshold=self.threshold_,
             fit=self.fit_info_,
-            scorer=self.scorer_.state_dict(),
-            extractor=self.extractor_.fitted_state(),
+            scorer=scorer.state_dict(),
+            extractor=extractor.fitted_state(),
             history=self.history_,
             network=network,
             encoder=self.encoder_.to_dict() if self.encoder_ is not None else None,
@@ -243,7 +250,8 @@ class OSADDetector:
         directory = Path(directory)
         state = load_state(directory)
         model = {k: v for k, v in state.config.items() if k not in RUNTIME_KEYS}
-        detector = cls(**model, **runtime, **({"device": device} if device is not None else {}))
+        chosen_device: dict[str, Any] = {"device": device} if device is not None else {}
+        detector = cls(**model, **runtime, **chosen_device)
         detector.fit_info_, detector.threshold_, detector.history_ = state.fit, state.threshold, state.history
         detector.encoder_ = TabularEncoder.from_dict(state.encoder) if state.encoder is not None else None
         target = detector.runtime.torch_device

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from ahl_plugins.features.pipeline import (
     PseudoImages,
     extract_features,
     file_identity,
+    image_size_of,
     load_images,
     make_pseudo_anomalies,
 )
@@ -27,6 +28,9 @@ from ahl_plugins.features.store import Features
 from ahl_plugins.inputs import Inputs
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 
 @dataclass
@@ -67,7 +71,7 @@ def features_of(extractor: FeatureExtractor, inputs: Inputs, runtime: Runtime) -
 @dataclass
 class Fitted:
     extractor: FeatureExtractor
-    scorer: torch.nn.Module
+    scorer: ScorerModule
     history: Any
     threshold: float
     info: dict[str, Any]
@@ -102,9 +106,12 @@ def fit_components(
     extracted = time.perf_counter()
 
     scorer = parts.scorer(features.spec)
+    history: dict[str, Any] | list[dict[str, Any]]
     if config.ahl:
+        from ahl_plugins.ahl.options import AHLOptions
         from ahl_plugins.ahl.trainer import train_ahl
 
+        assert isinstance(resolved.trainer, AHLOptions)  # resolve() picks AHL's options exactly when config.ahl
         scorer, history = train_ahl(
             scorer,
             parts.loss(),
@@ -115,20 +122,22 @@ def fit_components(
             progress=runtime.progress,
             estimator=parts.estimator_factory(),
         )
-    elif finetuned_scorer is not None:
+    elif finetuned_scorer is not None and finetuned is not None:
         scorer, history = finetuned_scorer, finetuned["epochs"]
     else:
         from ahl_plugins.training.base import train_base
+        from ahl_plugins.training.options import TrainOptions
 
+        assert isinstance(resolved.trainer, TrainOptions)  # resolve() picks the base loop's options without ahl
         history = train_base(
             scorer, parts.loss(), data, resolved.trainer, seed=config.seed, device=device, progress=runtime.progress
         )
     scorer = scorer.eval()
     train_scores = score_features(scorer, normals, batch_size=256, device=device)
-    info = {
+    info: dict[str, Any] = {
         "input_kind": kind,
         "feature_spec": {"kind": features.spec.kind, "channels": list(features.spec.channels)},
-        "input_dim": int(inputs.shape[1]) if kind == "vector" else None,
+        "input_dim": int(np.asarray(inputs).shape[1]) if kind == "vector" else None,
         "n_normals": int(len(normal_idx)),
         "n_seen": int(len(seen_idx)),
         "seen_types": {t: types.count(t) for t in sorted(set(types))},
@@ -157,7 +166,7 @@ def _finetune(
     inputs: Inputs,
     normal_idx: np.ndarray,
     seen_idx: np.ndarray,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[ScorerModule, dict[str, Any]]:
     """Train ``extractor`` end to end with a fresh scorer on images (see ahl_plugins.training.finetune)."""
     from ahl_plugins.training.finetune import (
         finetune_backbone,
@@ -172,7 +181,7 @@ def _finetune(
             "drop finetune_backbone for tabular data or embeddings"
         )
     require_finetunable(extractor)
-    size = int(extractor.image_size)
+    size = image_size_of(extractor)
     normal_inputs = [inputs[i] for i in normal_idx]
     seen_inputs = [inputs[i] for i in seen_idx]
     made = {}

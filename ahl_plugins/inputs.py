@@ -54,8 +54,10 @@ def fit_encoder(X: Any) -> TabularEncoder | None:
 def coerce(X: Any, encoder: TabularEncoder | None = None) -> tuple[Inputs, InputKind]:
     """``X`` as image paths or a contiguous float32 matrix; ``encoder`` encodes raw tables."""
     if isinstance(X, OSADDataset):  # a table is re-encoded with the detector's own vocabulary when it differs
-        reencode = encoder is not None and X.raw_table is not None and encoder is not X.encoder
-        X = encoder.transform(X.raw_table) if reencode else X.inputs
+        if encoder is not None and X.raw_table is not None and encoder is not X.encoder:
+            X = encoder.transform(X.raw_table)
+        else:
+            X = X.inputs
     table = raw_table(X)
     if table is not None:
         if encoder is None:
@@ -132,5 +134,5 @@ def training_labels(
     normal_idx, seen_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
     if len(normal_idx) < 2:
         raise DataError(f"fit needs normal training samples (y == 0); got {len(normal_idx)}")
-    types = [str(anomaly_types[i]) for i in seen_idx] if anomaly_types is not None else ["anomaly"] * len(seen_idx)
+    types = [str(anomaly_types[int(i)]) for i in seen_idx] if anomaly_types is not None else ["anomaly"] * len(seen_idx)
     return normal_idx, seen_idx, types

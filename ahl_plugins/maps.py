@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ahl_plugins.errors import DataError
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 Size = tuple[int, int]
 
@@ -62,7 +66,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x.squeeze(1)
 
 
-def _checked_head_maps(scorer: nn.Module, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+def _checked_head_maps(scorer: ScorerModule, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     per_scale = scorer.head_maps(list(features))
     names = tuple(getattr(scorer, "head_names", ()))
     if not isinstance(per_scale, (list, tuple)) or len(per_scale) != len(features):
@@ -79,7 +83,7 @@ def _checked_head_maps(scorer: nn.Module, features: Sequence[torch.Tensor]) -> l
 
 
 def combined_maps(
-    scorer: nn.Module, features: Sequence[torch.Tensor], sizes: Sequence[Size], sigmas: Sequence[float]
+    scorer: ScorerModule, features: Sequence[torch.Tensor], sizes: Sequence[Size], sigmas: Sequence[float]
 ) -> list[torch.Tensor]:
     """One ``H_i×W_i`` map per sample of one batch (``sizes[i]`` each), following the steps of the module docstring."""
     per_scale = _checked_head_maps(scorer, features)
@@ -104,7 +108,7 @@ def combined_maps(
 
 
 def iter_maps(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     scales: Sequence[torch.Tensor],
     sizes: Sequence[Size],
     *,

@@ -75,12 +75,15 @@ class PluginRecord:
 def check_train_options(where: str, values: Mapping[str, Any]) -> None:
     """A bundle's ``train_options`` are defaults for both trainers: each key must be an option of at least one,
     and valid there, so that a misspelt key fails at registration instead of being ignored."""
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from ahl_plugins.ahl.options import AHLOptions
     from ahl_plugins.training.options import TrainOptions
 
-    trainers = {"the base loop (TrainOptions)": TrainOptions, "the AHL learner (AHLOptions)": AHLOptions}
+    trainers: dict[str, type[BaseModel]] = {
+        "the base loop (TrainOptions)": TrainOptions,
+        "the AHL learner (AHLOptions)": AHLOptions,
+    }
     unknown = sorted(set(values) - {name for model in trainers.values() for name in model.model_fields})
     if unknown:
         listed = "; ".join(f"{label}: {', '.join(sorted(model.model_fields))}" for label, model in trainers.items())

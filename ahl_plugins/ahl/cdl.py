@@ -30,12 +30,12 @@ name, e.g. DRA's reference bank restricted to each task's support normals).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
-from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from ahl_plugins.ahl.hadg import TaskSet
@@ -43,11 +43,19 @@ from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import AHLError
 from ahl_plugins.training.batches import balanced_indices
 
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
+
 logger = logging.getLogger(__name__)
 
 INNER_UPDATES = ("sgd", "relative", "layerwise")
 
 Params = dict[str, torch.Tensor]
+
+
+def _total(values: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum`` of tensors, typed as a tensor (the builtin starts from the int 0); at least one value."""
+    return cast(torch.Tensor, sum(values))
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class MetaLearner:
 
     def __init__(
         self,
-        scorer: nn.Module,
+        scorer: ScorerModule,
         loss: Loss,
         *,
         inner_steps: int,
@@ -144,7 +152,7 @@ class MetaLearner:
         self.support_weight = float(support_weight)
         self.vectorize = bool(vectorize)
         self.vectorized: bool | None = None if vectorize else False  # None: not tried yet
-        self.parameters = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
+        self.parameters: Params = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
         #: per-task buffer values (name -> T×...), replacing the unified model's in base model i
         self.task_constants: Params = {}
         if not self.parameters:
@@ -155,7 +163,7 @@ class MetaLearner:
 
     def constants(self) -> Params:
         """Frozen parameters and buffers: the unified model's, shared by every base model."""
-        consts = {n: p for n, p in self.scorer.named_parameters() if not p.requires_grad}
+        consts: Params = {n: p for n, p in self.scorer.named_parameters() if not p.requires_grad}
         consts.update(dict(self.scorer.named_buffers()))
         return consts
 
@@ -181,18 +189,19 @@ class MetaLearner:
 
     def _inner_step(self, p: Params, grads: Mapping[str, torch.Tensor | None]) -> Params:
         """One adaptation step (pure: safe under vmap); ``None`` gradients leave a tensor unchanged."""
-        used = [k for k in p if grads.get(k) is not None]
+        used = {k: g for k in p if (g := grads.get(k)) is not None}
+        step: float | torch.Tensor
         if self.inner_update == "sgd":
             step = self.inner_lr
         elif self.inner_update == "layerwise":
-            return {k: (p[k] - self._tensor_step(p[k], grads[k]) if grads.get(k) is not None else p[k]) for k in p}
+            return {k: (p[k] - self._tensor_step(p[k], used[k]) if k in used else p[k]) for k in p}
         else:
-            theta_norm = torch.sqrt(sum((p[k] ** 2).sum() for k in used))
-            grad_norm = torch.sqrt(sum((grads[k] ** 2).sum() for k in used)).clamp_min(1e-12)
+            theta_norm = torch.sqrt(_total((p[k] ** 2).sum() for k in used))
+            grad_norm = torch.sqrt(_total((g**2).sum() for g in used.values())).clamp_min(1e-12)
             step = self.inner_lr * theta_norm / grad_norm
             if self.first_order:
                 step = step.detach()
-        return {k: (p[k] - step * grads[k] if grads.get(k) is not None else p[k]) for k in p}
+        return {k: (p[k] - step * used[k] if k in used else p[k]) for k in p}
 
     def _tensor_step(self, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """``lr·‖θ_t‖·g_t/‖g_t‖`` for one tensor: every tensor moves by the share ``lr`` of its own norm."""
@@ -307,7 +316,7 @@ class MetaLearner:
             moved = sum(
                 ((adapted[k] - p.unsqueeze(0)) ** 2).reshape(n_tasks, -1).sum(1) for k, p in self.parameters.items()
             )
-            size = sum((p**2).sum() for p in self.parameters.values()).clamp_min(1e-24)
+            size = _total((p**2).sum() for p in self.parameters.values()).clamp_min(1e-24)
             inner_change = (moved / size).sqrt().float().cpu()
         optimizer.step()
         return StepResult(
@@ -357,17 +366,17 @@ class MetaLearner:
                     batched = vmap(score, in_dims=(0, 0, None, None), randomness="different")
                     out.append(batched(adapted, task_constants, x, given))
                 else:
-                    per_task = [
+                    slices = [
                         (self._task_slice(adapted, t), self._task_slice(task_constants, t)) for t in range(n_tasks)
                     ]
-                    out.append(torch.stack([score(p, c, x, given) for p, c in per_task]))
+                    out.append(torch.stack([score(p, c, x, given) for p, c in slices]))
             return torch.cat(out, dim=1).float().cpu()
         finally:
             self.scorer.train(was_training)
 
 
 @torch.no_grad()
-def fixed_heads(scorer: nn.Module, features: Sequence[torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+def fixed_heads(scorer: ScorerModule, features: Sequence[torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """The scorer's parameter-free heads of ``rows`` (``(N,)`` each), once, for :meth:`MetaLearner.score_base_models`.
 
     Optional scorer method ``fixed_heads(features)`` (the Scorer contract, ``ahl_plugins.contracts``); ``{}`` for a scorer without one. Every

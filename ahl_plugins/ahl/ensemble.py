@@ -15,7 +15,7 @@ import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -25,6 +25,9 @@ from ahl_plugins.ahl.cdl import TaskSampler, gather
 from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import AHLError
 from ahl_plugins.training.base import step_decay
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class EnsembleScorer(nn.Module):
     anomaly scores.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[ScorerModule]) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -46,7 +49,7 @@ class EnsembleScorer(nn.Module):
         self.head_names = tuple(getattr(members[0], "head_names", ()))
 
     @classmethod
-    def from_template(cls, scorer: nn.Module, n_members: int) -> EnsembleScorer:
+    def from_template(cls, scorer: ScorerModule, n_members: int) -> EnsembleScorer:
         """An ensemble of ``n_members`` copies of ``scorer`` (e.g. to load saved weights into)."""
         return cls([copy.deepcopy(scorer) for _ in range(n_members)])
 
@@ -56,7 +59,7 @@ class EnsembleScorer(nn.Module):
         return {name: torch.stack([out[name] for out in outputs]).mean(dim=0) for name in names}
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.members[0].combine(heads)
+        return _scorer(self.members[0]).combine(heads)
 
     @torch.no_grad()
     def calibrate(self, normal_features: Sequence[torch.Tensor]) -> None:
@@ -65,17 +68,18 @@ class EnsembleScorer(nn.Module):
         One calibration for all keeps ``combine`` of the averaged heads equal to
         the mean of the members' own scores (the combination is linear).
         """
-        if not all(callable(getattr(m, "calibrate_heads", None)) for m in self.members):
+        calibrators = [c for m in self.members if callable(c := getattr(m, "calibrate_heads", None))]
+        if len(calibrators) != len(self.members):
             return
         n = int(normal_features[0].shape[0])
         parts = [self([f[i : i + 256] for f in normal_features]) for i in range(0, n, 256)]
         heads = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-        for member in self.members:
-            member.calibrate_heads(heads)
+        for calibrate_heads in calibrators:
+            calibrate_heads(heads)
 
     def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """The members' per-scale head maps, averaged (as forward averages their heads)."""
-        outputs = [member.head_maps(features) for member in self.members]
+        outputs = [_scorer(member).head_maps(features) for member in self.members]
         return [
             {name: torch.stack([out[scale][name] for out in outputs]).mean(dim=0) for name in outputs[0][scale]}
             for scale in range(len(outputs[0]))
@@ -88,8 +92,13 @@ class EnsembleScorer(nn.Module):
                 prepare(normal_features, generator)
 
 
+def _scorer(member: nn.Module) -> ScorerModule:
+    """A member as the scorer it is (``nn.ModuleList`` hands out plain modules)."""
+    return cast("ScorerModule", member)
+
+
 def _assign(module: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
-    state = dict(module.named_parameters())
+    state: dict[str, torch.Tensor] = dict(module.named_parameters())
     state.update(dict(module.named_buffers()))
     with torch.no_grad():
         for name, value in values.items():
@@ -97,7 +106,7 @@ def _assign(module: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
 
 
 def train_ensemble(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss: Loss,
     features: Sequence[torch.Tensor],
     sampler: TaskSampler,
@@ -113,7 +122,7 @@ def train_ensemble(
     vectorize: bool = True,
     progress: Any = None,
     start_epoch: int = 0,
-) -> tuple[EnsembleScorer, list[dict[str, Any]], bool]:
+) -> tuple[ScorerModule, list[dict[str, Any]], bool]:
     """Train ``n_members`` copies on their tasks' support sets; returns (ensemble, per-epoch records, vmapped).
 
     ``start_epoch``: epochs the template was already trained (a warm start); the lr decay continues from there.
@@ -183,7 +192,7 @@ def train_ensemble(
             losses.sum().backward()
             if grad_clip is not None:
                 grads = [p.grad for p in stacked.values() if p.grad is not None]
-                norms = torch.sqrt(sum(g.pow(2).reshape(n_members, -1).sum(dim=1) for g in grads))
+                norms = torch.sqrt(cast(torch.Tensor, sum(g.pow(2).reshape(n_members, -1).sum(dim=1) for g in grads)))
                 factor = (grad_clip / (norms + 1e-6)).clamp(max=1.0)
                 for g in grads:
                     g.mul_(factor.reshape(-1, *([1] * (g.dim() - 1))))
@@ -209,4 +218,4 @@ def train_ensemble(
         members.append(member)
     ensemble = EnsembleScorer(members)
     ensemble.eval()
-    return ensemble, records, bool(vectorized)
+    return _scorer(ensemble), records, bool(vectorized)

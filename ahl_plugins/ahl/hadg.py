@@ -344,15 +344,15 @@ def build_tasks(
         perm = rng.permutation(n).astype(np.int64)
         pairs.append(("random_halves", None, None, np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])))
     tasks = []
-    for index, (task_kind, a, b, support_members, query_members) in enumerate(pairs):
+    for index, (task_kind, support_cluster, query_cluster, support_members, query_members) in enumerate(pairs):
         support_seen, query_seen = _split_seen(m, rng)
         sg, sp, qg, qp, split = _draw_pseudo(pools, rng)
         tasks.append(
             Task(
                 index=index,
                 kind=task_kind,
-                support_cluster=a,
-                query_cluster=b if query_normals == "cluster" else None,
+                support_cluster=support_cluster,
+                query_cluster=query_cluster if query_normals == "cluster" else None,
                 support_normals=np.asarray(support_members, np.int64),
                 query_normals=np.asarray(query_members, np.int64),
                 support_seen=support_seen,

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
-from torch import nn
 
 from ahl_plugins.ahl.cdl import MetaLearner, TaskSampler, fixed_heads, gather
 from ahl_plugins.ahl.ensemble import train_ensemble
@@ -34,6 +33,9 @@ from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.head_check import probe_heads
 from ahl_plugins.training.options import TrainOptions
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +211,7 @@ def _stack(data: TrainingData) -> tuple[list[torch.Tensor], torch.Tensor]:
 
 
 def train_ahl(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss: Loss,
     data: TrainingData,
     options: AHLOptions | Mapping[str, Any] | None = None,
@@ -219,7 +221,7 @@ def train_ahl(
     progress: bool = False,
     estimator: GeneralizabilityEstimator | EstimatorFactory | None = None,
     prepare_scorer: bool = True,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[ScorerModule, dict[str, Any]]:
     """Meta-train ``scorer`` with AHL on frozen features; returns (unified scorer, history).
 
     ``scorer`` is trained in place and returned in ``eval()`` mode, except for
@@ -315,7 +317,7 @@ def train_ahl(
 
 
 def _warm_start(
-    scorer: nn.Module, loss: Loss, data: TrainingData, options: AHLOptions, seed: int, device: torch.device
+    scorer: ScorerModule, loss: Loss, data: TrainingData, options: AHLOptions, seed: int, device: torch.device
 ) -> list[dict[str, Any]]:
     """Train the first ``warm_epochs`` with the base loop, at AHL's update budget; returns its epoch records.
 
@@ -336,7 +338,7 @@ def _warm_start(
     return train_base(scorer, loss, data, base, seed=seed, device=device)
 
 
-def _task_references(scorer: nn.Module, taskset: TaskSet) -> dict[str, torch.Tensor]:
+def _task_references(scorer: ScorerModule, taskset: TaskSet) -> dict[str, torch.Tensor]:
     """The scorer's per-task buffers for ``task_references="support"`` (it may return {}: nothing to restrict)."""
     restrict = getattr(scorer, "task_buffers", None)
     if not callable(restrict):
@@ -364,7 +366,7 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def _meta_train(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss: Loss,
     features: list[torch.Tensor],
     labels: torch.Tensor,
@@ -381,11 +383,12 @@ def _meta_train(
             "train_ahl needs an estimator to weight the tasks: pass estimator=, e.g. "
             "ahl_plugins.components.build_estimator's result, or use OSADDetector(ahl=True), which passes the registered one"
         )
+    weigher: GeneralizabilityEstimator  # the estimator, or what the factory built for this task count
     if callable(getattr(estimator, "task_weights", None)):
-        estimator_name = type(estimator).__name__
+        estimator_name, weigher = type(estimator).__name__, cast(GeneralizabilityEstimator, estimator)
     else:
-        estimator_name, estimator = options.estimator_name, estimator(n_tasks)
-    needs_history = bool(getattr(estimator, "needs_history", True))
+        estimator_name, weigher = options.estimator_name, cast(EstimatorFactory, estimator)(n_tasks)
+    needs_history = bool(getattr(weigher, "needs_history", True))
     learner = MetaLearner(
         scorer,
         loss,
@@ -402,7 +405,7 @@ def _meta_train(
     start = options.warm_epochs
     scheduler = step_decay(optimizer, options.lr_step, options.lr_gamma, start)
     rows, targets, error_weights = estimation_samples(taskset, labels, options.estimator_samples, seed)
-    wants_reference = needs_history and _accepts_reference(estimator)
+    wants_reference = needs_history and _accepts_reference(weigher)
     # parameter-free heads (DRA's patch distance) are the same for every base model and epoch: computed once
     fixed = fixed_heads(scorer, features, torch.as_tensor(rows)) if needs_history else {}
     score_history: list[torch.Tensor] = []  # per epoch N×T in [0, 1]
@@ -437,6 +440,7 @@ def _meta_train(
         last_epoch = epoch == options.epochs - start - 1
         reference = None
         if needs_history:
+            assert step is not None  # n_outer_steps >= 1: the loop above ran
             # θ_i' of the epoch's last outer step score every sample the tasks use
             scores = learner.score_base_models(step.adapted, features, rows, fixed=fixed)
             normalised = normalise_scores(scores, options.score_normalisation)
@@ -454,10 +458,10 @@ def _meta_train(
             history_tensor = torch.stack(score_history) if score_history else torch.zeros(0, rows.numel(), n_tasks)
             extra = {"reference": reference} if wants_reference else {}
             estimated = _check_weights(
-                estimator.task_weights(history_tensor, targets, error_weights, **extra), n_tasks, estimator_name
+                weigher.task_weights(history_tensor, targets, error_weights, **extra), n_tasks, estimator_name
             )
             weights = _combine_weights(prior, estimated)
-            estimator_info = getattr(estimator, "diagnostics", None)
+            estimator_info = getattr(weigher, "diagnostics", None)
         t3 = time.perf_counter()
         estimator_seconds += t3 - t2
         steps = options.n_outer_steps

@@ -145,8 +145,8 @@ def extractor_options_for(
         return options
     manager = get_manager()
     name = extractor or manager.model(model).image_extractor
-    fields = manager.get("feature_extractors", name).options
-    fields = set(fields.model_fields) if fields is not None else set()
+    options_model = manager.get("feature_extractors", name).options
+    fields = set(options_model.model_fields) if options_model is not None else set()
     if weights is not None:
         if "weights" not in fields:
             raise click.BadParameter(f"extractor {name!r} takes no weights option", param_hint="--extractor-weights")

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ahl_plugins.contracts import FeatureExtractor, FeatureSpec, InputKind
+from ahl_plugins.contracts import FeatureExtractor, FeatureKind, FeatureSpec, InputKind
 from ahl_plugins.errors import AHLError, DataError, InvalidOptionsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,7 +52,7 @@ class ModuleExtractorOptions(BaseModel):
         return value
 
 
-def is_torchscript_path(value: object) -> bool:
+def is_torchscript_path(value: object) -> TypeGuard[str | Path]:
     """Whether an ``extractor=`` value names a TorchScript file rather than a registered extractor."""
     return isinstance(value, (str, Path)) and str(value).endswith(TORCHSCRIPT_SUFFIXES) and Path(value).is_file()
 
@@ -200,13 +200,14 @@ class ModuleExtractor(FeatureExtractor):
         if self._spec is None:
             device = next((p.device for p in self.module.parameters()), torch.device("cpu"))
             if self.input_kind == "image":
+                assert self.image_size is not None  # __init__ sets it for image inputs
                 probe = torch.zeros(1, 3, self.image_size, self.image_size, device=device)
             else:
                 if self.input_dim is None:
                     raise AHLError("a vector-input extractor module needs input_dim= to describe its output")
                 probe = torch.zeros(1, self.input_dim, device=device)
             scales = self.extract(probe)
-            kind = "map" if scales[0].dim() == 4 else "vector"
+            kind: FeatureKind = "map" if scales[0].dim() == 4 else "vector"
             self._spec = FeatureSpec(kind, tuple(int(t.shape[1]) for t in scales))
         return self._spec
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ _LOAD_THREADS = min(4, os.cpu_count() or 1)
 
 
 # -- identities ------------------------------------------------------------------------
-def _is_array(inputs: object) -> bool:
+def _is_array(inputs: object) -> TypeGuard[np.ndarray | torch.Tensor]:
     return isinstance(inputs, (np.ndarray, torch.Tensor))
 
 
@@ -167,18 +168,28 @@ def _run_items(
                         f"of {len(chunk)}; its spec promises {n_scales} tensor(s) with one row per input"
                     )
                 for j, i in enumerate(chunk):
-                    results[i] = [t[j] for t in outputs]
+                    row = [t[j] for t in outputs]
+                    results[i] = row
                     if cache is not None:
-                        cache.put(keys[i], results[i])
+                        cache.put(keys[i], row)
                 bar.update(len(chunk))
     if not keys:
         return _empty_features(extractor, device)
-    return Features(tuple(torch.stack([item[s] for item in results]) for s in range(n_scales)))
+    done = [item for item in results if item is not None]
+    assert len(done) == len(results)  # every item missing from the cache was extracted above
+    return Features(tuple(torch.stack([item[s] for item in done]) for s in range(n_scales)))
+
+
+def image_size_of(extractor: FeatureExtractor) -> int:
+    """The side S of the square images an image extractor takes (the contract requires one)."""
+    if extractor.image_size is None:
+        raise DataError(f"image extractor {_describe(extractor)} does not say its input size (image_size)")
+    return int(extractor.image_size)
 
 
 def _empty_features(extractor: FeatureExtractor, device: torch.device) -> Features:
     """Zero-row features with the right trailing shapes (one probe image)."""
-    size = extractor.image_size
+    size = image_size_of(extractor)
     probe = torch.zeros(1, 3, size, size, device=device)
     return Features(tuple(t.detach().to("cpu")[:0] for t in extractor.extract(probe)))
 
@@ -229,9 +240,7 @@ def extract_features(
             cache.put(key, features.as_list())
         return features
 
-    if extractor.image_size is None:
-        raise DataError(f"image extractor {_describe(extractor)} does not say its input size (image_size)")
-    source = _ImageSource(inputs, int(extractor.image_size))
+    source = _ImageSource(inputs, image_size_of(extractor))
     fingerprint = extractor.fingerprint()
     keys = [cache_key("image", fingerprint, source.identity(i)) for i in range(len(source))]
     return _run_items(
@@ -289,7 +298,7 @@ def make_pseudo_anomalies(
     if not 1 <= int(pool_size) <= 256:
         raise DataError(f"pool_size must be in [1, 256], got {pool_size}")
     extractor.to(device)
-    pseudo = PseudoImages(generator, normal_inputs, int(extractor.image_size), int(seed), int(pool_size))
+    pseudo = PseudoImages(generator, normal_inputs, image_size_of(extractor), int(seed), int(pool_size))
     base = cache_key("pseudo-image", extractor.fingerprint(), pseudo.identity())
     keys = [cache_key(base, i) for i in range(int(n))]
     return _run_items(

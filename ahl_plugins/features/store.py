@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ahl_plugins.contracts import FeatureSpec
+from ahl_plugins.contracts import FeatureKind, FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Features:
     def __len__(self) -> int:
         return int(self.scales[0].shape[0])
 
-    def __getitem__(self, index: torch.Tensor | slice | Sequence[int]) -> Features:
+    def __getitem__(self, index: torch.Tensor | slice | Sequence[int] | np.ndarray) -> Features:
         if not isinstance(index, (slice, torch.Tensor)):
             index = torch.as_tensor(list(index), dtype=torch.long)
         return Features(tuple(t[index] for t in self.scales))
@@ -51,7 +52,7 @@ class Features:
 
     @property
     def spec(self) -> FeatureSpec:
-        kind = "map" if self.scales[0].dim() == 4 else "vector"
+        kind: FeatureKind = "map" if self.scales[0].dim() == 4 else "vector"
         return FeatureSpec(kind, tuple(int(t.shape[1]) for t in self.scales))
 
     def to(self, device: torch.device | str) -> Features:

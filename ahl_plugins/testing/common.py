@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,6 +14,9 @@ from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN, Compon
 from ahl_plugins.plugins import PluginManager, get_manager
 from ahl_plugins.registry import KINDS_BY_KEY
 from ahl_plugins.testing.requirements import REQUIREMENTS
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 FEATURE_KINDS: tuple[str, ...] = ("map", "vector")
 
@@ -279,7 +282,7 @@ def hidden_tensors(module: nn.Module, include_registered: bool = False) -> list[
     return found
 
 
-def surrogate_loss(scorer: nn.Module) -> Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+def surrogate_loss(scorer: ScorerModule) -> Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]:
     """A loss for a scorer checked on its own: separate combined scores, touch every head."""
 
     def loss(heads: Mapping[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ def check_generator(
     checker.ok("generator.build")
 
     data = make_generator(seed, torch.device("cpu"))
+    mask_shape: tuple[int, ...]
     if domain == "image":
         x = torch.rand(4, 3, image_size, image_size, generator=data).to(device)
         pool = torch.rand(6, 3, image_size, image_size, generator=data).to(device)

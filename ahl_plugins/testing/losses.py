@@ -152,17 +152,17 @@ def loss_suite(
                 strict[group] |= right
                 if is_wrong:
                     wrong.append((group, level, delta))
-    names = {LABEL_NORMAL: "normal (0)", LABEL_SEEN: "seen anomaly (1)", LABEL_PSEUDO: "pseudo anomaly (2)"}
+    group_names = {LABEL_NORMAL: "normal (0)", LABEL_SEEN: "seen anomaly (1)", LABEL_PSEUDO: "pseudo anomaly (2)"}
     if wrong:
         group, level, delta = wrong[0]
         expected = "raise" if group == LABEL_NORMAL else "lower"
         raise checker.fail(
             "loss.labels",
-            f"raising the anomaly score of the {names[group]} samples (heads near {level}) changed the loss by "
+            f"raising the anomaly score of the {group_names[group]} samples (heads near {level}) changed the loss by "
             f"{delta:+.4g}; it should {expected} it. Labels are 0 normal, 1 seen anomaly, 2 pseudo anomaly, and "
             "higher scores mean more anomalous",
         )
-    missing = [names[g] for g, ok in strict.items() if not ok]
+    missing = [group_names[g] for g, ok in strict.items() if not ok]
     if missing:
         raise checker.fail(
             "loss.labels",

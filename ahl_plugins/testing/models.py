@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from ahl_plugins.contracts import ComponentEntry, ModelSpec
 from ahl_plugins.errors import UnknownComponentError
@@ -28,10 +28,13 @@ from ahl_plugins.testing.common import (
 from ahl_plugins.testing.losses import loss_suite
 from ahl_plugins.testing.scorers import forward_seeded, scorer_suite
 
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
+
 
 def _check_meta_gradient(
     checker: Checker,
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss_fn: Callable[..., torch.Tensor],
     kind: str,
     seed: int,
@@ -44,7 +47,7 @@ def _check_meta_gradient(
     labels = make_labels().to(device)
     support = synthetic_features(spec, labels, make_generator(seed + 3, torch.device("cpu")), device=device)
     query = synthetic_features(spec, labels, make_generator(seed + 4, torch.device("cpu")), device=device)
-    params = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
+    params: dict[str, torch.Tensor] = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
     scorer.train()
     with checker.guard("model.meta-gradient", "an inner step through functional_call with create_graph=True", kind):
         with seeded(seed, device):
@@ -72,7 +75,7 @@ def _check_meta_gradient(
 
 def _check_learns(
     checker: Checker,
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss_fn: Callable[..., torch.Tensor],
     kind: str,
     seed: int,
@@ -93,7 +96,7 @@ def _check_learns(
         for _ in range(steps):
             value = loss_fn(forward_seeded(scorer, features, seed, device), labels)
             grads = torch.autograd.grad(value, params, allow_unused=True)
-            norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads if g is not None) + 1e-12)
+            norm = torch.sqrt(torch.as_tensor(sum((g.detach() ** 2).sum() for g in grads if g is not None) + 1e-12))
             with torch.no_grad():
                 for p, g in zip(params, grads, strict=True):
                     if g is not None:
@@ -113,7 +116,7 @@ def _check_learns(
 
 def _probe_vmap(
     checker: Checker,
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss_fn: Callable[..., torch.Tensor],
     kind: str,
     seed: int,
@@ -131,7 +134,7 @@ def _probe_vmap(
     stacked_x = [torch.stack([b[i] for b in batches]) for i in range(spec.n_scales)]
     stacked_y = torch.stack([labels, labels])
     params = {n: p.detach() for n, p in scorer.named_parameters() if p.requires_grad}
-    consts = {n: p for n, p in scorer.named_parameters() if not p.requires_grad}
+    consts: dict[str, torch.Tensor] = {n: p for n, p in scorer.named_parameters() if not p.requires_grad}
     consts.update(dict(scorer.named_buffers()))
 
     def task(x: list[torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -185,7 +188,7 @@ def check_model(
     with checker.guard("loss.build", f"loss {spec.loss!r} factory(options)"):
         loss_fn = loss_entry.build(options=loss_options)
     label = f"loss {spec.loss!r}"
-    combine_source: nn.Module | None = None
+    combine_source: ScorerModule | None = None
     for kind in kinds_to_check(checker, scorer_entry.factory, kinds):
         scorer = scorer_suite(checker, scorer_entry, scorer_options, kind, loss_fn, label, seed, device)
         combine_source = combine_source or scorer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -32,10 +32,13 @@ from ahl_plugins.testing.common import (
     synthetic_features,
 )
 
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
+
 
 def _build_scorer(
     checker: Checker, entry: ComponentEntry, options: Any, kind: str, seed: int, device: torch.device
-) -> nn.Module:
+) -> ScorerModule:
     spec = feature_spec(kind)
     with checker.guard("scorer.build", f"factory({spec}, options)", kind), seeded(seed, device):
         scorer = entry.build(spec, options=options)
@@ -66,11 +69,11 @@ def _build_scorer(
             kind,
         )
     checker.ok("scorer.build", kind)
-    return scorer.to(device)
+    return cast("ScorerModule", scorer.to(device))  # an nn.Module with head_names and combine, checked above
 
 
 def _prepare(
-    checker: Checker, scorer: nn.Module, spec: FeatureSpec, seed: int, device: torch.device, kind: str
+    checker: Checker, scorer: ScorerModule, spec: FeatureSpec, seed: int, device: torch.device, kind: str
 ) -> list[torch.Tensor]:
     normals = synthetic_features(
         spec,
@@ -91,13 +94,13 @@ def _prepare(
     return normals
 
 
-def forward_seeded(scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device) -> Any:
+def forward_seeded(scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device) -> Any:
     with seeded(seed, device):
         return scorer(list(features))
 
 
 def _check_heads(
-    checker: Checker, scorer: nn.Module, heads: Any, features: Sequence[torch.Tensor], kind: str
+    checker: Checker, scorer: ScorerModule, heads: Any, features: Sequence[torch.Tensor], kind: str
 ) -> torch.Tensor:
     batch = features[0].shape[0]
     names = tuple(scorer.head_names)
@@ -150,7 +153,7 @@ def _check_heads(
 
 def _check_gradients(
     checker: Checker,
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss_fn: Callable[..., torch.Tensor],
     features: Sequence[torch.Tensor],
     labels: torch.Tensor,
@@ -188,10 +191,11 @@ def _check_gradients(
             "(detached, unused, or used through a copy); remove them, set requires_grad=False, or connect them",
             kind,
         )
-    bad = [n for n, p in trainable if not all_finite(p.grad)]
+    grads = [(n, p.grad) for n, p in trainable if p.grad is not None]  # every one, after the check above
+    bad = [n for n, g in grads if not all_finite(g)]
     if bad:
         raise checker.fail("scorer.gradients", f"non-finite gradients for parameter(s) {bad}", kind)
-    if all(float(p.grad.abs().max()) == 0.0 for _, p in trainable):
+    if all(float(g.abs().max()) == 0.0 for _, g in grads):
         raise checker.fail(
             "scorer.gradients",
             f"every gradient through {loss_label} is exactly zero on a batch with normals and anomalies; "
@@ -204,7 +208,7 @@ def _check_gradients(
 
 def _check_functional_call(
     checker: Checker,
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss_fn: Callable[..., torch.Tensor],
     features: Sequence[torch.Tensor],
     labels: torch.Tensor,
@@ -286,7 +290,7 @@ def _check_functional_call(
     checker.ok("scorer.functional-call", kind)
 
 
-def _check_state(checker: Checker, scorer: nn.Module, kind: str) -> None:
+def _check_state(checker: Checker, scorer: ScorerModule, kind: str) -> None:
     hidden = hidden_tensors(scorer)
     if hidden:
         raise checker.fail(
@@ -299,7 +303,7 @@ def _check_state(checker: Checker, scorer: nn.Module, kind: str) -> None:
 
 
 def _check_batch_independence(
-    checker: Checker, scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
+    checker: Checker, scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
 ) -> None:
     scorer.eval()
     try:
@@ -376,7 +380,7 @@ def _check_determinism(
 
 
 def _check_maps(
-    checker: Checker, scorer: nn.Module, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
+    checker: Checker, scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
 ) -> None:
     """The optional map part of the contract: only for scorers that have ``head_maps``, on map features."""
     from ahl_plugins.maps import combined_maps, has_maps
@@ -457,7 +461,7 @@ def scorer_suite(
     loss_label: str,
     seed: int,
     device: torch.device,
-) -> nn.Module:
+) -> ScorerModule:
     """All scorer checks on one feature kind; returns the prepared scorer."""
     spec = feature_spec(kind)
     scorer = _build_scorer(checker, entry, options, kind, seed, device)
@@ -499,6 +503,7 @@ def check_scorer(
     device = torch.device(device)
     loss_fn: Callable[..., torch.Tensor] | None = None
     loss_label = "a surrogate loss (no model bundles this scorer)"
+    loss_options: Mapping[str, Any] | None
     loss_name, loss_options = (loss, None) if isinstance(loss, str) else (None, None)
     if callable(loss):
         loss_fn, loss_label = loss, "the given loss"

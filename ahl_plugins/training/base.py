@@ -1,5 +1,4 @@
 """The base training loop: the "without AHL" side of every comparison.
-
 Balanced batches (normals / seen / pseudo anomalies), Adam, step decay,
 gradient clipping and a fixed number of epochs. No validation and no model
 selection: the trainer never sees test data, and the model after the last
@@ -8,7 +7,7 @@ epoch is the model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +20,9 @@ from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.head_check import probe_heads
 from ahl_plugins.training.loop import run_epochs
 from ahl_plugins.training.options import TrainOptions
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 
 def step_decay(
@@ -38,7 +40,7 @@ def step_decay(
 
 
 def train_base(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss: Loss,
     data: TrainingData,
     options: TrainOptions | None = None,

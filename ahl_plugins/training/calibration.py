@@ -9,12 +9,15 @@ No labels and no test data are involved.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 
-def calibrate_scorer(scorer: nn.Module, normal_features: Sequence[torch.Tensor]) -> None:
+def calibrate_scorer(scorer: ScorerModule, normal_features: Sequence[torch.Tensor]) -> None:
     """Call ``scorer.calibrate`` in eval mode without autograd, when the scorer has one."""
     calibrate = getattr(scorer, "calibrate", None)
     if not callable(calibrate):

@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from ahl_plugins.contracts import Loss
+from ahl_plugins.contracts import FeatureExtractor, Loss
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.cache import FeatureCache, cache_key
 from ahl_plugins.features.module_extractor import weights_fingerprint
@@ -39,6 +39,9 @@ from ahl_plugins.training.batches import balanced_indices
 from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.loop import run_epochs
 from ahl_plugins.training.options import TrainOptions
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 CACHE_VERSION = "finetune-v2"  # v2: the reference bank as large as the scorer keeps, calibrated heads
 #: Normals whose current features a scorer's ``prepare`` gets when it names no ``n_references``.
@@ -115,7 +118,7 @@ class _References:
     batches.
     """
 
-    def __init__(self, scorer: nn.Module, normals: torch.Tensor, generator: torch.Generator) -> None:
+    def __init__(self, scorer: ScorerModule, normals: torch.Tensor, generator: torch.Generator) -> None:
         count = int(getattr(scorer, "reference_normals", 0) or getattr(scorer, "n_references", 0) or 0)
         self.refresh_each_step = 0 < count <= REFRESH_EACH_STEP_MAX
         self.refresh_each_epoch = count > REFRESH_EACH_STEP_MAX
@@ -149,8 +152,8 @@ def _normal_features(
 
 
 def finetune_backbone(
-    extractor: object,
-    scorer: nn.Module,
+    extractor: FeatureExtractor,
+    scorer: ScorerModule,
     loss: Loss,
     images: torch.Tensor | Callable[[], torch.Tensor],
     labels: torch.Tensor,
@@ -216,13 +219,15 @@ def finetune_backbone(
     calibrate_scorer(scorer, _normal_features(ft, images[labels == 0], device))
     fingerprint = weights_fingerprint(network)
     ft.mark_finetuned(fingerprint)
-    if key is not None:
+    if key is not None and cache is not None:
         losses = torch.tensor([[r["loss"], r["lr"], r["backbone_lr"]] for r in history], dtype=torch.float64)
         cache.put(key, [losses, *_state_tensors(network), *_state_tensors(scorer)])
     return {"epochs": history, "cached": False, "seconds": time.perf_counter() - started, "weights": fingerprint}
 
 
-def _load_cached(cache: FeatureCache, key: str, network: nn.Module, scorer: nn.Module) -> list[dict[str, Any]] | None:
+def _load_cached(
+    cache: FeatureCache, key: str, network: nn.Module, scorer: ScorerModule
+) -> list[dict[str, Any]] | None:
     entry = cache.get(key)
     n_network, n_scorer = len(network.state_dict()), len(scorer.state_dict())
     if entry is None or len(entry) != 1 + n_network + n_scorer:
@@ -241,7 +246,7 @@ def _load_cached(cache: FeatureCache, key: str, network: nn.Module, scorer: nn.M
 def _train(
     extractor: FinetunableExtractor,
     network: nn.Module,
-    scorer: nn.Module,
+    scorer: ScorerModule,
     loss: Loss,
     images: torch.Tensor,
     labels: torch.Tensor,

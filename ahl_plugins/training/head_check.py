@@ -10,12 +10,14 @@ features turns that into an error naming the scorer and the head.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from ahl_plugins.errors import InvalidComponentError
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 PROBE_ROWS = 8
 
@@ -26,7 +28,7 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def check_heads(scorer: nn.Module, heads: Any, combined: Any, batch: int) -> None:
+def check_heads(scorer: ScorerModule, heads: Any, combined: Any, batch: int) -> None:
     """Raise :class:`InvalidComponentError` unless every head and ``combine(heads)`` has shape ``(batch,)``."""
     name = type(scorer).__name__
     fix = f"Fix the scorer's forward/combine; `ahl plugins check <plugin>` runs the full contract on {name}"
@@ -54,7 +56,7 @@ def check_heads(scorer: nn.Module, heads: Any, combined: Any, batch: int) -> Non
         )
 
 
-def probe_heads(scorer: nn.Module, features: Sequence[torch.Tensor]) -> None:
+def probe_heads(scorer: ScorerModule, features: Sequence[torch.Tensor]) -> None:
     """Run ``scorer`` once on the first rows of ``features`` (eval mode, no autograd) and check the shapes.
 
     Eval mode and ``no_grad`` leave parameters, buffers and every random

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from ahl_plugins.features.store import Features
 from ahl_plugins.training.head_check import check_heads
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 COMBINED = "__combined__"
 
@@ -19,7 +22,7 @@ def _as_features(features: Features | Sequence[torch.Tensor]) -> Features:
 
 
 def _score(
-    scorer: nn.Module, features: Features | Sequence[torch.Tensor], batch_size: int, device: torch.device | str
+    scorer: ScorerModule, features: Features | Sequence[torch.Tensor], batch_size: int, device: torch.device | str
 ) -> dict[str, np.ndarray]:
     """Heads and the combined score of every sample, computed on ``device`` batch by batch."""
     if batch_size < 1:
@@ -37,6 +40,9 @@ def _score(
                 heads = scorer(batch)
                 combined = scorer.combine(heads) if isinstance(heads, Mapping) and heads else None
                 check_heads(scorer, heads, combined, batch[0].shape[0])
+                assert (
+                    combined is not None
+                )  # check_heads raised unless heads is a non-empty mapping and combined a tensor
                 for name, value in heads.items():
                     chunks.setdefault(name, []).append(value.cpu())
                 chunks[COMBINED].append(combined.cpu())
@@ -46,7 +52,7 @@ def _score(
 
 
 def head_scores(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     features: Features | Sequence[torch.Tensor],
     *,
     batch_size: int = 256,
@@ -59,7 +65,7 @@ def head_scores(
 
 
 def score_features(
-    scorer: nn.Module,
+    scorer: ScorerModule,
     features: Features | Sequence[torch.Tensor],
     *,
     batch_size: int = 256,
