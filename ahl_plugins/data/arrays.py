@@ -286,15 +286,16 @@ def load_table(
     else:
         partition = np.full(raw_labels.shape, "any")
 
-    used = {label_column, type_column, partition_column, *dropped} - {None}
+    used = {c for c in (label_column, type_column, partition_column, *dropped) if c is not None}
     features = {k: v for k, v in table.items() if k not in used}
     if not features:
         raise DataError(f"{path}: no feature columns left besides {sorted(used)}")
+    categorical_names: list[str]
     if categorical is None:
-        categorical = detect_categorical(features)
+        categorical_names = detect_categorical(features)
     else:
-        categorical = [resolve(c, "categorical") for c in categorical]
-        clash = [c for c in categorical if c in used]
+        categorical_names = [resolve(c, "categorical") for c in categorical]
+        clash = [c for c in categorical_names if c in used]
         if clash:
             raise DataError(f"{path}: columns {clash} are listed as categorical but used as label/type/partition")
     if fit_rows is not None:
@@ -303,7 +304,7 @@ def load_table(
         fit_rows, fitted_on = np.flatnonzero(partition == "train"), "train partition"
     else:
         fitted_on = "all rows (no train partition; refit_encoding(dataset, split.train_indices) for a strict fit)"
-    encoder = TabularEncoder.fit(features, categorical, fit_rows)
+    encoder = TabularEncoder.fit(features, categorical_names, fit_rows)
     try:
         X = encoder.transform(features)
     except DataError as exc:
@@ -317,16 +318,16 @@ def load_table(
         ids=[f"row:{i}" for i in row_numbers],
         partition=partition,
         feature_names=encoder.feature_names,
-        encoder=encoder if categorical else None,
-        raw_table=features if categorical else None,
+        encoder=encoder if categorical_names else None,
+        raw_table=features if categorical_names else None,
         info={
             "source": str(path.resolve()),
             "layout": "table",
             "label_column": label_column,
             "normal_labels": normals,
             "dropped_rows": int((~keep).sum()),
-            "categorical": list(categorical),
-            "encoder_fitted_on": fitted_on if categorical else None,
+            "categorical": list(categorical_names),
+            "encoder_fitted_on": fitted_on if categorical_names else None,
         },
     )
     return dataset

@@ -88,10 +88,10 @@ class OSADDataset:
         if (
             self.feature_names is not None
             and self.input_kind == "vector"
-            and len(self.feature_names) != self.inputs.shape[1]
+            and len(self.feature_names) != np.asarray(self.inputs).shape[1]
         ):
             raise DataError(
-                f"dataset {self.name!r}: {len(self.feature_names)} feature names for {self.inputs.shape[1]} columns"
+                f"dataset {self.name!r}: {len(self.feature_names)} feature names for {np.asarray(self.inputs).shape[1]} columns"
             )
         bad = np.flatnonzero((self.labels != 0) & (self.labels != 1))
         if bad.size:
@@ -133,7 +133,7 @@ class OSADDataset:
         idx = _as_indices(indices, len(self))
         if self.input_kind == "image":
             return [self.inputs[i] for i in idx]
-        return self.inputs[idx]
+        return np.asarray(self.inputs)[idx]  # vectors are one array
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> OSADDataset:
         """The samples at ``indices``, in that order (ids stay the same)."""

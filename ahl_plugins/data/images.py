@@ -136,6 +136,6 @@ def load_image_tensor(path: str | Path, size: int):
     import torch
     from PIL import Image
 
-    image = read_rgb(path).resize((size, size), Image.BILINEAR)
+    image = read_rgb(path).resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

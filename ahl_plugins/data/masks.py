@@ -30,7 +30,7 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
         with Image.open(path) as image:
             gray = image.convert("L")
             if size is not None and (gray.height, gray.width) != tuple(size):
-                gray = gray.resize((int(size[1]), int(size[0])), Image.NEAREST)
+                gray = gray.resize((int(size[1]), int(size[0])), Image.Resampling.NEAREST)
             return np.asarray(gray) > 0
     except FileNotFoundError:
         raise DataError(f"mask not found: {path}") from None

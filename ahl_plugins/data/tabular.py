@@ -20,7 +20,7 @@ from ahl_plugins.errors import DataError
 MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
 
 
-def parse_float_column(name: str, values: np.ndarray) -> np.ndarray:
+def parse_float_column(name: str, values: np.ndarray | Sequence[Any]) -> np.ndarray:
     """``values`` (strings or numbers) as float64; missing tokens become NaN.
 
     A value that is neither a number nor a missing token raises
@@ -80,7 +80,7 @@ class TabularEncoder:
     @classmethod
     def fit(
         cls,
-        table: Mapping[str, Sequence[Any]],
+        table: Mapping[str, Sequence[Any] | np.ndarray],
         categorical: Sequence[str] = (),
         rows: Sequence[int] | np.ndarray | None = None,
     ) -> TabularEncoder:
@@ -107,7 +107,7 @@ class TabularEncoder:
                 names.append(column)
         return names
 
-    def transform(self, table: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    def transform(self, table: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
         """``float32`` matrix in ``feature_names`` order; NaN/inf raise :class:`DataError`."""
         missing = [c for c in self.columns if c not in table]
         if missing:

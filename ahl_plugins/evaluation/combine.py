@@ -152,7 +152,8 @@ def collect(inputs: Sequence[CompareInput], metric: str, n_anomalies: Sequence[i
             where = (g["setting"], g["n_anomalies"], g["seen_type"])
             block = g.get(metric) or {}
             if where in chosen and block.get("mean") is not None:
-                gains.setdefault((g["model"], g["variant"]), {})[(item.label, *where)] = block
+                key = (item.label, *where)  # a named key: mypy misreads a starred tuple inside [] as 3.11 syntax
+                gains.setdefault((g["model"], g["variant"]), {})[key] = block
     return rows, methods, gains
 
 

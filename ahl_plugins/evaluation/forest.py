@@ -105,12 +105,12 @@ def cd_diagram(ranks: Mapping[str, float], cd: float, cliques: Sequence[Sequence
     ax.plot([low, low + cd], [1.2, 1.2], color="black", lw=1.5)
     ax.text(low + cd / 2, 1.3, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)
     for i, name in enumerate(names):
-        r = ranks[name]
+        rank = ranks[name]
         left = i < half
         depth = -0.5 * ((i if left else k - 1 - i) + 1)
         x_text = low - 0.25 if left else high + 0.25
-        ax.plot([r, r, x_text], [0, depth, depth], color="#1f77b4", lw=0.9)
-        ax.text(x_text, depth, f"{name} ({r:.2f})", ha="right" if left else "left", va="center", fontsize=8)
+        ax.plot([rank, rank, x_text], [0, depth, depth], color="#1f77b4", lw=0.9)
+        ax.text(x_text, depth, f"{name} ({rank:.2f})", ha="right" if left else "left", va="center", fontsize=8)
     for j, clique in enumerate(cliques):
         values = [ranks[n] for n in clique]
         y = -0.15 - 0.12 * j

@@ -134,7 +134,7 @@ def build_splits(
     settings: Sequence[str], n_anomalies: Sequence[int], hard_types: Sequence[str], seeds: Sequence[int]
 ) -> list[SplitKey]:
     """Every split, in run order: setting, M, seen type, then seed."""
-    splits = []
+    splits: list[SplitKey] = []
     for setting in settings:
         for m in n_anomalies:
             for seen in hard_types if setting == "hard" else (ALL_TYPES,):

@@ -118,9 +118,10 @@ def knn_reference(
     if len(labels) != len(train_inputs):
         raise DataError(f"k-NN: {len(train_inputs)} training inputs but {len(labels)} labels")
     normal_idx = np.flatnonzero(labels == 0)
+    normals: list[Path] | np.ndarray
     if kind == "vector":
         built.fit(torch.from_numpy(np.ascontiguousarray(train_inputs, dtype=np.float32)))
-        normals = train_inputs[normal_idx]
+        normals = np.asarray(train_inputs)[normal_idx]  # vectors come as one array
     else:
         normals = [train_inputs[i] for i in normal_idx]
     options = {"cache": cache, "batch_size": batch_size, "device": device, "progress": False}

@@ -115,7 +115,7 @@ def write_map_report(
         anomaly_map = np.load(directory / f"{stem}.npy")
         image = np.asarray(read_rgb(entry.image))
         if image.shape[:2] != anomaly_map.shape:
-            image = np.asarray(Image.fromarray(image).resize(anomaly_map.shape[::-1], Image.BILINEAR))
+            image = np.asarray(Image.fromarray(image).resize(anomaly_map.shape[::-1], Image.Resampling.BILINEAR))
         mask = load_mask(entry.mask, anomaly_map.shape) if entry.mask is not None else None
         Image.fromarray(overlay(image, anomaly_map, vmin, vmax, mask)).save(directory / f"{stem}.png")
     index = directory / INDEX_FILE

@@ -24,13 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from ahl_plugins.contracts import FeatureExtractor
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_distance
+
+if TYPE_CHECKING:
+    from ahl_plugins.contracts import ScorerModule
 
 __all__ = [
     "PatchCoreOptions",
@@ -186,7 +191,8 @@ def patchcore_maps(
 
     out = [fit_within(size, max_side) for size in sizes]
     sigmas = [memory.options.sigma * o[0] / REFERENCE_SIDE for o in out]
-    return iter_maps(memory, memory.select(scales), out, sigmas=sigmas, batch_size=16)
+    # PatchMemory is a one-head, parameter-free scorer with head_maps and combine: what iter_maps reads
+    return iter_maps(cast("ScorerModule", memory), memory.select(scales), out, sigmas=sigmas, batch_size=16)
 
 
 #: Memories built in this process, newest last: the hard setting's seen types share a seed's training normals, so
@@ -195,7 +201,9 @@ _MEMORIES: dict[tuple, PatchMemory] = {}
 MEMORIES_KEPT = 8
 
 
-def _memory_for(built: object, normals: list, options: PatchCoreOptions, extract: dict) -> PatchMemory:
+def _memory_for(
+    built: FeatureExtractor, normals: list, options: PatchCoreOptions, extract: dict[str, Any]
+) -> PatchMemory:
     """The memory of these normals through this extractor with these options, built once per process."""
     from ahl_plugins.features.pipeline import extract_features, file_identity
 
@@ -208,19 +216,19 @@ def _memory_for(built: object, normals: list, options: PatchCoreOptions, extract
 
 
 def patchcore_reference(
-    train_inputs: list,
+    train_inputs: list | np.ndarray,
     train_labels: Sequence[int] | np.ndarray,
-    test_inputs: list,
+    test_inputs: list | np.ndarray,
     *,
     model: str = "dra",
-    extractor: str | object | None = None,
+    extractor: str | FeatureExtractor | None = None,
     extractor_options: dict | None = None,
     options: PatchCoreOptions | None = None,
     cache: object = None,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     test_masks: Sequence | None = None,
-    test_types: Sequence[str] | None = None,
+    test_types: Sequence[str] | np.ndarray | None = None,
     timings: dict | None = None,
 ) -> tuple[np.ndarray, dict[str, dict[str, float]] | None]:
     """Scores of ``test_inputs`` against the training normals' patches, and pixel metrics where masks exist.
@@ -237,8 +245,6 @@ def patchcore_reference(
     if isinstance(train_inputs, np.ndarray):
         raise DataError("PatchCore needs images (feature maps with positions); these inputs are vectors")
     started = time.perf_counter()
-    from ahl_plugins.contracts import FeatureExtractor
-
     if isinstance(extractor, FeatureExtractor):
         built = extractor.to(device)
     else:
@@ -247,7 +253,7 @@ def patchcore_reference(
     if len(labels) != len(train_inputs):
         raise DataError(f"PatchCore: {len(train_inputs)} training inputs but {len(labels)} labels")
     normals = [train_inputs[i] for i in np.flatnonzero(labels == 0)]
-    extract = {"cache": cache, "batch_size": batch_size, "device": device, "progress": False}
+    extract: dict[str, Any] = {"cache": cache, "batch_size": batch_size, "device": device, "progress": False}
     memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
     fitted = time.perf_counter()
     test_scales = extract_features(built, test_inputs, **extract).scales

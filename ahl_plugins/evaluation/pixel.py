@@ -164,7 +164,7 @@ def pixel_metrics_by_type(
     types = [str(t) for t in types]
     usable = [i for i, (g, t) in enumerate(zip(masks, types, strict=True)) if g is not None or t == normal_type]
 
-    filled = [masks[i] if masks[i] is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in usable]
+    filled = [g if (g := masks[i]) is not None else np.zeros(np.asarray(maps[i]).shape, dtype=bool) for i in usable]
     pixels = _sorted_pixels([maps[i] for i in usable], filled)
     kinds = [types[i] for i in usable]
 
@@ -204,7 +204,7 @@ def detector_pixel_metrics(
     detector: Any,
     inputs: Any,
     mask_paths: Sequence[str | Path | None] | None,
-    types: Sequence[str],
+    types: Sequence[str] | np.ndarray,
     sigma: float = 0.0,
 ) -> dict[str, dict[str, float]] | None:
     """Pixel metrics of a fitted detector on ``inputs`` (maps at :data:`METRIC_MAX_SIDE`), or ``None`` when

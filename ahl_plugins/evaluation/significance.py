@@ -69,7 +69,7 @@ def _power(effect: float, sd: float, n: int, alpha: float) -> float:
     return min(1.0, upper + lower)
 
 
-def mde(sd: float, n: int, power: float = POWER, level: float = LEVEL) -> float | None:
+def mde(sd: float | None, n: int, power: float = POWER, level: float = LEVEL) -> float | None:
     """The smallest true gain a two-sided paired t test at ``n`` pairs detects with ``power``.
 
     Solved exactly on the noncentral t (the normal shortcut
@@ -88,22 +88,29 @@ def mde(sd: float, n: int, power: float = POWER, level: float = LEVEL) -> float 
     return float(optimize.brentq(lambda e: _power(e, sd, n, alpha) - power, 0.0, upper, xtol=1e-9 * sd))
 
 
-def pairs_needed(sd: float, target: float = RESOLVE, power: float = POWER, level: float = LEVEL) -> int | None:
+def pairs_needed(sd: float | None, target: float = RESOLVE, power: float = POWER, level: float = LEVEL) -> int | None:
     """Fewest pairs at which the MDE is at most ``target`` (bisection: the MDE falls with n)."""
     if sd is None or not math.isfinite(sd):
         return None
     if sd == 0:
         return 2
+    finite_sd = sd
+
+    def mde_at(n: int) -> float:
+        value = mde(finite_sd, n, power, level)
+        assert value is not None  # sd is finite and every n here is at least 2
+        return value
+
     low, high = 2, 4
-    while (m := mde(sd, high, power, level)) is not None and m > target:
+    while mde_at(high) > target:
         low, high = high, high * 2
         if high > MAX_PAIRS:
             return MAX_PAIRS
-    if mde(sd, low, power, level) <= target:
+    if mde_at(low) <= target:
         return low
     while high - low > 1:
         mid = (low + high) // 2
-        if mde(sd, mid, power, level) <= target:
+        if mde_at(mid) <= target:
             high = mid
         else:
             low = mid

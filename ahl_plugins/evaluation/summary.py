@@ -186,7 +186,7 @@ def _times(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         buckets[(row["model"], row["variant"])].append(row)
     out = []
     for (model, variant), members in buckets.items():
-        entry = {"model": model, "variant": variant, "cells": len(members)}
+        entry: dict[str, Any] = {"model": model, "variant": variant, "cells": len(members)}
         for timing in TIMINGS:
             entry[timing] = stats([r.get(timing) for r in members])["mean"]
         base = buckets.get((model, BASE))

@@ -187,7 +187,9 @@ def _run_compare(
     if config.anomaly_types is not None and "hard" not in config.settings:
         say("note: --anomaly-type applies to the hard setting only; it is ignored here")
     runner = runner or DetectorRunner(config)
-    rows_knn = knn_rows(config.models, config.extractor, dataset.input_kind, config.reference_forms(dataset.input_kind))
+    rows_knn: list[tuple[str, ...]] = list(
+        knn_rows(config.models, config.extractor, dataset.input_kind, config.reference_forms(dataset.input_kind))
+    )
     if config.finetune_backbone:
         rows_knn += finetuned_knn_rows(config.models)
     grid = build_grid(

@@ -251,6 +251,9 @@ class LocalPool:
                 "re-import the program that started the compare: from Python, call run_compare in a script file "
                 'under `if __name__ == "__main__":` (not from stdin), with a runner importable by module name'
             )
+        assert (
+            worker.job is not None
+        )  # wait() collects busy workers only, and the loop above returns once it clears one
         cell, data = worker.job
         attempt = worker.attempt
         replacement = self._spawn()

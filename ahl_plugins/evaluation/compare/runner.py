@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.splits import SplitData
 from ahl_plugins.evaluation.grid import BASE, KNN, KTH, MEAN, PATCHCORE, Cell
+
+if TYPE_CHECKING:
+    from ahl_plugins.evaluation.knn import KnnMethod
 
 #: Label prefix of the k-NN rows on a fine-tuned model's features (``knn[fine-tuned dra]``).
 FINETUNED_KNN = f"{KNN}[fine-tuned "
@@ -166,7 +169,7 @@ class DetectorRunner:
             extractor=extractor,
             extractor_options=self.config.extractor_options,
             k=self.config.k,
-            method=cell.form,
+            method=cast("KnnMethod", cell.form),  # every form but patchcore (handled above) is a k-NN method
             cache=FeatureCache(self.config.cache_dir),
             device=resolve_device(self.config.device),
             timings=timings,
@@ -259,7 +262,10 @@ def knn_rows(
 
 def finetuned_base(cell: Cell) -> Cell | None:
     """The base cell whose fine-tuned network a ``knn[fine-tuned <model>]`` cell reads; None for other cells."""
-    return Cell(cell.split, cell.source_model, BASE) if cell.model.startswith(FINETUNED_KNN) else None
+    if not cell.model.startswith(FINETUNED_KNN):
+        return None
+    assert cell.source_model is not None  # a fine-tuned k-NN row always names the model it borrows from
+    return Cell(cell.split, cell.source_model, BASE)
 
 
 def finetuned_knn_rows(models: Sequence[str]) -> list[tuple[str, str]]:
