@@ -30,6 +30,7 @@ class DevNetScorer(nn.Module):
         self.spec = spec
         self.shared = shares_heads(spec)
         widths = spec.channels[:1] if self.shared else spec.channels
+        heads: list[nn.Module]
         if spec.kind == "map":
             heads = [ConvTopKHead(c, options.topk_ratio) for c in widths]
         else:
@@ -50,7 +51,12 @@ class DevNetScorer(nn.Module):
     def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Per scale, the ``|1×1 conv|`` score of every position (``B×H×W``): the map whose top-k mean is the score."""
         check_map_features(self.spec, features, "DevNet scorer")
-        return [{"score": self._head(s).position_scores(x)} for s, x in enumerate(features)]
+        maps = []
+        for s, x in enumerate(features):
+            head = self._head(s)
+            assert isinstance(head, ConvTopKHead)  # feature maps (checked above) get the map head
+            maps.append({"score": head.position_scores(x)})
+        return maps
 
     def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
         """DevNet needs nothing from the normals before training."""

@@ -8,11 +8,15 @@ lets a caller compute it once per sample (AHL does) instead of once per forward.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patch_distance
 from builtin_plugins.heads import topk_mean
+
+if TYPE_CHECKING:
+    from builtin_plugins.dra import DRAOptions
 
 DISTANCE = "distance"
 
@@ -53,6 +57,15 @@ class PatchDistance:
     Buffers per scale (registered empty by the scorer, filled by :meth:`_prepare_patches`): the coreset memory,
     the training image each patch comes from, and those images' pooled vectors.
     """
+
+    if TYPE_CHECKING:  # what the scorer this mixes into provides
+        options: DRAOptions
+        patch_distance: bool
+
+        def reference(self, scale: int) -> torch.Tensor: ...
+
+        @property
+        def prepared(self) -> bool: ...
 
     @staticmethod
     def _patch_names(scale: int) -> tuple[str, str, str]:

@@ -97,6 +97,11 @@ class ResidualMapHead(nn.Module):
 class DRAScoreHeads(nn.Module):
     """The four heads for one scale width."""
 
+    normal: HolisticHead | MLPHead
+    seen: ConvTopKHead | MLPHead
+    pseudo: ConvTopKHead | MLPHead
+    residual: ResidualMapHead | MLPHead
+
     def __init__(self, kind: str, channels: int, options: DRAOptions) -> None:
         super().__init__()
         if kind == "map":
@@ -123,6 +128,11 @@ class DRAScorer(PatchDistance, nn.Module):
     """DRA heads over one or more feature scales; see the module docstring."""
 
     head_names: tuple[str, ...] = HEAD_NAMES
+    # registered buffers (see __init__)
+    reference_rows: torch.Tensor
+    reference_excluded: torch.Tensor
+    head_center: torch.Tensor
+    head_scale: torch.Tensor
 
     def __init__(self, spec: FeatureSpec, options: DRAOptions | None = None) -> None:
         super().__init__()
@@ -190,7 +200,7 @@ class DRAScorer(PatchDistance, nn.Module):
             )
         per_head: dict[str, list[torch.Tensor]] = {name: [] for name in self.head_names}
         for scale, x in enumerate(features):
-            heads = self.heads[0 if self.shared else scale]
+            heads = self._scale_heads(scale)
             reference = self.reference(scale)
             per_sample = reference.shape[1:] if self.nearest else reference.shape
             if per_sample != x.shape[1:]:
@@ -229,13 +239,17 @@ class DRAScorer(PatchDistance, nn.Module):
             raise DataError("DRA scorer has no reference normals yet: prepare (fit) it before asking for maps")
         maps = []
         for scale, x in enumerate(features):
-            heads = self.heads[0 if self.shared else scale]
+            heads = self._scale_heads(scale)
+            seen, pseudo, residual_head = heads.seen, heads.pseudo, heads.residual
+            # feature maps (checked above) get the map heads, which score every position
+            assert isinstance(seen, ConvTopKHead) and isinstance(pseudo, ConvTopKHead)
+            assert isinstance(residual_head, ResidualMapHead)
             residual = self._residual(scale, x)
             scale_maps = {
                 "normal": heads.normal(x),
-                "seen": heads.seen.position_scores(x),
-                "pseudo": heads.pseudo.position_scores(x),
-                "residual": heads.residual.position_scores(self._residual_input(residual)),
+                "seen": seen.position_scores(x),
+                "pseudo": pseudo.position_scores(x),
+                "residual": residual_head.position_scores(self._residual_input(residual)),
             }
             if DISTANCE in self.head_names and self.patch_distance:
                 scale_maps[DISTANCE] = self._patch_map(scale, x)
@@ -260,6 +274,12 @@ class DRAScorer(PatchDistance, nn.Module):
         if residual.dim() == 2 and self.options.vector_residual == "abs":
             return residual.abs()
         return residual
+
+    def _scale_heads(self, scale: int) -> DRAScoreHeads:
+        """The heads that score scale ``scale`` (one set for every scale when the widths are shared)."""
+        heads = self.heads[0 if self.shared else scale]
+        assert isinstance(heads, DRAScoreHeads)  # the ModuleList holds nothing else
+        return heads
 
     def combine(self, heads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Anomaly score = seen + pseudo + residual - normality (each averaged over scales, then calibrated);

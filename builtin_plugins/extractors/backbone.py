@@ -42,6 +42,7 @@ def local_weights_path(weights: str, help_text: str) -> Path:
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a ``torch.save`` file (tensors only)."""
+    state: object  # whatever the file holds, checked below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -10,6 +10,7 @@ dynamic "same" padding so every pyramid level gets TensorFlow-style padding.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,8 @@ class EfficientNetLite0Extractor(PyramidExtractor):
 
     def __init__(self, options: EfficientNetLiteOptions) -> None:
         EfficientNet = _architecture()
-        model = build_seeded(lambda: EfficientNet.from_name(ARCH, image_size=None), options.init_seed)
+        # efficientnet_lite_pytorch ships no types: its submodules (_blocks, _bn1, ...) are known at run time only
+        model: Any = build_seeded(lambda: EfficientNet.from_name(ARCH, image_size=None), options.init_seed)
         full_keys = set(model.state_dict())
 
         # Last block at each output stride (the stem already halves the input).
@@ -113,7 +115,7 @@ class EfficientNetLite0Extractor(PyramidExtractor):
         )
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        m = self.model
+        m: Any = self.model  # the untyped EfficientNet built in __init__
         x = m._swish(m._bn0(m._conv_stem(x)))
         at_block = {index: tap for tap, index in self._tap_block.items() if tap != "final"}
         out: dict[str, torch.Tensor] = {}

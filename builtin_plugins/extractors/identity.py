@@ -106,6 +106,7 @@ class IdentityExtractor(FeatureExtractor):
         if rows.shape[1] != self.dim:
             raise DataError(f"rows have {rows.shape[1]} features but the extractor was fitted on {self.dim}")
         if self.options.standardize:
+            assert self.mean is not None and self.std is not None  # fit sets both when standardising
             rows = (rows - self.mean.to(rows.device)) / self.std.to(rows.device)
         return [rows.to(device)]
 
@@ -113,7 +114,7 @@ class IdentityExtractor(FeatureExtractor):
         if not self.fitted:
             return {}
         state = {"dim": torch.tensor(self.dim)}
-        if self.mean is not None:
+        if self.mean is not None and self.std is not None:  # set together by fit
             state.update(mean=self.mean.clone(), std=self.std.clone())
         return state
 

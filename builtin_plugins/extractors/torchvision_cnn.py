@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -98,7 +100,7 @@ class TorchvisionExtractor(PyramidExtractor):
         )
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        m = self.model
+        m: Any = self.model  # a torchvision ResNet: its stages (conv1, layer1, ...) are untyped here
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
         taps = {}
         for name in self._stages:

@@ -9,6 +9,7 @@ out of the normal range (shift): the two ways tabular anomalies usually look.
 from __future__ import annotations
 
 import torch
+from pydantic import BaseModel
 
 from ahl_plugins.contracts import PseudoAnomalyGenerator
 from ahl_plugins.errors import DataError
@@ -37,6 +38,7 @@ def _subset_mask(batch: int, dim: int, fraction: tuple[float, float], g: torch.G
 class _VectorGenerator(PseudoAnomalyGenerator):
     domain = "vector"
     name = "vector"
+    options: BaseModel  # each generator's own options model, set by its __init__
 
     def fingerprint(self) -> str:
         return f"{self.name}:{self.options.model_dump_json()}:v1"
@@ -46,6 +48,8 @@ class FeatureSwap(_VectorGenerator):
     """Replace a random subset of a row's features with another normal row's."""
 
     name = "feature_swap"
+
+    options: FeatureSwapOptions
 
     def __init__(self, options: FeatureSwapOptions) -> None:
         self.options = options
@@ -79,6 +83,8 @@ class FeatureShift(_VectorGenerator):
     """
 
     name = "feature_shift"
+
+    options: FeatureShiftOptions
 
     def __init__(self, options: FeatureShiftOptions) -> None:
         self.options = options
@@ -131,6 +137,8 @@ class LocalNoise(_VectorGenerator):
     name = "local_noise"
     default = False  # opt-in: see docs/benchmarks/pseudo_anomaly_heads.md
 
+    options: LocalNoiseOptions
+
     def __init__(self, options: LocalNoiseOptions) -> None:
         self.options = options
 
@@ -156,6 +164,8 @@ class KnnExtrapolate(_VectorGenerator):
 
     name = "knn_extrapolate"
     default = False  # opt-in: see docs/benchmarks/pseudo_anomaly_heads.md
+
+    options: KnnExtrapolateOptions
 
     def __init__(self, options: KnnExtrapolateOptions) -> None:
         self.options = options
