@@ -57,7 +57,7 @@ def split_data(dataset: Any, key: SplitKey) -> SplitData:
 
     split = make_split(
         dataset,
-        setting=key.setting,  # type: ignore[arg-type]
+        setting=key.setting,  # type: ignore[arg-type]  # a str that CompareConfig checked is "general" or "hard"
         n_anomalies=key.n_anomalies,
         anomaly_type=None if key.setting == "general" else key.seen_type,
         seed=key.seed,

@@ -258,8 +258,7 @@ def write_cell(output: Path, cell: Cell, data: SplitData, run: CellRun, metrics:
     if data.test_subtypes is not None:
         arrays["subtypes"] = np.asarray(data.test_subtypes, dtype=str)
     buffer = io.BytesIO()
-    # numpy's stub lets **kwds fill savez_compressed's allow_pickle (bool, numpy>=2.1); these keys are array names
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # the stub lets **arrays fill allow_pickle: bool
     atomic_write_bytes(output / CELLS_DIR / f"{cell.id}.npz", buffer.getvalue())
     document = {
         "cell_id": cell.id,

@@ -46,7 +46,7 @@ def build_scorer(spec: FeatureSpec, options: DeepSADScorerOptions | None = None)
     return DeepSADScorer(spec, options or DeepSADScorerOptions())
 
 
-build_scorer.supported_kinds = ("map", "vector")  # type: ignore[attr-defined]
+build_scorer.supported_kinds = ("map", "vector")  # type: ignore[attr-defined]  # the host reads it off the factory
 
 
 def build_loss(options: DeepSADLossOptions | None = None) -> Any:
