@@ -21,9 +21,12 @@ quiet() {  # run a command, showing its output only when it fails
     "$@" >"$log" 2>&1 || { tail -n 60 "$log" >&2; fail "failed: $*"; }
 }
 
-step "build the sdist and the wheel built from it"
+step "build the sdist and the wheel built from it, from the tracked files only (as a fresh clone has them)"
 python3 -m pip install -q 'build>=1.0,<2'
-quiet python3 -m build --outdir "$work/dist" "$root"
+# a copy, so the build's egg-info never lands in the checkout (where pytest's pythonpath would find its metadata)
+mkdir "$work/src"
+git -C "$root" ls-files -z | tar -C "$root" --null -T - -cf - | tar -C "$work/src" -xf -
+quiet python3 -m build --outdir "$work/dist" "$work/src"
 sdist=$(ls "$work"/dist/ahl_plugins-*.tar.gz)
 wheel=$(ls "$work"/dist/ahl_plugins-*.whl)
 echo "$(basename "$sdist") $(basename "$wheel")"
@@ -64,7 +67,7 @@ done
 grep -q "no detectable effect\|helps\|hurts" "$work/run/demo/index.html" || fail "the demo page has no verdicts"
 
 step "the example plugin from its own wheel: listed, checked, wrapped by AHL"
-quiet python3 -m build --wheel --outdir "$work/plugins" "$root/examples/ahl-plugin-deepsad"
+quiet python3 -m build --wheel --outdir "$work/plugins" "$work/src/examples/ahl-plugin-deepsad"
 quiet "$py" -m pip install "$work"/plugins/ahl_plugin_deepsad-*.whl
 "$ahl" plugins list | tee "$work/plugins.txt"
 grep -q deepsad "$work/plugins.txt" || fail "ahl plugins list does not show the installed deepsad plugin"

@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HARNESS = "/__image_check__.html"
@@ -113,7 +114,7 @@ def _run(browser: str, *arguments: str, timeout: float) -> subprocess.CompletedP
     )
 
 
-def _result(completed: subprocess.CompletedProcess[str]) -> dict:
+def _result(completed: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     found = re.search(r"RESULT (\{.*?\})</pre>", completed.stdout)
     if found is None:
         raise AssertionError(f"the harness did not report (exit {completed.returncode}): {completed.stderr[-2000:]}")
@@ -127,7 +128,7 @@ def broken_images(page: Path, browser: str, timeout: float = 120.0) -> tuple[int
     return int(result["images"]), list(result["broken"])
 
 
-def page_layout(page: Path, browser: str, screenshot: Path, width: int = 1300, height: int = 1000) -> dict:
+def page_layout(page: Path, browser: str, screenshot: Path, width: int = 1300, height: int = 1000) -> dict[str, Any]:
     """Where the verdict table, the first plot and every image lie on ``page`` at ``width`` CSS px (one device
     pixel each), and a ``width`` × ``height`` screenshot of its first screen at ``screenshot``."""
     with serve(page, width, height) as url:
