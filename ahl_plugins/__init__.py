@@ -20,7 +20,9 @@ from ahl_plugins.contracts import (
 )
 from ahl_plugins.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+# The one place the version is written: pyproject.toml reads it (setuptools dynamic version), CHANGELOG.md
+# describes it, and `ahl --version` prints it.
+__version__ = "0.2.0"
 
 __all__ = [
     "LABEL_NORMAL",

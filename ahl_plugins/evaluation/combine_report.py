@@ -184,6 +184,7 @@ def write_report(
         target = page if page.is_file() else Path(item["directory"]) / "summary.md"
         links.append((f"compare: {item['dataset']} ({os.path.relpath(item['directory'], output)})", target))
     links += [(name, output / name) for name in (SUMMARY_MD, SUMMARY_JSON)]
-    write_index(output, f"Report over {len(report['inputs'])} compares", text, written, links)
+    title = f"Report over {len(report['inputs'])} compares"
+    write_index(output, title, text, written, links, lead=("Gains across data sets", "Ranks"))
     report["plots"] = [str(p) for p in written]
     return report

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ahl_plugins.evaluation.figures import figure
+from ahl_plugins.evaluation.figures import figure, wrapped
 from ahl_plugins.evaluation.significance import HELPS, HURTS, NO_EFFECT
 from ahl_plugins.evaluation.tables import METRIC_NAMES, gain_label
 
@@ -33,8 +33,10 @@ class ForestLine:
 
 def forest_plot(lines: Sequence[ForestLine], path: Path, title: str, xlabel: str) -> Path:
     """One row per line, top to bottom in the given order; returns ``path``."""
-    height = 1.2 + 0.28 * max(len(lines), 1)
-    width = 7.5 + 0.05 * max((len(line.label) for line in lines), default=0)
+    # Drawn at the width a page shows it (about 1,000-1,250 px at 100 dpi) with 9-point labels, so it is read
+    # at its own size rather than shrunk into a thumbnail.
+    height = 1.5 + 0.34 * max(len(lines), 1)
+    width = min(12.5, 6.5 + 0.075 * max((len(line.label) for line in lines), default=0))
     fig = figure(width, height)
     ax = fig.subplots()
     for i, line in enumerate(lines):
@@ -44,14 +46,15 @@ def forest_plot(lines: Sequence[ForestLine], path: Path, title: str, xlabel: str
             ax.plot([line.low, line.high], [y, y], color=colour, lw=2.0, solid_capstyle="butt")
         ax.plot([line.mean], [y], "o", color=colour, ms=5)
     ax.axvline(0.0, color="black", lw=0.8)
-    ax.set_yticks(range(len(lines)), [line.label for line in reversed(lines)], fontsize=7)
+    ax.set_yticks(range(len(lines)), [line.label for line in reversed(lines)], fontsize=9)
     ax.set_ylim(-0.7, len(lines) - 0.3)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_title(wrapped(title, width, 11), fontsize=11)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    fig.legend(handles=handles, fontsize=9, loc="outside lower center", ncol=len(handles), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.savefig(path)
     return path
@@ -116,6 +119,6 @@ def cd_diagram(ranks: Mapping[str, float], cd: float, cliques: Sequence[Sequence
         y = -0.15 - 0.12 * j
         ax.plot([min(values) - 0.03, max(values) + 0.03], [y, y], color="#d62728", lw=3.0, solid_capstyle="round")
     ax.set_axis_off()
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrapped(title, 8.0, 10), fontsize=10)
     fig.savefig(path)
     return path

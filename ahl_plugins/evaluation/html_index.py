@@ -1,4 +1,4 @@
-"""``index.html`` of a compare or report directory: the summary's tables, every plot, and links to maps pages.
+"""``index.html`` of a compare or report directory: the answer (verdicts, headline gains), every plot, the rest.
 
 People would rather open one page than a folder of PNGs and a Markdown file.
 The page is built from the same ``summary.md`` text (a small Markdown subset:
@@ -18,14 +18,20 @@ from pathlib import Path
 from ahl_plugins.atomic import atomic_write_text
 
 INDEX_FILE = "index.html"
+# A compare page leads with its verdicts, then the AUC-ROC tables whose gain columns are the headline numbers.
+COMPARE_LEAD = ("Paired gains", "AUC-ROC,")
+# Plots that carry the verdicts span the page's width; the others sit side by side at their drawn size.
+WIDE_PLOTS = ("forest", "cd_")
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1500px; }
 table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; white-space: nowrap; }
-th { background: #f2f2f2; }
+th { background: #f2f2f2; white-space: normal; vertical-align: bottom; }
+.table { max-width: 100%; overflow-x: auto; }
 td.helps { background: #e3f4e3; } td.hurts { background: #fbe3e3; }
-figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
+figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; max-width: 100%; }
+figure.wide { display: block; margin-right: 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.8em; color: #555; }
 """
 
@@ -54,11 +60,11 @@ def markdown_html(text: str) -> str:
                 block.append(lines[i].strip().strip("|").split("|"))
                 i += 1
             rows = [r for r in block if not all(set(c.strip()) <= set("-:") for c in r)]
-            out.append("<table>")
+            out.append('<div class="table"><table>')
             if rows:
                 out.append("<tr>" + "".join(_cell(c, "th") for c in rows[0]) + "</tr>")
                 out += ["<tr>" + "".join(_cell(c, "td") for c in r) + "</tr>" for r in rows[1:]]
-            out.append("</table>")
+            out.append("</table></div>")
             continue
         heading = re.match(r"^(#{1,4})\s+(.*)$", line)
         if heading:
@@ -87,34 +93,65 @@ def maps_pages(directory: Path, depth: int = 3) -> list[Path]:
     return found
 
 
+def split_sections(markdown: str) -> tuple[str, list[tuple[str, str]]]:
+    """(the text before the first ``## `` heading, [(heading, the section's text with its heading)])."""
+    preamble: list[str] = []
+    sections: list[tuple[str, list[str]]] = []
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            sections.append((line[3:].strip(), [line]))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return "\n".join(preamble), [(heading, "\n".join(body)) for heading, body in sections]
+
+
+def _figure(path: Path, directory: Path) -> str:
+    src = html.escape(Path(os.path.relpath(path, directory)).as_posix(), quote=True)
+    wide = ' class="wide"' if Path(path).name.startswith(WIDE_PLOTS) else ""
+    return (
+        f'<figure{wide}><a href="{src}"><img src="{src}" alt="{html.escape(Path(path).stem)}"></a>'
+        f"<figcaption>{html.escape(Path(path).name)}</figcaption></figure>"
+    )
+
+
 def write_index(
-    directory: str | Path, title: str, markdown: str, plots: Sequence[Path], links: Sequence[tuple[str, Path]] = ()
+    directory: str | Path,
+    title: str,
+    markdown: str,
+    plots: Sequence[Path],
+    links: Sequence[tuple[str, Path]] = (),
+    lead: Sequence[str] = (),
 ) -> Path:
-    """Write ``directory/index.html``: the plots first (what people look at), then the tables, then the links."""
+    """Write ``directory/index.html``, answer first: what was compared (the text before the first section), the
+    sections whose headings start with one of ``lead`` (in that order: the verdicts, the headline gains), then
+    the plots, the other sections and the links. A reader who stops after one screen has read the result."""
     directory = Path(directory)
+    preamble, sections = split_sections(markdown)
+    leading = [text for prefix in lead for heading, text in sections if heading.startswith(prefix)]
+    rest = [text for heading, text in sections if not any(heading.startswith(prefix) for prefix in lead)]
+    preamble = re.sub(r"^# .*$\n?", "", preamble, count=1, flags=re.MULTILINE)  # the page has its own title
     parts = [
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        '<div id="answer" class="summary">',
+        markdown_html("\n".join([preamble, *leading])),
+        "</div>",
     ]
     existing = [p for p in plots if Path(p).is_file()]
     if existing:
-        parts.append("<h2>Plots</h2><div>")
-        for path in existing:
-            src = html.escape(Path(os.path.relpath(path, directory)).as_posix(), quote=True)
-            parts.append(
-                f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(Path(path).stem)}" width="640"></a>'
-                f"<figcaption>{html.escape(Path(path).name)}</figcaption></figure>"
-            )
-        parts.append("</div>")
+        parts += ['<div id="plots">', "<h2>Plots</h2>", *(_figure(Path(p), directory) for p in existing), "</div>"]
+    if rest:
+        parts += ['<div id="details" class="summary">', markdown_html("\n".join(rest)), "</div>"]
     if links:
         parts.append("<h2>Pages</h2><ul>")
         for text, target in links:
             href = html.escape(Path(os.path.relpath(target, directory)).as_posix(), quote=True)
             parts.append(f'<li><a href="{href}">{html.escape(text)}</a></li>')
         parts.append("</ul>")
-    body = re.sub(r"^<h1>.*?</h1>\n?", "", markdown_html(markdown))  # the page has its own title
-    parts += ['<div class="summary">', body, "</div>", "</body></html>"]
+    parts.append("</body></html>")
     path = directory / INDEX_FILE
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
@@ -129,7 +166,7 @@ def write_compare_index(output: str | Path, summary_md: str, plots: Sequence[Pat
     links += [
         (name, output / name) for name in ("summary.md", "summary.json", "results.csv") if (output / name).is_file()
     ]
-    return write_index(output, title, summary_md, _forest_first(every_plot), links)
+    return write_index(output, title, summary_md, _forest_first(every_plot), links, lead=COMPARE_LEAD)
 
 
 def _forest_first(plots: Sequence[Path]) -> list[Path]:

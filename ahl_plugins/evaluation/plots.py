@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ahl_plugins.evaluation.cell_delong import load_cell_scores
-from ahl_plugins.evaluation.figures import figure
+from ahl_plugins.evaluation.figures import figure, wrapped
 from ahl_plugins.evaluation.forest import forest_plots
 from ahl_plugins.evaluation.grid import AHL, BASE, KNN, slug
 from ahl_plugins.evaluation.summary import MEAN_TYPE, SUMMARY_JSON
@@ -53,7 +53,8 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
         types = sorted(panels)
         cols = min(len(types), 3)
         n_rows = (len(types) + cols - 1) // cols
-        fig = figure(4.2 * cols, 3.9 * n_rows)
+        width = 4.2 * cols
+        fig = figure(width, 3.9 * n_rows)
         axes = np.atleast_1d(fig.subplots(n_rows, cols, squeeze=False)).reshape(-1)
         extras: dict[str, str] = {}
         for ax, seen in zip(axes, types, strict=False):  # the grid can hold more axes than types
@@ -92,7 +93,7 @@ def roc_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
                 ax.text(0.5, 0.5, "saved scores not found", ha="center", va="center", transform=ax.transAxes)
         for ax in axes[len(types) :]:
             ax.set_visible(False)
-        fig.suptitle(f"ROC: {model}, base vs AHL, {setting} setting, M = {m}", fontsize=11)
+        fig.suptitle(wrapped(f"ROC: {model}, base vs AHL, {setting} setting, M = {m}", width, 11), fontsize=11)
         path = directory / f"roc_{slug(model)}_{setting}_M{m}.png"
         fig.savefig(path)
         written.append(path)
@@ -109,7 +110,8 @@ def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
     for m, members in sorted(by_m.items()):
         types = sorted({g["seen_type"] for g in members}, key=lambda t: (t == MEAN_TYPE, t))
         series = sorted({(g["model"], g["variant"]) for g in members})
-        fig = figure(max(5.0, 1.2 * len(types) * max(1, len(series)) ** 0.5 + 2), 6.4)
+        fig_width = max(7.0, 1.2 * len(types) * max(1, len(series)) ** 0.5 + 2)
+        fig = figure(fig_width, 6.4)
         axes = fig.subplots(2, 1, squeeze=False).reshape(-1)
         width = 0.8 / max(len(series), 1)
         x = np.arange(len(types))
@@ -131,9 +133,8 @@ def gain_plots(summary: Mapping[str, Any], directory: Path) -> list[Path]:
             ax.set_xticks(x, [t if t != MEAN_TYPE else "mean" for t in types], rotation=20, fontsize=8)
             ax.set_ylabel(f"gain in {name}")
             ax.legend(fontsize=7)
-        axes[0].set_title(
-            f"Paired gain of AHL over its base model, hard setting, M = {m} (mean ± std over seeds)", fontsize=10
-        )
+        title = f"Paired gain of AHL over its base model, hard setting, M = {m} (mean ± std over seeds)"
+        fig.suptitle(wrapped(title, fig_width, 11), fontsize=11)
         axes[1].set_xlabel("seen anomaly type")
         path = directory / f"gain_hard_M{m}.png"
         fig.savefig(path)
@@ -173,7 +174,8 @@ def sge_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
             continue
         seen_models.add(row["model"])
         weights, labels = trajectory
-        fig = figure(6.4, 4.0)
+        width = 6.4
+        fig = figure(width, 4.0)
         ax = fig.subplots()
         epochs = np.arange(1, weights.shape[0] + 1)
         for t in range(weights.shape[1]):
@@ -185,7 +187,7 @@ def sge_plots(output: Path, rows: Sequence[Mapping[str, Any]], directory: Path) 
         ax.set_xlabel("epoch")
         ax.set_ylabel("task weight w_i")
         estimator = history.get("estimator") or "?"
-        ax.set_title(f"AHL task weights ({estimator}): {row['cell_id']}", fontsize=9)
+        ax.set_title(wrapped(f"AHL task weights ({estimator}): {row['cell_id']}", width, 9), fontsize=9)
         ax.legend(fontsize=7, ncol=2)
         target = directory / f"sge_weights_{slug(row['model'])}.png"
         fig.savefig(target)

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_distribution
 
+import ahl_plugins
 from ahl_plugins import plugins
 from ahl_plugins.cli import cli
 
@@ -67,7 +68,7 @@ def test_list_all_includes_builtins(fresh_manager):
 @pytest.mark.filterwarnings("ignore::ahl_plugins.plugins.PluginLoadWarning")
 def test_version_lists_loaded_plugins(installed):
     result = CliRunner().invoke(cli, ["--version"])
-    assert result.output.startswith("ahl-plugins 0.1.0\n")
+    assert result.output.startswith(f"ahl-plugins {ahl_plugins.__version__}\n")
     assert "listedplug 2.0 [ok]" in result.output
     assert "brokenplug 2.0 [FAILED]" in result.output
 
