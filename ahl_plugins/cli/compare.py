@@ -59,7 +59,9 @@ def _report(result: Any, started: float, extra: str = "") -> None:
     if result.plots:
         click.echo(f"plots:   {output / 'plots'}/ ({', '.join(p.name for p in result.plots)})")
     if (output / "index.html").is_file():
-        click.echo(f"page:    {output / 'index.html'} (what was compared and the verdicts first, then the plots and tables)")
+        click.echo(
+            f"page:    {output / 'index.html'} (what was compared and the verdicts first, then the plots and tables)"
+        )
     if extra:
         click.echo(extra)
 
