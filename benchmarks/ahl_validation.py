@@ -425,6 +425,7 @@ REFERENCE: dict[str, dict[str, str]] = {
             "ahl_m1_nopseudo_uniform",
             "ahl_m1_fix",
             "ahl_guard",
+            "ahl_guard_holdout",
             "ahl_guard_paper_m1",
         },
         "base_p",

@@ -9,7 +9,10 @@ same initial heads, and scores the held-out part with both. The evidence is
 the AUC-ROC of held-out pseudo anomalies against held-out normals: samples
 neither model trained on, drawn from training data only. If AHL's evidence
 falls more than ``guard_tolerance`` below the base loop's, the base model is
-the one that scores. The choice, the evidence and the reason go into the
+the one that scores. With ``guard_refit`` (default) the chosen model is then
+trained again on all the training data with the same seed and initial heads,
+so a guarded fit scores exactly as the unguarded AHL fit, or the base loop's
+fit, would: the held-out part only decides. The choice, the evidence and the reason go into the
 history (``history["guard"]``), and from there into the detector's
 ``fit_info_`` and ``ahl compare``'s results.
 
@@ -154,7 +157,8 @@ def train_ahl_guarded(
         logger.info("AHL guard skipped: %s", split)
         return trained, history
     kept, held_normals, held_pseudo = split
-    base_scorer = copy.deepcopy(scorer)  # the same initial heads as AHL's
+    initial = copy.deepcopy(scorer)  # the same initial heads for every fit
+    base_scorer = copy.deepcopy(scorer)
     trained, history = train_ahl(
         scorer, loss, kept, options, seed=seed, device=device, progress=progress, estimator=estimator
     )
@@ -164,7 +168,7 @@ def train_ahl_guarded(
         "base": evidence(base_scorer, held_normals, held_pseudo, device),
     }
     chosen, reason = decide(scores["ahl"], scores["base"], options.guard_tolerance)
-    history["guard"] = {
+    record: dict[str, Any] = {
         "enabled": True,
         "chosen": chosen,
         "reason": reason,
@@ -172,10 +176,20 @@ def train_ahl_guarded(
         "metric": "auc_roc of held-out pseudo anomalies against held-out normals",
         "held_out": {"normals": len(held_normals), "pseudo": len(held_pseudo), "share": options.guard_holdout},
         "tolerance": options.guard_tolerance,
+        "refit": options.guard_refit,
     }
     logger.info("AHL guard: %s (%s)", chosen, reason)
+    if options.guard_refit:  # the chosen model again, on all the data
+        if chosen == "ahl":
+            trained, history = train_ahl(
+                initial, loss, data, options, seed=seed, device=device, progress=progress, estimator=estimator
+            )
+        else:
+            base_scorer = initial
+            base_records = train_base(base_scorer, loss, data, base_options(options), seed=seed, device=device)
+    history["guard"] = record
     if chosen == "base":
-        history["guard"]["base_epochs"] = base_records
+        record["base_epochs"] = base_records
         return base_scorer.eval(), history
     return trained, history
 

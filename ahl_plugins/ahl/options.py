@@ -190,6 +190,12 @@ class AHLOptions(BaseModel):
         le=1.0,
         description="how far AHL's held-out AUC may fall below the base loop's before it falls back",
     )
+    guard_refit: bool = Field(
+        True,
+        description="after the held-out check, train the chosen model again on all the training data (AHL or the "
+        "base loop, same seed: the fit then equals an unguarded one); False: keep the model trained without the "
+        "held-out part (one fit cheaper, but 20% less data)",
+    )
     # ablations
     ablation: Ablation = Field(
         "none",

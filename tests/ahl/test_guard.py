@@ -73,9 +73,23 @@ def test_guard_records_its_choice_and_keeps_ahl_when_it_generalises():
     json.dumps(record)
     assert record["enabled"] and record["chosen"] in ("ahl", "base")
     assert record["held_out"] == {"normals": 18, "pseudo": 12, "share": 0.2}
-    assert set(record["evidence"]) == {"ahl", "base"} and record["reason"]
-    # AHL trained on the kept part only: its clusters hold 72 normals
-    assert sum(history["clustering"]["sizes"]) == 72
+    assert set(record["evidence"]) == {"ahl", "base"} and record["reason"] and record["refit"]
+    # the held-out part only decides: the chosen model is refitted on all 90 normals
+    assert sum(history["clustering"]["sizes"]) == 90
+
+
+def test_a_guarded_fit_that_keeps_ahl_scores_as_the_unguarded_fit():
+    data = vector_data(n_normals=90, pools={"left": 30, "right": 30})
+    guarded, history = _run(AHLOptions(**FAST), data)
+    assert history["guard"]["chosen"] == "ahl"
+    plain, _ = _run(AHLOptions(**FAST, guard=False), data)
+    x = data.normals.as_list()
+    torch.testing.assert_close(guarded(x)["score"], plain(x)["score"])
+
+
+def test_without_refit_the_models_are_those_trained_without_the_held_out_part():
+    _, history = _run(AHLOptions(**FAST, guard_refit=False))
+    assert history["guard"]["refit"] is False and sum(history["clustering"]["sizes"]) == 72
 
 
 def test_guard_falls_back_to_the_base_model_when_ahl_is_worse_on_held_out_data(monkeypatch):
@@ -92,6 +106,13 @@ def test_guard_falls_back_to_the_base_model_when_ahl_is_worse_on_held_out_data(m
     assert record["evidence"]["ahl"] < record["evidence"]["base"] - record["tolerance"]
     assert not isinstance(scorer, Negated) and isinstance(scorer, VectorScorer)
     assert len(record["base_epochs"]) == FAST["epochs"]
+    # the base model refitted on all the data: what the base loop alone gives
+    data = vector_data(n_normals=90, pools={"left": 30, "right": 30})
+    torch.manual_seed(0)
+    base = VectorScorer(data.normals.spec)
+    guard.train_base(base, deviation_loss, data, guard.base_options(AHLOptions(**FAST)), seed=0)
+    x = data.normals.as_list()
+    torch.testing.assert_close(scorer(x)["score"], base.eval()(x)["score"])
     assert "base_epochs" not in guard.guard_summary(history)
 
 

@@ -29,4 +29,7 @@ def test_an_ahl_fit_records_the_guard_and_guard_false_turns_it_off():
     assert guarded.history_["guard"]["chosen"] == record["chosen"]
     off = OSADDetector("devnet", ahl=True, seed=0, guard=False, **fast).fit(x, y)
     assert off.fit_info_["guard"]["enabled"] is False
+    # the chosen model is refitted on all the data: the guarded fit scores as the unguarded one it chose
+    chosen = off if record["chosen"] == "ahl" else OSADDetector("devnet", seed=0, **fast).fit(x, y)
+    np.testing.assert_allclose(guarded.decision_function(x), chosen.decision_function(x), rtol=1e-5, atol=1e-6)
     assert OSADDetector("devnet", seed=0, **fast).fit(x, y).fit_info_["guard"] is None
