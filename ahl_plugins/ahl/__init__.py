@@ -15,6 +15,7 @@ from ahl_plugins.ahl.hadg import (
     build_tasks,
     cluster_normals,
 )
+from ahl_plugins.ahl.guard import train_ahl_guarded
 from ahl_plugins.ahl.options import AHLOptions
 from ahl_plugins.ahl.trainer import normalise_scores, train_ahl
 
@@ -32,5 +33,6 @@ __all__ = [
     "cluster_normals",
     "normalise_scores",
     "train_ahl",
+    "train_ahl_guarded",
     "train_ensemble",
 ]
