@@ -108,11 +108,11 @@ def fit_components(
     scorer = parts.scorer(features.spec)
     history: dict[str, Any] | list[dict[str, Any]]
     if config.ahl:
+        from ahl_plugins.ahl.guard import train_ahl_guarded
         from ahl_plugins.ahl.options import AHLOptions
-        from ahl_plugins.ahl.trainer import train_ahl
 
         assert isinstance(resolved.trainer, AHLOptions)  # resolve() picks AHL's options exactly when config.ahl
-        scorer, history = train_ahl(
+        scorer, history = train_ahl_guarded(
             scorer,
             parts.loss(),
             data,
@@ -144,6 +144,7 @@ def fit_components(
         "pseudo": {name: len(pool) for name, pool in pseudo.items()},
         "scorer": resolved.spec.scorer,
         "n_tasks": history.get("n_tasks") if isinstance(history, dict) else None,
+        "guard": _guard_summary(history) if config.ahl else None,
         "seconds": {"features": extracted - tuned, "train": time.perf_counter() - extracted},
     }
     if finetuned is not None:
@@ -156,6 +157,12 @@ def fit_components(
         }
     threshold = float(np.quantile(train_scores, 1.0 - contamination))
     return Fitted(extractor, scorer, history, threshold, info)
+
+
+def _guard_summary(history: Any) -> dict[str, Any] | None:
+    from ahl_plugins.ahl.guard import guard_summary
+
+    return guard_summary(history)
 
 
 def _finetune(

@@ -194,6 +194,86 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
         "as `ahl_p`, with support losses (weight 1) and a 1% inner step together (M = 1: "
         "each alone halves AHL(DevNet)'s loss to DevNet)",
     ),
+    "ahl_m1_both": (
+        True,
+        {"single_anomaly": "both", "m1_outer_steps": None, "guard": False},
+        "AHL, defaults, with the paper's M = 1 tasks (the one anomaly in every support and query set; "
+        "`ahl_p` at M = 1; issue 31)",
+    ),
+    "ahl_m1_query": (
+        True,
+        {"single_anomaly": "query", "m1_outer_steps": None, "guard": False},
+        "AHL, defaults, with the one anomaly in query sets only at M = 1 (issue 31)",
+    ),
+    "ahl_m1_query_support1": (
+        True,
+        {"single_anomaly": "query", "support_loss_weight": 1.0, "m1_outer_steps": None, "guard": False},
+        "as `ahl_m1_query`, plus the unified model's own support losses (weight 1)",
+    ),
+    "ahl_m1_query_adapted": (
+        True,
+        {"single_anomaly": "query", "final_model": "adapted_mean", "m1_outer_steps": None, "guard": False},
+        'as `ahl_m1_query`, with `final_model="adapted_mean"`',
+    ),
+    "ahl_m1_query_inner01": (
+        True,
+        {"single_anomaly": "query", "inner_lr": 0.01, "m1_outer_steps": None, "guard": False},
+        "as `ahl_m1_query`, with a 1% relative inner step",
+    ),
+    "ahl_m1_query_nopseudo": (
+        True,
+        {"single_anomaly": "query_normal_support", "m1_outer_steps": None, "guard": False},
+        "as `ahl_m1_query`, and no pseudo anomalies in the support sets (support: normals only at M = 1)",
+    ),
+    "ahl_m1_nopseudo_steps20": (
+        True,
+        {
+            "single_anomaly": "query_normal_support",
+            "outer_steps_per_epoch": 20,
+            "outer_lr": 2e-4,
+            "m1_outer_steps": None,
+            "guard": False,
+        },
+        "as `ahl_m1_query_nopseudo`, with 20 outer steps of 2e-4 per epoch (the base loop's steps)",
+    ),
+    "ahl_m1_nopseudo_inner01": (
+        True,
+        {"single_anomaly": "query_normal_support", "inner_lr": 0.01, "m1_outer_steps": None, "guard": False},
+        "as `ahl_m1_query_nopseudo`, with a 1% relative inner step",
+    ),
+    "ahl_m1_nopseudo_uniform": (
+        True,
+        {
+            "single_anomaly": "query_normal_support",
+            "task_prior": "uniform",
+            "ablation": "uniform",
+            "m1_outer_steps": None,
+            "guard": False,
+        },
+        "as `ahl_m1_query_nopseudo`, every task weighing 1/T (no prior, no SGE)",
+    ),
+    "ahl_m1_fix": (
+        True,
+        {"guard": False},
+        'AHL, the defaults of issue 31 without the guard: at M = 1 `single_anomaly="query_normal_support"` and '
+        "`m1_outer_steps=20` (at M = 10 the same as `ahl_p`)",
+    ),
+    "ahl_guard": (
+        True,
+        {},
+        "AHL, the defaults of issue 31 with the guard (20% held out to decide, tolerance 0.05, the chosen model "
+        "refitted on all the data)",
+    ),
+    "ahl_guard_holdout": (
+        True,
+        {"guard_refit": False},
+        "the guard's first form: the chosen model kept as trained on the other 80% (`guard_refit=False`)",
+    ),
+    "ahl_guard_paper_m1": (
+        True,
+        {"single_anomaly": "both", "m1_outer_steps": None},
+        "the guard alone: AHL with the paper's M = 1 tasks and outer steps, behind the guard",
+    ),
     "base_random_mean": (
         False,
         {"residual_reference": "random_mean"},
@@ -252,7 +332,8 @@ def run_one(model: str, config: str, case: Case) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     auc = auc_roc(case.y_val, detector.decision_function(case.x_val))
-    return {"auc_roc": float(auc), "seconds": seconds}
+    guard = (detector.fit_info_ or {}).get("guard")
+    return {"auc_roc": float(auc), "seconds": seconds, **({"guard": guard} if guard else {})}
 
 
 def knn_auc(case: Case) -> float:
@@ -339,6 +420,19 @@ REFERENCE: dict[str, dict[str, str]] = {
             "ahl_p_batch16",
             "ahl_p_inner_0.01",
             "ahl_p_support1_inner_0.01",
+            "ahl_m1_both",
+            "ahl_m1_query",
+            "ahl_m1_query_support1",
+            "ahl_m1_query_adapted",
+            "ahl_m1_query_inner01",
+            "ahl_m1_query_nopseudo",
+            "ahl_m1_nopseudo_steps20",
+            "ahl_m1_nopseudo_inner01",
+            "ahl_m1_nopseudo_uniform",
+            "ahl_m1_fix",
+            "ahl_guard",
+            "ahl_guard_holdout",
+            "ahl_guard_paper_m1",
         },
         "base_p",
     ),

@@ -34,6 +34,17 @@ DEFAULTS_TESTED = {
     "ahl_no_adapt": "the inner step itself (`inner_lr=1e-6`: CDL without adaptation; a diagnostic)",
     "ahl_p_inner_0.01": "DRA's per-tensor inner step of 5% (1% instead)",
     "ahl_p_support1_inner_0.01": "`support_loss_weight=0` and `inner_lr=0.05` together (both changed)",
+    "ahl_m1_both": "the paper's M = 1 tasks (`single_anomaly=\"both\"`, as `ahl_p`); issue 31's reference",
+    "ahl_m1_query": "HADG's M = 1 tasks: the one anomaly in the query sets only (issue 31)",
+    "ahl_m1_query_support1": "as `ahl_m1_query`, with the unified model's support losses",
+    "ahl_m1_query_adapted": "as `ahl_m1_query`, scored by the mean of the adapted models",
+    "ahl_m1_query_inner01": "as `ahl_m1_query`, with a 1% inner step",
+    "ahl_m1_query_nopseudo": "HADG's M = 1 tasks: the anomaly and the pseudo anomalies in the query sets only",
+    "ahl_m1_nopseudo_inner01": "as `ahl_m1_query_nopseudo`, with a 1% inner step",
+    "ahl_m1_nopseudo_uniform": "as `ahl_m1_query_nopseudo`, uniform task weights",
+    "ahl_m1_nopseudo_steps20": "as `ahl_m1_query_nopseudo`, 20 outer steps of 2e-4 (issue 31's fix written out)",
+    "ahl_m1_fix": "issue 31's M = 1 defaults without the guard",
+    "ahl_guard": "issue 31's defaults with the guard",
 }
 #: defaults whose construction does not involve the labelled anomalies, so M cannot change what they do
 NOT_M_DEPENDENT = (
@@ -129,9 +140,10 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
         "on the same validation part; rows written with `--n-anomalies 1`. Cells: paired gain, mean [95% paired t "
         "interval] verdict (n = cases × seeds). *Clean at M = 1*: " + ", ".join(CLEAN_AT_M1) + " (no published "
         "test set holds their validation samples); the carved families validate on anomalies that the M = 1 "
-        "results test on, so they can veto a change but not choose one. HADG with M = 1 puts the one anomaly in "
-        "every task's support *and* query set, as the paper does (`ahl_plugins/ahl/hadg.py`, "
-        "`tests/ahl/test_hadg.py`).",
+        "results test on, so they can veto a change but not choose one. `base_p` / `ahl_p` were measured before "
+        "issue 31, with the paper's M = 1 tasks (the one anomaly in every task's support *and* query set); since "
+        "then the M = 1 defaults differ (`single_anomaly`, `m1_outer_steps`, the guard): their validation is "
+        "`docs/benchmarks/ahl_m1_fix.md`.",
         "",
     ]
     for model in models:
@@ -194,8 +206,9 @@ def m1_section(m1: Rows, ten: Rows) -> list[str]:
             "Not tested at M = 1, since they never touch the labelled anomalies: "
             + "; ".join(NOT_M_DEPENDENT)
             + ". HADG's split of the seen anomalies is the one rule that "
-            "changes with M: with M = 1 the anomaly goes to support and query (the paper's rule), tested in "
-            "`tests/ahl/test_hadg_one_anomaly.py`.",
+            'changes with M: with M = 1 the paper puts the anomaly in support and query (`single_anomaly="both"`, '
+            "tested in `tests/ahl/test_hadg_one_anomaly.py`); issue 31 changed that default "
+            "(`tests/ahl/test_single_anomaly_tasks.py`, `docs/benchmarks/ahl_m1_fix.md`).",
             "",
         ]
     return lines

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ahl_plugins.ahl.cdl import MetaLearner, TaskBatch, TaskSampler
 from ahl_plugins.ahl.ensemble import EnsembleScorer, train_ensemble
+from ahl_plugins.ahl.guard import train_ahl_guarded
 from ahl_plugins.ahl.hadg import (
     Clustering,
     SampleLayout,
@@ -32,5 +33,6 @@ __all__ = [
     "cluster_normals",
     "normalise_scores",
     "train_ahl",
+    "train_ahl_guarded",
     "train_ensemble",
 ]

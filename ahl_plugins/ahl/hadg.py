@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
-from ahl_plugins.ahl.options import QueryNormals
+from ahl_plugins.ahl.options import QueryNormals, SingleAnomaly
 from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN
 from ahl_plugins.errors import DataError, SmallClusterWarning
 from ahl_plugins.features.store import Features
@@ -247,13 +247,19 @@ class TaskSet:
         return {"clustering": self.clustering.summary(), "tasks": [t.summary() for t in self.tasks]}
 
 
-def _split_seen(m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Once per task: a random half (rounded down) to support, the rest to query only; M = 1 goes to both."""
+def _split_seen(m: int, rng: np.random.Generator, single: SingleAnomaly = "both") -> tuple[np.ndarray, np.ndarray]:
+    """Once per task: a random half (rounded down) to support, the rest to query only.
+
+    M = 1: ``single="both"`` puts the one anomaly in support and query (the paper); otherwise in the query
+    set only, which is what the half-rounded-down rule gives (no support anomaly, the one a virtual unseen).
+    """
     if m == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty
     if m == 1:
         one = np.zeros(1, np.int64)
+        if single != "both":
+            return np.zeros(0, np.int64), one
         return one, one.copy()
     perm = rng.permutation(m).astype(np.int64)
     n_support = m // 2
@@ -298,6 +304,7 @@ def build_tasks(
     random_halves_task: bool = False,
     random_groups: bool = False,
     query_normals: QueryNormals = "cluster",
+    single_anomaly: SingleAnomaly = "both",
     seed: int = 0,
 ) -> TaskSet:
     """The HADG tasks: ordered pairs of distinct clusters (plus the optional random-halves task).
@@ -307,8 +314,12 @@ def build_tasks(
     ``query_normals`` widens the query normals of pair (a, b) from cluster b
     (the paper) to every normal outside a (``other_clusters``) or to every
     normal (``all``). T stays k(k-1), so only the query normals change; the
-    random-halves task keeps its halves.
+    random-halves task keeps its halves. ``single_anomaly``: where the one
+    seen anomaly goes when M = 1 (:func:`_split_seen`); ``query_normal_support``
+    also keeps the pseudo anomalies out of the support sets at M = 1.
     """
+    if single_anomaly not in get_args(SingleAnomaly):
+        raise DataError(f"single_anomaly must be one of {list(get_args(SingleAnomaly))}, got {single_anomaly!r}")
     if query_normals not in get_args(QueryNormals):
         raise DataError(f"query_normals must be one of {list(get_args(QueryNormals))}, got {query_normals!r}")
     rng = np.random.default_rng([int(seed), 0x4841_4447])  # "HADG"
@@ -345,8 +356,10 @@ def build_tasks(
         pairs.append(("random_halves", None, None, np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])))
     tasks = []
     for index, (task_kind, support_cluster, query_cluster, support_members, query_members) in enumerate(pairs):
-        support_seen, query_seen = _split_seen(m, rng)
+        support_seen, query_seen = _split_seen(m, rng, single_anomaly)
         sg, sp, qg, qp, split = _draw_pseudo(pools, rng)
+        if m == 1 and single_anomaly == "query_normal_support":  # support sets of normals only
+            sg, sp = None, np.zeros(0, np.int64)
         tasks.append(
             Task(
                 index=index,

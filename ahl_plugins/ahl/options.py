@@ -11,10 +11,14 @@ QueryNormals = Literal["cluster", "other_clusters", "all"]
 InnerUpdate = Literal["sgd", "relative", "layerwise"]
 TaskPrior = Literal["uniform", "query_size", "pair_size"]
 FinalModel = Literal["unified", "adapted_mean"]
+SingleAnomaly = Literal["both", "query", "query_normal_support"]
 
 #: The paper's settings (with the release's defects fixed): what ``preset="paper"`` restores.
 PAPER_AHL_OPTIONS: dict[str, Any] = {
     "query_normals": "cluster",
+    "single_anomaly": "both",
+    "m1_outer_steps": None,
+    "guard": False,
     "task_prior": "uniform",
     "warm_start": 0.0,
     "task_references": "all",
@@ -78,6 +82,14 @@ class AHLOptions(BaseModel):
         "unified model's) | support (base model i only its task's support normals, so its query normals are judged "
         "against references they were not drawn from; needs the scorer's task_buffers)",
     )
+    single_anomaly: SingleAnomaly = Field(
+        "query_normal_support",
+        description="HADG's tasks when M = 1 (no effect at M >= 2): both (the paper: the one anomaly in every "
+        "support and query set, so the inner step fits it and the unified model never has to: it collapses; "
+        "docs/when_ahl_hurts.md) | query (the anomaly in the query sets only, as the paper's half-to-support rule "
+        "rounds one down to none) | query_normal_support (the anomaly and the pseudo anomalies in the query sets "
+        "only: support sets hold normals, so adaptation is to a normal mode and every anomaly is judged unseen)",
+    )
     random_halves_task: bool = Field(
         False, description="add the appendix's extra task: all normals split into random halves"
     )
@@ -117,6 +129,13 @@ class AHLOptions(BaseModel):
     outer_steps_per_epoch: int | None = Field(
         5, ge=1, description="outer (meta) steps per epoch; None: one per base batch, i.e. batches_per_epoch"
     )
+    m1_outer_steps: int | None = Field(
+        20,
+        ge=1,
+        description="outer steps per epoch when M = 1, at outer_lr × outer_steps_per_epoch / m1_outer_steps (the "
+        "same update budget in smaller steps; measured to close AHL's M = 1 gap, docs/deviations.md); None: "
+        "outer_steps_per_epoch at every M",
+    )
     first_order: bool = Field(True, description="drop second-order terms of the meta-gradient (faster)")
     task_batching: Literal["auto", "vmap", "loop"] = Field(
         "auto",
@@ -155,6 +174,28 @@ class AHLOptions(BaseModel):
         "estimator-weighted mean of the T base models adapted from the final θ_g on fresh support batches: MAML's "
         "'adapt, then predict', with every task's support data)",
     )
+    # the guard (ahl_plugins/ahl/guard.py)
+    guard: bool = Field(
+        True,
+        description="hold out a share of the training normals and pseudo anomalies, train AHL and the base loop on "
+        "the rest, and let the base model score when AHL's held-out AUC is lower by more than guard_tolerance "
+        "(the fit records which it chose and why); False: AHL on all the data, no check",
+    )
+    guard_holdout: float = Field(
+        0.2, gt=0.0, lt=0.5, description="share of the normals and of each pseudo pool the guard holds out"
+    )
+    guard_tolerance: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="how far AHL's held-out AUC may fall below the base loop's before it falls back",
+    )
+    guard_refit: bool = Field(
+        True,
+        description="after the held-out check, train the chosen model again on all the training data (AHL or the "
+        "base loop, same seed: the fit then equals an unguarded one); False: keep the model trained without the "
+        "held-out part (one fit cheaper, but 20% less data)",
+    )
     # ablations
     ablation: Ablation = Field(
         "none",
@@ -185,6 +226,12 @@ class AHLOptions(BaseModel):
     @property
     def n_outer_steps(self) -> int:
         return self.outer_steps_per_epoch if self.outer_steps_per_epoch is not None else self.batches_per_epoch
+
+    def outer_schedule(self, n_seen: int) -> tuple[int, float]:
+        """``(outer steps per epoch, outer lr)`` for ``n_seen`` labelled anomalies (``m1_outer_steps`` at M = 1)."""
+        if n_seen == 1 and self.m1_outer_steps is not None:
+            return self.m1_outer_steps, self.outer_lr * self.n_outer_steps / self.m1_outer_steps
+        return self.n_outer_steps, self.outer_lr
 
     @property
     def estimator_name(self) -> str:

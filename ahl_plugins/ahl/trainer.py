@@ -257,6 +257,7 @@ def train_ahl(
             min_cluster_size=options.min_cluster_size,
             random_halves_task=options.random_halves_task,
             query_normals=options.query_normals,
+            single_anomaly=options.single_anomaly,
             random_groups=options.ablation == "random_tasks",
             seed=seed,
         )
@@ -401,7 +402,8 @@ def _meta_train(
     )
     if options.task_references == "support":
         learner.task_constants = _task_references(scorer, taskset)
-    optimizer = torch.optim.Adam(learner.parameters.values(), lr=options.outer_lr, weight_decay=options.weight_decay)
+    n_steps, outer_lr = options.outer_schedule(taskset.layout.n_seen)
+    optimizer = torch.optim.Adam(learner.parameters.values(), lr=outer_lr, weight_decay=options.weight_decay)
     start = options.warm_epochs
     scheduler = step_decay(optimizer, options.lr_step, options.lr_gamma, start)
     rows, targets, error_weights = estimation_samples(taskset, labels, options.estimator_samples, seed)
@@ -422,7 +424,7 @@ def _meta_train(
         objective_sum = 0.0
         grad_norms = []
         step = None
-        for _ in range(options.n_outer_steps):
+        for _ in range(n_steps):
             step = learner.outer_step(optimizer, features, sampler.draw(), weights, options.grad_clip)
             query_sum += step.query_losses.float().cpu()
             support_sum += step.support_losses.float().cpu()
@@ -464,7 +466,7 @@ def _meta_train(
             estimator_info = getattr(weigher, "diagnostics", None)
         t3 = time.perf_counter()
         estimator_seconds += t3 - t2
-        steps = options.n_outer_steps
+        steps = n_steps
         records.append(
             {
                 "epoch": start + epoch + 1,

@@ -50,6 +50,7 @@ from ahl_plugins.evaluation.compare.storage import (
     RESULTS_FILE,
     SKIPPED,
     ResultsFile,
+    guard_cell,
     prepare_output,
     result_row,
     write_cell,
@@ -266,6 +267,7 @@ def _run_compare(
                     train_seconds=None if run.train_seconds is None else float(run.train_seconds),
                     score_seconds=float(run.score_seconds),
                     extractor=run.extractor,
+                    ahl_guard=guard_cell(getattr(run, "info", None)),
                     **counts,
                 )
             )

@@ -62,6 +62,7 @@ RESULT_FIELDS = (
     "reason",
     "pixel_by_type",
     "train_seed",
+    "ahl_guard",
 )
 INT_FIELDS = (
     "n_anomalies",
@@ -149,6 +150,23 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
     return value
+
+
+def guard_cell(info: Mapping[str, Any] | None) -> str | None:
+    """The ``ahl_guard`` column: which model the AHL guard let score, with its held-out evidence.
+
+    ``ahl`` / ``base`` with both held-out AUCs, ``off`` when disabled, ``skipped`` when too few samples; empty
+    for fits without AHL.
+    """
+    record = (info or {}).get("guard")
+    if not isinstance(record, Mapping):
+        return None
+    if not record.get("enabled"):
+        return "off"
+    evidence = record.get("evidence")
+    if not isinstance(evidence, Mapping):
+        return "skipped"
+    return f"{record['chosen']} (held-out AUC ahl {evidence['ahl']:.3f}, base {evidence['base']:.3f})"
 
 
 def result_row(cell: Cell, dataset: str, status: str, **values: Any) -> dict[str, Any]:
