@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ahl_plugins.atomic import atomic_write_text
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 
 INDEX_FILE = "index.html"
 OUTLINE = (0, 255, 0)
@@ -89,6 +90,7 @@ def write_map_report(
     maps: Iterable[np.ndarray],
     *,
     title: str = "Anomaly maps",
+    read: ReadSettings = DEFAULT_READ,
 ) -> Path:
     """Write the raw maps, the overlays and ``index.html`` into ``directory``; return the index path.
 
@@ -113,7 +115,7 @@ def write_map_report(
     vmin, vmax = colour_range(np.load(directory / f"{stem}.npy", mmap_mode="r") for stem in stems)
     for stem, entry in zip(stems, entries):
         anomaly_map = np.load(directory / f"{stem}.npy")
-        image = np.asarray(read_rgb(entry.image))
+        image = np.asarray(read_rgb(entry.image, read))
         if image.shape[:2] != anomaly_map.shape:
             image = np.asarray(Image.fromarray(image).resize(anomaly_map.shape[::-1], Image.BILINEAR))
         mask = load_mask(entry.mask, anomaly_map.shape) if entry.mask is not None else None
@@ -170,4 +172,6 @@ def write_dataset_maps(
         for i, s in zip(rows, scores)
     ]
     maps = detector.iter_anomaly_maps(dataset.select_inputs(list(rows)), sigma=sigma)
-    return write_map_report(directory, entries, maps, title=f"Anomaly maps: {dataset.name}")
+    return write_map_report(
+        directory, entries, maps, title=f"Anomaly maps: {dataset.name}", read=detector.read_settings_for(dataset)
+    )
