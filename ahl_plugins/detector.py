@@ -210,11 +210,15 @@ class OSADDetector:
 
         ``check_drift``: compare the batch with the model's data profile and emit one
         :class:`~ahl_plugins.errors.DataDriftWarning` naming every difference (see :meth:`drift_report`)."""
-        features = self.features(X)
-        scores = score_features(self.scorer_, features, batch_size=256, device=self.runtime.torch_device)
+        scores = self.scores_of(self.features(X))
         if check_drift and self.profile_ is not None:
             self.drift_report(X, scores).warn(f"this batch of {len(scores)} inputs")
         return scores
+
+    def scores_of(self, features: Features) -> np.ndarray:
+        """Anomaly scores of features from :meth:`features` (so a caller that also wants maps extracts once)."""
+        self._check_fitted()
+        return score_features(self.scorer_, features, batch_size=256, device=self.runtime.torch_device)
 
     def drift_report(self, X: Any, scores: np.ndarray) -> DriftReport:
         """How the batch ``X`` (scored ``scores``) differs from the training data; an empty report for a model
@@ -237,9 +241,12 @@ class OSADDetector:
         :meth:`decision_function` (see ``ahl_plugins.maps``); higher = more anomalous."""
         return list(self.iter_anomaly_maps(X, sigma=sigma, max_side=max_side))
 
-    def iter_anomaly_maps(self, X: Any, *, sigma: float = 0.0, max_side: int | None = None) -> Iterator[np.ndarray]:
+    def iter_anomaly_maps(
+        self, X: Any, *, sigma: float = 0.0, max_side: int | None = None, features: Features | None = None
+    ) -> Iterator[np.ndarray]:
         """:meth:`anomaly_maps` one image at a time. ``sigma``: Gaussian smoothing in input-image pixels
-        (0 = none); ``max_side``: shrink each map (aspect kept) so its longer side is at most this."""
+        (0 = none); ``max_side``: shrink each map (aspect kept) so its longer side is at most this;
+        ``features``: ``X``'s features from :meth:`features` when the caller has them already."""
         from ahl_plugins.data.masks import image_size
         from ahl_plugins.maps import fit_within, iter_maps, require_maps
 
@@ -254,7 +261,7 @@ class OSADDetector:
         if sigma < 0:
             raise DataError(f"sigma must be >= 0 (pixels of the input image), got {sigma}")
         require_maps(self.scorer_, f"the scorer of model {self.config.model!r}")
-        features = self.features(X)
+        features = self.features(X) if features is None else features
         sizes = [image_size(p) for p in inputs]
         out = [fit_within(size, max_side) for size in sizes]
         sigmas = [sigma * o[0] / s[0] for o, s in zip(out, sizes)]
