@@ -79,6 +79,13 @@ def _deprecated_model_flag(ctx: click.Context, _param: click.Parameter, value: P
     show_default=True,
     help="Inputs scored (and written) at a time: memory stays flat however large the data.",
 )
+@click.option(
+    "--maps-max-side",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Shrink each written map (aspect kept) so its longer side is at most this many pixels (default: the "
+    "image's own size; a 4-megapixel map is 16 MB on disk).",
+)
 @click.option("--no-cache", is_flag=True, help="Do not write the features of the scored inputs to the feature cache.")
 def score(
     model_dir,
@@ -92,6 +99,7 @@ def score(
     maps_dir,
     sigma,
     chunk_size,
+    maps_max_side,
     no_cache,
 ) -> None:
     """Score DATA with a fitted model; one CSV row per input (id, score, label, type).
@@ -119,7 +127,7 @@ def score(
         rows = list(range(len(dataset)))
     table = ScoreCsv(output, run_identity(model_dir, data, data_options))
     try:
-        _score_in_chunks(detector, dataset, rows, table, chunk_size, maps_dir, sigma)
+        _score_in_chunks(detector, dataset, rows, table, chunk_size, maps_dir, sigma, maps_max_side)
     except BaseException:
         table.close()
         raise
@@ -138,7 +146,7 @@ def score(
         click.echo(f"anomaly maps of {len(rows)} images -> {index}")
 
 
-def _score_in_chunks(detector, dataset, rows, table, chunk_size, maps_dir, sigma) -> None:
+def _score_in_chunks(detector, dataset, rows, table, chunk_size, maps_dir, sigma, max_side) -> None:
     """Score the rows not yet in ``table``, ``chunk_size`` at a time, writing rows (and raw maps) per chunk."""
     from ahl_plugins.evaluation.overlays import write_raw_maps
 
@@ -150,7 +158,7 @@ def _score_in_chunks(detector, dataset, rows, table, chunk_size, maps_dir, sigma
         features = detector.features(part)
         scores = detector.scores_of(features)
         if maps_dir is not None:
-            maps = detector.iter_anomaly_maps(part, sigma=sigma, features=features)
+            maps = detector.iter_anomaly_maps(part, sigma=sigma, max_side=max_side, features=features)
             write_raw_maps(maps_dir, [(position[i], dataset.ids[i]) for i in chunk], maps)
         table.write([[dataset.ids[i], v, int(dataset.labels[i]), dataset.types[i]] for i, v in zip(chunk, scores)])
 

@@ -39,12 +39,18 @@ class ImageStats:
 
 def image_stats(path: str | Path, read: ReadSettings = DEFAULT_READ) -> ImageStats:
     """:class:`ImageStats` of one file; an unreadable file is a :class:`DataError` naming it."""
-    from PIL import Image
+    from PIL import Image, ImageStat
 
     try:
         with Image.open(path) as image:
             image.load()
             mode, width, height = image.mode, image.width, image.height
+            if mode in ("L", "RGB"):  # 8-bit: Pillow's own statistics, without a float copy of the image
+                extrema = image.getextrema()
+                bands = [extrema] if mode == "L" else list(extrema)
+                low, high = float(min(b[0] for b in bands)), float(max(b[1] for b in bands))
+                mean = float(np.mean(ImageStat.Stat(image).mean)) / 255.0
+                return ImageStats(int(width), int(height), mode, low, high, mean)
             values = np.asarray(image, dtype=np.float64)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None

@@ -96,6 +96,13 @@ def deep_maximum(path: str | Path) -> float | None:
 def read_rgb(path: str | Path, read: ReadSettings = DEFAULT_READ):
     """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA, 16-bit converted at
     ``read.bit_depth``)."""
+    image = read_8bit(path, read)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def read_8bit(path: str | Path, read: ReadSettings = DEFAULT_READ):
+    """Decode ``path`` fully into an 8-bit ``PIL.Image``: grey (``L``) stays grey, so a caller that resizes
+    first converts a third of the pixels (the result is the same: every channel of a grey image is equal)."""
     from PIL import Image
 
     path = Path(path)
@@ -104,7 +111,8 @@ def read_rgb(path: str | Path, read: ReadSettings = DEFAULT_READ):
             image.load()
             problem = unknown_depth(image)
             if problem is None:
-                return to_8bit(image, read.bit_depth).convert("RGB")
+                out = to_8bit(image, read.bit_depth)
+                return out if out.mode in ("L", "RGB") else out.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except decode_errors() as exc:
@@ -118,6 +126,6 @@ def load_image_tensor(path: str | Path, size: int, read: ReadSettings = DEFAULT_
     import torch
     from PIL import Image
 
-    image = read_rgb(path, read).resize((size, size), Image.BILINEAR)
+    image = read_8bit(path, read).resize((size, size), Image.BILINEAR).convert("RGB")
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
