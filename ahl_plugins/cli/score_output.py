@@ -49,6 +49,7 @@ class ScoreCsv:
         resumable = self.output.is_file() and self._marker_matches(identity)
         if resumable:
             self.done = self._rows_on_disk()
+        self.resumed = len(self.done)  # rows kept from an interrupted run
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.marker, json.dumps(identity))
         self.handle: TextIO = output.open("a" if resumable else "w", newline="")
@@ -56,10 +57,6 @@ class ScoreCsv:
         if not resumable:
             self.writer.writerow(HEADER)
             self.flush()
-
-    @property
-    def resumed(self) -> int:
-        return len(self.done)
 
     def _marker_matches(self, identity: dict[str, Any]) -> bool:
         try:
