@@ -25,11 +25,25 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import PAGES, RESULTS, add_common_flags, comma_list, command, open_rows, read_rows, write_page
+from benchmarks.harness import (
+    PAGES,
+    RESULTS,
+    add_common_flags,
+    comma_list,
+    command,
+    open_rows,
+    read_rows,
+    write_page,
+)
 
 N_TRAIN = 24
 N_DEFECTS = 4
 MODEL_OPTIONS = ("-o", "epochs=2", "-o", "n_pseudo=8", "--extractor", "efficientnet_lite0")
+
+
+def config_name(args: argparse.Namespace) -> str:
+    """One configuration's folder name: image sides and the extractor's input size."""
+    return f"{args.min_side}-{args.max_side}px_s{args.extractor_size}"
 
 
 def synthetic_image(rng: np.random.Generator, width: int, height: int, defect: bool = False) -> np.ndarray:
@@ -51,7 +65,7 @@ def generate(work: Path, sizes: list[int], distinct: int, sides: tuple[int, int]
 
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    pool = work / "pool"
+    pool = work / f"pool_{sides[0]}_{sides[1]}"
     pool.mkdir(parents=True, exist_ok=True)
     made = 0
     for i in range(distinct):
@@ -61,7 +75,7 @@ def generate(work: Path, sizes: list[int], distinct: int, sides: tuple[int, int]
             Image.fromarray(synthetic_image(np.random.default_rng(i), width, height)).save(path, quality=90)
             made += 1
     seconds = time.perf_counter() - started
-    fit = work / "fit"
+    fit = work / f"fit_{sides[0]}_{sides[1]}"
     for part, n, defect in (("train/good", N_TRAIN, False), ("test/good", 4, False), ("test/spot", N_DEFECTS, True)):
         folder = fit / part
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,7 +86,7 @@ def generate(work: Path, sizes: list[int], distinct: int, sides: tuple[int, int]
                 width, height = (int(v) for v in g.integers(sides[0], sides[1] + 1, size=2))
                 Image.fromarray(synthetic_image(g, width, height, defect)).save(path, quality=90)
     for n in sizes:
-        folder = work / f"score_{n}"
+        folder = work / f"score_{n}_{sides[0]}_{sides[1]}"
         (folder / "train" / "good").mkdir(parents=True, exist_ok=True)
         _link(pool / "00000.jpg", folder / "train" / "good" / "00000.jpg")
         test = folder / "test" / "good"
@@ -100,11 +114,13 @@ def _pixels(path: Path) -> int:
         return image.width * image.height
 
 
-def fit_model(work: Path, threads: int) -> Path:
-    model = work / "model"
+def fit_model(work: Path, threads: int, sides: tuple[int, int], size: int) -> Path:
+    model = work / f"model_{sides[0]}_{sides[1]}_s{size}"
     if not (model / "config.json").is_file():
-        cmd = [sys.executable, "-m", "ahl_plugins", "fit", "--data", str(work / "fit"), "--output", str(model)]
+        fit = work / f"fit_{sides[0]}_{sides[1]}"
+        cmd = [sys.executable, "-m", "ahl_plugins", "fit", "--data", str(fit), "--output", str(model)]
         cmd += ["--n-anomalies", str(N_DEFECTS), "--cache-dir", str(work / "cache"), *MODEL_OPTIONS]
+        cmd += ["--extractor-option", f"image_size={size}"]
         subprocess.run(cmd, check=True, env=_env(threads))
     return model
 
@@ -116,11 +132,17 @@ def _env(threads: int) -> dict[str, str]:
 def measure(argv: list[str], threads: int) -> dict[str, float]:
     """Run ``ahl score`` (``argv``) as this process's only child: its wall time and peak RSS."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "ahl_plugins", "score", *argv], env=_env(threads))
+    done = subprocess.run([sys.executable, "-m", "ahl_plugins", "score", *argv], check=False, env=_env(threads))
     seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"ahl score failed ({done.returncode}): {' '.join(argv)}")
     return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def row_key(row: dict) -> tuple:
+    """A row's configuration (the first rows, 1000-2000 px at 224, predate the side and size fields)."""
+    sides = (row.get("min_side", 1000), row.get("max_side", 2000))
+    return (row["n_images"], row["maps"], *sides, row.get("extractor_size", 224))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -128,15 +150,16 @@ def run(args: argparse.Namespace) -> None:
     work = args.work
     info = generate(work, sizes, args.distinct, (args.min_side, args.max_side))
     print(json.dumps(info), flush=True)
-    model = fit_model(work, args.threads)
-    rows = open_rows(args, key=lambda r: (r["n_images"], r["maps"]))
+    model = fit_model(work, args.threads, (args.min_side, args.max_side), args.extractor_size)
+    rows = open_rows(args, key=row_key)
     for n in sizes:
         for maps in (False, True):
-            if (n, maps) in rows:
+            if (n, maps, args.min_side, args.max_side, args.extractor_size) in rows:
                 continue
-            out = work / "out" / f"{n}_{'maps' if maps else 'plain'}"
+            out = work / "out" / config_name(args) / f"{n}_{'maps' if maps else 'plain'}"
             out.mkdir(parents=True, exist_ok=True)
-            argv = ["--model-dir", str(model), "--data", str(work / f"score_{n}"), "--output", str(out / "scores.csv")]
+            data = work / f"score_{n}_{args.min_side}_{args.max_side}"
+            argv = ["--model-dir", str(model), "--data", str(data), "--output", str(out / "scores.csv")]
             argv += ["--no-cache", "--chunk-size", str(args.chunk_size)]
             if maps:
                 argv += ["--maps", str(out / "maps"), "--maps-max-side", str(args.maps_max_side)]
@@ -152,6 +175,9 @@ def run(args: argparse.Namespace) -> None:
                 "maps_max_side": args.maps_max_side if maps else None,
                 "images_per_second": n / result["seconds"],
                 "distinct": args.distinct,
+                "min_side": args.min_side,
+                "max_side": args.max_side,
+                "extractor_size": args.extractor_size,
                 **result,
                 **{k: v for k, v in info.items() if k.startswith("megapixels")},
                 "threads": args.threads,
@@ -163,45 +189,41 @@ def run(args: argparse.Namespace) -> None:
 
 
 def page(args: argparse.Namespace) -> None:
-    rows = sorted(read_rows(args.results), key=lambda r: (r["maps"], r["n_images"]))
+    rows = sorted(read_rows(args.results), key=lambda r: (-row_key(r)[4], row_key(r)[2], r["maps"], r["n_images"]))
     lines = [
         "# `ahl score` on large batches: peak memory and throughput",
         "",
-        "Made by `" + command("score_memory", ["--sizes", args.sizes]) + "`; rows in "
-        "`benchmarks/results/score_memory/`. A DevNet on EfficientNet-Lite0 (224 + 112 px, ImageNet weights) fitted "
-        f"on {N_TRAIN} synthetic normals and {N_DEFECTS} defects scores N synthetic 8-bit grey JPEGs in one "
-        "`ahl score` process (`--no-cache`, `--chunk-size` below); peak RSS is that process's `ru_maxrss`. Maps: "
-        "`--maps` with `--maps-max-side` (raw `.npy` maps and PNG overlays written per image).",
+        "Made by `" + command("score_memory", ["--sizes", args.sizes]) + "` (one run per image size, see the "
+        "table); rows in `benchmarks/results/score_memory/`. A DevNet on EfficientNet-Lite0 (ImageNet weights, "
+        f"input S and S/2 px) fitted on {N_TRAIN} synthetic normals and {N_DEFECTS} defects scores N synthetic "
+        "8-bit grey JPEGs (smooth texture plus noise) in one `ahl score` process (`--no-cache`, `--chunk-size`); "
+        "peak RSS is that process's `ru_maxrss` (its own, read by a wrapper process that runs nothing else). "
+        "Maps: `--maps` with `--maps-max-side` (a raw `.npy` map and a PNG overlay written per image). Per "
+        "configuration, `--distinct` images are generated and the N files are hard links cycling through them: "
+        "every file is opened, decoded and scored on its own, but from a warm page cache.",
         "",
-    ]
-    if rows:
-        r0 = rows[0]
-        low, high = r0["megapixels_range"]
-        lines += [
-            f"Images: {r0['distinct']} distinct ones of {low:.2f}-{high:.2f} megapixels (mean "
-            f"{r0['megapixels_mean']:.2f}); the N files are hard links cycling through them, so every file is "
-            "decoded and scored on its own, but from a warm page cache.",
-            "",
-        ]
-    lines += [
-        "| images | maps | chunk | peak RSS (MB) | seconds | images / s |",
-        "|---|---|---|---|---|---|",
+        "| images | megapixels | extractor S | maps | chunk | peak RSS (MB) | seconds | images / s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         maps = f"yes (<= {r['maps_max_side']} px)" if r["maps"] else "no"
+        low, high = r["megapixels_range"]
         lines.append(
-            f"| {r['n_images']:,} | {maps} | {r['chunk_size']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.0f} | "
-            f"{r['images_per_second']:.1f} |"
+            f"| {r['n_images']:,} | {low:.2f}-{high:.2f} (mean {r['megapixels_mean']:.2f}) | {row_key(r)[4]} | "
+            f"{maps} | {r['chunk_size']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.0f} | {r['images_per_second']:.1f} |"
         )
     lines.append("")
-    for maps in (False, True):
-        by_n = {r["n_images"]: r for r in rows if r["maps"] == maps}
+    configs: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        configs.setdefault((*row_key(r)[1:],), {})[r["n_images"]] = r
+    for (maps, low, high, size), by_n in configs.items():
         if len(by_n) >= 2:
             small, large = by_n[min(by_n)], by_n[max(by_n)]
             ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
             lines.append(
-                f"- {'with' if maps else 'without'} maps: peak RSS at {large['n_images']:,} images is {ratio:.2f}x "
-                f"that at {small['n_images']:,} ({'within' if ratio <= 1.5 else 'ABOVE'} the 1.5x bound)."
+                f"- {low}-{high} px images, S = {size}, {'with' if maps else 'without'} maps: peak RSS at "
+                f"{large['n_images']:,} images is {ratio:.2f}x that at {small['n_images']:,} "
+                f"({'within' if ratio <= 1.5 else 'ABOVE'} the 1.5x bound)."
             )
     lines += ["", *args.note, ""] if args.note else [""]
     write_page(args.page, lines, machine="2 cores shared with other jobs, run under nice (seconds are indicative).")
@@ -216,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-side", type=int, default=1000, help="smallest image side (px)")
     parser.add_argument("--max-side", type=int, default=2000, help="largest image side (px)")
     parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--extractor-size", type=int, default=224, help="EfficientNet-Lite0 input side S")
     parser.add_argument("--maps-max-side", type=int, default=256)
     parser.add_argument("--keep-maps", action="store_true", help="keep the written maps (GBs at 10,000 images)")
     parser.add_argument("--note", action="append", default=[], help="a line added under the table")
