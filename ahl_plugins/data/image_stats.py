@@ -46,8 +46,8 @@ def image_stats(path: str | Path, read: ReadSettings = DEFAULT_READ) -> ImageSta
             image.load()
             mode, width, height = image.mode, image.width, image.height
             if mode in ("L", "RGB"):  # 8-bit: Pillow's own statistics, without a float copy of the image
-                extrema = image.getextrema()
-                bands = [extrema] if mode == "L" else list(extrema)
+                extrema: Any = image.getextrema()  # (low, high) for L, one pair per band for RGB
+                bands: list[tuple[float, float]] = [extrema] if mode == "L" else list(extrema)
                 low, high = float(min(b[0] for b in bands)), float(max(b[1] for b in bands))
                 mean = float(np.mean(ImageStat.Stat(image).mean)) / 255.0
                 return ImageStats(int(width), int(height), mode, low, high, mean)
