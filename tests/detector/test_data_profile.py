@@ -10,6 +10,7 @@ import csv
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,6 +113,26 @@ def test_a_model_saved_before_profiles_loads_and_reads_by_the_batchs_own_setting
     moved = np.abs(old_b[: len(old_a)] - old_a) / np.abs(old_a)
     assert moved.max() > 0.01  # B read at its own 14 bits: what every model did before profiles
     assert loaded.drift_report(test_b, old_b).to_dict() == {"drift": False, "causes": [], "profile": None}
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_model_saved_by_the_code_before_profiles_loads_and_scores_as_it_did(tmp_path):
+    """``fixtures/model_before_profiles``: saved by the code before this change (see make_model_before_profiles.py)."""
+    rng = np.random.default_rng(3)
+    for part, n, patch in (("train/good", 20, None), ("test/good", 12, None), ("test/dent", 6, 3999)):
+        (tmp_path / "A" / part).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(camera_image(rng, patch)).save(tmp_path / "A" / part / f"{i:03d}.png")
+    dataset = load(tmp_path / "A")
+    detector = OSADDetector.load(FIXTURES / "model_before_profiles")
+    assert detector.profile_ is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataDriftWarning)
+        scores = detector.decision_function(dataset.subset(np.flatnonzero(dataset.partition == "test")))
+    expected = json.loads((FIXTURES / "model_before_profiles_scores.json").read_text())
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_profile_file_not_listed_in_config_is_ignored(folders, tmp_path):

@@ -44,13 +44,13 @@ def test_a_batch_like_the_training_data_has_no_cause(profile):
     ("batch", "scores", "expected"),
     [
         (
-            dict(low=0.0, high=255.0),
+            {"low": 0.0, "high": 255.0},
             None,
             "raw value range: this batch's values span 0..255, outside the training images' range 10..240",
         ),
-        (dict(size=(128, 64)), None, "image size: widths 128..128 px (training 64..64)"),
-        (dict(mode="RGB"), None, "channel mode: 20 image(s) in Pillow mode(s) ['RGB'], the training images were ['L']"),
-        (dict(mean=0.7), None, "brightness: the median image mean is 0.7"),
+        ({"size": (128, 64)}, None, "image size: widths 128..128 px (training 64..64)"),
+        ({"mode": "RGB"}, None, "channel mode: 20 image(s) in Pillow mode(s) ['RGB'], the training images were ['L']"),
+        ({"mean": 0.7}, None, "brightness: the median image mean is 0.7"),
         ({}, 3.0, "score: the batch's median score 3 is above"),
     ],
 )
