@@ -122,8 +122,10 @@ def write_raw_maps(directory: Path, where: Sequence[tuple[int, str]], maps: Iter
     The first half of a report: called once per chunk when scoring streams."""
     directory.mkdir(parents=True, exist_ok=True)
     written = 0
-    for (index, sample_id), anomaly_map in zip(where, maps):
-        np.save(map_file(directory, index, sample_id), np.asarray(anomaly_map, dtype=np.float32))
+    for anomaly_map in maps:  # every map is drawn, so the generator finishes (and releases what it holds)
+        if written < len(where):
+            index, sample_id = where[written]
+            np.save(map_file(directory, index, sample_id), np.asarray(anomaly_map, dtype=np.float32))
         written += 1
     return written
 
