@@ -135,12 +135,15 @@ def test_magnetic_tile_shifted_and_resized_normals_warn_and_held_out_normals_do_
     train = [normals[i] for i in order[:300]]
     held_out = [normals[i] for i in order[300:400]]
     defects = sorted((mt / "test" / "blowhole").glob("*"))[:10]
-    test = sorted((mt / "test" / "good").glob("*"))[:60]
+    test_normals = sorted((mt / "test" / "good").glob("*"))
+    test = [test_normals[i] for i in rng.choice(len(test_normals), 60, replace=False)]  # across exposure groups
     detector = OSADDetector(
         "devnet", extractor="efficientnet_lite0", seed=0, cache_dir=str(tmp_path / "cache"), epochs=5, n_pseudo=32
     ).fit(train + defects, [0] * len(train) + [1] * len(defects))
     silent(detector, held_out)
     for start in range(0, 100, 20):  # production-sized batches of 20 held-out normals: silent too
         silent(detector, held_out[start : start + 20])
-    assert "brightness" in warned(detector, shifted_copies(test, tmp_path / "bright", brighter=50))
+    # +80 grey levels: the batch median (0.43 of 1) moves past the training images' 95% brightness (0.65); a batch
+    # of one exposure group may need more (MT's groups differ by more than that): docs/benchmarks/drift_false_alarms.md
+    assert "brightness" in warned(detector, shifted_copies(test, tmp_path / "bright", brighter=80))
     assert "image size" in warned(detector, shifted_copies(test, tmp_path / "resized", scale=0.5))
