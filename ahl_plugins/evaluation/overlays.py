@@ -64,7 +64,10 @@ def colour_range(maps: Iterable[np.ndarray], count: int | None = None) -> tuple[
     """One colour scale for many maps: the 1st and 99.9th percentiles of all their values (at most 4096 values
     of each map, fewer when ``count`` maps would hold more than :data:`COLOUR_SAMPLES`)."""
     per_map = 4096 if not count else max(16, min(4096, COLOUR_SAMPLES // count))
-    samples = [np.asarray(m, dtype=np.float64).ravel()[:: max(1, np.asarray(m).size // per_map)] for m in maps]
+    # slice first, then copy: a float64 view of the whole map (or of its memory map) would keep every map alive
+    samples = [
+        np.array(np.asarray(m).ravel()[:: max(1, np.asarray(m).size // per_map)], dtype=np.float64) for m in maps
+    ]
     values = np.concatenate(samples) if samples else np.zeros(1)
     low, high = np.percentile(values, [1.0, 99.9])
     return float(low), float(high if high > low else low + 1e-6)
