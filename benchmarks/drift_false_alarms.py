@@ -175,6 +175,7 @@ def page(args: argparse.Namespace) -> None:
         lines.append(
             f"| {family} | {case} | {len(group)} | {n} | {warned} | {kind} {warned / max(n, 1):.0%} | {shown} |"
         )
+    lines += ["", *args.note] if args.note else []
     write_page(args.page, [*lines, ""], machine="2 cores shared with other jobs.")
 
 
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     add_common_flags(parser, results=RESULTS / "drift_false_alarms", page=PAGES / "drift_false_alarms.md")
     parser.add_argument("--families", default="synthetic,mt")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--note", action="append", default=[], help="a line added under the table")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ahl_drift_cache")
     args = parser.parse_args(argv)
     if not args.report_only:
