@@ -176,6 +176,9 @@ def page(args: argparse.Namespace) -> None:
             f"| {family} | {case} | {len(group)} | {n} | {warned} | {kind} {warned / max(n, 1):.0%} | {shown} |"
         )
     lines += ["", *args.note] if args.note else []
+    notes = args.results / "notes.md"  # what the rows mean, written by hand after a run
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
     write_page(args.page, [*lines, ""], machine="2 cores shared with other jobs.")
 
 
@@ -184,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     add_common_flags(parser, results=RESULTS / "drift_false_alarms", page=PAGES / "drift_false_alarms.md")
     parser.add_argument("--families", default="synthetic,mt")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--note", action="append", default=[], help="a line added under the table")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line added under the table (also: <results>/notes.md)"
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ahl_drift_cache")
     args = parser.parse_args(argv)
     if not args.report_only:

@@ -226,6 +226,9 @@ def page(args: argparse.Namespace) -> None:
                 f"({'within' if ratio <= 1.5 else 'ABOVE'} the 1.5x bound)."
             )
     lines += ["", *args.note, ""] if args.note else [""]
+    notes = args.results / "notes.md"  # what the rows mean, written by hand after a run
+    if notes.is_file():
+        lines += [notes.read_text().rstrip(), ""]
     write_page(args.page, lines, machine="2 cores shared with other jobs, run under nice (seconds are indicative).")
 
 
@@ -241,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extractor-size", type=int, default=224, help="EfficientNet-Lite0 input side S")
     parser.add_argument("--maps-max-side", type=int, default=256)
     parser.add_argument("--keep-maps", action="store_true", help="keep the written maps (GBs at 10,000 images)")
-    parser.add_argument("--note", action="append", default=[], help="a line added under the table")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line added under the table (also: <results>/notes.md)"
+    )
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
