@@ -20,7 +20,11 @@ from pydantic import ValidationError
 from ahl_plugins.components import Components
 from ahl_plugins.config import RUNTIME_KEYS, DetectorConfig
 from ahl_plugins.contracts import FeatureExtractor, FeatureSpec
+from ahl_plugins.data.dataset import OSADDataset
+from ahl_plugins.data.image_stats import batch_stats
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.data.tabular import TabularEncoder
+from ahl_plugins.drift import DriftReport, compare_batch
 from ahl_plugins.errors import (
     DataError,
     InvalidOptionsError,
@@ -36,7 +40,7 @@ from ahl_plugins.features.module_extractor import (
 from ahl_plugins.features.store import Features
 from ahl_plugins.fitting import Runtime, features_of, fit_components
 from ahl_plugins.inputs import coerce, fit_encoder, training_labels
-from ahl_plugins.model_files import EXTRACTOR_FILE, SCORER_FILE
+from ahl_plugins.model_files import EXTRACTOR_FILE, PROFILE_FILE, SCORER_FILE
 from ahl_plugins.persistence import (
     ModelState,
     load_state,
@@ -45,6 +49,7 @@ from ahl_plugins.persistence import (
     save_state,
 )
 from ahl_plugins.plugins import get_manager
+from ahl_plugins.profile import DataProfile, profile_from_json
 from ahl_plugins.resolve import ResolvedOptions, resolve, route_options
 from ahl_plugins.training.scoring import score_features
 
@@ -114,6 +119,7 @@ class OSADDetector:
         self.history_: Any = None
         self.threshold_: float | None = None
         self.fit_info_: dict[str, Any] = {}
+        self.profile_: DataProfile | None = None
 
     def _module_options(self) -> ModuleExtractorOptions:
         """Options of a user's own network (nn.Module or TorchScript): image_size, layers, mean, std."""
@@ -138,17 +144,52 @@ class OSADDetector:
         return self
 
     # -- fitting and scoring -----------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, anomaly_types: Sequence[str] | None = None) -> OSADDetector:
-        """Train on normals (``y == 0``) and labelled anomalies (``y == 1``)."""
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        anomaly_types: Sequence[str] | None = None,
+        *,
+        read_settings: ReadSettings | None = None,
+    ) -> OSADDetector:
+        """Train on normals (``y == 0``) and labelled anomalies (``y == 1``).
+
+        Images are read with ``read_settings``, else an ``OSADDataset``'s own (``X.read``: the bit depth its
+        folder was read at), else at their container's depth; the model keeps them in its data profile and
+        reads every image it scores the same way."""
         encoder = fit_encoder(X)
         inputs, kind = coerce(X, encoder)
         normal_idx, seen_idx, types = training_labels(X, y, anomaly_types, len(inputs))
+        read = read_settings or (X.read if isinstance(X, OSADDataset) else DEFAULT_READ)
         fitted = fit_components(
-            self.components, self.runtime, inputs, kind, normal_idx, seen_idx, types, self.config.contamination
+            self.components,
+            self.runtime,
+            inputs,
+            kind,
+            normal_idx,
+            seen_idx,
+            types,
+            self.config.contamination,
+            read=read,
+            encoder=encoder is not None,
         )
         self.extractor_, self.scorer_, self.history_ = fitted.extractor, fitted.scorer, fitted.history
         self.threshold_, self.fit_info_, self.encoder_ = fitted.threshold, fitted.info, encoder
+        self.profile_ = fitted.profile
         return self
+
+    @property
+    def read_settings_(self) -> ReadSettings | None:
+        """How this model reads images: its profile's settings; None for a model saved before profiles."""
+        return None if self.profile_ is None else self.profile_.read_settings()
+
+    def read_settings_for(self, X: Any) -> ReadSettings:
+        """The settings ``X`` is read with: the model's own, whatever the batch's; a model saved before
+        profiles reads a data set by its own settings (``X.read``), as it always did."""
+        own = self.read_settings_
+        if own is not None:
+            return own
+        return X.read if isinstance(X, OSADDataset) else DEFAULT_READ
 
     def _check_fitted(self) -> tuple[ScorerModule, FeatureExtractor]:
         """The fitted scorer and extractor; :class:`NotFittedError` before ``fit`` or ``load``."""
@@ -167,13 +208,33 @@ class OSADDetector:
                 f"feature dimension mismatch: the detector was fitted on {self.fit_info_['input_dim']} features, "
                 f"got {np.asarray(inputs).shape[1]}"
             )
-        return features_of(extractor, inputs, self.runtime)
+        return features_of(extractor, inputs, self.runtime, self.read_settings_for(X))
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Anomaly scores, higher = more anomalous."""
-        features = self.features(X)
+    def decision_function(self, X: Any, *, check_drift: bool = True) -> np.ndarray:
+        """Anomaly scores, higher = more anomalous.
+
+        ``check_drift``: compare the batch with the model's data profile and emit one
+        :class:`~ahl_plugins.errors.DataDriftWarning` naming every difference (see :meth:`drift_report`)."""
+        scores = self.scores_of(self.features(X))
+        if check_drift and self.profile_ is not None:
+            self.drift_report(X, scores).warn(f"this batch of {len(scores)} inputs")
+        return scores
+
+    def scores_of(self, features: Features) -> np.ndarray:
+        """Anomaly scores of features from :meth:`features` (so a caller that also wants maps extracts once)."""
         scorer, _ = self._check_fitted()
         return score_features(scorer, features, batch_size=256, device=self.runtime.torch_device)
+
+    def drift_report(self, X: Any, scores: np.ndarray) -> DriftReport:
+        """How the batch ``X`` (scored ``scores``) differs from the training data; an empty report for a model
+        saved before profiles. Reads every image once more for its size and raw values."""
+        self._check_fitted()
+        if self.profile_ is None:
+            return DriftReport(comparison={"profile": None})
+        inputs, kind = coerce(X, self.encoder_)
+        read = self.read_settings_for(X)
+        images = batch_stats(inputs, read) if kind == "image" else None
+        return compare_batch(self.profile_, scores, images, read)
 
     def predict(self, X: Any) -> np.ndarray:
         """1 where the score exceeds ``threshold_``: the ``1 - contamination`` quantile of the
@@ -185,9 +246,12 @@ class OSADDetector:
         :meth:`decision_function` (see ``ahl_plugins.maps``); higher = more anomalous."""
         return list(self.iter_anomaly_maps(X, sigma=sigma, max_side=max_side))
 
-    def iter_anomaly_maps(self, X: Any, *, sigma: float = 0.0, max_side: int | None = None) -> Iterator[np.ndarray]:
+    def iter_anomaly_maps(
+        self, X: Any, *, sigma: float = 0.0, max_side: int | None = None, features: Features | None = None
+    ) -> Iterator[np.ndarray]:
         """:meth:`anomaly_maps` one image at a time. ``sigma``: Gaussian smoothing in input-image pixels
-        (0 = none); ``max_side``: shrink each map (aspect kept) so its longer side is at most this."""
+        (0 = none); ``max_side``: shrink each map (aspect kept) so its longer side is at most this;
+        ``features``: ``X``'s features from :meth:`features` when the caller has them already."""
         from ahl_plugins.data.masks import image_size
         from ahl_plugins.maps import fit_within, iter_maps, require_maps
 
@@ -202,7 +266,7 @@ class OSADDetector:
         if sigma < 0:
             raise DataError(f"sigma must be >= 0 (pixels of the input image), got {sigma}")
         require_maps(scorer, f"the scorer of model {self.config.model!r}")
-        features = self.features(inputs)
+        features = self.features(X) if features is None else features
         sizes = [image_size(p) for p in inputs]
         out = [fit_within(size, max_side) for size in sizes]
         sigmas = [sigma * o[0] / s[0] for o, s in zip(out, sizes, strict=True)]
@@ -231,6 +295,7 @@ class OSADDetector:
             history=self.history_,
             network=network,
             encoder=self.encoder_.to_dict() if self.encoder_ is not None else None,
+            profile=self.profile_.model_dump(mode="json") if self.profile_ is not None else None,
         )
         return save_state(state, directory, extra_files)
 
@@ -254,6 +319,9 @@ class OSADDetector:
         detector = cls(**model, **runtime, **chosen_device)
         detector.fit_info_, detector.threshold_, detector.history_ = state.fit, state.threshold, state.history
         detector.encoder_ = TabularEncoder.from_dict(state.encoder) if state.encoder is not None else None
+        detector.profile_ = (
+            None if state.profile is None else profile_from_json(state.profile, str(directory / PROFILE_FILE))
+        )
         target = detector.runtime.torch_device
         finetuned = any(k.startswith(FINETUNED_PREFIX) for k in state.extractor)
         extractor = detector.components.extractor(state.fit["input_kind"], skip_weights=finetuned)

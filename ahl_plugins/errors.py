@@ -80,3 +80,8 @@ class IgnoredFilesWarning(UserWarning):
 
 class LowBitDepthWarning(UserWarning):
     """16-bit images that use under 1/8 of their range (e.g. a 12-bit camera's values in a 16-bit PNG)."""
+
+
+class DataDriftWarning(UserWarning):
+    """A batch being scored differs from the model's training data (read settings, value range, image size,
+    brightness, or a median score far above the training normals'); one line per cause, once per batch."""

@@ -12,6 +12,8 @@ import torch
 
 from ahl_plugins.components import Components
 from ahl_plugins.contracts import FeatureExtractor, InputKind
+from ahl_plugins.data.image_stats import batch_stats
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
@@ -26,6 +28,7 @@ from ahl_plugins.features.pipeline import (
 )
 from ahl_plugins.features.store import Features
 from ahl_plugins.inputs import Inputs
+from ahl_plugins.profile import DataProfile, build_profile
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
 
@@ -51,8 +54,11 @@ class Runtime:
         return FeatureCache(resolve_cache_dir(self.cache_dir)) if self.use_cache else None
 
 
-def features_of(extractor: FeatureExtractor, inputs: Inputs, runtime: Runtime) -> Features:
-    """Features of ``inputs`` (through the cache); NaN or infinite features are a :class:`DataError`."""
+def features_of(
+    extractor: FeatureExtractor, inputs: Inputs, runtime: Runtime, read: ReadSettings = DEFAULT_READ
+) -> Features:
+    """Features of ``inputs`` (images read with ``read``, through the cache); NaN or infinite features are a
+    :class:`DataError`."""
     features = extract_features(
         extractor,
         inputs,
@@ -60,6 +66,7 @@ def features_of(extractor: FeatureExtractor, inputs: Inputs, runtime: Runtime) -
         batch_size=runtime.extract_batch_size,
         device=runtime.torch_device,
         progress=runtime.progress,
+        read=read,
     )
     bad = [i for i, t in enumerate(features.scales) if not torch.isfinite(t).all()]
     if bad:
@@ -75,6 +82,7 @@ class Fitted:
     history: Any
     threshold: float
     info: dict[str, Any]
+    profile: DataProfile
 
 
 def fit_components(
@@ -86,8 +94,11 @@ def fit_components(
     seen_idx: np.ndarray,
     types: list[str],
     contamination: float,
+    read: ReadSettings = DEFAULT_READ,
+    encoder: bool = False,
 ) -> Fitted:
-    """Train the configured model on ``inputs`` (normals at ``normal_idx``, labelled anomalies at ``seen_idx``)."""
+    """Train the configured model on ``inputs`` (normals at ``normal_idx``, labelled anomalies at ``seen_idx``;
+    images read with ``read``), and profile its training data (``encoder``: raw tables go through one)."""
     config, resolved = parts.config, parts.resolved
     started = time.perf_counter()
     device = runtime.torch_device
@@ -96,12 +107,12 @@ def fit_components(
         extractor.fit(torch.from_numpy(inputs))
     finetuned_scorer, finetuned = None, None
     if config.finetune_backbone:
-        finetuned_scorer, finetuned = _finetune(parts, runtime, extractor, kind, inputs, normal_idx, seen_idx)
+        finetuned_scorer, finetuned = _finetune(parts, runtime, extractor, kind, inputs, normal_idx, seen_idx, read)
     tuned = time.perf_counter()
-    features = features_of(extractor, inputs, runtime)
+    features = features_of(extractor, inputs, runtime, read)
     normals, seen = features[normal_idx], features[seen_idx]
     normal_inputs = [inputs[i] for i in normal_idx] if kind == "image" else inputs[normal_idx]
-    pseudo = _pseudo_anomalies(parts, runtime, extractor, kind, normal_inputs, normals)
+    pseudo = _pseudo_anomalies(parts, runtime, extractor, kind, normal_inputs, normals, read)
     data = TrainingData(normals, seen, pseudo, tuple(types))
     extracted = time.perf_counter()
 
@@ -156,7 +167,15 @@ def fit_components(
             "final_loss": finetuned["epochs"][-1]["loss"] if finetuned["epochs"] else None,
         }
     threshold = float(np.quantile(train_scores, 1.0 - contamination))
-    return Fitted(extractor, scorer, history, threshold, info)
+    profile = build_profile(
+        kind,
+        read if kind == "image" else None,
+        batch_stats(inputs, read) if kind == "image" else None,
+        train_scores,
+        int(np.asarray(inputs).shape[1]) if kind == "vector" else None,
+        encoder,
+    )
+    return Fitted(extractor, scorer, history, threshold, info, profile)
 
 
 def _guard_summary(history: Any) -> dict[str, Any] | None:
@@ -173,6 +192,7 @@ def _finetune(
     inputs: Inputs,
     normal_idx: np.ndarray,
     seen_idx: np.ndarray,
+    read: ReadSettings,
 ) -> tuple[ScorerModule, dict[str, Any]]:
     """Train ``extractor`` end to end with a fresh scorer on images (see ahl_plugins.training.finetune)."""
     from ahl_plugins.training.finetune import (
@@ -194,17 +214,17 @@ def _finetune(
     made = {}
     if config.n_pseudo > 0:
         for name, generator, seed in parts.pseudo_generators(extractor, kind):
-            made[name] = PseudoImages(generator, normal_inputs, size, seed, DEFAULT_POOL_SIZE)
+            made[name] = PseudoImages(generator, normal_inputs, size, seed, DEFAULT_POOL_SIZE, read)
     n_pseudo = config.n_pseudo * len(made)
     labels = torch.cat([torch.zeros(len(normal_idx)), torch.ones(len(seen_idx)), torch.full((n_pseudo,), 2.0)]).long()
 
     def images() -> torch.Tensor:  # only when the fine-tuning cache misses
         pseudo = [pool.batch(range(config.n_pseudo)) for _, pool in sorted(made.items())]
-        return torch.cat([load_images(normal_inputs, size), load_images(seen_inputs, size), *pseudo])
+        return torch.cat([load_images(normal_inputs, size, read), load_images(seen_inputs, size, read), *pseudo])
 
     scorer = parts.scorer(extractor.spec)
     identity = training_identity(
-        [file_identity(p) for p in normal_inputs + seen_inputs],
+        [file_identity(p, read) for p in normal_inputs + seen_inputs],
         labels,
         {name: pool.identity() for name, pool in made.items()},
         {  # the effective options, defaults included: a preset, or a new default, that changes the heads misses
@@ -236,6 +256,7 @@ def _pseudo_anomalies(
     kind: InputKind,
     normal_inputs: Any,
     normals: Features,
+    read: ReadSettings,
 ) -> dict[str, Features]:
     generators = parts.pseudo_generators(extractor, kind)
     n_pseudo = parts.config.n_pseudo
@@ -253,6 +274,7 @@ def _pseudo_anomalies(
             batch_size=runtime.extract_batch_size,
             device=runtime.torch_device,
             progress=runtime.progress,
+            read=read,
         )
         for name, generator, seed in generators
     }

@@ -126,12 +126,17 @@ def iter_maps(
     was_training = scorer.training
     scorer.eval()
     try:
-        with torch.inference_mode():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            # inference mode only around the computation, never across a yield: a caller that stops early (or
+            # keeps the generator in a traceback) would otherwise leave its whole thread without autograd
+            with torch.inference_mode():
                 batch = [t[start:stop].to(device) for t in scales]
-                for value in combined_maps(scorer, batch, sizes[start:stop], sigma_list[start:stop]):
-                    yield value.float().cpu().numpy()
+                values = [
+                    v.float().cpu().numpy()
+                    for v in combined_maps(scorer, batch, sizes[start:stop], sigma_list[start:stop])
+                ]
+            yield from values
     finally:
         scorer.train(was_training)
 

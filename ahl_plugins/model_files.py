@@ -32,10 +32,12 @@ TORCHSCRIPT_FILE = "extractor.ts"
 HISTORY_FILE = "history.json"
 #: The tabular encoder of a detector fitted on a raw table (part of the model: it scores raw rows after load).
 ENCODER_FILE = "encoder.json"
+#: The data profile (``ahl_plugins.profile``): how inputs are read, what the training data looked like.
+PROFILE_FILE = "profile.json"
 #: Written beside a model by ``ahl fit`` only; removed when a save without them replaces the model.
 OPTIONAL_FILES = ("split.json",)
 #: Files a save writes only for some models; a save without one removes a stale copy.
-STALE_IF_ABSENT = (*OPTIONAL_FILES, ENCODER_FILE, TORCHSCRIPT_FILE)
+STALE_IF_ABSENT = (*OPTIONAL_FILES, ENCODER_FILE, TORCHSCRIPT_FILE, PROFILE_FILE)
 SHA256 = r"^[0-9a-f]{64}$"
 
 

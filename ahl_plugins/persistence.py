@@ -24,6 +24,7 @@ from ahl_plugins.model_files import (
     ENCODER_FILE,
     EXTRACTOR_FILE,
     HISTORY_FILE,
+    PROFILE_FILE,
     SCORER_FILE,
     TORCHSCRIPT_FILE,
     read_json_file,
@@ -46,6 +47,7 @@ class ModelState:
     history: Any = None
     network: bytes | None = None  # the TorchScript extractor, when the detector was built from one
     encoder: dict[str, Any] | None = None  # the tabular encoder, when it was fitted on a raw table
+    profile: dict[str, Any] | None = None  # the data profile; None in models saved before profiles
     checked: bool = True  # False for a model saved before checksums
 
 
@@ -65,6 +67,8 @@ def save_state(state: ModelState, directory: str | Path, extra_files: Mapping[st
     payloads[HISTORY_FILE] = json.dumps(state.history, default=_json_default).encode("utf-8")
     if state.encoder is not None:
         payloads[ENCODER_FILE] = json.dumps(state.encoder, indent=2).encode("utf-8")
+    if state.profile is not None:
+        payloads[PROFILE_FILE] = json.dumps(state.profile, indent=2).encode("utf-8")
     for name, doc in (extra_files or {}).items():
         payloads[name] = json.dumps(doc, indent=2, default=_json_default).encode("utf-8")
     document = {
@@ -100,6 +104,7 @@ def load_state(directory: str | Path) -> ModelState:
                 f"cannot read the weights in {path} ({exc}); the file is truncated or corrupt"
             ) from None
     history_path, encoder_path = directory / HISTORY_FILE, directory / ENCODER_FILE
+    profile_path = directory / PROFILE_FILE
     return ModelState(
         config=config,
         threshold=saved.threshold,
@@ -108,6 +113,7 @@ def load_state(directory: str | Path) -> ModelState:
         extractor=weights[EXTRACTOR_FILE],
         history=read_json_file(history_path) if history_path.is_file() else None,
         encoder=read_json_file(encoder_path) if encoder_path.is_file() else None,
+        profile=read_json_file(profile_path) if PROFILE_FILE in saved.files else None,
         checked=bool(saved.files),
     )
 

@@ -271,7 +271,7 @@ def write_figure(dataset: Any, args: argparse.Namespace) -> None:
         vmin, vmax = colour_range([maps[f"m{j}"] for j in range(len(chosen))]) if maps is not None else (0.0, 1.0)
         for j, i in enumerate(chosen):
             size = maps[f"m{j}"].shape if maps is not None else None
-            image = read_rgb(dataset.inputs[i])
+            image = read_rgb(dataset.inputs[i], dataset.read)
             shape = size or (image.height, image.width)
             image = np.asarray(image.resize(shape[::-1], Image.BILINEAR))
             mask = load_mask(dataset.masks[i], shape)

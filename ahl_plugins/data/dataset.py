@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
 
 NORMAL_TYPE = "normal"
@@ -34,7 +35,8 @@ class OSADDataset:
     (unreadable ones on request; always those with an extension not read),
     ``encoder`` is the fitted tabular encoder (for re-applying it to new rows),
     ``raw_table`` the table's columns before encoding (to refit it on a
-    split's training rows) and ``info`` free JSON-friendly provenance (source, dropped rows, ...).
+    split's training rows) and ``info`` free JSON-friendly provenance (source, dropped rows, ...). ``read``:
+    how image inputs are decoded (bit depth, channels, resize); it travels with the data into every reader.
     """
 
     name: str
@@ -51,6 +53,7 @@ class OSADDataset:
     encoder: Any = None
     raw_table: dict[str, np.ndarray] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    read: ReadSettings = DEFAULT_READ
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

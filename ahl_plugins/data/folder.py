@@ -26,9 +26,9 @@ from ahl_plugins.data.images import (
     choose_bit_depth,
     decode_errors,
     deep_maximum,
-    set_bit_depth,
     unknown_depth,
 )
+from ahl_plugins.data.read_settings import ReadSettings
 from ahl_plugins.errors import DataError, IgnoredFilesWarning, LowBitDepthWarning
 
 GOOD = "good"
@@ -84,7 +84,8 @@ def load_folder(
 
     ``bit_depth`` (8, 10, 12, 14 or 16): how deep the 16-bit images really are, e.g. 12 for a 12-bit
     camera's PNGs, so they are divided by 4095 and not by 65535; None (the default) picks the smallest of those
-    depths that holds the data set's largest value. A :class:`LowBitDepthWarning` says when the 16-bit images
+    depths that holds the data set's largest value. The choice is the data set's ``read`` settings, which every
+    reader is handed (a model fitted on it keeps them and reads new batches the same way). A :class:`LowBitDepthWarning` says when the 16-bit images
     use under 1/8 of their container's range, and which depth they are read at.
     """
     bit_depth = check_bit_depth(bit_depth)
@@ -142,7 +143,7 @@ def load_folder(
         entries = kept
     _check_folders_kept(root, folders[1:], entries, skipped)
 
-    depth = _apply_bit_depth(root, [p for p, _, _ in entries], bit_depth)
+    depth = _choose_depth(root, [p for p, _, _ in entries], bit_depth)
 
     n_train = sum(1 for _, kind, part in entries if part == "train")
     if n_train == 0:
@@ -161,11 +162,12 @@ def load_folder(
         masks=masks if any(m is not None for m in masks) else None,
         skipped=tuple(skipped),
         info={"source": str(root.resolve()), "layout": "mvtec", **({"bit_depth": depth} if depth else {})},
+        read=ReadSettings(bit_depth=depth),
     )
 
 
-def _apply_bit_depth(root: Path, paths: list[Path], bit_depth: int | None) -> int | None:
-    """Record the depth the deep (16-bit) images are read at; None when the data set has none."""
+def _choose_depth(root: Path, paths: list[Path], bit_depth: int | None) -> int | None:
+    """The depth the deep (16-bit) images are read at (the data set's read settings); None when it has none."""
     deep = [
         (p, m) for p in paths if p.suffix.lower() in {".png", ".tif", ".tiff"} for m in [_maximum(p)] if m is not None
     ]
@@ -185,7 +187,6 @@ def _apply_bit_depth(root: Path, paths: list[Path], bit_depth: int | None) -> in
             LowBitDepthWarning,
             stacklevel=3,
         )
-    set_bit_depth([p for p, _ in deep], depth)
     return depth
 
 

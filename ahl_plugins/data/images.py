@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ahl_plugins.data.read_settings import DEFAULT_READ, STANDARD_DEPTHS, ReadSettings
 from ahl_plugins.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 #: Pillow modes of one-channel images deeper than 8 bits, and the largest value of each. ``convert("RGB")``
 #: would clip them (every 16-bit pixel above 255 turns white), so they are scaled by their bit depth first.
 DEEP_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
-#: Bit depths a deep image may be declared with (or that ``choose_bit_depth`` picks from): what cameras write.
-STANDARD_DEPTHS = (8, 10, 12, 14, 16)
-#: Per image file (resolved path), the bit depth its loader chose for its data set (see ``set_bit_depth``).
-_BIT_DEPTHS: dict[str, int] = {}
 SKIP_HINT = (
     "Replace or remove the file, or pass --skip-bad-images (skip_bad_images=True) to skip unreadable images "
     "and report them"
@@ -96,24 +93,16 @@ def deep_maximum(path: str | Path) -> float | None:
         return float(values.max()) if values.size else 0.0
 
 
-def set_bit_depth(paths: list[Path], bit_depth: int) -> None:
-    """Read these image files at ``bit_depth`` from now on, in this process (what ``load_folder`` records).
-
-    Process-local: a spawned worker that reads the images itself without loading the folder reads them at the
-    container's depth. ``ahl compare`` extracts every image once in the driver (its feature cache), which
-    workers then read; and the feature cache keys files by path, size and modification time, not by depth.
-    """
-    for path in paths:
-        _BIT_DEPTHS[str(Path(path).resolve())] = int(bit_depth)
+def read_rgb(path: str | Path, read: ReadSettings = DEFAULT_READ):
+    """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA, 16-bit converted at
+    ``read.bit_depth``)."""
+    image = read_8bit(path, read)
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def bit_depth_of(path: str | Path) -> int | None:
-    """The depth recorded for ``path`` by :func:`set_bit_depth`, or None (read at the container's depth)."""
-    return _BIT_DEPTHS.get(str(Path(path).resolve())) if _BIT_DEPTHS else None
-
-
-def read_rgb(path: str | Path):
-    """Decode ``path`` fully into an RGB ``PIL.Image`` (grayscale, palette, RGBA, 16-bit converted)."""
+def read_8bit(path: str | Path, read: ReadSettings = DEFAULT_READ):
+    """Decode ``path`` fully into an 8-bit ``PIL.Image``: grey (``L``) stays grey, so a caller that resizes
+    first converts a third of the pixels (the result is the same: every channel of a grey image is equal)."""
     from PIL import Image
 
     path = Path(path)
@@ -122,7 +111,8 @@ def read_rgb(path: str | Path):
             image.load()
             problem = unknown_depth(image)
             if problem is None:
-                return to_8bit(image, bit_depth_of(path)).convert("RGB")
+                out = to_8bit(image, read.bit_depth)
+                return out if out.mode in ("L", "RGB") else out.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except decode_errors() as exc:
@@ -130,12 +120,12 @@ def read_rgb(path: str | Path):
     raise DataError(f"cannot read image {path}: {problem}. {SKIP_HINT}")
 
 
-def load_image_tensor(path: str | Path, size: int):
+def load_image_tensor(path: str | Path, size: int, read: ReadSettings = DEFAULT_READ):
     """``3×size×size`` float tensor in ``[0, 1]``: the form extractors and generators take."""
     import numpy as np
     import torch
     from PIL import Image
 
-    image = read_rgb(path).resize((size, size), Image.Resampling.BILINEAR)
+    image = read_8bit(path, read).resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ahl_plugins.contracts import FeatureExtractor, InputKind
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.store import Features
 
@@ -92,6 +93,7 @@ def knn_reference(
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     timings: dict[str, Any] | None = None,
+    read: ReadSettings = DEFAULT_READ,
 ) -> np.ndarray:
     """k-NN anomaly scores of ``test_inputs`` against the training normals (``train_labels == 0``).
 
@@ -124,7 +126,7 @@ def knn_reference(
         normals = np.asarray(train_inputs)[normal_idx]  # vectors come as one array
     else:
         normals = [train_inputs[i] for i in normal_idx]
-    options = {"cache": cache, "batch_size": batch_size, "device": device, "progress": False}
+    options = {"cache": cache, "batch_size": batch_size, "device": device, "progress": False, "read": read}
     reference = pooled(extract_features(built, normals, **options))
     fitted = time.perf_counter()
     queries = pooled(extract_features(built, test_inputs, **options))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ahl_plugins.atomic import atomic_write_text
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 
 INDEX_FILE = "index.html"
 OUTLINE = (0, 255, 0)
@@ -55,9 +56,18 @@ def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
     return mask & ~inner
 
 
-def colour_range(maps: Iterable[np.ndarray]) -> tuple[float, float]:
-    """One colour scale for many maps: the 1st and 99.9th percentiles of all their values."""
-    samples = [np.asarray(m, dtype=np.float64).ravel()[:: max(1, np.asarray(m).size // 4096)] for m in maps]
+#: Values sampled over all maps for their colour scale: memory stays flat however many maps there are.
+COLOUR_SAMPLES = 2_000_000
+
+
+def colour_range(maps: Iterable[np.ndarray], count: int | None = None) -> tuple[float, float]:
+    """One colour scale for many maps: the 1st and 99.9th percentiles of all their values (at most 4096 values
+    of each map, fewer when ``count`` maps would hold more than :data:`COLOUR_SAMPLES`)."""
+    per_map = 4096 if not count else max(16, min(4096, COLOUR_SAMPLES // count))
+    # slice first, then copy: a float64 view of the whole map (or of its memory map) would keep every map alive
+    samples = [
+        np.array(np.asarray(m).ravel()[:: max(1, np.asarray(m).size // per_map)], dtype=np.float64) for m in maps
+    ]
     values = np.concatenate(samples) if samples else np.zeros(1)
     low, high = np.percentile(values, [1.0, 99.9])
     return float(low), float(high if high > low else low + 1e-6)
@@ -89,31 +99,54 @@ def write_map_report(
     maps: Iterable[np.ndarray],
     *,
     title: str = "Anomaly maps",
+    read: ReadSettings = DEFAULT_READ,
 ) -> Path:
     """Write the raw maps, the overlays and ``index.html`` into ``directory``; return the index path.
 
     ``maps`` yields one map per entry, in order, at the image's own size; each
     is written to disk as it comes, so memory holds one map at a time.
     """
+    from ahl_plugins.errors import DataError
+
+    directory = Path(directory)
+    written = write_raw_maps(directory, [(i, e.sample_id) for i, e in enumerate(entries)], maps)
+    if written != len(entries):
+        raise DataError(f"{written} anomaly maps for {len(entries)} images; they must match one to one")
+    return write_overlays(directory, entries, title=title, read=read)
+
+
+def map_file(directory: Path, index: int, sample_id: str) -> Path:
+    """Where the raw map of the ``index``-th image of a report (id ``sample_id``) is saved."""
+    return directory / f"{_file_stem(index, sample_id)}.npy"
+
+
+def write_raw_maps(directory: Path, where: Sequence[tuple[int, str]], maps: Iterable[np.ndarray]) -> int:
+    """Save each map as ``.npy`` (``where``: its image's position in the report and id); returns how many.
+    The first half of a report: called once per chunk when scoring streams."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for anomaly_map in maps:  # every map is drawn, so the generator finishes (and releases what it holds)
+        if written < len(where):
+            index, sample_id = where[written]
+            np.save(map_file(directory, index, sample_id), np.asarray(anomaly_map, dtype=np.float32))
+        written += 1
+    return written
+
+
+def write_overlays(
+    directory: Path, entries: Sequence[MapEntry], *, title: str = "Anomaly maps", read: ReadSettings = DEFAULT_READ
+) -> Path:
+    """The second half of a report: the overlays and ``index.html`` from the raw maps on disk, one at a time."""
     from PIL import Image
 
     from ahl_plugins.data.images import read_rgb
     from ahl_plugins.data.masks import load_mask
-    from ahl_plugins.errors import DataError
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     stems = [_file_stem(i, e.sample_id) for i, e in enumerate(entries)]
-    written = 0
-    for stem, anomaly_map in zip(stems, maps, strict=True):
-        np.save(directory / f"{stem}.npy", np.asarray(anomaly_map, dtype=np.float32))
-        written += 1
-    if written != len(entries):
-        raise DataError(f"{written} anomaly maps for {len(entries)} images; they must match one to one")
-    vmin, vmax = colour_range(np.load(directory / f"{stem}.npy", mmap_mode="r") for stem in stems)
+    vmin, vmax = colour_range((np.load(directory / f"{stem}.npy", mmap_mode="r") for stem in stems), count=len(stems))
     for stem, entry in zip(stems, entries, strict=True):
         anomaly_map = np.load(directory / f"{stem}.npy")
-        image = np.asarray(read_rgb(entry.image))
+        image = np.asarray(read_rgb(entry.image, read))
         if image.shape[:2] != anomaly_map.shape:
             image = np.asarray(Image.fromarray(image).resize(anomaly_map.shape[::-1], Image.Resampling.BILINEAR))
         mask = load_mask(entry.mask, anomaly_map.shape) if entry.mask is not None else None
@@ -153,12 +186,10 @@ def _index_html(entries: Sequence[MapEntry], stems: Sequence[str], title: str, v
     )
 
 
-def write_dataset_maps(
-    detector: Any, dataset: Any, rows: Sequence[int], scores: np.ndarray, directory: Path, sigma: float
-) -> Path:
-    """Overlays, raw maps and ``index.html`` for the scored ``rows`` of ``dataset`` (what ``ahl score --maps`` writes)."""
+def dataset_map_entries(dataset: Any, rows: Sequence[int], scores: np.ndarray) -> list[MapEntry]:
+    """The report entries of the scored ``rows`` of ``dataset`` (what ``ahl score --maps`` lists)."""
     masks = dataset.masks or [None] * len(dataset)
-    entries = [
+    return [
         MapEntry(
             image=dataset.inputs[i],
             sample_id=dataset.ids[i],
@@ -169,5 +200,3 @@ def write_dataset_maps(
         )
         for i, s in zip(rows, scores, strict=True)
     ]
-    maps = detector.iter_anomaly_maps(dataset.select_inputs(list(rows)), sigma=sigma)
-    return write_map_report(directory, entries, maps, title=f"Anomaly maps: {dataset.name}")

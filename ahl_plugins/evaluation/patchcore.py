@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ahl_plugins.contracts import FeatureExtractor
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_distance
 
@@ -207,7 +208,12 @@ def _memory_for(
     """The memory of these normals through this extractor with these options, built once per process."""
     from ahl_plugins.features.pipeline import extract_features, file_identity
 
-    key = (built.fingerprint(), str(extract["device"]), options, tuple(file_identity(p) for p in normals))
+    key = (
+        built.fingerprint(),
+        str(extract["device"]),
+        options,
+        tuple(file_identity(p, extract["read"]) for p in normals),
+    )
     if key not in _MEMORIES:
         _MEMORIES[key] = PatchMemory(options).fit(extract_features(built, normals, **extract).scales)
         while len(_MEMORIES) > MEMORIES_KEPT:
@@ -230,6 +236,7 @@ def patchcore_reference(
     test_masks: Sequence | None = None,
     test_types: Sequence[str] | np.ndarray | None = None,
     timings: dict | None = None,
+    read: ReadSettings = DEFAULT_READ,
 ) -> tuple[np.ndarray, dict[str, dict[str, float]] | None]:
     """Scores of ``test_inputs`` against the training normals' patches, and pixel metrics where masks exist.
 
@@ -253,7 +260,13 @@ def patchcore_reference(
     if len(labels) != len(train_inputs):
         raise DataError(f"PatchCore: {len(train_inputs)} training inputs but {len(labels)} labels")
     normals = [train_inputs[i] for i in np.flatnonzero(labels == 0)]
-    extract: dict[str, Any] = {"cache": cache, "batch_size": batch_size, "device": device, "progress": False}
+    extract: dict[str, Any] = {
+        "cache": cache,
+        "batch_size": batch_size,
+        "device": device,
+        "progress": False,
+        "read": read,
+    }
     memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
     fitted = time.perf_counter()
     test_scales = extract_features(built, test_inputs, **extract).scales

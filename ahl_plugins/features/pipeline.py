@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ahl_plugins.contracts import FeatureExtractor, PseudoAnomalyGenerator
-from ahl_plugins.data.images import bit_depth_of, load_image_tensor
+from ahl_plugins.data.images import load_image_tensor
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache, cache_key
 from ahl_plugins.features.store import Features
@@ -42,16 +43,16 @@ def _as_tensor(inputs: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor.detach().to("cpu")
 
 
-def file_identity(path: str | Path) -> str:
-    """Resolved path, size and modification time: changes whenever the file is replaced."""
+def file_identity(path: str | Path, read: ReadSettings = DEFAULT_READ) -> str:
+    """Resolved path, size and modification time (changes whenever the file is replaced), and the bit depth
+    it is read at: the same 16-bit file read at another depth is another input."""
     resolved = Path(path).expanduser().resolve()
     try:
         stat = resolved.stat()
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     identity = f"file:{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
-    depth = bit_depth_of(resolved)  # the same 16-bit file read at another depth is another input
-    return identity if depth is None else f"{identity}|bits{depth}"
+    return identity if read.bit_depth is None else f"{identity}|bits{read.bit_depth}"
 
 
 def array_identity(array: np.ndarray | torch.Tensor) -> str:
@@ -83,10 +84,11 @@ def _describe(component: object) -> str:
 
 # -- image loading -----------------------------------------------------------------------
 class _ImageSource:
-    """Image inputs as ``3×S×S`` tensors in [0, 1], from paths or an in-memory batch."""
+    """Image inputs as ``3×S×S`` tensors in [0, 1], from paths (read with ``read``) or an in-memory batch."""
 
-    def __init__(self, inputs: Inputs, size: int) -> None:
+    def __init__(self, inputs: Inputs, size: int, read: ReadSettings = DEFAULT_READ) -> None:
         self.size = size
+        self.read = read
         if _is_array(inputs):
             tensor = _as_tensor(inputs)
             if tensor.dim() != 4 or tensor.shape[1] != 3:
@@ -108,7 +110,7 @@ class _ImageSource:
     def identity(self, index: int) -> str:
         if self.tensor is not None:
             return array_identity(self.tensor[index])
-        return file_identity(self.paths[index])
+        return file_identity(self.paths[index], self.read)
 
     def load(self, indices: Sequence[int]) -> torch.Tensor:
         if not indices:
@@ -120,18 +122,18 @@ class _ImageSource:
             return batch.clamp(0, 1)
         paths = [self.paths[i] for i in indices]
         if len(paths) == 1 or _LOAD_THREADS == 1:
-            return torch.stack([load_image_tensor(p, self.size) for p in paths])
+            return torch.stack([load_image_tensor(p, self.size, self.read) for p in paths])
         with ThreadPoolExecutor(_LOAD_THREADS) as pool:  # PIL decodes without the GIL
-            return torch.stack(list(pool.map(lambda p: load_image_tensor(p, self.size), paths)))
+            return torch.stack(list(pool.map(lambda p: load_image_tensor(p, self.size, self.read), paths)))
 
 
-def load_images(inputs: Inputs, size: int) -> torch.Tensor:
+def load_images(inputs: Inputs, size: int, read: ReadSettings = DEFAULT_READ) -> torch.Tensor:
     """All ``inputs`` as one ``N×3×S×S`` tensor in [0, 1].
 
     The same loading and resizing as extraction, so a network trained on these
     images sees at test time exactly what it saw in training.
     """
-    source = _ImageSource(inputs, int(size))
+    source = _ImageSource(inputs, int(size), read)
     return source.load(list(range(len(source))))
 
 
@@ -219,8 +221,10 @@ def extract_features(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    read: ReadSettings = DEFAULT_READ,
 ) -> Features:
-    """Frozen features of ``inputs`` (image paths, an ``N×3×H×W`` image batch, or ``N×D`` vectors), on the CPU."""
+    """Frozen features of ``inputs`` (image paths, read with ``read``; an ``N×3×H×W`` image batch; or ``N×D``
+    vectors), on the CPU."""
     _check_batch_size(batch_size)
     device = torch.device(device)
     extractor.to(device)
@@ -240,7 +244,7 @@ def extract_features(
             cache.put(key, features.as_list())
         return features
 
-    source = _ImageSource(inputs, image_size_of(extractor))
+    source = _ImageSource(inputs, image_size_of(extractor), read)
     fingerprint = extractor.fingerprint()
     keys = [cache_key("image", fingerprint, source.identity(i)) for i in range(len(source))]
     return _run_items(
@@ -268,6 +272,7 @@ def make_pseudo_anomalies(
     device: str | torch.device = "cpu",
     progress: bool = False,
     pool_size: int = DEFAULT_POOL_SIZE,
+    read: ReadSettings = DEFAULT_READ,
 ) -> Features:
     """Features of ``n`` pseudo anomalies made from training normals, reproducible for ``seed``.
 
@@ -298,7 +303,7 @@ def make_pseudo_anomalies(
     if not 1 <= int(pool_size) <= 256:
         raise DataError(f"pool_size must be in [1, 256], got {pool_size}")
     extractor.to(device)
-    pseudo = PseudoImages(generator, normal_inputs, image_size_of(extractor), int(seed), int(pool_size))
+    pseudo = PseudoImages(generator, normal_inputs, image_size_of(extractor), int(seed), int(pool_size), read)
     base = cache_key("pseudo-image", extractor.fingerprint(), pseudo.identity())
     keys = [cache_key(base, i) for i in range(int(n))]
     return _run_items(
@@ -322,10 +327,16 @@ class PseudoImages:
     """
 
     def __init__(
-        self, generator: PseudoAnomalyGenerator, normal_inputs: Inputs, size: int, seed: int, pool_size: int
+        self,
+        generator: PseudoAnomalyGenerator,
+        normal_inputs: Inputs,
+        size: int,
+        seed: int,
+        pool_size: int,
+        read: ReadSettings = DEFAULT_READ,
     ) -> None:
         self.generator = generator
-        self.source = _ImageSource(normal_inputs, size)
+        self.source = _ImageSource(normal_inputs, size, read)
         self.seed = seed
         count = len(self.source)
         if count == 0:

@@ -221,6 +221,7 @@ def test_an_intact_model_loads_and_scores_the_same(saved):
         "scorer.safetensors",
         "extractor.safetensors",
         "history.json",
+        "profile.json",
     }
 
 

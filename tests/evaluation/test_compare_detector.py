@@ -146,3 +146,39 @@ def test_cli_reports_bad_arguments(tiny_npz, tmp_path):
         ],
     )
     assert result.exit_code != 0 and "epochz" in result.output
+
+
+def test_a_compare_cell_records_drift_of_its_test_normals_and_the_driver_warns(recwarn):
+    """A cell runs in a worker (where a warning would be lost): it keeps its drift causes in its info."""
+    from ahl_plugins.drift import DriftReport
+    from ahl_plugins.errors import DataDriftWarning
+    from ahl_plugins.evaluation.compare.config import CompareConfig
+    from ahl_plugins.evaluation.compare.runner import DetectorRunner
+    from ahl_plugins.evaluation.compare.splits import SplitData
+    from ahl_plugins.evaluation.grid import BASE, Cell, SplitKey
+
+    rng = np.random.default_rng(0)
+    normals, anomalies = rng.normal(size=(100, 5)), rng.normal(size=(20, 5)) + [4, 0, 0, 0, 0]
+    key = SplitKey("general", 6, "all", 0)
+    runner = DetectorRunner(CompareConfig(data="unused", models=["devnet"], epochs=2, options={"n_pseudo": 16}))
+
+    def cell_info(test_normals):
+        test = np.concatenate([test_normals, anomalies[6:]]).astype(np.float32)
+        data = SplitData(
+            key=key,
+            split=None,
+            dataset_name="blobs",
+            train_inputs=np.concatenate([normals[:70], anomalies[:6]]).astype(np.float32),
+            train_labels=np.r_[np.zeros(70), np.ones(6)].astype(np.int64),
+            train_types=np.array(["normal"] * 70 + ["up"] * 6),
+            test_inputs=test,
+            test_labels=np.r_[np.zeros(len(test_normals)), np.ones(14)].astype(np.int64),
+            test_types=np.array(["normal"] * len(test_normals) + ["up"] * 14),
+        )
+        return runner(Cell(key, "devnet", BASE), data).info
+
+    assert "data_drift" not in cell_info(normals[70:])  # held-out normals, with more anomalies than normals
+    drift = cell_info(normals[70:] + [0, 0, 6, 6, 6])["data_drift"]  # the camera moved: every normal scores high
+    assert len(drift) == 1 and drift[0].startswith("score: the batch's median score")
+    DriftReport(drift).warn("cell general-M6-all-s0/devnet/base: the test normals")
+    assert [w.category for w in recwarn] == [DataDriftWarning]

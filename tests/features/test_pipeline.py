@@ -196,11 +196,12 @@ def test_vector_pseudo_anomalies(tmp_path):
 def test_a_file_read_at_another_bit_depth_is_another_cache_entry(tmp_path):
     from PIL import Image
 
-    from ahl_plugins.data.images import set_bit_depth
+    from ahl_plugins.data.read_settings import ReadSettings
     from ahl_plugins.features.pipeline import file_identity
 
     path = tmp_path / "deep.png"
     Image.fromarray((np.arange(64 * 64).reshape(64, 64) % 4000 + 500).astype(np.uint16)).save(path)
     plain = file_identity(path)
-    set_bit_depth([path], 12)
-    assert file_identity(path) != plain and file_identity(path).startswith(plain)
+    twelve = file_identity(path, ReadSettings(bit_depth=12))
+    assert twelve != plain and twelve.startswith(plain)
+    assert file_identity(path) == plain  # nothing remembered between calls: the settings are an argument

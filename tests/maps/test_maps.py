@@ -134,3 +134,27 @@ def test_head_maps_are_what_the_heads_pool(model):
     for name, score in heads.items():
         per_scale = [m[name] if m[name].dim() == 1 else topk_mean(m[name].flatten(1), ratio) for m in maps]
         assert torch.allclose(torch.stack(per_scale).mean(dim=0), score, atol=1e-6), name
+
+
+def test_a_map_generator_left_half_read_does_not_leave_autograd_off():
+    """``iter_maps`` must not hold inference mode across a yield (a caller stopping early would lose autograd)."""
+    import torch
+
+    from ahl_plugins.maps import iter_maps
+
+    class Heads(torch.nn.Module):
+        head_names = ("seen",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 1, 1)
+
+        def head_maps(self, scales):
+            return [{"seen": self.conv(t)[:, 0]} for t in scales]
+
+        def combine(self, heads):
+            return heads["seen"]
+
+    maps = iter_maps(Heads(), [torch.randn(3, 4, 5, 5)], [(10, 10)] * 3)
+    next(maps)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ahl_plugins.drift import DriftReport
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.executors import (
@@ -253,6 +254,8 @@ def _run_compare(
             bar.cells_done(1, f"FAILED {cell.id}: {reason}" + (f"\n{outcome.traceback}" if outcome.traceback else ""))
         else:
             write_cell(output, cell, data, run, metrics)
+            if run.info.get("data_drift"):
+                DriftReport(list(run.info["data_drift"])).warn(f"cell {cell.id}: the test normals")
             record(
                 result_row(
                     cell,
@@ -289,7 +292,7 @@ def _run_compare(
                         break
                     if warm:  # before the first cell that runs (a grid of impossible splits extracts nothing)
                         warm = False
-                        warmed = executor.warm(list(dataset.inputs))
+                        warmed = executor.warm(list(dataset.inputs), dataset.read)
                         if warmed:
                             say(
                                 f"features cached once for the grid: {', '.join(f'{k} ({n} images)' for k, n in warmed.items())}"

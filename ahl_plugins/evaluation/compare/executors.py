@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import AHLError, ExecutorError
 from ahl_plugins.evaluation.compare.runner import CellRun, Runner
 from ahl_plugins.evaluation.compare.splits import SplitData
@@ -73,16 +74,16 @@ class Executor(Protocol):
     capacity: int  # cells worth keeping in flight
 
     def start(self) -> None: ...
-    def warm(self, inputs: Sequence[Path] | np.ndarray) -> dict[str, int]: ...
+    def warm(self, inputs: Sequence[Path] | np.ndarray, read: ReadSettings = DEFAULT_READ) -> dict[str, int]: ...
     def submit(self, cell: Cell, data: SplitData) -> None: ...
     def running(self) -> int: ...
     def wait(self) -> list[CellOutcome]: ...
     def close(self) -> None: ...
 
 
-def _warm(runner: Runner, inputs: Sequence[Path] | np.ndarray) -> dict[str, int]:
+def _warm(runner: Runner, inputs: Sequence[Path] | np.ndarray, read: ReadSettings) -> dict[str, int]:
     warm = getattr(runner, "warm", None)
-    return warm(inputs) if callable(warm) else {}
+    return warm(inputs, read) if callable(warm) else {}
 
 
 class SerialExecutor:
@@ -98,8 +99,8 @@ class SerialExecutor:
     def start(self) -> None:
         pass
 
-    def warm(self, inputs: Sequence[Path] | np.ndarray) -> dict[str, int]:
-        return _warm(self.runner, inputs)
+    def warm(self, inputs: Sequence[Path] | np.ndarray, read: ReadSettings = DEFAULT_READ) -> dict[str, int]:
+        return _warm(self.runner, inputs, read)
 
     def submit(self, cell: Cell, data: SplitData) -> None:
         self.queue.append((cell, data))
@@ -195,8 +196,8 @@ class LocalPool:
         theirs.close()
         return _Worker(process, ours)
 
-    def warm(self, inputs: Sequence[Path] | np.ndarray) -> dict[str, int]:
-        return _warm(self.runner, inputs)  # in the driver: the pool's cells then only read the cache
+    def warm(self, inputs: Sequence[Path] | np.ndarray, read: ReadSettings = DEFAULT_READ) -> dict[str, int]:
+        return _warm(self.runner, inputs, read)  # in the driver: the pool's cells then only read the cache
 
     def submit(self, cell: Cell, data: SplitData) -> None:
         worker = next((w for w in self.workers if w.job is None), None)

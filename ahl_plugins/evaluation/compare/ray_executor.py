@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import InvalidOptionsError
 from ahl_plugins.evaluation.compare.executors import MAX_ATTEMPTS, CellOutcome, run_cell, set_threads
 from ahl_plugins.evaluation.compare.runner import Runner
@@ -62,10 +63,10 @@ def _cell_task(runner: Runner, cell: Cell, data: SplitData, threads: int) -> Cel
     return run_cell(runner, cell, data)
 
 
-def _warm_task(runner: Runner, inputs: Sequence[Path] | np.ndarray, threads: int) -> dict[str, int]:
+def _warm_task(runner: Runner, inputs: Sequence[Path] | np.ndarray, read: ReadSettings, threads: int) -> dict[str, int]:
     set_threads(threads)
     warm = getattr(runner, "warm", None)
-    return warm(inputs) if callable(warm) else {}
+    return warm(inputs, read) if callable(warm) else {}
 
 
 class RayExecutor:
@@ -115,7 +116,7 @@ class RayExecutor:
         self.cell_task = ray.remote(_cell_task).options(max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False, **options)
         self.warm_task = ray.remote(_warm_task).options(**options)
 
-    def warm(self, inputs: Sequence[Path] | np.ndarray) -> dict[str, int]:
+    def warm(self, inputs: Sequence[Path] | np.ndarray, read: ReadSettings = DEFAULT_READ) -> dict[str, int]:
         """Fill each node's feature cache once (a shared ``--cache-dir`` makes later nodes read, not extract)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -127,7 +128,7 @@ class RayExecutor:
         inputs_ref = self.ray.put(inputs)
         tasks = [
             self.warm_task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
-                self.runner_ref, inputs_ref, self.cpus
+                self.runner_ref, inputs_ref, read, self.cpus
             )
             for node in nodes
         ]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.splits import SplitData
 from ahl_plugins.evaluation.grid import BASE, KNN, KTH, MEAN, PATCHCORE, Cell
@@ -93,7 +94,7 @@ class DetectorRunner:
             seen.add((cell.model, cell.variant))
             self.make_detector(cell, cell.train_seed)
 
-    def warm(self, inputs: list[Path] | np.ndarray) -> dict[str, int]:
+    def warm(self, inputs: list[Path] | np.ndarray, read: ReadSettings = DEFAULT_READ) -> dict[str, int]:
         """Extract every image of the data set once per extractor into the feature cache.
 
         Every cell then reads its training and test features from the cache.
@@ -118,6 +119,7 @@ class DetectorRunner:
                 batch_size=int(self.config.options.get("extract_batch_size", 32)),
                 device=resolve_device(self.config.device),
                 progress=False,
+                read=read,
             )
             done[name] = len(inputs)
         return done
@@ -127,10 +129,13 @@ class DetectorRunner:
             return self._knn(cell, data)
         detector = self.make_detector(cell, cell.train_seed)
         started = time.perf_counter()
-        detector.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types))
+        detector.fit(
+            data.train_inputs, data.train_labels, anomaly_types=list(data.train_types), read_settings=data.read
+        )
         fitted = time.perf_counter()
-        scores = detector.decision_function(data.test_inputs)
+        scores = detector.decision_function(data.test_inputs, check_drift=False)
         scored = time.perf_counter()
+        drift = test_normals_drift(detector, data, scores)
         from ahl_plugins.evaluation.pixel import detector_pixel_metrics
 
         pixel = detector_pixel_metrics(detector, data.test_inputs, data.test_masks, data.test_types)
@@ -141,7 +146,7 @@ class DetectorRunner:
             score_seconds=scored - fitted,
             train_seconds=seconds.get("train"),
             history=detector.history_,
-            info=dict(detector.fit_info_),
+            info={**detector.fit_info_, **({"data_drift": drift} if drift else {})},
             extractor=extractor_name(cell.model, self.config.extractor, detector.fit_info_.get("input_kind", "vector")),
             pixel=pixel,
         )
@@ -160,7 +165,9 @@ class DetectorRunner:
         if base_cell is not None:
             # The base model's fine-tuned network (read back from the fine-tuning cache when the base cell ran).
             base = self.make_detector(base_cell, data.key.seed)
-            extractor = base.fit(data.train_inputs, data.train_labels, anomaly_types=list(data.train_types)).extractor_
+            extractor = base.fit(
+                data.train_inputs, data.train_labels, anomaly_types=list(data.train_types), read_settings=data.read
+            ).extractor_
         scores = knn_reference(
             data.train_inputs,
             data.train_labels,
@@ -173,6 +180,7 @@ class DetectorRunner:
             cache=FeatureCache(self.config.cache_dir),
             device=resolve_device(self.config.device),
             timings=timings,
+            read=data.read,
         )
         return CellRun(
             scores=scores,
@@ -204,6 +212,7 @@ class DetectorRunner:
             test_masks=data.test_masks,
             test_types=data.test_types,
             timings=timings,
+            read=data.read,
         )
         return CellRun(
             scores=scores,
@@ -217,6 +226,19 @@ class DetectorRunner:
             extractor=extractor_name(model, self.config.extractor, data_kind(data)),
             pixel=pixel,
         )
+
+
+def test_normals_drift(detector: Any, data: SplitData, scores: np.ndarray) -> list[str]:
+    """The drift causes of a cell's test normals against its training data, kept in the cell's info (the driver
+    warns: a worker's or Ray task's warning would be lost). Test normals only: a test set is mostly anomalies
+    by design, so its median score says nothing about drift."""
+    normal = np.flatnonzero(np.asarray(data.test_labels) == 0)
+    if not len(normal):
+        return []
+    inputs = (
+        data.test_inputs[normal] if isinstance(data.test_inputs, np.ndarray) else [data.test_inputs[i] for i in normal]
+    )
+    return detector.drift_report(inputs, np.asarray(scores)[normal]).causes
 
 
 def data_kind(data: SplitData) -> str:

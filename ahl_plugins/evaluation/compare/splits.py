@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
 from ahl_plugins.evaluation.grid import ALL_TYPES, SplitKey
 
@@ -28,6 +29,7 @@ class SplitData:
     test_types: np.ndarray
     test_subtypes: np.ndarray | None = None
     test_masks: list[Path | None] | None = None  # ground-truth mask files (None for normals), when the data have masks
+    read: ReadSettings = DEFAULT_READ  # how the data set's images are read: travels with them into every worker
 
     def counts(self) -> dict[str, Any]:
         """The split's sizes, as the ``results.csv`` columns name them."""
@@ -83,4 +85,5 @@ def split_data(dataset: Any, key: SplitKey) -> SplitData:
         test_types=split.test_types,
         test_subtypes=None if dataset.subtypes is None else dataset.subtypes[split.test_indices],
         test_masks=None if getattr(dataset, "masks", None) is None else [dataset.masks[i] for i in split.test_indices],
+        read=getattr(dataset, "read", DEFAULT_READ),
     )
