@@ -31,7 +31,14 @@ from ahl_plugins.errors import DataError
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
-from builtin_plugins.residual_patch.memory import STATISTICS, THRESHOLD_QUANTILES, map_statistics, nearest_patches
+from builtin_plugins.residual_patch.memory import (
+    STATISTICS,
+    THRESHOLD_QUANTILES,
+    SearchMemo,
+    gather_patches,
+    map_statistics,
+    nearest_patches,
+)
 
 HEAD_NAMES = ("floor", "evidence", "statistics")
 #: calibrated heads, in ``head_center`` / ``head_scale`` order (the floor is calibrated per scale in prepare)
@@ -89,6 +96,8 @@ class ResidualPatchScorer(nn.Module):
         # the learned heads' calibration on the training normals (identity until ``calibrate``)
         self.register_buffer("head_center", torch.zeros(len(LEARNED)))
         self.register_buffer("head_scale", torch.ones(len(LEARNED)))
+        # speed only: the nearest-patch search of samples already searched against this memory (never saved)
+        self.search_memo = SearchMemo()
 
     @staticmethod
     def _name(name: str, scale: int) -> str:
@@ -116,13 +125,16 @@ class ResidualPatchScorer(nn.Module):
                 f"residual_patch scorer: scale {scale} features have {x.shape[1]} channels but the patch memory "
                 f"has {memory.shape[1]}; score with the extractor the model was trained with"
             )
-        return nearest_patches(x, memory, self._buffer("owner", scale).long(), self._buffer("keys", scale))
+        owner, keys = self._buffer("owner", scale).long(), self._buffer("keys", scale)
+        if not self.search_memo.usable(x):
+            return nearest_patches(x, memory, owner, keys)
+        return self.search_memo.search(scale, x, lambda rows: nearest_patches(rows, memory, owner, keys))
 
     def _scale_heads(self, scale: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(calibrated distance map B×H×W, evidence logits B×H×W, standardised statistics B×7)`` of one scale."""
-        distance, nearest = self._search(scale, x)
+        distance, index = self._search(scale, x)
         unit = self.residual_unit[scale]
-        residual = (x - nearest) / unit
+        residual = (x - gather_patches(self._buffer("memory", scale), index, x.dtype)) / unit
         logits = self.evidence_heads[scale](residual, residual.norm(dim=1))
         stats = map_statistics(distance, self._buffer("thresholds", scale))
         stats = (stats - self._buffer("stat_center", scale)) / self._buffer("stat_scale", scale)
@@ -206,6 +218,7 @@ class ResidualPatchScorer(nn.Module):
                 f"residual_patch scorer needs at least 2 training normals (each is scored against the others' "
                 f"patches), got {n}"
             )
+        self.search_memo.clear()
         order = torch.randperm(n, generator=generator, device=generator.device)
         rows = torch.sort(order[: min(n, self.options.calibration_normals)]).values.cpu()
         device = self.floor_center.device
@@ -247,6 +260,7 @@ class ResidualPatchScorer(nn.Module):
         errors: Any,
     ) -> None:
         # the memory buffers are shaped by ``prepare``: take the saved shapes so a fresh scorer loads a fitted one
+        self.search_memo.clear()
         for scale in range(self.spec.n_scales):
             for name in BUFFERS:
                 key = prefix + self._name(name, scale)

@@ -174,3 +174,21 @@ def test_ahl_wraps_it_with_no_code_of_its_own():
     assert [k for k, v in trained.named_parameters() if not torch.equal(before[k], v)]
     scores = score_features(trained, make(5, 13, bump=2))
     assert scores.shape == (5,) and np.isfinite(scores).all()
+
+
+def test_search_memo_changes_no_output_and_is_cleared_with_the_memory():
+    scorer = fitted()
+    test = Features.cat([make(3, 14), make(2, 15, bump=1)]).as_list()
+    with torch.no_grad():
+        first = scorer(test)  # searched, then remembered
+        assert len(scorer.search_memo.entries) >= 2 * 5
+        again = scorer([t[torch.tensor([4, 0, 2])] for t in test])  # all hits, another order
+        scorer.search_memo.clear()
+        fresh = scorer(test)
+    for name in scorer.head_names:
+        assert torch.equal(first[name], fresh[name])
+        assert torch.allclose(again[name], first[name][torch.tensor([4, 0, 2])], atol=1e-5)
+    other = data(20).normals
+    scorer.prepare(other.as_list(), torch.Generator().manual_seed(1))
+    with torch.no_grad():  # a new memory: nothing remembered from the old one survives
+        assert len(scorer.search_memo.entries) == 2 * 20  # the new memory's own calibration searches only
