@@ -129,6 +129,7 @@ def page(args: argparse.Namespace) -> None:
         for name, score, offset in FORMS:
             by[(f"{r['config']}: {name}", r["case"])][r["seed"]] = auroc(labels, form_scores(r, score, offset))
     cases = sorted({r["case"] for r in rows})
+    fitted_seeds = {case: {r["seed"] for r in rows if r["case"] == case} for case in cases}
     names = ["PatchCore-class", "DRA, patch head", "AHL(DRA), patch head"] + [
         f"{c}: {name}" for c in CONFIGS for name, _, _ in FORMS if any(r["config"] == c for r in rows)
     ]
@@ -163,8 +164,9 @@ def page(args: argparse.Namespace) -> None:
         "| row | " + " | ".join(cases) + " |",
         "|---|" + "---|" * len(cases),
     ]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(cell(by.get((name, c), {})) for c in cases) + " |")
+    for name in names:  # every row on the seeds this model was fitted on, so the means compare like with like
+        cells = [cell({k: v for k, v in by.get((name, c), {}).items() if k in fitted_seeds[c]}) for c in cases]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Paired against PatchCore-class (same case and seed): mean [95% CI] verdict",
