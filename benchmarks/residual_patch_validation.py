@@ -90,6 +90,8 @@ def form_scores(row: dict, image_score: ImageScore, offset: float) -> np.ndarray
 def run(args: argparse.Namespace) -> None:
     rows = open_rows(args, key=lambda r: (r["config"], r["case"], r["seed"]))
     for case in sorted(image_cases(args.seeds, comma_list(args.families)), key=lambda c: (c.seed, c.name)):
+        if case.seed < args.from_seed:
+            continue
         for config in comma_list(args.configs):
             if (config, case.name, case.seed) in rows:
                 continue
@@ -202,8 +204,36 @@ def page(args: argparse.Namespace) -> None:
             pooled += d
             cells.append(interval(d))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {interval(pooled)} |")
+    lines += decision_lines(by, cases)
     lines += cost_lines(rows, cases)
     write_page(args.page, lines + [""], machine="other jobs running beside it (fit seconds are indicative).")
+
+
+def decision_lines(by: dict[tuple[str, str], dict[int, float]], cases: list[str]) -> list[str]:
+    """What the defaults are, and the rows behind them (the choice itself is argued in docs/deviations.md)."""
+    from builtin_plugins.residual_patch import ResidualPatchOptions
+
+    defaults = ResidualPatchOptions()
+    chosen = [n for n, s, o in FORMS if s == defaults.image_score and o == defaults.evidence_offset]
+    lines = [
+        "",
+        "## The defaults",
+        "",
+        (
+            f"`image_score={defaults.image_score!r}`, `evidence_offset={defaults.evidence_offset:g}`: the row "
+            f"*default: {chosen[0] if chosen else '(not among the forms above)'}*."
+        ),
+    ]
+    if chosen:
+        for case in cases:
+            a, b = by.get((f"default: {chosen[0]}", case), {}), by.get(("default: floor", case), {})
+            d = [a[k] - b[k] for k in sorted(set(a) & set(b))]
+            if d:
+                lines.append(
+                    f"- `{case}`: {np.mean(list(a.values())):.3f} against its floor {np.mean(list(b.values())):.3f}; "
+                    f"per seed {', '.join(f'{v:+.3f}' for v in d)}"
+                )
+    return lines
 
 
 def cost_lines(rows: list[dict], cases: list[str]) -> list[str]:
@@ -246,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--families", default="mt,elpv")
     parser.add_argument("--configs", default="default")
+    parser.add_argument("--from-seed", type=int, default=0, help="skip the seeds below (a second run beside a first)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.report_only:
