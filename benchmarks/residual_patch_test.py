@@ -84,9 +84,16 @@ def run(args: argparse.Namespace) -> None:
 
 
 def page(args: argparse.Namespace) -> None:
+    from ahl_plugins.evaluation.metrics import auc_roc
     from ahl_plugins.evaluation.significance import paired_interval
+    from benchmarks.residual_patch_validation import form_scores
+    from builtin_plugins.residual_patch import ResidualPatchOptions
 
+    defaults = ResidualPatchOptions()
     ours = {(r["data"], r["seed"]): r for r in read_rows(args.results)}
+    for r in ours.values():  # today's default image score, from the stored heads (rows keep the form they ran)
+        scores = form_scores(r, defaults.image_score, defaults.evidence_offset)
+        r["auc_roc"] = float(auc_roc(np.asarray(r["test_labels"]), scores))
     reference = {
         (r["data"], r["seed"]): r
         for r in read_rows(RESULTS / "reference_rows")
@@ -99,7 +106,8 @@ def page(args: argparse.Namespace) -> None:
         "Made by `" + command("residual_patch_test", ["--seeds", str(args.seeds), "--threads", "1"]) + "`; rows in "
         "`benchmarks/results/residual_patch_test/`. General setting, M = 10, the results' splits and seeds; "
         "PatchCore-class: `benchmarks/results/reference_rows/` on the same splits. The model runs with its defaults "
-        "(chosen on validation: `docs/benchmarks/residual_patch_validation.md`). *− PatchCore-class*: paired per "
+        f"(chosen on validation: `docs/benchmarks/residual_patch_validation.md`; image score `{defaults.image_score}`, "
+        f"offset {defaults.evidence_offset:g}, recomputed from the stored heads). *− PatchCore-class*: paired per "
         "seed, 95% t interval and verdict. Pixel metrics: maps smoothed as the reference smooths its own.",
         "",
         "| data | metric | residual_patch | PatchCore-class | − PatchCore-class |",

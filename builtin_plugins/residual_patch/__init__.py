@@ -28,14 +28,17 @@ class ResidualPatchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_score: ImageScore = Field(
-        "floor_statistics",
+        "floor_evidence",
         description="how the heads make the image score: floor (the calibrated label-free max-patch distance alone) "
         "| floor_evidence / floor_statistics / floor_both (the floor plus the non-negative part of the calibrated "
         "learned term(s) beyond evidence_offset spreads: labels add evidence, never subtract) | statistics / "
         "evidence (the learned term alone, no floor; for validation). Chosen on validation, docs/deviations.md",
     )
     evidence_offset: float = Field(
-        0.0, ge=0, description="spreads of the training normals a learned term must exceed before it adds to the floor"
+        2.0,
+        ge=0,
+        description="spreads of the training normals a learned term must exceed before it adds to the floor (the "
+        "heads were trained on those normals, so new normals spread wider; chosen on validation)",
     )
     evidence_weight: float = Field(1.0, gt=0, description="weight of the learned term(s) added to the floor")
     topk_ratio: float = Field(0.1, gt=0, le=1, description="share of positions the evidence head's MIL pools")

@@ -43,6 +43,8 @@ from builtin_plugins.residual_patch.memory import (
 HEAD_NAMES = ("floor", "evidence", "statistics")
 #: calibrated heads, in ``head_center`` / ``head_scale`` order (the floor is calibrated per scale in prepare)
 LEARNED = ("evidence", "statistics")
+#: in spreads below the centre: a learned head's map entry that adds nothing to the floor
+NO_EVIDENCE = 1e6
 PROJECTION_DIM = 64  # the coreset's random projection, as the PatchCore-class reference
 BUFFERS = ("memory", "owner", "keys", "thresholds", "stat_center", "stat_scale")
 
@@ -158,9 +160,14 @@ class ResidualPatchScorer(nn.Module):
         }
 
     def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Per scale: the calibrated distance map (``floor``), the evidence logits per position and the
-        statistics classifier's image score (``(B,)``, constant over the image); ``combine`` turns them into
-        the map on the image score's scale."""
+        """Per scale: the calibrated distance map (``floor``) and the evidence logits per position; ``combine``
+        turns them into the map on the image score's scale.
+
+        The statistics classifier says *whether* an image is anomalous, not where: added to a map it would raise
+        every pixel of the image alike (normal pixels of a flagged image above defect pixels of another), so its
+        map entry is a value that adds nothing (``(B,)``, far below its calibrated centre), except with
+        ``image_score="statistics"``, where it is the score itself, constant over the image.
+        """
         check_map_features(self.spec, features, "residual_patch scorer")
         self._require_prepared()
         maps = []
@@ -170,6 +177,9 @@ class ResidualPatchScorer(nn.Module):
             per_scale.append({"floor": floor_map, "evidence": logits})
             stats.append(scale_stats)
         statistics = self.classifier(torch.cat(stats, dim=1)).squeeze(-1)
+        if self.options.image_score != "statistics":
+            silent = self.head_center[1] - NO_EVIDENCE * self.head_scale[1]
+            statistics = torch.full_like(statistics, float(silent))
         for scale_maps in per_scale:
             maps.append({**scale_maps, "statistics": statistics})
         return maps

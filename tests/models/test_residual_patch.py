@@ -82,7 +82,7 @@ def test_floor_is_the_patchcore_class_score_and_the_score_never_goes_below_it():
     )
     combined = scorer.combine(heads)
     assert (combined >= heads["floor"] - 1e-6).all()
-    silent = dict(heads, statistics=torch.full_like(heads["statistics"], -1e3))
+    silent = {**heads, **{name: torch.full_like(heads[name], -1e3) for name in ("evidence", "statistics")}}
     assert torch.equal(scorer.combine(silent), heads["floor"])  # no learned evidence: the score is the floor
 
 
@@ -192,3 +192,15 @@ def test_search_memo_changes_no_output_and_is_cleared_with_the_memory():
     scorer.prepare(other.as_list(), torch.Generator().manual_seed(1))
     with torch.no_grad():  # a new memory: nothing remembered from the old one survives
         assert len(scorer.search_memo.entries) == 2 * 20  # the new memory's own calibration searches only
+
+
+def test_maps_leave_out_the_image_level_statistics_term():
+    scorer = fitted(image_score="floor_statistics", evidence_offset=0.0)
+    test = make(3, 16, bump=2).as_list()
+    with torch.no_grad():
+        heads = scorer(test)
+        per_scale = scorer.head_maps(test)
+        maps = dict(per_scale[0], statistics=per_scale[0]["statistics"][:, None, None])  # (B,): constant per image
+        combined = scorer.combine(maps)
+    assert torch.allclose(combined, per_scale[0]["floor"])  # the map is the floor's: where, not whether
+    assert (scorer.combine(heads) >= heads["floor"]).all()
