@@ -30,6 +30,7 @@ def fit_score(dataset, split, seed: int) -> dict:
     from ahl_plugins.evaluation.pixel import METRIC_MAX_SIDE, evaluate_maps
     from ahl_plugins.maps import fit_within, iter_maps
     from ahl_plugins.training.scoring import head_scores
+    from builtin_plugins.residual_patch.scorer import ResidualPatchScorer
 
     train = [dataset.inputs[i] for i in split.train_indices]
     test = [dataset.inputs[i] for i in split.test_indices]
@@ -39,7 +40,7 @@ def fit_score(dataset, split, seed: int) -> dict:
     fitted = time.perf_counter()
     features = detector.features(test)
     extracted = time.perf_counter()
-    scorer = cast(torch.nn.Module, detector.scorer_)
+    scorer = cast(ResidualPatchScorer, detector.scorer_)
     heads = head_scores(scorer, features)
     scores = scorer.combine({k: torch.from_numpy(v) for k, v in heads.items()}).numpy()
     scored = time.perf_counter()
@@ -49,8 +50,8 @@ def fit_score(dataset, split, seed: int) -> dict:
         "image_score": scorer.options.image_score,
         # the raw heads and the calibration, so every image-score form can be measured without refitting
         "heads": {name: np.round(values, 6).tolist() for name, values in heads.items()},
-        "head_center": cast(torch.Tensor, scorer.head_center).tolist(),
-        "head_scale": cast(torch.Tensor, scorer.head_scale).tolist(),
+        "head_center": scorer.head_center.tolist(),
+        "head_scale": scorer.head_scale.tolist(),
         "test_labels": [int(v) for v in split.test_labels],
         "fit_seconds": fitted - started,
         "score_seconds": scored - extracted,
