@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "builtin_plugins.losses",
     "builtin_plugins.devnet",
     "builtin_plugins.dra",
+    "builtin_plugins.residual_patch",
     "builtin_plugins.estimators",
 )
 
