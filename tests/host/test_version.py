@@ -36,10 +36,12 @@ def test_setuptools_reads_the_same_version_without_importing_the_package():
 
 
 def test_installed_metadata_agrees_when_this_checkout_is_the_installed_one():
-    try:
-        dist = importlib.metadata.distribution("ahl-plugins")
-    except importlib.metadata.PackageNotFoundError:
+    # pytest's pythonpath puts the checkout first, where an editable install leaves a bare egg-info (no
+    # direct_url.json); the installed distribution is the one pip recorded its source for
+    installed = [d for d in importlib.metadata.distributions(name="ahl-plugins") if d.read_text("direct_url.json")]
+    if not installed:
         pytest.skip("ahl-plugins is not installed (pip install -e .); only the source version can be read")
+    dist = installed[0]
     direct = json.loads(dist.read_text("direct_url.json") or "{}")
     installed_from = Path(unquote(urlparse(direct.get("url", "")).path)) if direct.get("url") else None
     if installed_from is None or installed_from.resolve() != ROOT:
