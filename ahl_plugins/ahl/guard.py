@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ahl_plugins.ahl.options import AHLOptions
-from ahl_plugins.ahl.trainer import EstimatorFactory, train_ahl
+from ahl_plugins.ahl.trainer import EstimatorFactory, base_loop_options, train_ahl
 from ahl_plugins.contracts import GeneralizabilityEstimator, Loss
 from ahl_plugins.features.store import Features
 from ahl_plugins.training.base import train_base
@@ -88,16 +88,7 @@ def holdout_split(data: TrainingData, share: float, seed: int) -> tuple[Training
 
 def base_options(options: AHLOptions) -> TrainOptions:
     """The base loop at AHL's update budget (``outer_lr × outer steps / batches per epoch``, same decay)."""
-    return TrainOptions(
-        epochs=options.epochs,
-        batch_size=options.batch_size,
-        batches_per_epoch=options.batches_per_epoch,
-        lr=options.outer_lr * options.n_outer_steps / options.batches_per_epoch,
-        weight_decay=options.weight_decay,
-        lr_step=options.lr_step,
-        lr_gamma=options.lr_gamma,
-        grad_clip=options.grad_clip,
-    )
+    return base_loop_options(options, options.epochs)
 
 
 def evidence(scorer: ScorerModule, normals: Features, pseudo: Features, device: torch.device | str) -> float:

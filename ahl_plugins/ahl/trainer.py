@@ -326,8 +326,13 @@ def _warm_start(
     ``n_outer_steps``, so its lr is ``outer_lr × n_outer_steps /
     batches_per_epoch`` (2e-4 under the defaults: the base model's own).
     """
-    base = TrainOptions(
-        epochs=options.warm_epochs,
+    return train_base(scorer, loss, data, base_loop_options(options, options.warm_epochs), seed=seed, device=device)
+
+
+def base_loop_options(options: AHLOptions, epochs: int) -> TrainOptions:
+    """The base loop at AHL's update budget for ``epochs`` epochs (shared by the warm start and the guard)."""
+    return TrainOptions(
+        epochs=epochs,
         batch_size=options.batch_size,
         batches_per_epoch=options.batches_per_epoch,
         lr=options.outer_lr * options.n_outer_steps / options.batches_per_epoch,
@@ -336,7 +341,6 @@ def _warm_start(
         lr_gamma=options.lr_gamma,
         grad_clip=options.grad_clip,
     )
-    return train_base(scorer, loss, data, base, seed=seed, device=device)
 
 
 def _task_references(scorer: ScorerModule, taskset: TaskSet) -> dict[str, torch.Tensor]:
