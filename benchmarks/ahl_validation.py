@@ -260,7 +260,7 @@ CONFIGS: dict[str, tuple[bool, dict[str, Any], str]] = {
     ),
     "ahl_guard": (
         True,
-        {},
+        {"guard_tolerance": 0.05},
         "AHL, the defaults of issue 31 with the guard (20% held out to decide, tolerance 0.05, the chosen model "
         "refitted on all the data)",
     ),

@@ -185,10 +185,12 @@ class AHLOptions(BaseModel):
         0.2, gt=0.0, lt=0.5, description="share of the normals and of each pseudo pool the guard holds out"
     )
     guard_tolerance: float = Field(
-        0.05,
+        0.0,
         ge=0.0,
         le=1.0,
-        description="how far AHL's held-out AUC may fall below the base loop's before it falls back",
+        description="how far AHL's held-out AUC may fall below the base loop's before it falls back (0: AHL must do "
+        "at least as well as the base loop on the held-out part; chosen on validation, "
+        "docs/benchmarks/guard_tolerance.md)",
     )
     guard_refit: bool = Field(
         True,

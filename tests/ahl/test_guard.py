@@ -54,6 +54,9 @@ def test_decide_falls_back_only_beyond_the_tolerance():
     assert guard.decide(0.80, 0.90, 0.05)[0] == "base"
     assert guard.decide(0.86, 0.90, 0.05)[0] == "ahl"
     assert guard.decide(0.95, 0.90, 0.05)[0] == "ahl"
+    # the default tolerance 0: AHL must be at least as good as the base loop on the held-out part; a tie keeps it
+    assert guard.decide(0.89, 0.90, 0.0)[0] == "base"
+    assert guard.decide(0.90, 0.90, 0.0)[0] == "ahl"
 
 
 def test_holdout_keeps_every_labelled_anomaly_and_splits_normals_and_pools():
@@ -68,7 +71,7 @@ def test_holdout_keeps_every_labelled_anomaly_and_splits_normals_and_pools():
 
 
 def test_guard_records_its_choice_and_keeps_ahl_when_it_generalises():
-    _, history = _run(AHLOptions(**FAST))
+    _, history = _run(AHLOptions(**FAST, guard_tolerance=0.05))
     record = history["guard"]
     json.dumps(record)
     assert record["enabled"] and record["chosen"] in ("ahl", "base")
@@ -80,7 +83,7 @@ def test_guard_records_its_choice_and_keeps_ahl_when_it_generalises():
 
 def test_a_guarded_fit_that_keeps_ahl_scores_as_the_unguarded_fit():
     data = vector_data(n_normals=90, pools={"left": 30, "right": 30})
-    guarded, history = _run(AHLOptions(**FAST), data)
+    guarded, history = _run(AHLOptions(**FAST, guard_tolerance=0.05), data)
     assert history["guard"]["chosen"] == "ahl"
     plain, _ = _run(AHLOptions(**FAST, guard=False), data)
     x = data.normals.as_list()

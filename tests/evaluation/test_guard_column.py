@@ -21,7 +21,12 @@ def test_an_ahl_fit_records_the_guard_and_guard_false_turns_it_off():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(120, 6)), rng.normal(size=(4, 6)) + 4.0]).astype(np.float32)
     y = np.r_[np.zeros(120), np.ones(4)].astype(int)
-    fast = {"epochs": 2, "batches_per_epoch": 2, "n_pseudo": 60, "use_cache": False}
+    fast = {
+        "epochs": 2,
+        "batches_per_epoch": 20,
+        "n_pseudo": 60,
+        "use_cache": False,
+    }  # 20 batches: the guard's base loop (at AHL's update budget) is then the plain base loop
     guarded = OSADDetector("devnet", ahl=True, seed=0, **fast).fit(x, y)
     record = guarded.fit_info_["guard"]
     assert record["enabled"] and record["chosen"] in ("ahl", "base")
