@@ -109,7 +109,8 @@ def compare_parts(data_root: Path) -> dict[str, list[Part]]:
         "general setting and with poly cells seen (unequal normal clusters): docs/when_ahl_hurts.md.",
     )
     m1 = (
-        "M = 1: one labelled anomaly (the AHL paper's second protocol); HADG puts it in every task's support and query."
+        "M = 1: one labelled anomaly (the AHL paper's second protocol). HADG puts it and the pseudo anomalies in the "
+        "query sets only (the paper: in every support and query set; docs/when_ahl_hurts.md), and AHL is guarded."
     )
     return {
         "mt": [
