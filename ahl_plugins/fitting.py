@@ -166,6 +166,7 @@ def fit_components(
         "n_seen": int(len(seen_idx)),
         "seen_types": {t: types.count(t) for t in sorted(set(types))},
         "pseudo": {name: len(pool) for name, pool in pseudo.items()},
+        "position_labels": _position_summary(data) if takes_position_labels(parts.loss()) else None,
         "scorer": resolved.spec.scorer,
         "n_tasks": history.get("n_tasks") if isinstance(history, dict) else None,
         "guard": _guard_summary(history) if config.ahl else None,
@@ -189,6 +190,16 @@ def fit_components(
         encoder,
     )
     return Fitted(extractor, scorer, history, threshold, info, profile)
+
+
+def _position_summary(data: TrainingData) -> dict[str, Any]:
+    """How many training anomalies brought a pixel mask to a loss that takes per-position labels."""
+    known = 0 if data.seen_masks is None else int((~torch.isnan(data.seen_masks).flatten(1).any(1)).sum())
+    return {
+        "seen_with_mask": known,
+        "seen": len(data.seen),
+        "pseudo_with_mask": {name: len(masks) for name, masks in sorted(data.pseudo_masks.items())},
+    }
 
 
 def _guard_summary(history: Any) -> dict[str, Any] | None:

@@ -496,7 +496,7 @@ def scorer_suite(
     with checker.guard("scorer.heads", "forward(features) in train mode", kind):
         heads = forward_seeded(scorer, features, seed, device)
     _check_heads(checker, scorer, heads, features, kind)
-    fn = loss_fn or surrogate_loss(scorer)
+    fn: Callable[..., torch.Tensor] = loss_fn or surrogate_loss(scorer)
     if takes_position_labels(fn):  # image labels only here; per-position labels: the loss.positions check
         fn = functools.partial(fn, positions={})
     _check_gradients(checker, scorer, fn, features, labels, seed, device, kind, loss_label)
