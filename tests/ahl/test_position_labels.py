@@ -184,3 +184,20 @@ def test_labels_of_every_kind_reach_the_declaring_loss():
         RowScorer(data.normals.spec), loss, data, TrainOptions(epochs=1, batches_per_epoch=1, batch_size=30), seed=1
     )
     assert loss.rows == 30 and not loss.mismatches
+
+
+def test_the_guards_holdout_keeps_each_pseudo_anomaly_with_its_mask():
+    from ahl_plugins.ahl.guard import holdout_split
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 3, SIDE, SIDE, generator=g)
+    x[:, 0, 0, 0] = torch.arange(60, dtype=torch.float32)
+    f = Features((x,))
+    masks = torch.stack([one_cell(i) for i in range(30)])  # pseudo sample i (row 30 + i): cell i % 16
+    data = TrainingData(f[range(30)], f[range(0)], {"a": f[range(30, 60)]}, (), None, {"a": masks})
+    split = holdout_split(data, 0.4, seed=0)
+    assert not isinstance(split, str)
+    kept = split[0]
+    assert len(kept.pseudo["a"]) == 18 and kept.pseudo_masks["a"].shape == (18, SIDE, SIDE)
+    ids = kept.pseudo["a"].scales[0][:, 0, 0, 0].round().long() - 30
+    assert torch.equal(kept.pseudo_masks["a"], masks[ids])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from plugin_kit_components import TinyScorer, bare_manager, good_plugin, logistic_loss
 
 from ahl_plugins import ModelSpec
-from ahl_plugins.testing import ContractError, check_loss, check_model
+from ahl_plugins.testing import ContractError, check_loss, check_model, check_scorer
 
 
 class MapScorer(TinyScorer):
@@ -100,3 +100,20 @@ def test_a_scorer_that_does_not_return_its_position_heads_fails():
         check_model("position_model", manager_with(ForgetfulScorer, PositionLogistic()), kinds=["map"])
     assert caught.value.requirement == "scorer.position-heads"
     assert "score_map" in caught.value.detail
+
+
+def test_the_template_declares_position_labels_only_when_its_option_asks(tmp_path, monkeypatch):
+    import importlib
+
+    from ahl_plugins.templates import write_plugin_package
+
+    write_plugin_package("mask_probe", tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "ahl-plugin-mask-probe" / "src"))
+    plugin = importlib.import_module("ahl_plugin_mask_probe.plugin")
+    manager = bare_manager()
+    manager.register_plugin(good_plugin(), "good")
+    manager.register_plugin(plugin, "mask_probe")
+    assert not manager.get("losses", "mask_probe").build().uses_position_labels
+    report = check_loss("mask_probe", manager, options={"position_weight": 1.0})
+    assert "loss.positions" in report.passed
+    assert "scorer.position-heads [map]" in check_scorer("mask_probe", manager, kinds=["map"]).passed
