@@ -29,6 +29,8 @@ if TYPE_CHECKING:
         def calibrate(self, normal_features: Sequence[torch.Tensor]) -> None: ...
         def task_buffers(self, support_normals: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
+        position_heads: tuple[str, ...]
+
 
 LABEL_NORMAL = 0
 LABEL_SEEN = 1
@@ -125,6 +127,11 @@ class Scorer(Protocol):
       AHL computes them once per training sample and passes them back as
       ``forward(features, fixed=...)`` when it scores every task's base model,
       instead of one search per task and epoch (docs/models.md).
+    - ``position_heads: tuple[str, ...]``: names of per-position head maps the scorer adds to its dict when
+      called as ``forward(features, positions=True)``, each ``B×h×w`` (its own ``h×w`` per name, e.g. one
+      per scale). Trainers ask for them only when the loss declares :attr:`PositionLoss.uses_position_labels`,
+      and pass per-position labels at each map's resolution under the same names (docs/plugins.md, "Pixel
+      masks"). Without the keyword, ``forward`` returns only the ``(B,)`` heads, as every scorer does.
     """
 
     head_names: tuple[str, ...]
@@ -143,6 +150,40 @@ class Scorer(Protocol):
 
 
 Loss = Callable[["Mapping[str, torch.Tensor]", "torch.Tensor"], "torch.Tensor"]
+
+#: a per-position label of a labelled anomaly without a ground-truth mask: unknown (NaN), so the loss leaves
+#: the position to what the image label teaches (e.g. top-k MIL)
+POSITION_UNKNOWN = float("nan")
+
+
+@runtime_checkable
+class PositionLoss(Protocol):
+    """A loss that also takes per-position labels: it says so with ``uses_position_labels = True``.
+
+    Called as ``loss(heads, labels, positions=...)``: ``heads`` holds the scorer's ``(B,)`` heads plus its
+    ``position_heads`` maps (``B×h×w``); ``positions`` maps each of those names to a float ``B×h×w`` target
+    at that map's resolution: 1 where the sample's mask (a labelled anomaly's ground truth, a pseudo
+    anomaly's generator mask) covers any part of the position's cell (max pooling), 0 elsewhere and at every
+    position of a normal, NaN (:data:`POSITION_UNKNOWN`) at every position of an anomaly without a mask.
+    ``positions`` is empty when the scorer has no ``position_heads``, and during end-to-end fine-tuning.
+    A loss without the attribute (or with it False) is called exactly as :data:`Loss`; the attribute may be
+    set per instance (e.g. only when an option turns per-position supervision on).
+    """
+
+    uses_position_labels: bool
+
+    def __call__(
+        self,
+        heads: Mapping[str, torch.Tensor],
+        labels: torch.Tensor,
+        *,
+        positions: Mapping[str, torch.Tensor],
+    ) -> torch.Tensor: ...
+
+
+def takes_position_labels(loss: object) -> bool:
+    """Whether ``loss`` declared per-position labels (``uses_position_labels`` is exactly True)."""
+    return getattr(loss, "uses_position_labels", False) is True
 
 
 class PseudoAnomalyGenerator(ABC):

@@ -151,12 +151,17 @@ class OSADDetector:
         anomaly_types: Sequence[str] | None = None,
         *,
         read_settings: ReadSettings | None = None,
+        masks: Sequence[str | Path | None] | None = None,
     ) -> OSADDetector:
         """Train on normals (``y == 0``) and labelled anomalies (``y == 1``).
 
         Images are read with ``read_settings``, else an ``OSADDataset``'s own (``X.read``: the bit depth its
         folder was read at), else at their container's depth; the model keeps them in its data profile and
-        reads every image it scores the same way."""
+        reads every image it scores the same way.
+
+        ``masks``: one ground-truth pixel mask file (or None) per image, else an ``OSADDataset``'s own
+        (``X.masks``, MVTec layout ``ground_truth/``). The labelled anomalies' masks reach a loss that takes
+        per-position labels (docs/plugins.md, "Pixel masks"); other models ignore them."""
         encoder = fit_encoder(X)
         inputs, kind = coerce(X, encoder)
         normal_idx, seen_idx, types = training_labels(X, y, anomaly_types, len(inputs))
@@ -172,6 +177,7 @@ class OSADDetector:
             self.config.contamination,
             read=read,
             encoder=encoder is not None,
+            masks=masks if masks is not None else (X.masks if isinstance(X, OSADDataset) else None),
         )
         self.extractor_, self.scorer_, self.history_ = fitted.extractor, fitted.scorer, fitted.history
         self.threshold_, self.fit_info_, self.encoder_ = fitted.threshold, fitted.info, encoder

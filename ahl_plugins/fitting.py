@@ -4,15 +4,18 @@ base loop or AHL. The detector calls :func:`fit_components` and keeps what it re
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ahl_plugins.components import Components
-from ahl_plugins.contracts import FeatureExtractor, InputKind
+from ahl_plugins.contracts import FeatureExtractor, InputKind, takes_position_labels
 from ahl_plugins.data.image_stats import batch_stats
+from ahl_plugins.data.masks import MASK_GRID, training_mask
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import DataError
@@ -25,6 +28,7 @@ from ahl_plugins.features.pipeline import (
     image_size_of,
     load_images,
     make_pseudo_anomalies,
+    make_pseudo_masks,
 )
 from ahl_plugins.features.store import Features
 from ahl_plugins.inputs import Inputs
@@ -96,9 +100,13 @@ def fit_components(
     contamination: float,
     read: ReadSettings = DEFAULT_READ,
     encoder: bool = False,
+    masks: Sequence[str | Path | None] | None = None,
 ) -> Fitted:
     """Train the configured model on ``inputs`` (normals at ``normal_idx``, labelled anomalies at ``seen_idx``;
-    images read with ``read``), and profile its training data (``encoder``: raw tables go through one)."""
+    images read with ``read``), and profile its training data (``encoder``: raw tables go through one).
+
+    ``masks``: one ground-truth mask file (or None) per input; the labelled anomalies' masks, and the image
+    pseudo anomalies' masks, are read only when the loss takes per-position labels (docs/plugins.md)."""
     config, resolved = parts.config, parts.resolved
     started = time.perf_counter()
     device = runtime.torch_device
@@ -113,7 +121,12 @@ def fit_components(
     normals, seen = features[normal_idx], features[seen_idx]
     normal_inputs = [inputs[i] for i in normal_idx] if kind == "image" else inputs[normal_idx]
     pseudo = _pseudo_anomalies(parts, runtime, extractor, kind, normal_inputs, normals, read)
-    data = TrainingData(normals, seen, pseudo, tuple(types))
+    seen_masks, pseudo_masks = None, {}
+    if kind == "image" and takes_position_labels(parts.loss()):
+        assert isinstance(inputs, list)  # image inputs are paths
+        seen_masks = seen_training_masks(inputs, seen_idx, masks, image_size_of(extractor))
+        pseudo_masks = _pseudo_masks(parts, runtime, extractor, normal_inputs, read)
+    data = TrainingData(normals, seen, pseudo, tuple(types), seen_masks, pseudo_masks)
     extracted = time.perf_counter()
 
     scorer = parts.scorer(features.spec)
@@ -153,6 +166,7 @@ def fit_components(
         "n_seen": int(len(seen_idx)),
         "seen_types": {t: types.count(t) for t in sorted(set(types))},
         "pseudo": {name: len(pool) for name, pool in pseudo.items()},
+        "position_labels": _position_summary(data) if takes_position_labels(parts.loss()) else None,
         "scorer": resolved.spec.scorer,
         "n_tasks": history.get("n_tasks") if isinstance(history, dict) else None,
         "guard": _guard_summary(history) if config.ahl else None,
@@ -176,6 +190,16 @@ def fit_components(
         encoder,
     )
     return Fitted(extractor, scorer, history, threshold, info, profile)
+
+
+def _position_summary(data: TrainingData) -> dict[str, Any]:
+    """How many training anomalies brought a pixel mask to a loss that takes per-position labels."""
+    known = 0 if data.seen_masks is None else int((~torch.isnan(data.seen_masks).flatten(1).any(1)).sum())
+    return {
+        "seen_with_mask": known,
+        "seen": len(data.seen),
+        "pseudo_with_mask": {name: len(masks) for name, masks in sorted(data.pseudo_masks.items())},
+    }
 
 
 def _guard_summary(history: Any) -> dict[str, Any] | None:
@@ -247,6 +271,45 @@ def _finetune(
         progress=runtime.progress,
     )
     return scorer, result
+
+
+def seen_training_masks(
+    inputs: Sequence[Path], seen_idx: np.ndarray, masks: Sequence[str | Path | None] | None, side: int
+) -> torch.Tensor | None:
+    """``n_seen×g×g`` masks of the labelled anomalies (NaN rows where one has none); None when none has one."""
+    if masks is None:
+        return None
+    if len(masks) != len(inputs):
+        raise DataError(
+            f"masks must give one entry (a mask file or None) per input: got {len(masks)} for {len(inputs)} inputs. "
+            "Pass masks aligned with X (None for images without a mask), or leave masks out"
+        )
+    chosen = [masks[int(i)] for i in seen_idx]
+    if all(m is None for m in chosen):
+        return None
+    side_g = min(MASK_GRID, int(side))
+    rows = [
+        training_mask(m, inputs[int(i)], side) if m is not None else torch.full((side_g, side_g), float("nan"))
+        for i, m in zip(seen_idx, chosen, strict=True)
+    ]
+    return torch.stack(rows)
+
+
+def _pseudo_masks(
+    parts: Components,
+    runtime: Runtime,
+    extractor: FeatureExtractor,
+    normal_inputs: Any,
+    read: ReadSettings,
+) -> dict[str, torch.Tensor]:
+    """Each image generator's masks of the pseudo anomalies :func:`_pseudo_anomalies` made (same seeds)."""
+    n_pseudo = parts.config.n_pseudo
+    if n_pseudo == 0:
+        return {}
+    return {
+        name: make_pseudo_masks(extractor, generator, normal_inputs, n_pseudo, seed, cache=runtime.cache(), read=read)
+        for name, generator, seed in parts.pseudo_generators(extractor, "image")
+    }
 
 
 def _pseudo_anomalies(

@@ -51,6 +51,11 @@ def ahl_register_scorers(register: Register) -> None:
     anomalous). All state that changes the output must be a parameter or a
     buffer, so that ``torch.func.functional_call`` can swap it: the AHL learner
     relies on that to adapt copies of the heads.
+
+    A scorer may also draw per-position head maps for training: it lists their
+    names in ``position_heads`` and adds them (``B×h×w`` each) when called as
+    ``forward(features, positions=True)``; see
+    :class:`~ahl_plugins.contracts.Scorer` and docs/plugins.md ("Pixel masks").
     """
 
 
@@ -64,6 +69,14 @@ def ahl_register_losses(register: Register) -> None:
     ``(B,)`` integer tensor with 0 normal, 1 seen anomaly, 2 pseudo anomaly.
     The loss must be differentiable in the head scores and pure (no hidden
     randomness per call), so meta-gradients are well defined.
+
+    A loss that sets ``uses_position_labels = True`` is called as
+    ``loss(heads, labels, positions=...)`` instead: ``positions`` maps each of
+    the scorer's ``position_heads`` to a ``B×h×w`` float target (1 defect, 0
+    clean, NaN unknown: a labelled anomaly without a mask), built from the
+    ground-truth masks of labelled anomalies and the masks of image pseudo
+    anomalies (:class:`~ahl_plugins.contracts.PositionLoss`). Losses without
+    the attribute get exactly ``loss(heads, labels)``.
     """
 
 
@@ -87,7 +100,8 @@ def ahl_register_pseudo_anomaly_generators(register: Register) -> None:
     ``generate(x, pool, generator)`` returns ``(anomalies, mask)``: images are
     ``B×3×S×S`` in ``[0, 1]`` before normalisation, vectors ``B×D`` features;
     the output must depend only on its inputs and the seeded
-    ``torch.Generator``.
+    ``torch.Generator``. An image generator's mask is its pseudo anomaly's
+    per-pixel label for losses that take per-position labels.
     """
 
 

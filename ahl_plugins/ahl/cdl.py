@@ -42,6 +42,7 @@ from ahl_plugins.ahl.hadg import TaskSet
 from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import AHLError
 from ahl_plugins.training.batches import balanced_indices
+from ahl_plugins.training.positions import Positions, Supervision
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -140,11 +141,14 @@ class MetaLearner:
         vectorize: bool = True,
         inner_update: str = "sgd",
         support_weight: float = 0.0,
+        supervision: Supervision | None = None,
     ) -> None:
         if inner_update not in INNER_UPDATES:
             raise AHLError(f"inner_update must be one of {list(INNER_UPDATES)}, got {inner_update!r}")
         self.scorer = scorer
         self.loss = loss
+        #: how the loss is called: per-position targets, gathered by the tasks' rows, for a loss that declares them
+        self.supervision = supervision or Supervision(loss)
         self.inner_steps = int(inner_steps)
         self.inner_lr = float(inner_lr)
         self.inner_update = inner_update
@@ -168,12 +172,18 @@ class MetaLearner:
         return consts
 
     # -- one task, two implementations ---------------------------------------------------------------------
-    def _task_func(self, params: Params, consts: Params, task_consts: Params, sx, sy, qx, qy):
+    def _loss(self, p: Params, consts: Params, x, y, positions: Positions) -> torch.Tensor:
+        """The loss of the heads with parameters ``p`` on one batch (per-position targets where declared)."""
+        supervision = self.supervision
+        heads = functional_call(self.scorer, (p, consts), (x,), supervision.forward_kwargs)
+        return supervision(heads, y, positions)
+
+    def _task_func(self, params: Params, consts: Params, task_consts: Params, sx, sy, sp, qx, qy, qp):
         """Adapt and take the query loss with torch.func (vmappable)."""
         consts = {**consts, **task_consts}
 
         def support_loss(p: Params) -> torch.Tensor:
-            return self.loss(functional_call(self.scorer, (p, consts), (sx,)), sy)
+            return self._loss(p, consts, sx, sy, sp)
 
         p = params
         first = None
@@ -184,7 +194,7 @@ class MetaLearner:
             if self.first_order:
                 grads = {k: g.detach() for k, g in grads.items()}
             p = self._inner_step(p, grads)
-        query = self.loss(functional_call(self.scorer, (p, consts), (qx,)), qy)
+        query = self._loss(p, consts, qx, qy, qp)
         return query, first, p
 
     def _inner_step(self, p: Params, grads: Mapping[str, torch.Tensor | None]) -> Params:
@@ -208,13 +218,13 @@ class MetaLearner:
         step = self.inner_lr * theta.norm() / grad.norm().clamp_min(1e-12)
         return (step.detach() if self.first_order else step) * grad
 
-    def _task_autograd(self, params: Params, consts: Params, task_consts: Params, sx, sy, qx, qy):
+    def _task_autograd(self, params: Params, consts: Params, task_consts: Params, sx, sy, sp, qx, qy, qp):
         """The same with torch.autograd.grad, for scorers that cannot be vmapped."""
         consts = {**consts, **task_consts}
         p = dict(params)
         first = None
         for _ in range(self.inner_steps):
-            value = self.loss(functional_call(self.scorer, (p, consts), (sx,)), sy)
+            value = self._loss(p, consts, sx, sy, sp)
             if first is None:
                 first = value
             grads = torch.autograd.grad(
@@ -226,19 +236,30 @@ class MetaLearner:
                 allow_unused=True,
             )
             p = self._inner_step(p, dict(zip(p, grads, strict=True)))
-        query = self.loss(functional_call(self.scorer, (p, consts), (qx,)), qy)
+        query = self._loss(p, consts, qx, qy, qp)
         return query, first, p
 
     def task_losses(
-        self, support_x: list[torch.Tensor], support_y: torch.Tensor, query_x: list[torch.Tensor], query_y: torch.Tensor
+        self,
+        support_x: list[torch.Tensor],
+        support_y: torch.Tensor,
+        query_x: list[torch.Tensor],
+        query_y: torch.Tensor,
+        support_positions: Positions | None = None,
+        query_positions: Positions | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, Params]:
-        """Query losses ``(T,)``, first support losses ``(T,)`` and adapted parameters ``{name: T×...}``."""
+        """Query losses ``(T,)``, first support losses ``(T,)`` and adapted parameters ``{name: T×...}``.
+
+        ``*_positions``: per-position targets ``{name: T×B×h×w}`` for a loss that declares them (else empty)."""
         params = self.parameters
         consts = self.constants()
+        sp, qp = support_positions or {}, query_positions or {}
         if self.vectorized is not False:
             try:
-                run = vmap(self._task_func, in_dims=(None, None, 0, 0, 0, 0, 0), randomness="different")
-                query, first, adapted = run(params, consts, self.task_constants, support_x, support_y, query_x, query_y)
+                run = vmap(self._task_func, in_dims=(None, None, 0, 0, 0, 0, 0, 0, 0), randomness="different")
+                query, first, adapted = run(
+                    params, consts, self.task_constants, support_x, support_y, sp, query_x, query_y, qp
+                )
                 if self.vectorized is None:
                     logger.info("AHL: tasks batched with torch.func.vmap")
                 self.vectorized = True
@@ -263,8 +284,10 @@ class MetaLearner:
                 self._task_slice(self.task_constants, t),
                 [x[t] for x in support_x],
                 support_y[t],
+                self._task_slice(sp, t),
                 [x[t] for x in query_x],
                 query_y[t],
+                self._task_slice(qp, t),
             )
             for t in range(support_y.shape[0])
         ]
@@ -295,6 +318,8 @@ class MetaLearner:
             batch.support_labels.to(device),
             gather(features, batch.query_rows),
             batch.query_labels.to(device),
+            self.supervision.rows(batch.support_rows),
+            self.supervision.rows(batch.query_rows),
         )
         w = weights.to(query.device, query.dtype)
         objective = (w * query).sum()

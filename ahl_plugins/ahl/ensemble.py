@@ -25,6 +25,7 @@ from ahl_plugins.ahl.cdl import TaskSampler, gather
 from ahl_plugins.contracts import Loss
 from ahl_plugins.errors import AHLError
 from ahl_plugins.training.base import step_decay
+from ahl_plugins.training.positions import Supervision
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -122,10 +123,13 @@ def train_ensemble(
     vectorize: bool = True,
     progress: Any = None,
     start_epoch: int = 0,
+    supervision: Supervision | None = None,
 ) -> tuple[ScorerModule, list[dict[str, Any]], bool]:
     """Train ``n_members`` copies on their tasks' support sets; returns (ensemble, per-epoch records, vmapped).
 
     ``start_epoch``: epochs the template was already trained (a warm start); the lr decay continues from there.
+    ``supervision``: how the loss is called (per-position targets for a loss that declares them); default: as
+    ``loss(heads, labels)``.
     """
     trainable = {n: p for n, p in scorer.named_parameters() if p.requires_grad}
     if not trainable:
@@ -141,16 +145,18 @@ def train_ensemble(
     scheduler = step_decay(optimizer, lr_step, lr_gamma, start_epoch)
     device = features[0].device
 
-    def member_loss(p, c, x, y):
-        return loss(functional_call(scorer, (p, c), (x,)), y)
+    supervision = supervision or Supervision(loss)
+
+    def member_loss(p, c, x, y, positions):
+        return supervision(functional_call(scorer, (p, c), (x,), supervision.forward_kwargs), y, positions)
 
     vectorized: bool | None = None if vectorize else False
 
-    def losses_of(x: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    def losses_of(x: list[torch.Tensor], y: torch.Tensor, positions: dict[str, torch.Tensor]) -> torch.Tensor:
         nonlocal vectorized
         if vectorized is not False:
             try:
-                out = vmap(member_loss, randomness="different")(stacked, stacked_consts, x, y)
+                out = vmap(member_loss, randomness="different")(stacked, stacked_consts, x, y, positions)
                 vectorized = True
                 return out
             except AHLError:
@@ -171,6 +177,7 @@ def train_ensemble(
                     {k: v[t] for k, v in stacked_consts.items()},
                     [f[t] for f in x],
                     y[t],
+                    {k: v[t] for k, v in positions.items()},
                 )
                 for t in range(n_members)
             ]
@@ -183,7 +190,7 @@ def train_ensemble(
         sums = torch.zeros(n_members)
         for _ in range(steps_per_epoch):
             rows, labels = sampler.draw_support()
-            losses = losses_of(gather(features, rows), labels.to(device))
+            losses = losses_of(gather(features, rows), labels.to(device), supervision.rows(rows))
             if not torch.isfinite(losses).all():
                 raise AHLError(
                     f"ensemble training diverged: member losses {losses.detach().cpu().tolist()}; lower outer_lr"

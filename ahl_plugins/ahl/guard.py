@@ -71,6 +71,7 @@ def holdout_split(data: TrainingData, share: float, seed: int) -> tuple[Training
     perm = torch.from_numpy(rng.permutation(n).astype(np.int64))
     held_normals, kept_normals = data.normals[perm[:n_held]], data.normals[perm[n_held:]]
     kept_pools: dict[str, Features] = {}
+    kept_masks: dict[str, torch.Tensor] = {}
     held_pools: list[Features] = []
     for name in sorted(data.pseudo):
         pool = data.pseudo[name]
@@ -79,10 +80,12 @@ def holdout_split(data: TrainingData, share: float, seed: int) -> tuple[Training
         if k:
             held_pools.append(pool[order[:k]])
         kept_pools[name] = pool[order[k:]]
+        if name in data.pseudo_masks:  # masks stay with their pseudo anomalies
+            kept_masks[name] = data.pseudo_masks[name][order[k:].to(data.pseudo_masks[name].device)]
     n_pseudo = sum(len(p) for p in held_pools)
     if n_pseudo < MIN_HELD_PSEUDO:
         return f"too few pseudo anomalies to hold out {share:.0%} ({n_pseudo} < {MIN_HELD_PSEUDO})"
-    kept = TrainingData(kept_normals, data.seen, kept_pools, data.seen_types)
+    kept = TrainingData(kept_normals, data.seen, kept_pools, data.seen_types, data.seen_masks, kept_masks)
     return kept, held_normals, Features.cat(held_pools)
 
 

@@ -33,6 +33,7 @@ from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.head_check import probe_heads
 from ahl_plugins.training.options import TrainOptions
+from ahl_plugins.training.positions import Supervision
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -250,6 +251,7 @@ def train_ahl(
         if prepare_scorer and not warm_records and callable(getattr(scorer, "prepare", None)):
             scorer.prepare(data.normals.to(device).as_list(), torch.Generator().manual_seed(int(seed)))
         probe_heads(scorer, features)
+        supervision = Supervision.build(scorer, loss, data, features)
         t0 = time.perf_counter()
         taskset = build_tasks(
             data,
@@ -296,6 +298,7 @@ def train_ahl(
                     grad_clip=options.grad_clip,
                     vectorize=_uses_vmap(options, features),
                     progress=bar,
+                    supervision=supervision,
                 )
                 calibrate_scorer(ensemble, data.normals.to(device).as_list())
                 history.update(
@@ -305,7 +308,7 @@ def train_ahl(
                     timing={"tasks_seconds": task_seconds, "total_seconds": time.perf_counter() - started},
                 )
                 return ensemble.to(device), history
-            result = _meta_train(scorer, loss, features, labels, taskset, sampler, options, seed, estimator, bar)
+            result = _meta_train(scorer, supervision, features, labels, taskset, sampler, options, seed, estimator, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -372,7 +375,7 @@ def _progress_bar(total: int, enabled: bool):
 
 def _meta_train(
     scorer: ScorerModule,
-    loss: Loss,
+    supervision: Supervision,
     features: list[torch.Tensor],
     labels: torch.Tensor,
     taskset: TaskSet,
@@ -396,13 +399,14 @@ def _meta_train(
     needs_history = bool(getattr(weigher, "needs_history", True))
     learner = MetaLearner(
         scorer,
-        loss,
+        supervision.loss,
         inner_steps=options.inner_steps,
         inner_lr=options.inner_lr,
         first_order=options.first_order,
         vectorize=_uses_vmap(options, features),
         inner_update=options.inner_update,
         support_weight=options.support_loss_weight,
+        supervision=supervision,
     )
     if options.task_references == "support":
         learner.task_constants = _task_references(scorer, taskset)
@@ -523,6 +527,8 @@ def _adapted_mean(
         batch.support_labels.to(device),
         gather(features, batch.query_rows),
         batch.query_labels.to(device),
+        learner.supervision.rows(batch.support_rows),
+        learner.supervision.rows(batch.query_rows),
     )
     w = weights / weights.sum()
     moved = size = 0.0

@@ -122,6 +122,7 @@ def load_folder(
         entries += [(p, kind, part) for p in images]
         ignored += others
 
+    check_mask_owners(root, [p for p, _, part in entries if part == "test"])
     skipped = [f"{p.relative_to(root).as_posix()}: extension {p.suffix or '(none)'!r} is not read" for p in ignored]
     if ignored:
         warnings.warn(
@@ -210,6 +211,32 @@ def _check_folders_kept(root: Path, folders: list[tuple[Path, str, str]], entrie
             f"{folder} holds no readable image{why}. Accepted extensions: {sorted(IMAGE_EXTENSIONS)}; convert or "
             "replace the files, or remove the folder"
         )
+
+
+def check_mask_owners(root: Path, test_images: list[Path]) -> None:
+    """Every mask under ``ground_truth/<type>/`` must belong to an image of ``test/<type>/`` (``<stem>_mask.*`` or
+    ``<stem>.*``): a mask for no image is a misnamed file, whose own image would silently train and be scored
+    without it. A :class:`DataError` names it and says how to fix it."""
+    truth = root / "ground_truth"
+    if not truth.is_dir():
+        return
+    stems: dict[str, set[str]] = {}
+    for path in test_images:
+        stems.setdefault(path.parent.name, set()).add(path.stem)
+    for folder in sorted(p for p in truth.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        known = stems.get(folder.name, set())
+        for mask in list_images(folder):
+            if mask.stem in known or mask.stem.removesuffix("_mask") in known:
+                continue
+            where = (
+                f"test/{folder.name}/ has no image named {mask.stem.removesuffix('_mask')}.*"
+                if folder.name in stems
+                else f"there is no anomaly folder test/{folder.name}/"
+            )
+            raise DataError(
+                f"mask {mask} belongs to no image: {where}. A mask of image test/<type>/<name>.<ext> must be "
+                "ground_truth/<type>/<name>_mask.png; rename the mask to match its image, or remove it"
+            )
 
 
 def _find_mask(root: Path, image: Path, kind: str) -> Path | None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ahl_plugins.contracts import FeatureExtractor, PseudoAnomalyGenerator
 from ahl_plugins.data.images import load_image_tensor
+from ahl_plugins.data.masks import MASK_GRID, pool_mask
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache, cache_key
@@ -316,6 +317,37 @@ def make_pseudo_anomalies(
         progress=progress,
         what=f"pseudo anomalies ({_describe(generator)})",
     )
+
+
+def make_pseudo_masks(
+    extractor: FeatureExtractor,
+    generator: PseudoAnomalyGenerator,
+    normal_inputs: Inputs,
+    n: int,
+    seed: int,
+    *,
+    cache: FeatureCache | None = None,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    read: ReadSettings = DEFAULT_READ,
+) -> torch.Tensor:
+    """``n×g×g`` masks (:func:`ahl_plugins.data.masks.pool_mask`) of the ``n`` image pseudo anomalies
+    :func:`make_pseudo_anomalies` makes with the same arguments: sample ``i``'s mask is the one its generator
+    returned for pseudo anomaly ``i``, so masks and features stay aligned. Cached per sample like the features."""
+    if generator.domain != "image":
+        raise DataError(f"pseudo-anomaly masks are per pixel: generator {_describe(generator)} is not an image one")
+    pseudo = PseudoImages(generator, normal_inputs, image_size_of(extractor), int(seed), int(pool_size), read)
+    base = cache_key("pseudo-mask", pseudo.identity(), MASK_GRID)
+    out = []
+    for i in range(int(n)):
+        key = cache_key(base, i)
+        hit = cache.get(key) if cache is not None else None
+        if hit is None or len(hit) != 1:
+            hit = [pool_mask(pseudo.sample(i)[1][None], MASK_GRID)[0]]
+            if cache is not None:
+                cache.put(key, hit)
+        out.append(hit[0].float())
+    side = min(MASK_GRID, image_size_of(extractor))
+    return torch.stack(out) if out else torch.zeros(0, side, side)
 
 
 class PseudoImages:

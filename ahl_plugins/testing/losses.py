@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN
+from ahl_plugins.contracts import LABEL_NORMAL, LABEL_PSEUDO, LABEL_SEEN, takes_position_labels
 from ahl_plugins.plugins import PluginManager
 from ahl_plugins.seeding import seeded
 from ahl_plugins.testing.common import (
@@ -25,6 +26,7 @@ from ahl_plugins.testing.common import (
     models_using,
     open_check,
 )
+from ahl_plugins.training.positions import position_head_names
 
 _LABEL_LIKE = {"labels", "label", "y", "y_true", "target", "targets"}
 
@@ -69,6 +71,9 @@ def loss_suite(
             f"the loss is declared as loss({names}): its first argument is the labels, but the host calls "
             "loss(heads, labels); swap the arguments",
         )
+    if takes_position_labels(loss_fn):  # the host calls it with positions=...; empty where no maps are drawn
+        loss_fn = functools.partial(loss_fn, positions={})
+
     labels = make_labels().to(device)
     noise = make_generator(seed, torch.device("cpu"))
     base = {h: (0.5 + 0.1 * torch.rand(len(labels), generator=noise)).to(device) for h in head_names}
@@ -190,6 +195,56 @@ def loss_suite(
     checker.ok("loss.absent-group")
 
 
+def position_suite(
+    checker: Checker, loss_fn: Any, head_names: Sequence[str], map_names: Sequence[str], seed: int, device: torch.device
+) -> None:
+    """For a loss that declares ``uses_position_labels``: per-position labels (1 defect, 0 clean, NaN unknown)
+    at each of ``map_names`` give a finite, differentiable loss that raising a defect position's map lowers
+    and raising a clean position's map raises (or leaves unchanged, but not both unchanged)."""
+    if not takes_position_labels(loss_fn):
+        return
+    names = tuple(map_names) or ("map",)
+    labels = make_labels().to(device)
+    n = len(labels)
+    noise = make_generator(seed + 3, torch.device("cpu"))
+    heads = {h: (0.5 + 0.1 * torch.rand(n, generator=noise)).to(device) for h in head_names}
+    maps = {m: (0.1 * torch.randn(n, 4, 4, generator=noise)).to(device) for m in names}
+    targets = torch.zeros(n, 4, 4)
+    anomalous = (labels != LABEL_NORMAL).cpu()
+    targets[anomalous, 1:3, 1:3] = 1.0  # a defect in the middle of every anomaly ...
+    targets[torch.nonzero(anomalous).flatten()[:1]] = float("nan")  # ... except one without a mask: unknown
+    positions = {m: targets.to(device) for m in names}
+    leaves = {k: v.clone().requires_grad_() for k, v in maps.items()}
+    what = f"loss(heads, labels, positions=...) with position maps {list(names)}"
+    with checker.guard("loss.positions", what):
+        value = loss_fn({**heads, **leaves}, labels, positions=positions)
+    if not isinstance(value, torch.Tensor) or value.dim() != 0 or not all_finite(value):
+        raise checker.fail("loss.positions", f"{what} returned {describe(value)}; expected a finite 0-dim tensor")
+    grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+    if all(g is None for g in grads) or not all(g is None or all_finite(g) for g in grads):
+        raise checker.fail(
+            "loss.positions", f"{what}: no finite gradient reaches the position maps (NaN labels must be masked out)"
+        )
+    known = next(i for i in range(n) if bool(anomalous[i]) and not torch.isnan(targets[i]).any())
+    with torch.no_grad():
+        reference = float(loss_fn({**heads, **maps}, labels, positions=positions))
+        deltas = {}
+        for where, cell in (("defect", (1, 1)), ("clean", (0, 0))):
+            moved = {k: v.clone() for k, v in maps.items()}
+            for v in moved.values():
+                v[known, cell[0], cell[1]] += 1.0
+            deltas[where] = float(loss_fn({**heads, **moved}, labels, positions=positions)) - reference
+    tol = 1e-6 * max(1.0, abs(reference))
+    if deltas["defect"] > tol or deltas["clean"] < -tol or (abs(deltas["defect"]) <= tol and deltas["clean"] <= tol):
+        raise checker.fail(
+            "loss.positions",
+            f"raising a position map where the label is 1 changed the loss by {deltas['defect']:+.4g} and where it is "
+            f"0 by {deltas['clean']:+.4g}; it should lower it at defects and raise it at clean positions (maps are "
+            "per-position anomaly scores, higher = more anomalous)",
+        )
+    checker.ok("loss.positions")
+
+
 def _loss_context(
     manager: PluginManager,
     name: str,
@@ -197,15 +252,15 @@ def _loss_context(
     scorer: str | None,
     seed: int,
     device: torch.device,
-) -> tuple[tuple[str, ...], Callable[..., torch.Tensor] | None, str]:
-    """Head names and combine() to probe a loss with: from a scorer it is paired with."""
+) -> tuple[tuple[str, ...], Callable[..., torch.Tensor] | None, str, tuple[str, ...]]:
+    """Head names, combine() and position head names to probe a loss with: from a scorer it is paired with."""
     if head_names is not None and scorer is None:
-        return tuple(head_names), None, "the given head names"
+        return tuple(head_names), None, "the given head names", ()
     source, scorer_name, scorer_options = "", scorer, None
     if scorer_name is None:
         users = models_using(manager, "loss", name)
         if not users:
-            return ("score",), None, "the default single head 'score' (no model bundles this loss)"
+            return ("score",), None, "the default single head 'score' (no model bundles this loss)", ()
         model_name, spec = users[0]
         scorer_name, scorer_options = spec.scorer, spec.scorer_options
         source = f"scorer {scorer_name!r} of model {model_name!r}"
@@ -228,7 +283,7 @@ def _loss_context(
             plugin=manager.get("losses", name).plugin,
         ) from exc
     names = tuple(head_names) if head_names is not None else tuple(built.head_names)
-    return names, built.combine, source
+    return names, built.combine, source, position_head_names(built)
 
 
 def check_loss(
@@ -253,6 +308,7 @@ def check_loss(
     device = torch.device(device)
     with checker.guard("loss.build", "factory(options)"):
         loss_fn = entry.build(options=opts)
-    names, combine, source = _loss_context(manager, name, head_names, scorer, seed, device)
+    names, combine, source, map_names = _loss_context(manager, name, head_names, scorer, seed, device)
     loss_suite(checker, loss_fn, names, combine, seed, device, source)
+    position_suite(checker, loss_fn, names, map_names, seed, device)
     return checker.report

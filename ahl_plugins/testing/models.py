@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
-from ahl_plugins.contracts import ComponentEntry, ModelSpec
+from ahl_plugins.contracts import ComponentEntry, ModelSpec, takes_position_labels
 from ahl_plugins.errors import UnknownComponentError
 from ahl_plugins.plugins import PluginManager
 from ahl_plugins.seeding import seeded
@@ -25,8 +26,9 @@ from ahl_plugins.testing.common import (
     parse_options,
     synthetic_features,
 )
-from ahl_plugins.testing.losses import loss_suite
+from ahl_plugins.testing.losses import loss_suite, position_suite
 from ahl_plugins.testing.scorers import forward_seeded, scorer_suite
+from ahl_plugins.training.positions import position_head_names
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -188,13 +190,15 @@ def check_model(
     with checker.guard("loss.build", f"loss {spec.loss!r} factory(options)"):
         loss_fn = loss_entry.build(options=loss_options)
     label = f"loss {spec.loss!r}"
+    # the image-label checks call it as the host does without position maps; per-position labels: position_suite
+    image_loss = functools.partial(loss_fn, positions={}) if takes_position_labels(loss_fn) else loss_fn
     combine_source: ScorerModule | None = None
     for kind in kinds_to_check(checker, scorer_entry.factory, kinds):
         scorer = scorer_suite(checker, scorer_entry, scorer_options, kind, loss_fn, label, seed, device)
         combine_source = combine_source or scorer
-        _check_meta_gradient(checker, scorer, loss_fn, kind, seed, device)
-        _probe_vmap(checker, scorer, loss_fn, kind, seed, device)
-        _check_learns(checker, scorer, loss_fn, kind, seed, device)
+        _check_meta_gradient(checker, scorer, image_loss, kind, seed, device)
+        _probe_vmap(checker, scorer, image_loss, kind, seed, device)
+        _check_learns(checker, scorer, image_loss, kind, seed, device)
     assert combine_source is not None
     loss_suite(
         checker,
@@ -204,5 +208,8 @@ def check_model(
         seed,
         device,
         f"scorer {spec.scorer!r}",
+    )
+    position_suite(
+        checker, loss_fn, tuple(combine_source.head_names), position_head_names(combine_source), seed, device
     )
     return checker.report

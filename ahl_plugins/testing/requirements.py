@@ -15,6 +15,7 @@ REQUIREMENTS: dict[str, str] = {
     "scorer.determinism": "built under the same seed and prepared with an equally seeded generator, the scores are identical; prepare draws randomness only from its generator",
     "scorer.maps": "head_maps(features), when the scorer has it (optional), returns per scale a dict with exactly head_names, each a finite B×h×w map on that scale's grid (or (B,) for a head without positions) in the features' dtype and device, and combine() applied to them position by position gives finite maps",
     "scorer.maps-batch-independent": "in eval mode a sample's head maps do not depend on the rest of the batch",
+    "scorer.position-heads": "position_heads, when the scorer declares it (optional), names maps that forward(features, positions=True) adds, each a finite B×h×w tensor on map features; forward(features) alone returns exactly head_names",
     # losses
     "loss.build": "factory(options) returns a callable",
     "loss.signature": "the loss is called as loss(heads, labels): heads a dict of (B,) head scores, labels a (B,) long tensor",
@@ -22,6 +23,7 @@ REQUIREMENTS: dict[str, str] = {
     "loss.pure": "the same inputs give the same loss whatever the global RNG state, and the inputs are not modified",
     "loss.labels": "label convention: raising the anomaly score of label 1 or 2 samples lowers the loss, raising it for label 0 samples raises it",
     "loss.absent-group": "the loss and its gradients stay finite when seen (1) or pseudo (2) anomalies are absent from the batch",
+    "loss.positions": "a loss that declares uses_position_labels = True, called as loss(heads, labels, positions=...) with per-position labels (1 defect, 0 clean, NaN unknown) at each position map, is finite with finite gradients to the maps; raising a map at a defect lowers it, at a clean position raises it (losses without the declaration skip this)",
     # models
     "model.references": "the scorer, loss and extractors a model names are registered",
     "model.options": "the model's scorer_options and loss_options validate against the components' option models",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from ahl_plugins.contracts import ComponentEntry, FeatureSpec
+from ahl_plugins.contracts import ComponentEntry, FeatureSpec, takes_position_labels
 from ahl_plugins.errors import UnknownComponentError
 from ahl_plugins.plugins import PluginManager
 from ahl_plugins.seeding import seeded
@@ -31,6 +32,7 @@ from ahl_plugins.testing.common import (
     surrogate_loss,
     synthetic_features,
 )
+from ahl_plugins.training.positions import position_head_names
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -452,6 +454,28 @@ def _check_maps(
         scorer.train()
 
 
+def _check_position_heads(
+    checker: Checker, scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
+) -> None:
+    """The optional per-position heads (``position_heads``): only for scorers that declare them, on map features."""
+    names = position_head_names(scorer)
+    if kind != "map" or not names:
+        return
+    batch = int(features[0].shape[0])
+    with checker.guard("scorer.position-heads", "forward(features, positions=True)", kind), seeded(seed, device):
+        heads = scorer(list(features), positions=True)
+    for name in names:
+        value = heads.get(name) if isinstance(heads, Mapping) else None
+        if not isinstance(value, torch.Tensor) or value.dim() != 3 or value.shape[0] != batch or not all_finite(value):
+            raise checker.fail(
+                "scorer.position-heads",
+                f"position head {name!r} is {describe(value)}; forward(features, positions=True) must add every name "
+                f"of position_heads as a finite {batch}×h×w map",
+                kind,
+            )
+    checker.ok("scorer.position-heads", kind)
+
+
 def scorer_suite(
     checker: Checker,
     entry: ComponentEntry,
@@ -472,13 +496,16 @@ def scorer_suite(
     with checker.guard("scorer.heads", "forward(features) in train mode", kind):
         heads = forward_seeded(scorer, features, seed, device)
     _check_heads(checker, scorer, heads, features, kind)
-    fn = loss_fn or surrogate_loss(scorer)
+    fn: Callable[..., torch.Tensor] = loss_fn or surrogate_loss(scorer)
+    if takes_position_labels(fn):  # image labels only here; per-position labels: the loss.positions check
+        fn = functools.partial(fn, positions={})
     _check_gradients(checker, scorer, fn, features, labels, seed, device, kind, loss_label)
     _check_functional_call(checker, scorer, fn, features, labels, seed, device, kind)
     _check_state(checker, scorer, kind)
     _check_batch_independence(checker, scorer, features, seed, device, kind)
     _check_determinism(checker, entry, options, kind, features, seed, device)
     _check_maps(checker, scorer, features, seed, device, kind)
+    _check_position_heads(checker, scorer, features, seed, device, kind)
     return scorer
 
 

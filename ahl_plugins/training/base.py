@@ -20,6 +20,7 @@ from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.head_check import probe_heads
 from ahl_plugins.training.loop import run_epochs
 from ahl_plugins.training.options import TrainOptions
+from ahl_plugins.training.positions import Supervision
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -70,6 +71,7 @@ def train_base(
     scorer.to(device)
     scorer.prepare(data.normals.as_list(), generator)
     probe_heads(scorer, features.scales)
+    supervision = Supervision.build(scorer, loss, data, features.scales)
     scorer.train()
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
@@ -77,8 +79,8 @@ def train_base(
 
     def step() -> torch.Tensor:
         index = balanced_indices(labels, options.batch_size, generator).to(device)
-        heads = scorer([t[index] for t in features.scales])
-        value = loss(heads, labels_on_device[index])
+        heads = scorer([t[index] for t in features.scales], **supervision.forward_kwargs)
+        value = supervision(heads, labels_on_device[index], supervision.rows(index))
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if options.grad_clip is not None:

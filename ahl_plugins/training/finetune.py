@@ -39,6 +39,7 @@ from ahl_plugins.training.batches import balanced_indices
 from ahl_plugins.training.calibration import calibrate_scorer
 from ahl_plugins.training.loop import run_epochs
 from ahl_plugins.training.options import TrainOptions
+from ahl_plugins.training.positions import Supervision
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -268,6 +269,7 @@ def _train(
     amp = options.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     labels_on_device = labels.to(device)
+    supervision = Supervision(loss)  # no masks of the images here: a loss that declares positions gets none
 
     def refresh(epoch: int) -> None:
         if references.refresh_each_epoch and epoch > 0:
@@ -282,7 +284,7 @@ def _train(
         batch = images[index].to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             scores = scorer(extractor.forward_features(batch))
-        value = loss({k: v.float() for k, v in scores.items()}, labels_on_device[index.to(device)])
+        value = supervision({k: v.float() for k, v in scores.items()}, labels_on_device[index.to(device)], {})
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(value).backward()
         if options.grad_clip is not None:

@@ -67,6 +67,13 @@ class ResidualPatchLossOptions(BaseModel):
     )
     evidence_weight: float = Field(1.0, ge=0, description="weight of the evidence head's MIL term")
     statistics_weight: float = Field(1.0, ge=0, description="weight of the statistics classifier's term")
+    position_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the per-position term: the evidence head supervised at each position by the labelled "
+        "anomalies' ground-truth masks and the pseudo anomalies' masks (normals: clean everywhere), besides its "
+        "top-k MIL from image labels. 0 (default): no per-position labels, as before (docs/plugins.md)",
+    )
 
 
 def build_scorer(spec: FeatureSpec, options: ResidualPatchOptions | None = None) -> Any:
@@ -82,7 +89,9 @@ def build_loss(options: ResidualPatchLossOptions | None = None) -> Any:
     from builtin_plugins.residual_patch.loss import ResidualPatchLoss
 
     options = options or ResidualPatchLossOptions()
-    return ResidualPatchLoss(options.statistics_pseudo, options.evidence_weight, options.statistics_weight)
+    return ResidualPatchLoss(
+        options.statistics_pseudo, options.evidence_weight, options.statistics_weight, options.position_weight
+    )
 
 
 @hookimpl

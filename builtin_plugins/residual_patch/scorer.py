@@ -84,6 +84,8 @@ class ResidualPatchScorer(nn.Module):
             )
         self.spec = spec
         n = spec.n_scales
+        #: the evidence head's logits per position, one map per scale (``forward(features, positions=True)``)
+        self.position_heads: tuple[str, ...] = tuple(f"evidence_map_{scale}" for scale in range(n))
         self.evidence_heads = nn.ModuleList(
             EvidenceHead(c, self.options.hidden, self.options.kernel_size) for c in spec.channels
         )
@@ -143,21 +145,25 @@ class ResidualPatchScorer(nn.Module):
         floor_map = (distance - self.floor_center[scale]) / self.floor_scale[scale]
         return floor_map, logits, stats
 
-    def forward(self, features: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The three heads per sample (see the module docstring)."""
+    def forward(self, features: Sequence[torch.Tensor], positions: bool = False) -> dict[str, torch.Tensor]:
+        """The three heads per sample (see the module docstring); with ``positions=True`` also each scale's
+        evidence logits per position (``evidence_map_<scale>``, ``B×H×W``), for a loss that takes per-position
+        labels (the ``position_heads`` contract, docs/plugins.md)."""
         check_map_features(self.spec, features, "residual_patch scorer")
         self._require_prepared()
-        floors, evidence, stats = [], [], []
+        floors, evidence, stats, maps = [], [], [], {}
         for scale, x in enumerate(features):
             floor_map, logits, scale_stats = self._scale_heads(scale, x)
             floors.append(floor_map.flatten(1).max(dim=1).values)
             evidence.append(topk_mean(logits.flatten(1), self.options.topk_ratio))
             stats.append(scale_stats)
-        return {
+            maps[self.position_heads[scale]] = logits
+        heads = {
             "floor": torch.stack(floors).mean(dim=0),
             "evidence": torch.stack(evidence).mean(dim=0),
             "statistics": self.classifier(torch.cat(stats, dim=1)).squeeze(-1),
         }
+        return {**heads, **maps} if positions else heads
 
     def head_maps(self, features: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Per scale: the calibrated distance map (``floor``) and the evidence logits per position; ``combine``

@@ -204,3 +204,68 @@ def test_maps_leave_out_the_image_level_statistics_term():
         combined = scorer.combine(maps)
     assert torch.allclose(combined, per_scale[0]["floor"])  # the map is the floor's: where, not whether
     assert (scorer.combine(heads) >= heads["floor"]).all()
+
+
+def with_masks(n: int, seed: int, bump: int) -> tuple[Features, torch.Tensor]:
+    """Like :func:`make` with a defect at a random 2×2 block, and its 6×6 mask."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 6, 6, 6, generator=g) * 0.5
+    masks = torch.zeros(n, 6, 6)
+    corners = torch.randint(0, 5, (n, 2), generator=g)
+    for i, (r, c) in enumerate(corners.tolist()):
+        base[i, bump, r : r + 2, c : c + 2] += 2.0
+        masks[i, r : r + 2, c : c + 2] = 1.0
+    return Features((base, torch.nn.functional.avg_pool2d(base, 2))), masks
+
+
+class CountingLoss:
+    """The residual patch loss with per-position labels on, counting the calls that bring them."""
+
+    uses_position_labels = True
+
+    def __init__(self) -> None:
+        from builtin_plugins.residual_patch import ResidualPatchLossOptions
+
+        self.loss = build_loss(ResidualPatchLossOptions(position_weight=1.0))
+        self.with_positions = 0
+
+    def __call__(self, heads, labels, *, positions):
+        self.with_positions += bool(positions) and set(positions) == {"evidence_map_0", "evidence_map_1"}
+        return self.loss(heads, labels, positions=positions)
+
+
+def test_trains_with_masks_and_its_evidence_map_finds_the_defects():
+    from ahl_plugins.evaluation.metrics import auc_roc
+
+    seen, seen_masks = with_masks(4, 1, bump=2)
+    seen_masks[-1] = float("nan")  # one labelled anomaly without a mask
+    pseudo, pseudo_masks = with_masks(8, 2, bump=4)
+    data = TrainingData(make(40, 0), seen, {"patch": pseudo}, (), seen_masks, {"patch": pseudo_masks})
+    torch.manual_seed(0)
+    scorer = build_scorer(SPEC, ResidualPatchOptions(patch_memory_fraction=0.5))
+    loss = CountingLoss()
+    history = train_base(scorer, loss, data, FAST, seed=0)
+    assert loss.with_positions == FAST.epochs * FAST.batches_per_epoch
+    assert all(np.isfinite(r["loss"]) for r in history)
+    test, test_masks = with_masks(10, 6, bump=2)
+    with torch.no_grad():
+        heads = scorer(test.as_list(), positions=True)
+    assert set(heads) == {"floor", "evidence", "statistics", "evidence_map_0", "evidence_map_1"}
+    assert set(scorer(test.as_list())) == {"floor", "evidence", "statistics"}  # scoring: the heads alone
+    assert auc_roc(test_masks.flatten().numpy(), heads["evidence_map_0"].flatten().numpy()) > 0.85
+
+
+def test_position_term_reads_known_positions_only_and_is_off_by_default():
+    from builtin_plugins.residual_patch import ResidualPatchLossOptions
+    from builtin_plugins.residual_patch.loss import position_term
+
+    assert not build_loss().uses_position_labels
+    assert build_loss(ResidualPatchLossOptions(position_weight=0.5)).uses_position_labels
+    logits = torch.zeros(2, 3, 3, requires_grad=True)
+    target = torch.zeros(2, 3, 3)
+    target[0, 1, 1] = 1.0
+    target[1] = float("nan")  # an anomaly without a mask
+    value = position_term({"evidence_map_0": logits}, {"evidence_map_0": target})
+    (grad,) = torch.autograd.grad(value, logits)
+    assert torch.isfinite(value) and (grad[1] == 0).all()  # unknown positions: no gradient
+    assert grad[0, 1, 1] < 0 and (grad[0].flatten()[[0, 1, 2, 3, 5, 6, 7, 8]] > 0).all()

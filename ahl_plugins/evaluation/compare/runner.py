@@ -130,7 +130,11 @@ class DetectorRunner:
         detector = self.make_detector(cell, cell.train_seed)
         started = time.perf_counter()
         detector.fit(
-            data.train_inputs, data.train_labels, anomaly_types=list(data.train_types), read_settings=data.read
+            data.train_inputs,
+            data.train_labels,
+            anomaly_types=list(data.train_types),
+            read_settings=data.read,
+            masks=data.train_masks,
         )
         fitted = time.perf_counter()
         scores = detector.decision_function(data.test_inputs, check_drift=False)

@@ -29,6 +29,7 @@ class SplitData:
     test_types: np.ndarray
     test_subtypes: np.ndarray | None = None
     test_masks: list[Path | None] | None = None  # ground-truth mask files (None for normals), when the data have masks
+    train_masks: list[Path | None] | None = None  # the same for the training inputs (the labelled anomalies' masks)
     read: ReadSettings = DEFAULT_READ  # how the data set's images are read: travels with them into every worker
 
     def counts(self) -> dict[str, Any]:
@@ -85,5 +86,8 @@ def split_data(dataset: Any, key: SplitKey) -> SplitData:
         test_types=split.test_types,
         test_subtypes=None if dataset.subtypes is None else dataset.subtypes[split.test_indices],
         test_masks=None if getattr(dataset, "masks", None) is None else [dataset.masks[i] for i in split.test_indices],
+        train_masks=None
+        if getattr(dataset, "masks", None) is None
+        else [dataset.masks[i] for i in split.train_indices],
         read=getattr(dataset, "read", DEFAULT_READ),
     )
