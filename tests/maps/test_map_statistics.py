@@ -1,0 +1,202 @@
+"""Map-statistics image scoring (SegAD-class): the statistics, the fitted classifier on a map-drawing model, its
+floor form, saving and loading, determinism, and the errors of models without maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from maps_testkit import FAST, extractor, training_set, write_images
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from ahl_plugins import OSADDetector
+from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.map_statistics import STATISTICS, map_statistics, normal_thresholds
+from ahl_plugins.map_scoring import MapStatisticsClassifier, MapStatisticsScorer
+from ahl_plugins.seeding import seeded
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 deprecates TorchScript
+
+
+def test_statistics_of_a_hand_made_map():
+    values = torch.arange(20, dtype=torch.float64).reshape(1, 4, 5)  # 0..19
+    stats = map_statistics(values, torch.tensor([15.5, 18.5], dtype=torch.float64))[0]
+    expected = {
+        "max": 19.0,
+        "top2%": 19.0,  # int(0.02 * 20) = 0 positions -> at least one
+        "top10%": 18.5,  # the top 2 of 20
+        "mean": 9.5,
+        "median": 9.0,  # the lower middle value of an even count
+        "share>q99": 4 / 20,  # 16, 17, 18, 19
+        "share>q999": 1 / 20,  # 19
+    }
+    assert len(stats) == len(STATISTICS)
+    for name, value in zip(STATISTICS, stats.tolist(), strict=True):
+        assert value == pytest.approx(expected[name]), name
+
+
+def test_normal_thresholds_are_the_pooled_quantiles():
+    maps = torch.arange(1000, dtype=torch.float64).reshape(10, 10, 10)
+    np.testing.assert_allclose(normal_thresholds(maps).numpy(), np.quantile(np.arange(1000.0), [0.99, 0.999]))
+
+
+def _blob_maps(n: int, seed: int, blob: bool) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.rand(n, 8, 8, generator=g, dtype=torch.float64)
+    if blob:
+        maps[:, 2:5, 3:6] += 2.0
+    return maps
+
+
+def test_classifier_on_hand_made_maps_ranks_a_blob_above_normals():
+    classifier = MapStatisticsClassifier(1).fit([_blob_maps(40, 0, False)], [_blob_maps(5, 1, True)], seed=0)
+    new = classifier.logits([torch.cat([_blob_maps(20, 2, False), _blob_maps(20, 3, True)])])
+    assert roc_auc_score(np.r_[np.zeros(20), np.ones(20)], new.numpy()) == 1.0
+    # the learned score is in spreads of the training normals
+    normals = classifier.learned(classifier.logits([_blob_maps(40, 0, False)]))
+    assert abs(float(torch.quantile(normals, 0.5))) < 1e-9
+
+
+def test_classifier_needs_labelled_anomalies():
+    with pytest.raises(DataError, match="at least 2 normals and 1 labelled anomaly"):
+        MapStatisticsClassifier(1).fit([_blob_maps(40, 0, False)], [_blob_maps(0, 1, True)], seed=0)
+
+
+def _test_set(tmp_path):
+    normals, _ = write_images(tmp_path / "test_normal", 12, seed=7, defect=False)
+    blobs, _ = write_images(tmp_path / "test_blob", 12, seed=8, defect=True)
+    return normals + blobs, np.r_[np.zeros(12), np.ones(12)]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One DevNet per form on the synthetic squares (a bright blob in gray noise), fitted once for the module."""
+    root = tmp_path_factory.mktemp("mapstats")
+    X, y = training_set(root)
+    out = {
+        form: OSADDetector("devnet", extractor=extractor(), seed=0, map_statistics=form, **FAST).fit(X, y)
+        for form in ("learned", "floor_learned")
+    }
+    return root, X, y, out
+
+
+@pytest.mark.parametrize("form", ["learned", "floor_learned"])
+def test_fitted_score_ranks_blob_images_above_normals(fitted, form):
+    root, _, _, detectors = fitted
+    detector = detectors[form]
+    paths, labels = _test_set(root)
+    scores = detector.decision_function(paths, check_drift=False)
+    assert roc_auc_score(labels, scores) > 0.95
+    info = detector.fit_info_["map_statistics"]
+    assert info["form"] == form and info["n_normals"] == 30 and info["n_anomalies"] == 6
+    assert len(info["coefficients"]) == 2 * len(STATISTICS)  # two scales
+    assert isinstance(detector.scorer_, MapStatisticsScorer)
+
+
+def test_floor_form_is_never_below_the_floor_and_keeps_its_ranking(fitted):
+    root, _, _, detectors = fitted
+    detector = detectors["floor_learned"]
+    scorer = detector.scorer_
+    assert isinstance(scorer, MapStatisticsScorer)
+    paths, _ = _test_set(root)
+    features = detector.features(paths)
+    with torch.no_grad():
+        heads = scorer(features.scales)
+        floor = scorer.floor(heads)
+        score = scorer.combine(heads)
+        own = scorer.base.combine({k: v for k, v in heads.items() if k != "map_statistics"})
+    assert (score >= floor).all()
+    learned = scorer.classifier.learned(heads["map_statistics"])
+    quiet = learned <= scorer.options.offset
+    assert torch.equal(score[quiet], floor[quiet])  # no evidence beyond the offset: the score is the floor
+    assert (~quiet).any() and (score[~quiet] > floor[~quiet]).all()  # the blob images get evidence added
+    # the floor is the model's own score, calibrated (monotone): the same ranking
+    assert (np.argsort(floor.numpy(), kind="stable") == np.argsort(own.numpy(), kind="stable")).all()
+    # maps in the floor form are the model's maps on the floor's scale: the learned term adds nothing per position
+    maps = detector.anomaly_maps(paths[:2])
+    assert all(np.isfinite(m).all() and m.std() > 0 for m in maps)
+
+
+def test_fit_is_deterministic_under_a_seed(fitted, tmp_path):
+    root, X, y, detectors = fitted
+    again = OSADDetector("devnet", extractor=extractor(), seed=0, map_statistics="learned", **FAST).fit(X, y)
+    paths, _ = _test_set(root)
+    np.testing.assert_array_equal(
+        again.decision_function(paths, check_drift=False),
+        detectors["learned"].decision_function(paths, check_drift=False),
+    )
+    assert (
+        again.fit_info_["map_statistics"]["coefficients"]
+        == detectors["learned"].fit_info_["map_statistics"]["coefficients"]
+    )
+
+
+class LocalMeansByName(nn.Module):
+    """The test kit's two-scale local means, by name (a TorchScript network, so the detector can be saved)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"fine": nn.functional.avg_pool2d(x, 4), "coarse": nn.functional.avg_pool2d(x, 8)}
+
+
+@pytest.mark.parametrize("form", ["learned", "floor_learned"])
+def test_saved_model_scores_identically_after_load(tmp_path, form):
+    network = tmp_path / "local_means.ts"
+    with seeded(0):
+        torch.jit.save(torch.jit.script(LocalMeansByName()), str(network))
+    X, y = training_set(tmp_path)
+    own = {"image_size": 64, "layers": ["fine", "coarse"], "mean": None, "std": None}
+    detector = OSADDetector(
+        "devnet",
+        extractor=str(network),
+        extractor_options=own,
+        seed=0,
+        map_statistics=form,
+        map_statistics_options={"offset": 1.5},
+        **FAST,
+    ).fit(X, y)
+    paths, _ = _test_set(tmp_path)
+    scores = detector.decision_function(paths, check_drift=False)
+    maps = detector.anomaly_maps(paths[:2])
+    detector.save(tmp_path / "model")
+    loaded = OSADDetector.load(tmp_path / "model")
+    assert loaded.config.map_statistics == form and loaded.config.map_statistics_options == {"offset": 1.5}
+    assert loaded.fit_info_["map_statistics"]["form"] == form
+    np.testing.assert_array_equal(loaded.decision_function(paths, check_drift=False), scores)
+    for a, b in zip(loaded.anomaly_maps(paths[:2]), maps, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.threshold_ == detector.threshold_
+
+
+def test_vectors_have_no_maps_and_say_so():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    y = np.r_[np.zeros(34), np.ones(6)].astype(int)
+    detector = OSADDetector("devnet", seed=0, map_statistics="learned", **FAST)
+    with pytest.raises(DataError, match="map_statistics needs anomaly maps.*vector.*map_statistics='off'"):
+        detector.fit(X, y)
+
+
+def test_a_scorer_without_head_maps_is_refused_with_the_fix():
+    class NoMaps(nn.Module):
+        head_names = ("score",)
+
+        def forward(self, features):
+            return {"score": features[0].mean(dim=(1, 2, 3))}
+
+        def combine(self, heads):
+            return heads["score"]
+
+    with pytest.raises(InvalidOptionsError, match="no head_maps.*docs/plugins.md.*map_statistics='off'"):
+        MapStatisticsScorer(NoMaps(), 1, "learned")  # type: ignore[arg-type]
+
+
+def test_options_are_checked_when_the_detector_is_built():
+    with pytest.raises(InvalidOptionsError, match="need map_statistics='learned' or 'floor_learned'"):
+        OSADDetector("devnet", map_statistics_options={"offset": 1.0})
+    with pytest.raises(InvalidOptionsError, match="regularization"):
+        OSADDetector("devnet", map_statistics="learned", map_statistics_options={"regularization": -1})
+    with pytest.raises(InvalidOptionsError):
+        OSADDetector("devnet", map_statistics="sometimes")
+    default = OSADDetector("devnet")
+    assert default.config.map_statistics == "off"  # the option is off unless asked for
