@@ -274,8 +274,17 @@ class MapStatisticsScorer(nn.Module):
         if self.form == "learned":
             return learned.to(heads[HEAD].dtype)
         floor = self.floor(heads)
-        added = torch.relu(learned - self.options.offset).to(floor.dtype)
-        return floor + self.options.weight * added
+        return image_score(self.form, floor, learned.to(floor.dtype), self.options)
+
+
+def image_score(
+    form: Literal["learned", "floor_learned"], floor: torch.Tensor, learned: torch.Tensor, options: MapStatisticsOptions
+) -> torch.Tensor:
+    """The image score of ``form`` from the calibrated floor and the learned score (both in spreads of the
+    training normals): the learned score alone, or the floor plus its non-negative part beyond ``offset``."""
+    if form == "learned":
+        return learned
+    return floor + options.weight * torch.relu(learned - options.offset)
 
 
 def _maps_and_scores(

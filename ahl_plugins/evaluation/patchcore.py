@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, neares
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
+    from ahl_plugins.map_scoring import MapStatisticsOptions
 
 __all__ = [
     "PatchCoreOptions",
@@ -237,10 +238,14 @@ def patchcore_reference(
     test_types: Sequence[str] | np.ndarray | None = None,
     timings: dict | None = None,
     read: ReadSettings = DEFAULT_READ,
+    map_statistics: Literal["off", "learned", "floor_learned"] = "off",
+    map_statistics_options: MapStatisticsOptions | None = None,
 ) -> tuple[np.ndarray, dict[str, dict[str, float]] | None]:
     """Scores of ``test_inputs`` against the training normals' patches, and pixel metrics where masks exist.
 
-    Same extractor and cache as :func:`ahl_plugins.evaluation.knn.knn_reference`; labels only pick the normals.
+    Same extractor and cache as :func:`ahl_plugins.evaluation.knn.knn_reference`; labels only pick the normals,
+    unless ``map_statistics`` makes it the labelled SegAD-class row (:mod:`ahl_plugins.evaluation.patchcore_stats`:
+    the labelled anomalies teach a classifier on the maps' statistics; no pixel metrics of its own).
     """
     import time
 
@@ -270,10 +275,25 @@ def patchcore_reference(
     memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
     fitted = time.perf_counter()
     test_scales = extract_features(built, test_inputs, **extract).scales
-    scores = memory.scores(test_scales)
+    labelled = None
+    if map_statistics == "off":
+        scores = memory.scores(test_scales)
+    else:
+        from ahl_plugins.evaluation.patchcore_stats import labelled_patchcore_scores
+
+        anomalies = [train_inputs[i] for i in np.flatnonzero(labels == 1)]
+        scores, labelled = labelled_patchcore_scores(
+            memory,
+            extract_features(built, normals, **extract).scales,
+            extract_features(built, anomalies, **extract).scales,
+            test_scales,
+            map_statistics,
+            map_statistics_options,
+            seed=memory.options.seed,
+        )
     scored = time.perf_counter()
     pixel = None
-    if test_masks is not None and any(m is not None for m in test_masks):
+    if labelled is None and test_masks is not None and any(m is not None for m in test_masks):
         sizes = [image_size(p) for p in test_inputs]
         maps = patchcore_maps(memory, test_scales, sizes, METRIC_MAX_SIDE)
         types = (
@@ -289,5 +309,6 @@ def patchcore_reference(
             maps=time.perf_counter() - scored,
             memory_patches=[len(m) for m in memory.memories],
             patches=list(memory.sizes),
+            **({"map_statistics": labelled} if labelled is not None else {}),
         )
     return scores, pixel

@@ -69,69 +69,6 @@ def _test_set(tmp_path):
     return normals + blobs, np.r_[np.zeros(12), np.ones(12)]
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    """One DevNet per form on the synthetic squares (a bright blob in gray noise), fitted once for the module."""
-    root = tmp_path_factory.mktemp("mapstats")
-    X, y = training_set(root)
-    out = {
-        form: OSADDetector("devnet", extractor=extractor(), seed=0, map_statistics=form, **FAST).fit(X, y)
-        for form in ("learned", "floor_learned")
-    }
-    return root, X, y, out
-
-
-@pytest.mark.parametrize("form", ["learned", "floor_learned"])
-def test_fitted_score_ranks_blob_images_above_normals(fitted, form):
-    root, _, _, detectors = fitted
-    detector = detectors[form]
-    paths, labels = _test_set(root)
-    scores = detector.decision_function(paths, check_drift=False)
-    assert roc_auc_score(labels, scores) > 0.95
-    info = detector.fit_info_["map_statistics"]
-    assert info["form"] == form and info["n_normals"] == 30 and info["n_anomalies"] == 6
-    assert len(info["coefficients"]) == 2 * len(STATISTICS)  # two scales
-    assert isinstance(detector.scorer_, MapStatisticsScorer)
-
-
-def test_floor_form_is_never_below_the_floor_and_keeps_its_ranking(fitted):
-    root, _, _, detectors = fitted
-    detector = detectors["floor_learned"]
-    scorer = detector.scorer_
-    assert isinstance(scorer, MapStatisticsScorer)
-    paths, _ = _test_set(root)
-    features = detector.features(paths)
-    with torch.no_grad():
-        heads = scorer(features.scales)
-        floor = scorer.floor(heads)
-        score = scorer.combine(heads)
-        own = scorer.base.combine({k: v for k, v in heads.items() if k != "map_statistics"})
-    assert (score >= floor).all()
-    learned = scorer.classifier.learned(heads["map_statistics"])
-    quiet = learned <= scorer.options.offset
-    assert torch.equal(score[quiet], floor[quiet])  # no evidence beyond the offset: the score is the floor
-    assert (~quiet).any() and (score[~quiet] > floor[~quiet]).all()  # the blob images get evidence added
-    # the floor is the model's own score, calibrated (monotone): the same ranking
-    assert (np.argsort(floor.numpy(), kind="stable") == np.argsort(own.numpy(), kind="stable")).all()
-    # maps in the floor form are the model's maps on the floor's scale: the learned term adds nothing per position
-    maps = detector.anomaly_maps(paths[:2])
-    assert all(np.isfinite(m).all() and m.std() > 0 for m in maps)
-
-
-def test_fit_is_deterministic_under_a_seed(fitted, tmp_path):
-    root, X, y, detectors = fitted
-    again = OSADDetector("devnet", extractor=extractor(), seed=0, map_statistics="learned", **FAST).fit(X, y)
-    paths, _ = _test_set(root)
-    np.testing.assert_array_equal(
-        again.decision_function(paths, check_drift=False),
-        detectors["learned"].decision_function(paths, check_drift=False),
-    )
-    assert (
-        again.fit_info_["map_statistics"]["coefficients"]
-        == detectors["learned"].fit_info_["map_statistics"]["coefficients"]
-    )
-
-
 class LocalMeansByName(nn.Module):
     """The test kit's two-scale local means, by name (a TorchScript network, so the detector can be saved)."""
 
@@ -139,33 +76,82 @@ class LocalMeansByName(nn.Module):
         return {"fine": nn.functional.avg_pool2d(x, 4), "coarse": nn.functional.avg_pool2d(x, 8)}
 
 
-@pytest.mark.parametrize("form", ["learned", "floor_learned"])
-def test_saved_model_scores_identically_after_load(tmp_path, form):
+def _saveable_detector(tmp_path, form: str, **options) -> OSADDetector:
     network = tmp_path / "local_means.ts"
     with seeded(0):
         torch.jit.save(torch.jit.script(LocalMeansByName()), str(network))
-    X, y = training_set(tmp_path)
     own = {"image_size": 64, "layers": ["fine", "coarse"], "mean": None, "std": None}
-    detector = OSADDetector(
-        "devnet",
-        extractor=str(network),
-        extractor_options=own,
-        seed=0,
-        map_statistics=form,
-        map_statistics_options={"offset": 1.5},
-        **FAST,
-    ).fit(X, y)
-    paths, _ = _test_set(tmp_path)
+    return OSADDetector(
+        "devnet", extractor=str(network), extractor_options=own, seed=0, map_statistics=form, **options, **FAST
+    )
+
+
+def test_floor_form_ranks_blobs_never_drops_below_its_floor_and_reloads_identically(tmp_path):
+    """One DevNet (two scales of local means) with the floor form, on gray noise with bright squares."""
+    X, y = training_set(tmp_path)
+    detector = _saveable_detector(tmp_path, "floor_learned", map_statistics_options={"offset": 1.5}).fit(X, y)
+    paths, labels = _test_set(tmp_path)
     scores = detector.decision_function(paths, check_drift=False)
+    assert roc_auc_score(labels, scores) > 0.95
+    info = detector.fit_info_["map_statistics"]
+    assert info["form"] == "floor_learned" and info["n_normals"] == 30 and info["n_anomalies"] == 6
+    assert len(info["coefficients"]) == 2 * len(STATISTICS)  # two scales
+
+    scorer = detector.scorer_
+    assert isinstance(scorer, MapStatisticsScorer)
+    with torch.no_grad():
+        heads = scorer(detector.features(paths).scales)
+        floor, score = scorer.floor(heads), scorer.combine(heads)
+        own = scorer.base.combine({k: v for k, v in heads.items() if k != "map_statistics"})
+    assert (score >= floor).all()
+    quiet = scorer.classifier.learned(heads["map_statistics"]) <= 1.5
+    assert torch.equal(score[quiet], floor[quiet])  # no evidence beyond the offset: the score is the floor
+    assert (~quiet).any() and (score[~quiet] > floor[~quiet]).all()  # the blob images get evidence added
+    # the floor is the model's own score, calibrated (monotone): the same ranking
+    assert (np.argsort(floor.numpy(), kind="stable") == np.argsort(own.numpy(), kind="stable")).all()
+
     maps = detector.anomaly_maps(paths[:2])
+    assert all(np.isfinite(m).all() and m.std() > 0 for m in maps)  # the model's own maps, on the floor's scale
     detector.save(tmp_path / "model")
     loaded = OSADDetector.load(tmp_path / "model")
-    assert loaded.config.map_statistics == form and loaded.config.map_statistics_options == {"offset": 1.5}
-    assert loaded.fit_info_["map_statistics"]["form"] == form
+    assert loaded.config.map_statistics == "floor_learned"
+    assert loaded.config.map_statistics_options == {"offset": 1.5}
+    assert loaded.fit_info_["map_statistics"] == info
     np.testing.assert_array_equal(loaded.decision_function(paths, check_drift=False), scores)
     for a, b in zip(loaded.anomaly_maps(paths[:2]), maps, strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.threshold_ == detector.threshold_
+
+
+@pytest.mark.slow
+def test_learned_form_ranks_blobs_reloads_and_is_deterministic_under_a_seed(tmp_path):
+    X, y = training_set(tmp_path)
+    first = _saveable_detector(tmp_path, "learned").fit(X, y)
+    again = _saveable_detector(tmp_path, "learned").fit(X, y)
+    paths, labels = _test_set(tmp_path)
+    scores = first.decision_function(paths, check_drift=False)
+    assert roc_auc_score(labels, scores) > 0.95
+    np.testing.assert_array_equal(again.decision_function(paths, check_drift=False), scores)
+    assert again.fit_info_["map_statistics"]["coefficients"] == first.fit_info_["map_statistics"]["coefficients"]
+    first.save(tmp_path / "model")
+    np.testing.assert_array_equal(
+        OSADDetector.load(tmp_path / "model").decision_function(paths, check_drift=False), scores
+    )
+    # with the learned score alone a map is the image's score, constant over the image
+    for image_map, score in zip(first.anomaly_maps(paths[:2]), scores[:2], strict=True):
+        np.testing.assert_allclose(image_map, score, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_other_map_models_take_the_option(tmp_path):
+    """DRA (trained heads, in-sample normals) and residual_patch (nearest-patch maps, normals left out)."""
+    X, y = training_set(tmp_path)
+    paths, labels = _test_set(tmp_path)
+    for model in ("dra", "residual_patch"):
+        detector = OSADDetector(model, extractor=extractor(), seed=0, map_statistics="floor_learned", **FAST)
+        scores = detector.fit(X, y).decision_function(paths, check_drift=False)
+        assert roc_auc_score(labels, scores) > 0.9, model
+        assert isinstance(detector.scorer_, MapStatisticsScorer)
 
 
 def test_vectors_have_no_maps_and_say_so():
