@@ -36,19 +36,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ahl_plugins.errors import DataError, InvalidOptionsError
-from ahl_plugins.features.map_statistics import (
-    STATISTICS,
-    THRESHOLD_QUANTILES,
-    map_statistics,
-    normal_thresholds,
-    robust_center_spread,
-)
+from ahl_plugins.features.map_statistics import robust_center_spread
+from ahl_plugins.map_classifier import MapStatisticsClassifier
 from ahl_plugins.maps import has_maps
 
 if TYPE_CHECKING:
@@ -78,6 +72,12 @@ class MapStatisticsOptions(BaseModel):
     weight: float = Field(1.0, gt=0, description="floor_learned: weight of the learned evidence added to the floor")
     regularization: float = Field(
         1.0, gt=0, description="inverse L2 strength of the logistic regression (scikit-learn's C)"
+    )
+    weights: Literal["free", "non_negative"] = Field(
+        "free",
+        description="free: scikit-learn's logistic regression | non_negative: every statistic's weight >= 0 (each "
+        "statistic grows with the map, so more of it never makes an image less anomalous; the same loss, L-BFGS-B "
+        "with bounds). To be chosen on validation",
     )
     max_normals: int = Field(
         2048, ge=2, description="training normals (a seeded subsample beyond that) the classifier is fitted on"
@@ -125,93 +125,6 @@ def scale_maps(scorer: ScorerModule, features: Sequence[torch.Tensor]) -> list[t
         }
         out.append(scorer.combine(full))
     return out
-
-
-class MapStatisticsClassifier(nn.Module):
-    """The fitted part: per-scale thresholds, the statistics' standardisation, the logistic weights and the
-    logit's calibration, all buffers (saved in the scorer's weights file); shaped by the number of scales."""
-
-    thresholds: torch.Tensor
-    stat_center: torch.Tensor
-    stat_scale: torch.Tensor
-    weight: torch.Tensor
-    bias: torch.Tensor
-    logit_center: torch.Tensor
-    logit_scale: torch.Tensor
-
-    def __init__(self, n_scales: int) -> None:
-        super().__init__()
-        width = len(STATISTICS) * n_scales
-        self.n_scales = n_scales
-        self.register_buffer("thresholds", torch.zeros(n_scales, len(THRESHOLD_QUANTILES), dtype=torch.float64))
-        self.register_buffer("stat_center", torch.zeros(width, dtype=torch.float64))
-        self.register_buffer("stat_scale", torch.ones(width, dtype=torch.float64))
-        self.register_buffer("weight", torch.zeros(width, dtype=torch.float64))
-        self.register_buffer("bias", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("logit_center", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("logit_scale", torch.ones((), dtype=torch.float64))
-
-    def statistics(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``B×(7·scales)`` standardised statistics of per-scale maps (float64)."""
-        if len(maps) != self.n_scales:
-            raise DataError(f"map statistics were fitted on {self.n_scales} scale(s), got maps of {len(maps)}")
-        columns = [map_statistics(m.double(), self.thresholds[s].to(m.device)) for s, m in enumerate(maps)]
-        return (torch.cat(columns, dim=1) - self.stat_center) / self.stat_scale
-
-    def logits(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.statistics(maps) @ self.weight + self.bias
-
-    def learned(self, logits: torch.Tensor) -> torch.Tensor:
-        """The logit in spreads of the training normals (median 0, spread 1)."""
-        return (logits.double() - self.logit_center) / self.logit_scale
-
-    @torch.no_grad()
-    def fit(
-        self,
-        normal_maps: Sequence[torch.Tensor],
-        anomaly_maps: Sequence[torch.Tensor],
-        seed: int,
-        regularization: float = 1.0,
-    ) -> MapStatisticsClassifier:
-        """Fit on per-scale maps of the training normals (``N×h×w`` each) and the labelled anomalies."""
-        from sklearn.linear_model import LogisticRegression
-
-        n, m = int(normal_maps[0].shape[0]), int(anomaly_maps[0].shape[0])
-        if n < 2 or m < 1:
-            raise DataError(
-                f"map_statistics fits a classifier on the training normals against the labelled anomalies; it needs "
-                f"at least 2 normals and 1 labelled anomaly (y == 1), got {n} and {m}. Label anomalies, or leave "
-                "map_statistics='off'"
-            )
-        for s, maps in enumerate(normal_maps):
-            self.thresholds[s] = normal_thresholds(maps).to(self.thresholds)
-        self.stat_center.zero_()
-        self.stat_scale.fill_(1.0)
-        raw_normal = self.statistics([t.cpu() for t in normal_maps])
-        raw_anomaly = self.statistics([t.cpu() for t in anomaly_maps])
-        for j in range(raw_normal.shape[1]):
-            center, spread = robust_center_spread(raw_normal[:, j])
-            self.stat_center[j] = center
-            self.stat_scale[j] = spread
-        x_normal = (raw_normal - self.stat_center) / self.stat_scale
-        x_anomaly = (raw_anomaly - self.stat_center) / self.stat_scale
-        x = torch.cat([x_normal, x_anomaly]).numpy()
-        y = np.r_[np.zeros(n), np.ones(m)]
-        model = LogisticRegression(
-            C=regularization, class_weight="balanced", max_iter=2000, random_state=int(seed), solver="lbfgs"
-        )
-        model.fit(x, y)
-        self.weight.copy_(torch.from_numpy(model.coef_[0].astype(np.float64)))
-        self.bias.fill_(float(model.intercept_[0]))
-        center, spread = robust_center_spread(x_normal @ self.weight + self.bias)
-        self.logit_center.fill_(center)
-        self.logit_scale.fill_(spread)
-        return self
-
-    def coefficients(self) -> dict[str, float]:
-        """The fitted weights by statistic name (``scale<s>:<statistic>``), for ``fit_info_``."""
-        names = [f"scale{s}:{name}" for s in range(self.n_scales) for name in STATISTICS]
-        return {name: round(float(w), 6) for name, w in zip(names, self.weight.tolist(), strict=True)}
 
 
 class MapStatisticsScorer(nn.Module):
@@ -331,7 +244,7 @@ def fit_map_statistics(
     anomaly_maps, _ = _maps_and_scores(base, seen, device) if len(seen) else ([], torch.zeros(0))
     if not len(seen):
         anomaly_maps = [m[:0] for m in normal_maps]
-    scorer.classifier.fit(normal_maps, anomaly_maps, seed, options.regularization)
+    scorer.classifier.fit(normal_maps, anomaly_maps, seed, options.regularization, options.weights)
     center, spread = robust_center_spread(normal_scores)
     scorer.floor_center.fill_(center)
     scorer.floor_scale.fill_(spread)

@@ -23,7 +23,8 @@ import torch
 
 from ahl_plugins.evaluation.patchcore import PatchMemory
 from ahl_plugins.features.map_statistics import robust_center_spread
-from ahl_plugins.map_scoring import MapStatisticsClassifier, MapStatisticsOptions, image_score
+from ahl_plugins.map_classifier import MapStatisticsClassifier
+from ahl_plugins.map_scoring import MapStatisticsOptions, image_score
 
 BATCH = 32
 
@@ -68,7 +69,9 @@ def labelled_patchcore_scores(
         rows = torch.sort(torch.randperm(n, generator=generator)[: options.max_normals]).values
     normal_maps, normal_scores = calibrated_maps(memory, [t[rows] for t in normals], owners=rows)
     anomaly_maps, _ = calibrated_maps(memory, memory.select(anomaly_scales))
-    classifier = MapStatisticsClassifier(len(normals)).fit(normal_maps, anomaly_maps, seed, options.regularization)
+    classifier = MapStatisticsClassifier(len(normals)).fit(
+        normal_maps, anomaly_maps, seed, options.regularization, options.weights
+    )
     center, spread = robust_center_spread(normal_scores)
     test_maps, test_scores = calibrated_maps(memory, memory.select(test_scales))
     learned = classifier.learned(classifier.logits(test_maps))

@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, int]] = [
     ("ahl_plugins.presets", 6),
     ("ahl_plugins.maps", 6),
     ("ahl_plugins.map_scoring", 6),
+    ("ahl_plugins.map_classifier", 6),
     ("ahl_plugins.profile", 6),
     ("ahl_plugins.drift", 6),
     ("ahl_plugins.testing", 6),

@@ -13,7 +13,8 @@ from torch import nn
 from ahl_plugins import OSADDetector
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.map_statistics import STATISTICS, map_statistics, normal_thresholds
-from ahl_plugins.map_scoring import MapStatisticsClassifier, MapStatisticsScorer
+from ahl_plugins.map_classifier import MapStatisticsClassifier
+from ahl_plugins.map_scoring import MapStatisticsScorer
 from ahl_plugins.seeding import seeded
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 deprecates TorchScript
@@ -56,6 +57,15 @@ def test_classifier_on_hand_made_maps_ranks_a_blob_above_normals():
     # the learned score is in spreads of the training normals
     normals = classifier.learned(classifier.logits([_blob_maps(40, 0, False)]))
     assert abs(float(torch.quantile(normals, 0.5))) < 1e-9
+
+
+def test_non_negative_weights_stay_non_negative_and_rank_the_blob():
+    classifier = MapStatisticsClassifier(1).fit(
+        [_blob_maps(40, 0, False)], [_blob_maps(5, 1, True)], seed=0, weights="non_negative"
+    )
+    assert (classifier.weight >= 0).all() and (classifier.weight > 0).any()
+    new = classifier.logits([torch.cat([_blob_maps(20, 2, False), _blob_maps(20, 3, True)])])
+    assert roc_auc_score(np.r_[np.zeros(20), np.ones(20)], new.numpy()) == 1.0
 
 
 def test_classifier_needs_labelled_anomalies():

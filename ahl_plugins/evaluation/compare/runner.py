@@ -200,6 +200,19 @@ class DetectorRunner:
             extractor=extractor_name(model, self.config.extractor, data_kind(data)),
         )
 
+    def _map_statistics_options(self) -> Any:
+        """The labelled patch rows take the compare's ``-o map_statistics_options=...``, as every model does."""
+        from pydantic import ValidationError
+
+        from ahl_plugins.errors import InvalidOptionsError
+        from ahl_plugins.map_scoring import MapStatisticsOptions
+
+        given = self.config.options.get("map_statistics_options") or {}
+        try:
+            return MapStatisticsOptions(**given)
+        except ValidationError as exc:
+            raise InvalidOptionsError(f"invalid map_statistics_options:\n{exc}") from None
+
     def _patchcore(self, cell: Cell, data: SplitData) -> CellRun:
         """The PatchCore-class row: nearest normal patch, with pixel metrics where the test images have masks; or
         one of its labelled forms (map statistics, ahl_plugins.evaluation.patchcore_stats)."""
@@ -225,6 +238,7 @@ class DetectorRunner:
             timings=timings,
             read=data.read,
             map_statistics=LABELLED_PATCH_FORMS.get(cell.form, "off"),
+            map_statistics_options=self._map_statistics_options(),
         )
         return CellRun(
             scores=scores,
