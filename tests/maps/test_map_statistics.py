@@ -54,6 +54,8 @@ def test_classifier_on_hand_made_maps_ranks_a_blob_above_normals():
     classifier = MapStatisticsClassifier(1).fit([_blob_maps(40, 0, False)], [_blob_maps(5, 1, True)], seed=0)
     new = classifier.logits([torch.cat([_blob_maps(20, 2, False), _blob_maps(20, 3, True)])])
     assert roc_auc_score(np.r_[np.zeros(20), np.ones(20)], new.numpy()) == 1.0
+    again = MapStatisticsClassifier(1).fit([_blob_maps(40, 0, False)], [_blob_maps(5, 1, True)], seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(again.buffers(), classifier.buffers(), strict=True))  # seeded
     # the learned score is in spreads of the training normals
     normals = classifier.learned(classifier.logits([_blob_maps(40, 0, False)]))
     assert abs(float(torch.quantile(normals, 0.5))) < 1e-9
@@ -92,14 +94,15 @@ def _saveable_detector(tmp_path, form: str, **options) -> OSADDetector:
         torch.jit.save(torch.jit.script(LocalMeansByName()), str(network))
     own = {"image_size": 64, "layers": ["fine", "coarse"], "mean": None, "std": None}
     return OSADDetector(
-        "devnet", extractor=str(network), extractor_options=own, seed=0, map_statistics=form, **options, **FAST
+        "devnet", extractor=str(network), extractor_options=own, seed=0, map_statistics=form, **{**FAST, **options}
     )
 
 
 def test_floor_form_ranks_blobs_never_drops_below_its_floor_and_reloads_identically(tmp_path):
     """One DevNet (two scales of local means) with the floor form, on gray noise with bright squares."""
     X, y = training_set(tmp_path)
-    detector = _saveable_detector(tmp_path, "floor_learned", map_statistics_options={"offset": 1.5}).fit(X, y)
+    quick = {"epochs": 2, "batches_per_epoch": 3, "n_pseudo": 8}
+    detector = _saveable_detector(tmp_path, "floor_learned", map_statistics_options={"offset": 1.5}, **quick).fit(X, y)
     paths, labels = _test_set(tmp_path)
     scores = detector.decision_function(paths, check_drift=False)
     assert roc_auc_score(labels, scores) > 0.95
