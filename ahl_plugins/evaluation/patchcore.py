@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -37,12 +37,13 @@ from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, neares
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
-    from ahl_plugins.map_scoring import MapStatisticsOptions
 
 __all__ = [
+    "FittedReference",
     "PatchCoreOptions",
     "PatchMemory",
     "as_patches",
+    "fitted_reference",
     "kcenter_greedy",
     "nearest_distance",
     "patchcore_maps",
@@ -222,6 +223,57 @@ def _memory_for(
     return _MEMORIES[key]
 
 
+@dataclass
+class FittedReference:
+    """What the reference rows share: the built extractor, the memory of the training normals, how features are
+    extracted (cache, batch, device, read settings), and the training inputs split by label."""
+
+    extractor: FeatureExtractor
+    memory: PatchMemory
+    extract: dict[str, Any]
+    normals: list
+    anomalies: list
+
+
+def fitted_reference(
+    train_inputs: list | np.ndarray,
+    train_labels: Sequence[int] | np.ndarray,
+    *,
+    model: str = "dra",
+    extractor: str | FeatureExtractor | None = None,
+    extractor_options: dict | None = None,
+    options: PatchCoreOptions | None = None,
+    cache: object = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    read: ReadSettings = DEFAULT_READ,
+) -> FittedReference:
+    """The memory of the training normals (``labels == 0``) through the model's extractor, built once per process
+    (same extractor and cache as :func:`ahl_plugins.evaluation.knn.knn_reference`)."""
+    from ahl_plugins.evaluation.knn import build_extractor
+
+    if isinstance(train_inputs, np.ndarray):
+        raise DataError("PatchCore needs images (feature maps with positions); these inputs are vectors")
+    if isinstance(extractor, FeatureExtractor):
+        built = extractor.to(device)
+    else:
+        built = build_extractor(model, extractor, "image", extractor_options).to(device)
+    labels = np.asarray(train_labels).reshape(-1)
+    if len(labels) != len(train_inputs):
+        raise DataError(f"PatchCore: {len(train_inputs)} training inputs but {len(labels)} labels")
+    normals = [train_inputs[i] for i in np.flatnonzero(labels == 0)]
+    anomalies = [train_inputs[i] for i in np.flatnonzero(labels == 1)]
+    extract: dict[str, Any] = {
+        "cache": cache,
+        "batch_size": batch_size,
+        "device": device,
+        "progress": False,
+        "read": read,
+    }
+    memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
+    return FittedReference(built, memory, extract, normals, anomalies)
+
+
 def patchcore_reference(
     train_inputs: list | np.ndarray,
     train_labels: Sequence[int] | np.ndarray,
@@ -238,62 +290,37 @@ def patchcore_reference(
     test_types: Sequence[str] | np.ndarray | None = None,
     timings: dict | None = None,
     read: ReadSettings = DEFAULT_READ,
-    map_statistics: Literal["off", "learned", "floor_learned"] = "off",
-    map_statistics_options: MapStatisticsOptions | None = None,
 ) -> tuple[np.ndarray, dict[str, dict[str, float]] | None]:
     """Scores of ``test_inputs`` against the training normals' patches, and pixel metrics where masks exist.
 
-    Same extractor and cache as :func:`ahl_plugins.evaluation.knn.knn_reference`; labels only pick the normals,
-    unless ``map_statistics`` makes it the labelled SegAD-class row (:mod:`ahl_plugins.evaluation.patchcore_stats`:
-    the labelled anomalies teach a classifier on the maps' statistics; no pixel metrics of its own).
+    Same extractor and cache as :func:`ahl_plugins.evaluation.knn.knn_reference`; labels only pick the normals.
     """
     import time
 
     from ahl_plugins.data.masks import image_size
-    from ahl_plugins.evaluation.knn import build_extractor
     from ahl_plugins.evaluation.pixel import METRIC_MAX_SIDE, evaluate_maps
     from ahl_plugins.features.pipeline import extract_features
 
-    if isinstance(train_inputs, np.ndarray):
-        raise DataError("PatchCore needs images (feature maps with positions); these inputs are vectors")
     started = time.perf_counter()
-    if isinstance(extractor, FeatureExtractor):
-        built = extractor.to(device)
-    else:
-        built = build_extractor(model, extractor, "image", extractor_options).to(device)
-    labels = np.asarray(train_labels).reshape(-1)
-    if len(labels) != len(train_inputs):
-        raise DataError(f"PatchCore: {len(train_inputs)} training inputs but {len(labels)} labels")
-    normals = [train_inputs[i] for i in np.flatnonzero(labels == 0)]
-    extract: dict[str, Any] = {
-        "cache": cache,
-        "batch_size": batch_size,
-        "device": device,
-        "progress": False,
-        "read": read,
-    }
-    memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
+    reference = fitted_reference(
+        train_inputs,
+        train_labels,
+        model=model,
+        extractor=extractor,
+        extractor_options=extractor_options,
+        options=options,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        read=read,
+    )
+    memory = reference.memory
     fitted = time.perf_counter()
-    test_scales = extract_features(built, test_inputs, **extract).scales
-    labelled = None
-    if map_statistics == "off":
-        scores = memory.scores(test_scales)
-    else:
-        from ahl_plugins.evaluation.patchcore_stats import labelled_patchcore_scores
-
-        anomalies = [train_inputs[i] for i in np.flatnonzero(labels == 1)]
-        scores, labelled = labelled_patchcore_scores(
-            memory,
-            extract_features(built, normals, **extract).scales,
-            extract_features(built, anomalies, **extract).scales,
-            test_scales,
-            map_statistics,
-            map_statistics_options,
-            seed=memory.options.seed,
-        )
+    test_scales = extract_features(reference.extractor, test_inputs, **reference.extract).scales
+    scores = memory.scores(test_scales)
     scored = time.perf_counter()
     pixel = None
-    if labelled is None and test_masks is not None and any(m is not None for m in test_masks):
+    if test_masks is not None and any(m is not None for m in test_masks):
         sizes = [image_size(p) for p in test_inputs]
         maps = patchcore_maps(memory, test_scales, sizes, METRIC_MAX_SIDE)
         types = (
@@ -309,6 +336,5 @@ def patchcore_reference(
             maps=time.perf_counter() - scored,
             memory_patches=[len(m) for m in memory.memories],
             patches=list(memory.sizes),
-            **({"map_statistics": labelled} if labelled is not None else {}),
         )
     return scores, pixel

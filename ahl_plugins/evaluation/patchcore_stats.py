@@ -15,13 +15,16 @@ metrics of their own are reported for these rows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from ahl_plugins.evaluation.patchcore import PatchMemory
+from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
+from ahl_plugins.errors import DataError
+from ahl_plugins.evaluation.patchcore import PatchCoreOptions, PatchMemory, fitted_reference
 from ahl_plugins.features.map_statistics import robust_center_spread
 from ahl_plugins.map_classifier import MapStatisticsClassifier
 from ahl_plugins.map_scoring import MapStatisticsOptions, image_score
@@ -85,3 +88,63 @@ def labelled_patchcore_scores(
         "coefficients": classifier.coefficients(),
     }
     return scores.double().numpy(), info
+
+
+def patchcore_stats_reference(
+    train_inputs: list,
+    train_labels: Sequence[int] | np.ndarray,
+    test_inputs: list,
+    form: Literal["learned", "floor_learned"],
+    *,
+    model: str = "dra",
+    extractor: str | None = None,
+    extractor_options: dict | None = None,
+    options: PatchCoreOptions | None = None,
+    statistics: MapStatisticsOptions | None = None,
+    cache: object = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    timings: dict | None = None,
+    read: ReadSettings = DEFAULT_READ,
+) -> np.ndarray:
+    """Scores of ``test_inputs`` by the labelled row ``form``, on the memory the label-free row uses (the same
+    extractor, cache and options: :func:`ahl_plugins.evaluation.patchcore.fitted_reference`)."""
+    from ahl_plugins.features.pipeline import extract_features
+
+    started = time.perf_counter()
+    reference = fitted_reference(
+        train_inputs,
+        train_labels,
+        model=model,
+        extractor=extractor,
+        extractor_options=extractor_options,
+        options=options,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        read=read,
+    )
+    if not reference.anomalies:
+        raise DataError("the patchcore_stats rows need labelled anomalies (label 1) in the training data")
+    fitted = time.perf_counter()
+    extract = reference.extract
+    normal_scales = extract_features(reference.extractor, reference.normals, **extract).scales
+    anomaly_scales = extract_features(reference.extractor, reference.anomalies, **extract).scales
+    test_scales = extract_features(reference.extractor, test_inputs, **extract).scales
+    scores, info = labelled_patchcore_scores(
+        reference.memory,
+        normal_scales,
+        anomaly_scales,
+        test_scales,
+        form,
+        statistics,
+        seed=reference.memory.options.seed,
+    )
+    if timings is not None:
+        timings.update(
+            fit=fitted - started,
+            score=time.perf_counter() - fitted,
+            memory_patches=[len(m) for m in reference.memory.memories],
+            map_statistics=info,
+        )
+    return scores

@@ -218,28 +218,41 @@ class DetectorRunner:
         one of its labelled forms (map statistics, ahl_plugins.evaluation.patchcore_stats)."""
         from ahl_plugins.devices import resolve_device
         from ahl_plugins.evaluation.patchcore import PatchCoreOptions, patchcore_reference
+        from ahl_plugins.evaluation.patchcore_stats import patchcore_stats_reference
         from ahl_plugins.features.cache import FeatureCache
 
         timings: dict[str, Any] = {}
         model = cell.source_model or self.config.models[0]
         options = PatchCoreOptions(coreset_fraction=self.config.coreset_fraction, seed=data.key.seed)
-        scores, pixel = patchcore_reference(
-            data.train_inputs,
-            data.train_labels,
-            data.test_inputs,
-            model=model,
-            extractor=self.config.extractor,
-            extractor_options=self.config.extractor_options,
-            options=options,
-            cache=FeatureCache(self.config.cache_dir),
-            device=resolve_device(self.config.device),
-            test_masks=data.test_masks,
-            test_types=data.test_types,
-            timings=timings,
-            read=data.read,
-            map_statistics=LABELLED_PATCH_FORMS.get(cell.form, "off"),
-            map_statistics_options=self._map_statistics_options(),
-        )
+        shared: dict[str, Any] = {
+            "model": model,
+            "extractor": self.config.extractor,
+            "extractor_options": self.config.extractor_options,
+            "options": options,
+            "cache": FeatureCache(self.config.cache_dir),
+            "device": resolve_device(self.config.device),
+            "timings": timings,
+            "read": data.read,
+        }
+        pixel = None
+        if cell.form in LABELLED_PATCH_FORMS:  # the maps are the label-free row's: no pixel metrics of their own
+            scores = patchcore_stats_reference(
+                list(data.train_inputs),
+                data.train_labels,
+                list(data.test_inputs),
+                LABELLED_PATCH_FORMS[cell.form],
+                statistics=self._map_statistics_options(),
+                **shared,
+            )
+        else:
+            scores, pixel = patchcore_reference(
+                data.train_inputs,
+                data.train_labels,
+                data.test_inputs,
+                test_masks=data.test_masks,
+                test_types=data.test_types,
+                **shared,
+            )
         return CellRun(
             scores=scores,
             fit_seconds=timings.get("fit", 0.0),
