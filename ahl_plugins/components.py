@@ -78,13 +78,21 @@ class Components:
         return cast("ScorerModule", scorer)  # checked just above
 
     def saved_scorer(self, spec: FeatureSpec, n_tasks: int | None) -> ScorerModule:
-        """An untrained scorer of a saved model's shape (the ensemble ablation holds one per task)."""
+        """An untrained scorer of a saved model's shape (the ensemble ablation holds one per task; the
+        map-statistics score wraps the model's scorer)."""
         scorer = self.scorer(spec)
         trainer = self.resolved.trainer
         if isinstance(trainer, AHLOptions) and trainer.ablation == "ensemble":
             from ahl_plugins.ahl.ensemble import EnsembleScorer
 
-            return cast("ScorerModule", EnsembleScorer.from_template(scorer, n_tasks or 1))  # meets Scorer
+            scorer = cast("ScorerModule", EnsembleScorer.from_template(scorer, n_tasks or 1))  # meets Scorer
+        if self.config.map_statistics != "off":
+            from ahl_plugins.map_scoring import MapStatisticsScorer
+
+            form = self.config.map_statistics
+            scorer = cast(
+                "ScorerModule", MapStatisticsScorer(scorer, spec.n_scales, form, self.resolved.map_statistics)
+            )
         return scorer
 
     def loss(self) -> Loss:

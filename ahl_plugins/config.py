@@ -8,7 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT_VERSION = 1
 #: The option sections of a detector (``DetectorConfig`` fields that hold a dict of options).
-SECTIONS = ("extractor_options", "scorer_options", "loss_options", "train_options", "ahl_options", "finetune_options")
+SECTIONS = (
+    "extractor_options",
+    "scorer_options",
+    "loss_options",
+    "train_options",
+    "ahl_options",
+    "finetune_options",
+    "map_statistics_options",
+)
 
 
 class DetectorConfig(BaseModel):
@@ -39,6 +47,16 @@ class DetectorConfig(BaseModel):
     finetune_options: dict[str, Any] = Field(
         default_factory=dict,
         description="FinetuneOptions (end-to-end base training; with ahl=False, train_options too)",
+    )
+    map_statistics: Literal["off", "learned", "floor_learned"] = Field(
+        "off",
+        description="image score from statistics of the model's anomaly map (SegAD-class; models that draw maps, "
+        "on images): off (the model's own score) | learned (a logistic classifier on the map statistics, fitted "
+        "on the training normals and labelled anomalies after training) | floor_learned (the model's calibrated "
+        "score plus the classifier's non-negative evidence: labels add, never subtract). docs/maps.md",
+    )
+    map_statistics_options: dict[str, Any] = Field(
+        default_factory=dict, description="MapStatisticsOptions (offset, weight, regularization, max_normals)"
     )
     pseudo_anomalies: list[str] | None = Field(
         None,

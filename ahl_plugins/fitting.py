@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from ahl_plugins.features.pipeline import (
 )
 from ahl_plugins.features.store import Features
 from ahl_plugins.inputs import Inputs
+from ahl_plugins.map_scoring import fit_map_statistics, require_map_features, require_map_scorer
 from ahl_plugins.profile import DataProfile, build_profile
 from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.scoring import score_features
@@ -110,6 +111,8 @@ def fit_components(
     config, resolved = parts.config, parts.resolved
     started = time.perf_counter()
     device = runtime.torch_device
+    if config.map_statistics != "off":
+        require_map_features("map" if kind == "image" else "vector", f"model {config.model!r} on {kind} inputs")
     extractor = parts.extractor(kind).to(device)
     if kind == "vector":
         extractor.fit(torch.from_numpy(inputs))
@@ -130,6 +133,9 @@ def fit_components(
     extracted = time.perf_counter()
 
     scorer = parts.scorer(features.spec)
+    if config.map_statistics != "off":  # before training: a model without maps cannot take the option
+        require_map_features(features.spec.kind, f"model {config.model!r} with this extractor")
+        require_map_scorer(scorer, f"the scorer {resolved.spec.scorer!r} of model {config.model!r}")
     history: dict[str, Any] | list[dict[str, Any]]
     if config.ahl:
         from ahl_plugins.ahl.guard import train_ahl_guarded
@@ -157,6 +163,13 @@ def fit_components(
             scorer, parts.loss(), data, resolved.trainer, seed=config.seed, device=device, progress=runtime.progress
         )
     scorer = scorer.eval()
+    map_statistics = None
+    if config.map_statistics != "off":
+        assert resolved.map_statistics is not None  # resolve() sets it exactly when the option is on
+        wrapped, map_statistics = fit_map_statistics(
+            scorer, normals, seen, config.map_statistics, resolved.map_statistics, config.seed, device
+        )
+        scorer = cast("ScorerModule", wrapped)  # meets the Scorer contract (heads, combine, head_maps)
     train_scores = score_features(scorer, normals, batch_size=256, device=device)
     info: dict[str, Any] = {
         "input_kind": kind,
@@ -172,6 +185,8 @@ def fit_components(
         "guard": _guard_summary(history) if config.ahl else None,
         "seconds": {"features": extracted - tuned, "train": time.perf_counter() - extracted},
     }
+    if map_statistics is not None:
+        info["map_statistics"] = map_statistics
     if finetuned is not None:
         info["seconds"]["finetune"] = tuned - started
         info["finetune"] = {

@@ -20,6 +20,7 @@ from ahl_plugins.ahl.options import AHLOptions
 from ahl_plugins.config import DETECTOR_KEYS, SECTIONS, DetectorConfig
 from ahl_plugins.contracts import ComponentEntry, ModelSpec
 from ahl_plugins.errors import InvalidOptionsError
+from ahl_plugins.map_scoring import MapStatisticsOptions
 from ahl_plugins.plugins import PluginManager
 from ahl_plugins.presets import preset_options
 from ahl_plugins.training.finetune import FINETUNE_ONLY_OPTIONS, FinetuneOptions
@@ -90,6 +91,7 @@ class ResolvedOptions:
     loss_options: BaseModel | None
     trainer: TrainOptions | AHLOptions
     finetune: FinetuneOptions | None
+    map_statistics: MapStatisticsOptions | None = None  # None with map_statistics="off"
 
     def effective(self, which: str) -> dict[str, Any]:
         """Every option of the scorer or loss with defaults filled in (what a fine-tuning cache is keyed on)."""
@@ -117,7 +119,23 @@ def resolve(manager: PluginManager, config: DetectorConfig) -> ResolvedOptions:
         loss_options=loss_options,
         trainer=_trainer_options(config, spec),
         finetune=_finetune_options(config, spec),
+        map_statistics=_map_statistics_options(config),
     )
+
+
+def _map_statistics_options(config: DetectorConfig) -> MapStatisticsOptions | None:
+    """MapStatisticsOptions when ``map_statistics`` is on; options given with it off are a mistake, not a no-op."""
+    if config.map_statistics == "off":
+        if config.map_statistics_options:
+            raise InvalidOptionsError(
+                f"map_statistics_options {sorted(config.map_statistics_options)} need map_statistics='learned' or "
+                "'floor_learned' (on the command line: -o map_statistics=floor_learned)"
+            )
+        return None
+    try:
+        return MapStatisticsOptions(**config.map_statistics_options)
+    except ValidationError as exc:
+        raise InvalidOptionsError(f"invalid map_statistics_options for model {config.model!r}:\n{exc}") from None
 
 
 def _component_options(config: DetectorConfig, spec: ModelSpec, kind: str, name: str) -> dict[str, Any]:

@@ -140,8 +140,10 @@ def _run(config_values: dict[str, Any], output: str, *, plots: bool, quiet: bool
 @click.option(
     "--references",
     default=None,
-    help="Label-free reference rows, comma-separated: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the "
-    "k nearest), patchcore (nearest normal patch, images only). Default: kth on vectors; kth, mean and patchcore on images.",
+    help="Reference rows, comma-separated: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the "
+    "k nearest), patchcore (nearest normal patch, images only); labelled (images, opt-in): patchcore_stats, "
+    "patchcore_floor_stats (map statistics of the patchcore maps classified with the labels, alone / on the "
+    "patchcore floor). Default: kth on vectors; kth, mean and patchcore on images.",
 )
 @click.option(
     "--coreset-fraction",

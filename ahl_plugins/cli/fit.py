@@ -42,6 +42,11 @@ def _show_options(model: str, ahl: bool, finetune: bool = False) -> None:
         (f"scorer {spec.scorer!r}", manager.get("scorers", spec.scorer).options, None),
         (f"loss {spec.loss!r}", manager.get("losses", spec.loss).options, None),
     ]
+    from ahl_plugins.map_scoring import MapStatisticsOptions
+
+    sections.append(
+        ("map statistics (with map_statistics on; -o 'map_statistics_options={...}')", MapStatisticsOptions, None)
+    )
     if finetune:
         from ahl_plugins.training.finetune import FINETUNE_ONLY_OPTIONS, FinetuneOptions
 

@@ -20,10 +20,14 @@ SETTINGS = ("general", "hard")
 BASE = "base"
 AHL = "ahl"
 KNN = "knn"
-#: Forms of the label-free reference rows (all of variant ``knn``, "no labels, no training"): the pooled k-NN
-#: distance to the k-th neighbour or the mean of the k nearest, and the PatchCore-class nearest patch.
+#: Forms of the reference rows (all of variant ``knn``: no detector is trained): the label-free pooled k-NN
+#: distance to the k-th neighbour or the mean of the k nearest, and the PatchCore-class nearest patch; and two
+#: labelled rows on the PatchCore-class maps (SegAD-class map statistics with a logistic classifier: alone, or
+#: on the PatchCore-class floor; ahl_plugins.evaluation.patchcore_stats), opt-in only.
 KTH, MEAN, PATCHCORE = "kth", "mean", "patchcore"
-REFERENCE_FORMS = (KTH, MEAN, PATCHCORE)
+PATCHCORE_STATS, PATCHCORE_FLOOR_STATS = "patchcore_stats", "patchcore_floor_stats"
+PATCH_FORMS = (PATCHCORE, PATCHCORE_STATS, PATCHCORE_FLOOR_STATS)
+REFERENCE_FORMS = (KTH, MEAN, *PATCH_FORMS)
 ALL_TYPES = "all"
 #: variant name -> AHLOptions.ablation
 ABLATIONS = {"ahl_uniform": "uniform", "ahl_random_tasks": "random_tasks", "ahl_ensemble": "ensemble"}

@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
 
 __all__ = [
+    "FittedReference",
     "PatchCoreOptions",
     "PatchMemory",
     "as_patches",
+    "fitted_reference",
     "kcenter_greedy",
     "nearest_distance",
     "patchcore_maps",
@@ -221,6 +223,57 @@ def _memory_for(
     return _MEMORIES[key]
 
 
+@dataclass
+class FittedReference:
+    """What the reference rows share: the built extractor, the memory of the training normals, how features are
+    extracted (cache, batch, device, read settings), and the training inputs split by label."""
+
+    extractor: FeatureExtractor
+    memory: PatchMemory
+    extract: dict[str, Any]
+    normals: list
+    anomalies: list
+
+
+def fitted_reference(
+    train_inputs: list | np.ndarray,
+    train_labels: Sequence[int] | np.ndarray,
+    *,
+    model: str = "dra",
+    extractor: str | FeatureExtractor | None = None,
+    extractor_options: dict | None = None,
+    options: PatchCoreOptions | None = None,
+    cache: object = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    read: ReadSettings = DEFAULT_READ,
+) -> FittedReference:
+    """The memory of the training normals (``labels == 0``) through the model's extractor, built once per process
+    (same extractor and cache as :func:`ahl_plugins.evaluation.knn.knn_reference`)."""
+    from ahl_plugins.evaluation.knn import build_extractor
+
+    if isinstance(train_inputs, np.ndarray):
+        raise DataError("PatchCore needs images (feature maps with positions); these inputs are vectors")
+    if isinstance(extractor, FeatureExtractor):
+        built = extractor.to(device)
+    else:
+        built = build_extractor(model, extractor, "image", extractor_options).to(device)
+    labels = np.asarray(train_labels).reshape(-1)
+    if len(labels) != len(train_inputs):
+        raise DataError(f"PatchCore: {len(train_inputs)} training inputs but {len(labels)} labels")
+    normals = [train_inputs[i] for i in np.flatnonzero(labels == 0)]
+    anomalies = [train_inputs[i] for i in np.flatnonzero(labels == 1)]
+    extract: dict[str, Any] = {
+        "cache": cache,
+        "batch_size": batch_size,
+        "device": device,
+        "progress": False,
+        "read": read,
+    }
+    memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
+    return FittedReference(built, memory, extract, normals, anomalies)
+
+
 def patchcore_reference(
     train_inputs: list | np.ndarray,
     train_labels: Sequence[int] | np.ndarray,
@@ -245,31 +298,25 @@ def patchcore_reference(
     import time
 
     from ahl_plugins.data.masks import image_size
-    from ahl_plugins.evaluation.knn import build_extractor
     from ahl_plugins.evaluation.pixel import METRIC_MAX_SIDE, evaluate_maps
     from ahl_plugins.features.pipeline import extract_features
 
-    if isinstance(train_inputs, np.ndarray):
-        raise DataError("PatchCore needs images (feature maps with positions); these inputs are vectors")
     started = time.perf_counter()
-    if isinstance(extractor, FeatureExtractor):
-        built = extractor.to(device)
-    else:
-        built = build_extractor(model, extractor, "image", extractor_options).to(device)
-    labels = np.asarray(train_labels).reshape(-1)
-    if len(labels) != len(train_inputs):
-        raise DataError(f"PatchCore: {len(train_inputs)} training inputs but {len(labels)} labels")
-    normals = [train_inputs[i] for i in np.flatnonzero(labels == 0)]
-    extract: dict[str, Any] = {
-        "cache": cache,
-        "batch_size": batch_size,
-        "device": device,
-        "progress": False,
-        "read": read,
-    }
-    memory = _memory_for(built, normals, options or PatchCoreOptions(), extract)
+    reference = fitted_reference(
+        train_inputs,
+        train_labels,
+        model=model,
+        extractor=extractor,
+        extractor_options=extractor_options,
+        options=options,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        read=read,
+    )
+    memory = reference.memory
     fitted = time.perf_counter()
-    test_scales = extract_features(built, test_inputs, **extract).scales
+    test_scales = extract_features(reference.extractor, test_inputs, **reference.extract).scales
     scores = memory.scores(test_scales)
     scored = time.perf_counter()
     pixel = None

@@ -1,4 +1,5 @@
-"""What the residual patch scorer reads from the normals' patch memory: nearest patches and map statistics.
+"""What the residual patch scorer reads from the normals' patch memory: nearest patches. (Its map statistics
+are the shared ones of :mod:`ahl_plugins.features.map_statistics`.)
 
 Pure tensor code with no data-dependent branches, so the scorer's forward runs under the AHL learner's
 ``functional_call`` / ``vmap``. The memory itself (greedy coreset, owners, pooled keys) is built with the same
@@ -11,13 +12,6 @@ import hashlib
 from collections.abc import Callable
 
 import torch
-
-from builtin_plugins.heads import topk_count
-
-#: the statistics of one scale's distance map, in the order :func:`map_statistics` returns them
-STATISTICS = ("max", "top2%", "top10%", "mean", "median", "share>q99", "share>q999")
-#: the training normals' patch-distance quantiles the two share-above statistics compare with
-THRESHOLD_QUANTILES = (0.99, 0.999)
 
 
 def nearest_patches(
@@ -53,21 +47,6 @@ def nearest_patches(
 def gather_patches(memory: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``B×C×H×W``: the memory rows ``index`` (``B×H×W``) points at, as a feature map."""
     return memory[index].permute(0, 3, 1, 2).to(dtype)
-
-
-def map_statistics(distance: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """``B×7`` statistics of ``B×H×W`` distance maps (:data:`STATISTICS`): where and how much the map is high.
-
-    ``thresholds``: the training normals' patch-distance quantiles :data:`THRESHOLD_QUANTILES` of this scale.
-    """
-    flat = distance.flatten(1)
-    n = flat.shape[1]
-    ordered = torch.sort(flat, dim=1, descending=True).values
-    top2 = ordered[:, : topk_count(n, 0.02)].mean(dim=1)
-    top10 = ordered[:, : topk_count(n, 0.1)].mean(dim=1)
-    shares = (flat[:, :, None] > thresholds[None, None, :]).to(flat.dtype).mean(dim=1)  # B×2
-    columns = [ordered[:, 0], top2, top10, flat.mean(dim=1), ordered[:, n // 2]]
-    return torch.cat([torch.stack(columns, dim=1), shares], dim=1)
 
 
 Search = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]

@@ -28,17 +28,16 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
+from ahl_plugins.features.map_statistics import (
+    STATISTICS,
+    THRESHOLD_QUANTILES,
+    map_statistics,
+    robust_center_spread,
+)
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
-from builtin_plugins.residual_patch.memory import (
-    STATISTICS,
-    THRESHOLD_QUANTILES,
-    SearchMemo,
-    gather_patches,
-    map_statistics,
-    nearest_patches,
-)
+from builtin_plugins.residual_patch.memory import SearchMemo, gather_patches, nearest_patches
 
 HEAD_NAMES = ("floor", "evidence", "statistics")
 #: calibrated heads, in ``head_center`` / ``head_scale`` order (the floor is calibrated per scale in prepare)
@@ -285,11 +284,3 @@ class ResidualPatchScorer(nn.Module):
                     saved = state_dict[key]
                     self._set(scale, name, torch.empty(saved.shape, dtype=saved.dtype, device=current.device))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
-
-
-def robust_center_spread(values: torch.Tensor) -> tuple[float, float]:
-    """Median and IQR / 1.349 of ``values`` (a spread floor keeps a constant head finite)."""
-    values = values.double().flatten()
-    q1, median, q3 = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-    floor = max(float(values.std()) if values.numel() > 1 else 0.0, float(values.abs().mean()), 1.0) * 1e-3
-    return float(median), max(float(q3 - q1) / 1.349, floor)

@@ -35,6 +35,8 @@ LAYERS: list[tuple[str, int]] = [
     ("ahl_plugins.model_files", 6),
     ("ahl_plugins.presets", 6),
     ("ahl_plugins.maps", 6),
+    ("ahl_plugins.map_scoring", 6),
+    ("ahl_plugins.map_classifier", 6),
     ("ahl_plugins.profile", 6),
     ("ahl_plugins.drift", 6),
     ("ahl_plugins.testing", 6),

@@ -75,3 +75,42 @@ def test_default_references_and_labels():
         parse_config(data="digits", references=["patch"])
     rows = knn_rows(["devnet", "dra"], "resnet18", "image", ["kth", "mean", "patchcore"])
     assert [r[0] for r in rows] == ["knn", "knn[mean]", "patchcore"]
+
+
+@pytest.mark.slow
+def test_labelled_patchcore_rows_use_map_statistics(tmp_path):
+    """The SegAD-class rows: map statistics of the PatchCore-class maps, classified with the labels (opt-in);
+    the training normals are scored with their own patches left out of the memory."""
+    data = mvtec_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    args = [
+        "compare",
+        "--data",
+        str(data),
+        "--models",
+        "devnet",
+        "--n-anomalies",
+        "4",
+        "--seeds",
+        "1",
+        "--references",
+        "patchcore,patchcore_stats,patchcore_floor_stats",
+        "--coreset-fraction",
+        "0.5",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output",
+        str(out),
+        "--quiet",
+        "--no-plots",
+        *SMALL_RESNET,
+        *TINY,
+    ]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["variant"]): r for r in csv.DictReader((out / "results.csv").open())}
+    for label in ("patchcore_stats", "patchcore_floor_stats"):
+        row = rows[(label, "knn")]
+        assert row["status"] == "ok" and 0 <= float(row["auc_roc"]) <= 1, row
+        assert row["pixel_auroc"] == ""  # the maps are PatchCore's: no pixel metrics of their own
+    assert parse_config(data="digits", references=["patchcore_stats"]).reference_forms("vector") == []

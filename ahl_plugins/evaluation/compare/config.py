@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ahl_plugins.errors import InvalidOptionsError
-from ahl_plugins.evaluation.grid import KNN, REFERENCE_FORMS, SETTINGS
+from ahl_plugins.evaluation.grid import KNN, PATCH_FORMS, REFERENCE_FORMS, SETTINGS
 
 #: Fields that change where and how fast a grid runs, never what it computes: a resume ignores them.
 RUN_FIELDS = frozenset({"device", "cache_dir", "progress", "threads", "jobs", "executor", "ray_address"})
@@ -40,9 +40,10 @@ class CompareConfig(BaseModel):
     k: int = Field(5, ge=1, description="neighbours of the k-NN reference")
     references: list[str] | None = Field(
         None,
-        description="label-free reference rows: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the k), "
-        "patchcore (nearest normal patch); None: kth on vectors; kth, mean and patchcore on images (chosen on "
-        "validation: docs/benchmarks/image_references.md)",
+        description="reference rows: kth (pooled k-NN, k-th neighbour), mean (pooled, mean of the k), "
+        "patchcore (nearest normal patch); labelled, opt-in: patchcore_stats / patchcore_floor_stats (map "
+        "statistics of the patchcore maps, classified with the labels: alone / on the patchcore floor); None: kth "
+        "on vectors; kth, mean and patchcore on images (chosen on validation: docs/benchmarks/image_references.md)",
     )
     coreset_fraction: float = Field(0.1, gt=0, le=1, description="share of training patches the patchcore row keeps")
     options: dict[str, Any] = Field(default_factory=dict, description="detector options for every model variant")
@@ -89,10 +90,10 @@ class CompareConfig(BaseModel):
         return list(dict.fromkeys(value))
 
     def reference_forms(self, input_kind: str) -> list[str]:
-        """The reference rows this compare adds on ``input_kind`` data (patchcore needs images)."""
+        """The reference rows this compare adds on ``input_kind`` data (the patchcore rows need images)."""
         if self.references is None:  # validation: mean and patch beat kth by more than noise on the image families
             return ["kth", "mean", "patchcore"] if input_kind == "image" else ["kth"]
-        return [f for f in self.references if f != "patchcore" or input_kind == "image"]
+        return [f for f in self.references if f not in PATCH_FORMS or input_kind == "image"]
 
     @field_validator("models")
     @classmethod

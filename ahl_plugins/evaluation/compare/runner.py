@@ -13,14 +13,24 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.evaluation.compare.config import CompareConfig
 from ahl_plugins.evaluation.compare.splits import SplitData
-from ahl_plugins.evaluation.grid import BASE, KNN, KTH, MEAN, PATCHCORE, Cell
+from ahl_plugins.evaluation.grid import (
+    BASE,
+    KNN,
+    KTH,
+    MEAN,
+    PATCH_FORMS,
+    PATCHCORE,
+    PATCHCORE_FLOOR_STATS,
+    PATCHCORE_STATS,
+    Cell,
+)
 
 if TYPE_CHECKING:
     from ahl_plugins.evaluation.knn import KnnMethod
@@ -156,7 +166,7 @@ class DetectorRunner:
         )
 
     def _knn(self, cell: Cell, data: SplitData) -> CellRun:
-        if cell.form == PATCHCORE:
+        if cell.form in PATCH_FORMS:
             return self._patchcore(cell, data)
         from ahl_plugins.devices import resolve_device
         from ahl_plugins.evaluation.knn import knn_reference
@@ -194,36 +204,66 @@ class DetectorRunner:
             extractor=extractor_name(model, self.config.extractor, data_kind(data)),
         )
 
+    def _map_statistics_options(self) -> Any:
+        """The labelled patch rows take the compare's ``-o map_statistics_options=...``, as every model does."""
+        from pydantic import ValidationError
+
+        from ahl_plugins.errors import InvalidOptionsError
+        from ahl_plugins.map_scoring import MapStatisticsOptions
+
+        given = self.config.options.get("map_statistics_options") or {}
+        try:
+            return MapStatisticsOptions(**given)
+        except ValidationError as exc:
+            raise InvalidOptionsError(f"invalid map_statistics_options:\n{exc}") from None
+
     def _patchcore(self, cell: Cell, data: SplitData) -> CellRun:
-        """The PatchCore-class row: nearest normal patch, with pixel metrics where the test images have masks."""
+        """The PatchCore-class row: nearest normal patch, with pixel metrics where the test images have masks; or
+        one of its labelled forms (map statistics, ahl_plugins.evaluation.patchcore_stats)."""
         from ahl_plugins.devices import resolve_device
         from ahl_plugins.evaluation.patchcore import PatchCoreOptions, patchcore_reference
+        from ahl_plugins.evaluation.patchcore_stats import patchcore_stats_reference
         from ahl_plugins.features.cache import FeatureCache
 
         timings: dict[str, Any] = {}
         model = cell.source_model or self.config.models[0]
         options = PatchCoreOptions(coreset_fraction=self.config.coreset_fraction, seed=data.key.seed)
-        scores, pixel = patchcore_reference(
-            data.train_inputs,
-            data.train_labels,
-            data.test_inputs,
-            model=model,
-            extractor=self.config.extractor,
-            extractor_options=self.config.extractor_options,
-            options=options,
-            cache=FeatureCache(self.config.cache_dir),
-            device=resolve_device(self.config.device),
-            test_masks=data.test_masks,
-            test_types=data.test_types,
-            timings=timings,
-            read=data.read,
-        )
+        shared: dict[str, Any] = {
+            "model": model,
+            "extractor": self.config.extractor,
+            "extractor_options": self.config.extractor_options,
+            "options": options,
+            "cache": FeatureCache(self.config.cache_dir),
+            "device": resolve_device(self.config.device),
+            "timings": timings,
+            "read": data.read,
+        }
+        pixel = None
+        if cell.form in LABELLED_PATCH_FORMS:  # the maps are the label-free row's: no pixel metrics of their own
+            scores = patchcore_stats_reference(
+                list(data.train_inputs),
+                data.train_labels,
+                list(data.test_inputs),
+                LABELLED_PATCH_FORMS[cell.form],
+                statistics=self._map_statistics_options(),
+                **shared,
+            )
+        else:
+            scores, pixel = patchcore_reference(
+                data.train_inputs,
+                data.train_labels,
+                data.test_inputs,
+                test_masks=data.test_masks,
+                test_types=data.test_types,
+                **shared,
+            )
         return CellRun(
             scores=scores,
             fit_seconds=timings.get("fit", 0.0),
             score_seconds=timings.get("score", 0.0),
             info={
-                "method": PATCHCORE,
+                "method": cell.form,
+                **({"map_statistics": timings["map_statistics"]} if "map_statistics" in timings else {}),
                 "coreset_fraction": options.coreset_fraction,
                 "memory_patches": timings.get("memory_patches"),
             },
@@ -265,7 +305,18 @@ def extractor_models(models: Sequence[str], extractor: str | None, kind: str) ->
 
 
 #: row label of each reference form (the kth row keeps the name ``knn`` it always had, so old directories resume)
-FORM_LABELS = {KTH: KNN, MEAN: f"{KNN}[mean]", PATCHCORE: PATCHCORE}
+FORM_LABELS = {
+    KTH: KNN,
+    MEAN: f"{KNN}[mean]",
+    PATCHCORE: PATCHCORE,
+    PATCHCORE_STATS: PATCHCORE_STATS,
+    PATCHCORE_FLOOR_STATS: PATCHCORE_FLOOR_STATS,
+}
+#: the map-statistics image score each labelled patch row uses (ahl_plugins.map_scoring)
+LABELLED_PATCH_FORMS: dict[str, Literal["learned", "floor_learned"]] = {
+    PATCHCORE_STATS: "learned",
+    PATCHCORE_FLOOR_STATS: "floor_learned",
+}
 
 
 def knn_rows(
