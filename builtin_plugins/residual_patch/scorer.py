@@ -38,6 +38,7 @@ from builtin_plugins.residual_patch.memory import (
     gather_patches,
     map_statistics,
     nearest_patches,
+    nearest_patches_blocked,
 )
 
 HEAD_NAMES = ("floor", "evidence", "statistics")
@@ -130,7 +131,7 @@ class ResidualPatchScorer(nn.Module):
         owner, keys = self._buffer("owner", scale).long(), self._buffer("keys", scale)
         if not self.search_memo.usable(x):
             return nearest_patches(x, memory, owner, keys)
-        return self.search_memo.search(scale, x, lambda rows: nearest_patches(rows, memory, owner, keys))
+        return self.search_memo.search(scale, x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys))
 
     def _scale_heads(self, scale: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(calibrated distance map B×H×W, evidence logits B×H×W, standardised statistics B×7)`` of one scale."""
