@@ -1,7 +1,8 @@
 """What the residual patch scorer reads from the normals' patch memory: nearest patches and map statistics.
 
-Pure tensor code with no data-dependent branches, so the scorer's forward runs under the AHL learner's
-``functional_call`` / ``vmap``. The memory itself (greedy coreset, owners, pooled keys) is built with the same
+:func:`nearest_patches` is pure tensor code with no data-dependent branches, so the scorer's forward runs under
+the AHL learner's ``functional_call`` / ``vmap``; on plain tensors the scorer runs :func:`nearest_patches_blocked`,
+the same search at about half the cost (``docs/benchmarks/residual_patch_cost.md``). The memory itself (greedy coreset, owners, pooled keys) is built with the same
 public code as DRA's patch distance head and the PatchCore-class reference (``ahl_plugins.features.patch_memory``).
 """
 
