@@ -37,7 +37,7 @@ from ahl_plugins.features.map_statistics import (
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
-from builtin_plugins.residual_patch.memory import SearchMemo, gather_patches, nearest_patches
+from builtin_plugins.residual_patch.memory import SearchMemo, gather_patches, nearest_patches, nearest_patches_blocked
 
 HEAD_NAMES = ("floor", "evidence", "statistics")
 #: calibrated heads, in ``head_center`` / ``head_scale`` order (the floor is calibrated per scale in prepare)
@@ -131,7 +131,7 @@ class ResidualPatchScorer(nn.Module):
         owner, keys = self._buffer("owner", scale).long(), self._buffer("keys", scale)
         if not self.search_memo.usable(x):
             return nearest_patches(x, memory, owner, keys)
-        return self.search_memo.search(scale, x, lambda rows: nearest_patches(rows, memory, owner, keys))
+        return self.search_memo.search(scale, x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys))
 
     def _scale_heads(self, scale: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(calibrated distance map B×H×W, evidence logits B×H×W, standardised statistics B×7)`` of one scale."""

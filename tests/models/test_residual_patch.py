@@ -18,7 +18,7 @@ from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.options import TrainOptions
 from ahl_plugins.training.scoring import score_features
 from builtin_plugins.residual_patch import ResidualPatchOptions, build_loss, build_scorer
-from builtin_plugins.residual_patch.memory import nearest_patches
+from builtin_plugins.residual_patch.memory import nearest_patches, nearest_patches_blocked
 
 SPEC = FeatureSpec("map", (6, 6))
 FAST = TrainOptions(epochs=3, batches_per_epoch=4, batch_size=12, lr=1e-2)
@@ -193,6 +193,20 @@ def test_search_memo_changes_no_output_and_is_cleared_with_the_memory():
     scorer.prepare(other.as_list(), torch.Generator().manual_seed(1))
     with torch.no_grad():  # a new memory: nothing remembered from the old one survives
         assert len(scorer.search_memo.entries) == 2 * 20  # the new memory's own calibration searches only
+
+
+def test_blocked_search_finds_the_same_patches_as_the_batched_one():
+    scorer = fitted(patch_memory_fraction=0.3)
+    # training normals (their own patches left out) beside new normals and defects
+    samples = Features.cat([data().normals[torch.arange(6)], make(4, 17), make(3, 18, bump=2)])
+    for s in range(2):
+        memory, owner, keys = (getattr(scorer, f"{name}_{s}") for name in ("memory", "owner", "keys"))
+        distance, index = nearest_patches(samples.scales[s], memory, owner.long(), keys)
+        blocked_distance, blocked_index = nearest_patches_blocked(samples.scales[s], memory, owner.long(), keys)
+        assert torch.equal(blocked_index, index)
+        assert torch.allclose(blocked_distance, distance, rtol=1e-6, atol=1e-6)
+        own = owner.long()[index[:6].flatten(1)]  # no training normal is matched to its own patches
+        assert not (own == torch.arange(6)[:, None]).any()
 
 
 def test_maps_leave_out_the_image_level_statistics_term():
