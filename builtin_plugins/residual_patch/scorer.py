@@ -240,7 +240,10 @@ class ResidualPatchScorer(nn.Module):
         for scale, x in enumerate(normal_features):
             patches = as_patches(x.detach().cpu())
             owner = torch.arange(n).repeat_interleave(x.shape[2] * x.shape[3])
-            keep = max(1, round(self.options.patch_memory_fraction * len(patches)))
+            # at least one patch more than an image holds, so every image finds a patch of another image when
+            # its own are left out (a tiny map's 10% memory could be a single image's patches: inf distances)
+            per_image = x.shape[2] * x.shape[3]
+            keep = min(len(patches), max(per_image + 1, round(self.options.patch_memory_fraction * len(patches))))
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
             index = kcenter_greedy(patches, keep, PROJECTION_DIM, torch.Generator().manual_seed(seed))
             self._set(scale, "memory", patches[index].to(device=device, dtype=x.dtype).contiguous())

@@ -284,3 +284,16 @@ def test_position_term_reads_known_positions_only_and_is_off_by_default():
     (grad,) = torch.autograd.grad(value, logits)
     assert torch.isfinite(value) and (grad[1] == 0).all()  # unknown positions: no gradient
     assert grad[0, 1, 1] < 0 and (grad[0].flatten()[[0, 1, 2, 3, 5, 6, 7, 8]] > 0).all()
+
+
+def test_a_tiny_memory_still_holds_a_patch_of_another_image_for_every_normal():
+    # 12 normals with 1×1 and 2×2 maps: 10% of 12 patches was one patch, so its image, scored with its own
+    # patches left out, found nothing (inf distances, NaN statistics, a diverged fit)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(12, 6, 2, 2, generator=g)
+    normals = Features((base, torch.nn.functional.avg_pool2d(base, 2)))
+    scorer = build_scorer(FeatureSpec("map", (6, 6)), ResidualPatchOptions(patch_memory_fraction=0.1))
+    scorer.prepare(normals.as_list(), torch.Generator().manual_seed(0))
+    for scale in range(2):
+        assert scorer.get_buffer(f"owner_{scale}").unique().numel() >= 2
+    assert torch.isfinite(scorer(normals.as_list())["floor"]).all()
