@@ -30,6 +30,11 @@ from ahl_plugins.evaluation.summary import MEAN_TYPE
 from ahl_plugins.evaluation.tables import gain_label, interval, signed
 from benchmarks.compare_catalogue import Part
 
+#: when AHL's current defaults took effect (issue 31: the M = 1 tasks, the guard and its tolerance 0): a run
+#: created before it shows AHL as it was then, and the page marks its rows
+AHL_DEFAULTS_SINCE = "2026-12-06T22:00:00+0000"
+STALE_MARK = "†"
+
 
 @dataclass
 class Run:
@@ -42,6 +47,21 @@ class Run:
     @property
     def label(self) -> str:
         return self.part.title.split(",")[0]
+
+    @property
+    def created(self) -> str:
+        """When the compare started (``compare.json``; ISO 8601 in UTC, so strings order as times)."""
+        import json
+
+        try:
+            return str(json.loads((self.directory / "compare.json").read_text(encoding="utf-8")).get("created", ""))
+        except (OSError, ValueError):
+            return ""
+
+    @property
+    def stale(self) -> bool:
+        """Whether its AHL rows predate AHL's current defaults (:data:`AHL_DEFAULTS_SINCE`)."""
+        return self.created < AHL_DEFAULTS_SINCE
 
 
 def headline_seen(entries: Sequence[dict[str, Any]], setting: str, m: int) -> str | None:
@@ -119,7 +139,26 @@ def glance_table(rows: Sequence[GlanceRow], models: Sequence[str]) -> list[str]:
                 cells += ["-", "-", "-"]
             else:
                 cells += [_mean(row.ahl.get(model)), f"{signed(block['mean'])} {interval(block)}", _verdict_cell(block)]
-        lines.append(f"| {row.run.label} | {row.where} | " + " | ".join(cells) + f" | {_mean(row.knn)} |")
+        label = row.run.label + (f" {STALE_MARK}" if row.run.stale else "")
+        lines.append(f"| {label} | {row.where} | " + " | ".join(cells) + f" | {_mean(row.knn)} |")
+    return lines
+
+
+def stale_note(rows: Sequence[GlanceRow], models: Sequence[str]) -> list[str]:
+    """Under the tally: which rows predate AHL's current defaults, and the tally over the rows that do not."""
+    stale = [row for row in rows if row.run.stale]
+    if not stale:
+        return []
+    fresh = [row for row in rows if not row.run.stale]
+    note = (
+        f"{STALE_MARK} run before AHL's current defaults ({AHL_DEFAULTS_SINCE[:10]}: at M = 1 the anomaly and the "
+        "pseudo anomalies in the query sets only, and at every M the guard with tolerance 0; docs/deviations.md): "
+        f"{len(stale)} of {len(rows)} rows. Their AHL columns show AHL as it was; the commands that rerun them are in "
+        "`benchmarks/results/compare/MANIFEST.md`."
+    )
+    lines = [note, ""]
+    if fresh:
+        lines += ["Over the rows run under the current defaults only: " + tally_line(tally(fresh, models)), ""]
     return lines
 
 

@@ -56,6 +56,7 @@ from benchmarks.results_glance import (
     glance_rows,
     glance_table,
     seeds_needed,
+    stale_note,
     tally,
     tally_line,
 )
@@ -172,6 +173,7 @@ def glance_sections(runs: list[Run], args: argparse.Namespace) -> list[str]:
             "",
             tally_line(tally(rows, args.models)),
             "",
+            *stale_note(rows, args.models),
         ]
         if forest_png:
             out += [f"![AHL's gains at M = {m} with 95% intervals]({forest_png.name})", ""]
