@@ -64,7 +64,10 @@ def _compare_dir(runs: Path, name: str, m: int, seed_offset: int, old_style: boo
             for metric in ("auc_roc", "auc_pr", "pixel_auroc", "pixel_aupro"):
                 gain[metric] = {k: gain[metric][k] for k in ("mean", "std", "n", "by_seed")}
     arguments = {"data": name, "seeds": 5, "extractor": None, "epochs": None}
-    (directory / COMPARE_FILE).write_text(json.dumps({"format": FORMAT, "arguments": arguments, "machine": {}}))
+    created = "2026-12-07T00:00:00+0000"  # after AHL's current defaults: no stale mark
+    (directory / COMPARE_FILE).write_text(
+        json.dumps({"format": FORMAT, "created": created, "arguments": arguments, "machine": {}})
+    )
     (directory / "summary.json").write_text(json.dumps(summary))
     return directory
 
