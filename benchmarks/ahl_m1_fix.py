@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,15 +238,22 @@ def page(rows: Rows) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def page_from_rows(
+    argv: list[str] | None, description: str, default_page: Path, build: Callable[[Rows], list[str]]
+) -> int:
+    """A page built from the ``ahl_validation`` rows on disk, fitting nothing (this page, the guard's tolerance)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--page", type=Path, default=PAGE)
+    parser.add_argument("--page", type=Path, default=default_page)
     args = parser.parse_args(argv)
     args.tag, args.report_only = "unused", True
     rows = open_rows(args, row_key)
-    write_markdown(args.page, page(dict(rows.by_key)), machine=SHARED_MACHINE)
+    write_markdown(args.page, build(dict(rows.by_key)), machine=SHARED_MACHINE)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return page_from_rows(argv, __doc__.splitlines()[0], PAGE, page)
 
 
 if __name__ == "__main__":

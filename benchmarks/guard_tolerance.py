@@ -21,16 +21,12 @@ M = 10 gains (guard − AHL not below zero beyond its interval on any model).
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from ahl_plugins.evaluation.significance import paired_interval
-from benchmarks.ahl_m1_fix import cell
-from benchmarks.ahl_validation import DEFAULT_RESULTS, row_key
-from benchmarks.harness import PAGES, SHARED_MACHINE, command, open_rows
-from benchmarks.harness import write_page as write_markdown
+from benchmarks.ahl_m1_fix import cell, page_from_rows
+from benchmarks.harness import PAGES, command
 from benchmarks.validation_splits import CLEAN_AT_M1
 
 PAGE = PAGES / "guard_tolerance.md"
@@ -175,14 +171,7 @@ def page(rows: Rows) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--page", type=Path, default=PAGE)
-    args = parser.parse_args(argv)
-    args.tag, args.report_only = "unused", True
-    rows = open_rows(args, row_key)
-    write_markdown(args.page, page(dict(rows.by_key)), machine=SHARED_MACHINE)
-    return 0
+    return page_from_rows(argv, __doc__.splitlines()[0], PAGE, page)
 
 
 if __name__ == "__main__":
