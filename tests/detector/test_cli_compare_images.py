@@ -25,6 +25,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow  # a few seconds of real processes; the full suite runs it
 def test_compare_an_image_folder(mvtec_tree, tmp_path):
     out = tmp_path / "out"
     cache = tmp_path / "cache"

@@ -108,6 +108,7 @@ def test_one_type_dataset_hard_setting_is_skipped(tmp_path):
     assert sum(r["status"] == "ok" for r in result.rows) == 10  # the general setting ran
 
 
+@pytest.mark.slow  # a few seconds of real processes; the full suite runs it
 def test_resume_after_a_kill_recomputes_nothing_and_loses_nothing(tmp_path):
     out = tmp_path / "cmp"
     script = textwrap.dedent(

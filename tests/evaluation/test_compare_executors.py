@@ -84,6 +84,7 @@ def serial_real(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # a few seconds of real processes; the full suite runs it
 def test_jobs_2_matches_serial_cell_by_cell_and_survives_a_killed_worker(serial_real, tmp_path):
     out = tmp_path / "cmp"
     config = CompareConfig(**{**REAL, "jobs": 2})

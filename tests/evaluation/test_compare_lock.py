@@ -37,6 +37,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.slow  # a few seconds of real processes; the full suite runs it
 def test_a_second_compare_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path):
     out = tmp_path / "cmp"
     script = textwrap.dedent(
