@@ -18,6 +18,7 @@ import numpy as np
 
 from ahl_plugins.evaluation.significance import paired_interval
 from benchmarks.harness import RESULTS, read_rows
+from benchmarks.residual_patch_test import rows_under_defaults
 from benchmarks.results_glance import Run
 
 REFERENCE_ROWS = RESULTS / "reference_rows"
@@ -31,10 +32,14 @@ LABELLED = {
     "dra/ahl": "AHL(DRA)",
     "dra_patch/base": "DRA, patch head",
     "dra_patch/ahl": "AHL(DRA), patch head",
+    "residual_patch/base": "residual_patch",
 }
-#: data key -> compare directory prefix of DRA run with ``-o distance_form=patch`` (the default since 2026-12-03; the
-#: catalogue's image runs predate it): shown as the ``dra_patch`` rows
+#: data key -> compare directory prefix of DRA run with ``-o distance_form=patch`` (the default since
+#: :data:`DRA_PATCH_SINCE`; the catalogue's first image runs predate it): shown as the ``dra_patch`` rows
 PATCH_HEAD_RUNS = {"mt": "mt_general_dra_patch", "elpv": "elpv_dra_patch"}
+#: when DRA's distance head on maps became the patch form by default (commit 809420e): a compare run created since
+#: then without ``distance_form`` among its options ran DRA with the patch head
+DRA_PATCH_SINCE = "2026-12-03T20:26:37+0000"
 HEADLINE_M = 10
 #: a difference between two detectors is not a gain: its verdict read as where the first one stands
 STANDING = {"helps": "above", "hurts": "below", "no detectable effect": "not told apart"}
@@ -61,19 +66,28 @@ def _cells(directory: Path, model_key: dict[str, str]) -> dict[tuple[str, str], 
     return {k: _per_seed(found) for k, found in cells.items()}
 
 
-def labelled_cells(runs: list[Run], runs_dir: Path | None = None) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
+def labelled_cells(
+    runs: list[Run], runs_dir: Path | None = None, residual_rows: Path | None = None
+) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
     """(data, setting) -> row -> seed -> AUC-ROC (hard: mean over seen types) from the compare runs' cells, plus
-    the patch-head DRA runs under ``runs_dir`` (:data:`PATCH_HEAD_RUNS`)."""
+    the patch-head DRA runs under ``runs_dir`` (:data:`PATCH_HEAD_RUNS`) and the residual patch model's rows in
+    ``residual_rows`` (``benchmarks.residual_patch_test``, read under today's default image score)."""
     out: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(dict)
     for data, names in IMAGE_PARTS.items():
         for run in (r for r in runs if r.part.name in names):
-            for (setting, key), values in _cells(run.directory, {}).items():
+            rename = {"dra": "dra_patch"} if run.created >= DRA_PATCH_SINCE else {}
+            for (setting, key), values in _cells(run.directory, rename).items():
                 out[(data, setting)][key] = values
     for data, prefix in PATCH_HEAD_RUNS.items():
         found = sorted(d for d in (runs_dir.glob(f"{prefix}-s*") if runs_dir else []) if (d / "results.csv").is_file())
         for directory in found[-1:]:
             for (setting, key), values in _cells(directory, {"dra": "dra_patch"}).items():
-                out[(data, setting)][key] = values
+                out[(data, setting)].setdefault(key, values)  # a catalogue run under today's defaults comes first
+    residual: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
+    for r in rows_under_defaults(residual_rows) if residual_rows else []:
+        residual[(r["data"], r["setting"])].append((r.get("seen_type", "all"), int(r["seed"]), float(r["auc_roc"])))
+    for key, found_rows in residual.items():
+        out[key]["residual_patch/base"] = _per_seed(found_rows)
     return out
 
 
@@ -131,10 +145,13 @@ def comparison(labelled: dict[str, dict[int, float]], references: dict[str, dict
 
 
 def image_references_section(
-    runs: list[Run], path: Path = REFERENCE_ROWS, runs_dir: Path | None = RESULTS / "compare"
+    runs: list[Run],
+    path: Path = REFERENCE_ROWS,
+    runs_dir: Path | None = RESULTS / "compare",
+    residual_rows: Path | None = RESULTS / "residual_patch_test",
 ) -> list[str]:
     """The section, or nothing when no reference rows or no image runs are on disk."""
-    labelled, references = labelled_cells(runs, runs_dir), reference_cells(path)
+    labelled, references = labelled_cells(runs, runs_dir, residual_rows), reference_cells(path)
     keys = sorted(k for k in labelled if k in references)
     if not keys:
         return []
@@ -149,22 +166,27 @@ def image_references_section(
         "`docs/results_pixel.md`). *best − strongest*: the best labelled row minus the strongest label-free form "
         "(each chosen by its mean here), paired per seed, with its 95% interval; *standing*: *above* / *below* when "
         "the interval excludes 0, else *not told apart*. Why the labelled rows "
-        "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`. DRA's rows "
-        "were run with the pooled distance head, the default when they ran; *patch head*: DRA with "
-        '`distance_form="patch"`, the default on maps since 2026-12-03 (chosen on validation, `docs/deviations.md`), '
-        "where it has been run (`benchmarks/results/compare/<part>_dra_patch-s5-e10`; `-` elsewhere). A row unfinished "
-        "when the page was written shows the seeds it has.",
+        "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`. *DRA* / "
+        "*AHL(DRA)*: the pooled distance head, the default until 2026-12-03, from runs that predate the patch "
+        'default; *patch head*: DRA with `distance_form="patch"`, the default on maps since (chosen on validation, '
+        "`docs/deviations.md`): the catalogue's runs since then, else `benchmarks/results/compare/"
+        "<part>_dra_patch-s5-e10`; *residual_patch*: the built-in residual patch model with its defaults "
+        "(`docs/benchmarks/residual_patch_test.md`, measured on the same splits); a column no run fills is left "
+        "out, `-`: not run for that row. A row unfinished when the page was written shows the seeds it has.",
         "",
+    ]
+    shown = [k for k in LABELLED if any(labelled[key].get(k) for key in keys)]
+    lines += [
         "| data | setting | "
         + " | ".join(REFERENCES.values())
         + " | "
-        + " | ".join(LABELLED.values())
+        + " | ".join(LABELLED[k] for k in shown)
         + " | best − strongest [95% CI] | standing |",
-        "|---|---|" + "---|" * (len(REFERENCES) + len(LABELLED) + 2),
+        "|---|---|" + "---|" * (len(REFERENCES) + len(shown) + 2),
     ]
     for data, setting in keys:
         refs, rows = references[(data, setting)], labelled[(data, setting)]
-        cells = [_cell(refs.get(f, {})) for f in REFERENCES] + [_cell(rows.get(k, {})) for k in LABELLED]
+        cells = [_cell(refs.get(f, {})) for f in REFERENCES] + [_cell(rows.get(k, {})) for k in shown]
         found = comparison(rows, refs)
         if found is None or found["ci_low"] is None:
             tail = ["-", "-"]

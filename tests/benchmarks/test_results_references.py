@@ -19,9 +19,11 @@ from benchmarks.results_references import (
 COLUMNS = ["model", "variant", "setting", "n_anomalies", "seen_type", "seed", "status", "auc_roc"]
 
 
-def _run(tmp_path, name, cells):
+def _run(tmp_path, name, cells, created=None):
     directory = tmp_path / name
     directory.mkdir()
+    if created:
+        (directory / "compare.json").write_text(json.dumps({"created": created}))
     with (directory / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
@@ -57,7 +59,7 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
     assert set(reference_cells(folder)[("elpv", "general")]) == {"knn-kth", "knn-mean", "patchcore"}
     assert strongest_label_free(runs, folder)[("elpv", "general")] == ("PatchCore-class", pytest.approx(0.901))
 
-    section = "\n".join(image_references_section(runs, folder, runs_dir=None))
+    section = "\n".join(image_references_section(runs, folder, runs_dir=None, residual_rows=None))
     # DRA (0.81 mean) beats AHL(DRA); minus PatchCore per seed: -0.1, -0.091, -0.082
     assert "DRA − PatchCore-class: -0.091" in section and "| below |" in section
     assert "| ELPV | hard |" not in section  # no reference rows for the hard setting: no row
@@ -65,7 +67,7 @@ def test_hard_seeds_need_every_seen_type_and_the_best_row_meets_the_strongest_fo
 
 def test_no_reference_rows_no_section(tmp_path):
     runs = [_run(tmp_path, "mt_general", [("dra", "base", "general", "all", 0, 0.8)])]
-    assert image_references_section(runs, tmp_path / "absent", runs_dir=None) == []
+    assert image_references_section(runs, tmp_path / "absent", runs_dir=None, residual_rows=None) == []
 
 
 def test_pixel_section_pairs_each_model_with_the_patch_reference_per_seed(tmp_path):
@@ -106,3 +108,39 @@ def test_a_patch_head_run_joins_as_its_own_rows(tmp_path):
     )
     cells = labelled_cells(runs, patch_dir)[("mt", "general")]
     assert cells["dra/base"] == {0: 0.8, 1: 0.8} and cells["dra_patch/ahl"] == {0: 0.9, 1: 0.9}
+
+
+def test_a_run_under_the_patch_default_fills_the_patch_rows_first(tmp_path):
+    cells = [("dra", v, "general", "all", s, 0.95) for v in ("base", "ahl") for s in range(2)]
+    runs = [_run(tmp_path, "mt_general", cells, created="2026-12-07T01:00:00+0000")]
+    patch_dir = tmp_path / "runs"
+    patch_dir.mkdir()
+    _run(patch_dir, "mt_general_dra_patch-s5-e10", [("dra", "base", "general", "all", s, 0.9) for s in range(2)])
+    found = labelled_cells(runs, patch_dir)[("mt", "general")]
+    # no pooled DRA row is left from a run under today's defaults, and the older patch run does not overwrite it
+    assert set(found) == {"dra_patch/base", "dra_patch/ahl"} and found["dra_patch/base"] == {0: 0.95, 1: 0.95}
+
+
+def test_the_residual_patch_rows_join_under_todays_image_score(tmp_path):
+    folder = tmp_path / "residual_patch_test"
+    folder.mkdir()
+    labels = [0, 0, 1, 1]
+    rows = [
+        {
+            "data": "mt",
+            "setting": setting,
+            "seen_type": seen,
+            "seed": seed,
+            "auc_roc": 0.0,  # the form it ran with: recomputed from the heads below
+            "test_labels": labels,
+            # the floor alone ranks perfectly; the learned heads stay below the offset, so they add nothing
+            "heads": {"floor": [0.1, 0.2, 0.8, 0.9], "evidence": [0.0] * 4, "statistics": [0.0] * 4},
+            "head_center": [0.0, 0.0],
+            "head_scale": [1.0, 1.0],
+        }
+        for setting, seen, seed in [("general", "all", 0), ("hard", "a", 0), ("hard", "b", 0), ("hard", "a", 1)]
+    ]
+    (folder / "main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    found = labelled_cells([], None, folder)
+    assert found[("mt", "general")]["residual_patch/base"] == {0: 1.0}
+    assert found[("mt", "hard")]["residual_patch/base"] == {0: 1.0}  # seed 1 lacks type b: not a hard seed yet
