@@ -60,7 +60,7 @@ def fit_score(dataset, split, seed: int) -> dict:
         "n_test": len(test),
     }
     masks = getattr(dataset, "masks", None)
-    if masks is not None:
+    if masks is not None and split.setting == "general":  # the pixel pages read the general splits only
         out = [fit_within(image_size(p), METRIC_MAX_SIDE) for p in test]
         sigmas = [4.0 * o[0] / REFERENCE_SIDE for o in out]
         maps = iter_maps(scorer, features.scales, out, sigmas=sigmas, batch_size=16)

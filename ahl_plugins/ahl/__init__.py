@@ -17,7 +17,8 @@ from ahl_plugins.ahl.hadg import (
     cluster_normals,
 )
 from ahl_plugins.ahl.options import AHLOptions
-from ahl_plugins.ahl.trainer import normalise_scores, train_ahl
+from ahl_plugins.ahl.sge import normalise_scores
+from ahl_plugins.ahl.trainer import train_ahl
 
 __all__ = [
     "AHLOptions",

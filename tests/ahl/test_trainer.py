@@ -20,7 +20,7 @@ from ahl_testkit import (
 from ahl_plugins import ModelSpec, hookimpl
 from ahl_plugins.ahl import AHLOptions, EnsembleScorer
 from ahl_plugins.ahl.hadg import build_tasks
-from ahl_plugins.ahl.trainer import estimation_samples, normalise_scores
+from ahl_plugins.ahl.sge import estimation_samples, normalise_scores
 from ahl_plugins.errors import InvalidOptionsError
 from ahl_plugins.features.store import Features
 from ahl_plugins.plugins import get_manager
@@ -262,7 +262,7 @@ def test_features_that_do_not_stack_are_a_data_error():
 
 
 def test_rank_normalisation_is_scale_free_and_shares_ties():
-    from ahl_plugins.ahl.trainer import rank_scores
+    from ahl_plugins.ahl.sge import rank_scores
 
     scores = torch.tensor([[0.0, 10.0, 1e6, 5.0], [1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 1.0, 2.0]])
     ranks = rank_scores(scores)
@@ -274,7 +274,7 @@ def test_rank_normalisation_is_scale_free_and_shares_ties():
 
 
 def test_query_size_prior_weighs_tasks_by_their_query_normals():
-    from ahl_plugins.ahl.trainer import task_prior
+    from ahl_plugins.ahl.sge import task_prior
     from ahl_plugins.training.data import TrainingData
 
     g = torch.Generator().manual_seed(0)
