@@ -27,7 +27,8 @@ from ahl_plugins.testing.common import (
     synthetic_features,
 )
 from ahl_plugins.testing.losses import loss_suite, position_suite
-from ahl_plugins.testing.scorers import forward_seeded, scorer_suite
+from ahl_plugins.testing.scorer_reproducibility import forward_seeded
+from ahl_plugins.testing.scorers import scorer_suite
 from ahl_plugins.training.positions import position_head_names
 
 if TYPE_CHECKING:

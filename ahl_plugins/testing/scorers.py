@@ -32,7 +32,13 @@ from ahl_plugins.testing.common import (
     surrogate_loss,
     synthetic_features,
 )
-from ahl_plugins.training.positions import position_head_names
+from ahl_plugins.testing.scorer_maps import check_maps, check_position_heads
+from ahl_plugins.testing.scorer_reproducibility import (
+    check_batch_independence,
+    check_determinism,
+    check_state,
+    forward_seeded,
+)
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -94,11 +100,6 @@ def _prepare(
         prepare(normals, make_generator(seed, device))
     checker.ok("scorer.prepare", kind)
     return normals
-
-
-def forward_seeded(scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device) -> Any:
-    with seeded(seed, device):
-        return scorer(list(features))
 
 
 def _check_heads(
@@ -292,190 +293,6 @@ def _check_functional_call(
     checker.ok("scorer.functional-call", kind)
 
 
-def _check_state(checker: Checker, scorer: ScorerModule, kind: str) -> None:
-    hidden = hidden_tensors(scorer)
-    if hidden:
-        raise checker.fail(
-            "scorer.state",
-            f"the scorer keeps tensors outside its parameters and buffers: {hidden}; functional_call cannot swap "
-            "them and save/load would lose them. Use nn.Parameter or self.register_buffer(name, tensor)",
-            kind,
-        )
-    checker.ok("scorer.state", kind)
-
-
-def _check_batch_independence(
-    checker: Checker, scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
-) -> None:
-    scorer.eval()
-    try:
-        with torch.no_grad(), checker.guard("scorer.batch-independent", "scoring in eval mode", kind):
-            full = scorer.combine(forward_seeded(scorer, features, seed, device))
-            for i in (0, features[0].shape[0] - 1):
-                alone = scorer.combine(forward_seeded(scorer, [f[i : i + 1] for f in features], seed, device))
-                if tuple(alone.shape) != (1,):
-                    raise checker.fail(
-                        "scorer.batch-independent",
-                        f"scoring one sample gave shape {tuple(alone.shape)}; expected (1,)",
-                        kind,
-                    )
-                if not torch.allclose(alone[0], full[i], rtol=RTOL, atol=ATOL):
-                    raise checker.fail(
-                        "scorer.batch-independent",
-                        f"in eval mode sample {i} scores {float(full[i]):.6g} within the batch but "
-                        f"{float(alone[0]):.6g} alone; scores must not depend on the other samples "
-                        "(batch statistics in eval mode? call .eval() on BatchNorm, avoid batch-wise normalisation)",
-                        kind,
-                    )
-    finally:
-        scorer.train()
-    checker.ok("scorer.batch-independent", kind)
-
-
-def _check_determinism(
-    checker: Checker,
-    entry: ComponentEntry,
-    options: Any,
-    kind: str,
-    features: Sequence[torch.Tensor],
-    seed: int,
-    device: torch.device,
-) -> None:
-    spec = feature_spec(kind)
-    normals = synthetic_features(
-        spec,
-        torch.zeros(N_PREPARE_NORMALS, dtype=torch.long),
-        make_generator(seed + 1, torch.device("cpu")),
-        device=device,
-    )
-
-    def run(global_seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        with seeded(seed, device):
-            scorer = entry.build(spec, options=options).to(device)
-        initial = {k: v.detach().clone() for k, v in scorer.state_dict().items()}
-        with seeded(global_seed, device):  # a different global RNG state must not matter to prepare
-            scorer.prepare(normals, make_generator(seed, device))
-        scorer.eval()
-        with torch.no_grad():
-            return initial, scorer.combine(forward_seeded(scorer, features, seed, device))
-
-    with checker.guard("scorer.determinism", "building and preparing the scorer twice", kind):
-        init_a, scores_a = run(1)
-        init_b, scores_b = run(2)
-    differing = [k for k in init_a if not torch.equal(init_a[k], init_b[k])]
-    if differing:
-        raise checker.fail(
-            "scorer.determinism",
-            f"two builds under torch.manual_seed({seed}) gave different initial state {differing}; draw initial "
-            "weights from torch's (seeded) global RNG or from a generator seeded by the options",
-            kind,
-        )
-    if not torch.allclose(scores_a, scores_b, rtol=1e-5, atol=1e-6):
-        raise checker.fail(
-            "scorer.determinism",
-            "prepare() with equally seeded generators gave different scores (max |diff| "
-            f"{max_diff(scores_a, scores_b):.3g}) when the global RNG differed; draw randomness in prepare() "
-            "only from the generator it receives",
-            kind,
-        )
-    checker.ok("scorer.determinism", kind)
-
-
-def _check_maps(
-    checker: Checker, scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
-) -> None:
-    """The optional map part of the contract: only for scorers that have ``head_maps``, on map features."""
-    from ahl_plugins.maps import combined_maps, has_maps
-
-    if kind != "map" or not has_maps(scorer):  # optional, and vector features have no positions
-        return
-    names = tuple(scorer.head_names)
-    batch = int(features[0].shape[0])
-    scorer.eval()
-    try:
-        with torch.no_grad(), checker.guard("scorer.maps", "head_maps(features) in eval mode", kind):
-            with seeded(seed, device):
-                per_scale = scorer.head_maps(list(features))
-            if not isinstance(per_scale, (list, tuple)) or len(per_scale) != len(features):
-                raise checker.fail(
-                    "scorer.maps",
-                    f"head_maps returned {describe(per_scale)}; expected a list with one dict per feature scale "
-                    f"({len(features)})",
-                    kind,
-                )
-            for scale, (maps, x) in enumerate(zip(per_scale, features, strict=True)):
-                if not isinstance(maps, Mapping) or set(maps) != set(names):
-                    got = sorted(maps) if isinstance(maps, Mapping) else describe(maps)
-                    raise checker.fail(
-                        "scorer.maps", f"scale {scale}: head_maps gave {got}; expected heads {list(names)}", kind
-                    )
-                grid = (batch, *x.shape[2:])
-                for name, value in maps.items():
-                    if not isinstance(value, torch.Tensor) or tuple(value.shape) not in (grid, (batch,)):
-                        raise checker.fail(
-                            "scorer.maps",
-                            f"scale {scale}, head {name!r}: {describe(value)}; expected {grid} (one score per "
-                            f"position of that scale's {x.shape[2]}×{x.shape[3]} grid) or ({batch},)",
-                            kind,
-                        )
-                    if value.dtype != x.dtype or value.device != x.device or not all_finite(value):
-                        raise checker.fail(
-                            "scorer.maps",
-                            f"scale {scale}, head {name!r}: {value.dtype} on {value.device}"
-                            f"{'' if all_finite(value) else ' with non-finite values'}; the features are "
-                            f"{x.dtype} on {x.device}",
-                            kind,
-                        )
-            size = (2 * int(features[0].shape[2]), 2 * int(features[0].shape[3]))
-            combined = combined_maps(scorer, features, [size] * batch, [0.0] * batch)
-            if any(tuple(m.shape) != size or not all_finite(m) for m in combined):
-                raise checker.fail(
-                    "scorer.maps",
-                    f"combine() applied to the upsampled head maps gave {[describe(m) for m in combined[:2]]}; "
-                    f"expected finite {size} maps: combine must work position by position (element-wise)",
-                    kind,
-                )
-        checker.ok("scorer.maps", kind)
-        with torch.no_grad(), checker.guard("scorer.maps-batch-independent", "head_maps of one sample", kind):
-            for i in (0, batch - 1):
-                with seeded(seed, device):
-                    alone = scorer.head_maps([f[i : i + 1] for f in features])
-                for scale, maps in enumerate(alone):
-                    for name, value in maps.items():
-                        if not torch.allclose(value[0], per_scale[scale][name][i], rtol=RTOL, atol=ATOL):
-                            raise checker.fail(
-                                "scorer.maps-batch-independent",
-                                f"sample {i}'s {name!r} map at scale {scale} differs alone and within the batch "
-                                f"(max |diff| {max_diff(value[0], per_scale[scale][name][i]):.3g})",
-                                kind,
-                            )
-        checker.ok("scorer.maps-batch-independent", kind)
-    finally:
-        scorer.train()
-
-
-def _check_position_heads(
-    checker: Checker, scorer: ScorerModule, features: Sequence[torch.Tensor], seed: int, device: torch.device, kind: str
-) -> None:
-    """The optional per-position heads (``position_heads``): only for scorers that declare them, on map features."""
-    names = position_head_names(scorer)
-    if kind != "map" or not names:
-        return
-    batch = int(features[0].shape[0])
-    with checker.guard("scorer.position-heads", "forward(features, positions=True)", kind), seeded(seed, device):
-        heads = scorer(list(features), positions=True)
-    for name in names:
-        value = heads.get(name) if isinstance(heads, Mapping) else None
-        if not isinstance(value, torch.Tensor) or value.dim() != 3 or value.shape[0] != batch or not all_finite(value):
-            raise checker.fail(
-                "scorer.position-heads",
-                f"position head {name!r} is {describe(value)}; forward(features, positions=True) must add every name "
-                f"of position_heads as a finite {batch}×h×w map",
-                kind,
-            )
-    checker.ok("scorer.position-heads", kind)
-
-
 def scorer_suite(
     checker: Checker,
     entry: ComponentEntry,
@@ -501,11 +318,11 @@ def scorer_suite(
         fn = functools.partial(fn, positions={})
     _check_gradients(checker, scorer, fn, features, labels, seed, device, kind, loss_label)
     _check_functional_call(checker, scorer, fn, features, labels, seed, device, kind)
-    _check_state(checker, scorer, kind)
-    _check_batch_independence(checker, scorer, features, seed, device, kind)
-    _check_determinism(checker, entry, options, kind, features, seed, device)
-    _check_maps(checker, scorer, features, seed, device, kind)
-    _check_position_heads(checker, scorer, features, seed, device, kind)
+    check_state(checker, scorer, kind)
+    check_batch_independence(checker, scorer, features, seed, device, kind)
+    check_determinism(checker, entry, options, kind, features, seed, device)
+    check_maps(checker, scorer, features, seed, device, kind)
+    check_position_heads(checker, scorer, features, seed, device, kind)
     return scorer
 
 
