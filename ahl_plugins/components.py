@@ -22,7 +22,7 @@ from ahl_plugins.contracts import (
     PseudoAnomalyGenerator,
 )
 from ahl_plugins.errors import DataError, InvalidOptionsError
-from ahl_plugins.features.pipeline import compatible
+from ahl_plugins.features.pseudo import compatible
 from ahl_plugins.plugins import PluginManager
 from ahl_plugins.resolve import ResolvedOptions
 from ahl_plugins.seeding import seeded

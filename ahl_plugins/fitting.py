@@ -20,16 +20,8 @@ from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.devices import resolve_device
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache, resolve_cache_dir
-from ahl_plugins.features.pipeline import (
-    DEFAULT_POOL_SIZE,
-    PseudoImages,
-    extract_features,
-    file_identity,
-    image_size_of,
-    load_images,
-    make_pseudo_anomalies,
-    make_pseudo_masks,
-)
+from ahl_plugins.features.pipeline import extract_features, file_identity, image_size_of, load_images
+from ahl_plugins.features.pseudo import DEFAULT_POOL_SIZE, PseudoImages, make_pseudo_anomalies, make_pseudo_masks
 from ahl_plugins.features.store import Features
 from ahl_plugins.inputs import Inputs
 from ahl_plugins.map_scoring import fit_map_statistics, require_map_features, require_map_scorer

@@ -1,11 +1,9 @@
-"""Running a frozen extractor over inputs, through the cache; and pseudo-anomaly features.
+"""Running a frozen extractor over inputs, through the cache (pseudo-anomaly features: ``features.pseudo``).
 
 Cache granularity: one entry per image (so a later run over a superset of
 the images reuses every one already done, and an interrupted run loses at
 most one batch), one entry per array for vectors (standardising rows is cheap;
-the entry only saves re-reading). Pseudo anomalies are cached per sample
-too: sample ``i`` of a seed depends only on ``(seed, i)``, the normal set and
-the generator, so asking for more samples later reuses the first ones.
+the entry only saves re-reading).
 """
 
 from __future__ import annotations
@@ -21,16 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ahl_plugins.contracts import FeatureExtractor, PseudoAnomalyGenerator
+from ahl_plugins.contracts import FeatureExtractor
 from ahl_plugins.data.images import load_image_tensor
-from ahl_plugins.data.masks import MASK_GRID, pool_mask
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache, cache_key
 from ahl_plugins.features.store import Features
 
 Inputs = Sequence[str | Path] | np.ndarray | torch.Tensor
-DEFAULT_POOL_SIZE = 32
 _LOAD_THREADS = min(4, os.cpu_count() or 1)
 
 
@@ -65,26 +61,17 @@ def array_identity(array: np.ndarray | torch.Tensor) -> str:
     return f"array:{digest.hexdigest()}"
 
 
-def _derived_seed(seed: int, *parts: object) -> int:
+def derived_seed(seed: int, *parts: object) -> int:
     digest = hashlib.sha256(repr((int(seed), *parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def compatible(generator: PseudoAnomalyGenerator, extractor: FeatureExtractor) -> bool:
-    """Whether ``generator`` can make pseudo anomalies for ``extractor``'s inputs.
-
-    Image generators corrupt images before extraction; vector generators act
-    on the (standardised) features of a vector extractor.
-    """
-    return getattr(generator, "domain", "image") == getattr(extractor, "input_kind", "image")
-
-
-def _describe(component: object) -> str:
+def describe(component: object) -> str:
     return str(getattr(component, "name", None) or type(component).__name__)
 
 
 # -- image loading -----------------------------------------------------------------------
-class _ImageSource:
+class ImageSource:
     """Image inputs as ``3×S×S`` tensors in [0, 1], from paths (read with ``read``) or an in-memory batch."""
 
     def __init__(self, inputs: Inputs, size: int, read: ReadSettings = DEFAULT_READ) -> None:
@@ -134,12 +121,12 @@ def load_images(inputs: Inputs, size: int, read: ReadSettings = DEFAULT_READ) ->
     The same loading and resizing as extraction, so a network trained on these
     images sees at test time exactly what it saw in training.
     """
-    source = _ImageSource(inputs, int(size), read)
+    source = ImageSource(inputs, int(size), read)
     return source.load(list(range(len(source))))
 
 
 # -- the batched, cached loop ------------------------------------------------------------
-def _run_items(
+def run_items(
     extractor: FeatureExtractor,
     keys: Sequence[str],
     make_batch: Callable[[Sequence[int]], torch.Tensor],
@@ -167,7 +154,7 @@ def _run_items(
                 outputs = [t.detach().to("cpu") for t in extractor.extract(make_batch(chunk).to(device))]
                 if len(outputs) != n_scales or any(t.shape[0] != len(chunk) for t in outputs):
                     raise DataError(
-                        f"extractor {_describe(extractor)} returned {[tuple(t.shape) for t in outputs]} for a batch "
+                        f"extractor {describe(extractor)} returned {[tuple(t.shape) for t in outputs]} for a batch "
                         f"of {len(chunk)}; its spec promises {n_scales} tensor(s) with one row per input"
                     )
                 for j, i in enumerate(chunk):
@@ -186,7 +173,7 @@ def _run_items(
 def image_size_of(extractor: FeatureExtractor) -> int:
     """The side S of the square images an image extractor takes (the contract requires one)."""
     if extractor.image_size is None:
-        raise DataError(f"image extractor {_describe(extractor)} does not say its input size (image_size)")
+        raise DataError(f"image extractor {describe(extractor)} does not say its input size (image_size)")
     return int(extractor.image_size)
 
 
@@ -197,7 +184,7 @@ def _empty_features(extractor: FeatureExtractor, device: torch.device) -> Featur
     return Features(tuple(t.detach().to("cpu")[:0] for t in extractor.extract(probe)))
 
 
-def _check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int) -> None:
     if int(batch_size) < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}")
 
@@ -205,7 +192,7 @@ def _check_batch_size(batch_size: int) -> None:
 def _vector_rows(inputs: Inputs, extractor: FeatureExtractor) -> torch.Tensor:
     if not _is_array(inputs):
         raise DataError(
-            f"extractor {_describe(extractor)} takes vectors (an N×D array); got {type(inputs).__name__}. "
+            f"extractor {describe(extractor)} takes vectors (an N×D array); got {type(inputs).__name__}. "
             "Use an image extractor (e.g. resnet18, efficientnet_lite0) for image paths"
         )
     rows = _as_tensor(inputs)
@@ -226,7 +213,7 @@ def extract_features(
 ) -> Features:
     """Frozen features of ``inputs`` (image paths, read with ``read``; an ``N×3×H×W`` image batch; or ``N×D``
     vectors), on the CPU."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     device = torch.device(device)
     extractor.to(device)
     if extractor.input_kind == "vector":
@@ -245,10 +232,10 @@ def extract_features(
             cache.put(key, features.as_list())
         return features
 
-    source = _ImageSource(inputs, image_size_of(extractor), read)
+    source = ImageSource(inputs, image_size_of(extractor), read)
     fingerprint = extractor.fingerprint()
     keys = [cache_key("image", fingerprint, source.identity(i)) for i in range(len(source))]
-    return _run_items(
+    return run_items(
         extractor,
         keys,
         source.load,
@@ -256,189 +243,5 @@ def extract_features(
         batch_size=batch_size,
         device=device,
         progress=progress,
-        what=f"features ({_describe(extractor)})",
+        what=f"features ({describe(extractor)})",
     )
-
-
-def make_pseudo_anomalies(
-    extractor: FeatureExtractor,
-    generator: PseudoAnomalyGenerator,
-    normal_inputs: Inputs | None,
-    n: int,
-    seed: int,
-    *,
-    normal_features: Features | None = None,
-    cache: FeatureCache | None = None,
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-    pool_size: int = DEFAULT_POOL_SIZE,
-    read: ReadSettings = DEFAULT_READ,
-) -> Features:
-    """Features of ``n`` pseudo anomalies made from training normals, reproducible for ``seed``.
-
-    Image generators corrupt normals drawn with a seeded generator, borrowing
-    from a pool of at most ``pool_size`` other normals (memory stays bounded),
-    and the results go through ``extractor`` like real images. Vector
-    generators act on ``normal_features`` (computed from ``normal_inputs`` when
-    not given), i.e. on standardised features.
-    """
-    if not compatible(generator, extractor):
-        domain = getattr(generator, "domain", "image")
-        fitting = "cutpaste, cutmix, draem" if extractor.input_kind == "image" else "feature_swap, feature_shift"
-        raise DataError(
-            f"pseudo-anomaly generator {_describe(generator)} makes {domain} anomalies, but extractor "
-            f"{_describe(extractor)} takes {extractor.input_kind} inputs; choose a {extractor.input_kind} "
-            f"generator (built-in: {fitting})"
-        )
-    if int(n) < 0:
-        raise DataError(f"the number of pseudo anomalies must be >= 0, got {n}")
-    _check_batch_size(batch_size)
-    device = torch.device(device)
-    if generator.domain == "vector":
-        return _pseudo_vectors(
-            extractor, generator, normal_inputs, int(n), int(seed), normal_features, cache, batch_size, device, progress
-        )
-    if normal_inputs is None:
-        raise DataError("image pseudo anomalies need normal_inputs (the training normals' image paths)")
-    if not 1 <= int(pool_size) <= 256:
-        raise DataError(f"pool_size must be in [1, 256], got {pool_size}")
-    extractor.to(device)
-    pseudo = PseudoImages(generator, normal_inputs, image_size_of(extractor), int(seed), int(pool_size), read)
-    base = cache_key("pseudo-image", extractor.fingerprint(), pseudo.identity())
-    keys = [cache_key(base, i) for i in range(int(n))]
-    return _run_items(
-        extractor,
-        keys,
-        pseudo.batch,
-        cache=cache,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
-        what=f"pseudo anomalies ({_describe(generator)})",
-    )
-
-
-def make_pseudo_masks(
-    extractor: FeatureExtractor,
-    generator: PseudoAnomalyGenerator,
-    normal_inputs: Inputs,
-    n: int,
-    seed: int,
-    *,
-    cache: FeatureCache | None = None,
-    pool_size: int = DEFAULT_POOL_SIZE,
-    read: ReadSettings = DEFAULT_READ,
-) -> torch.Tensor:
-    """``n×g×g`` masks (:func:`ahl_plugins.data.masks.pool_mask`) of the ``n`` image pseudo anomalies
-    :func:`make_pseudo_anomalies` makes with the same arguments: sample ``i``'s mask is the one its generator
-    returned for pseudo anomaly ``i``, so masks and features stay aligned. Cached per sample like the features."""
-    if generator.domain != "image":
-        raise DataError(f"pseudo-anomaly masks are per pixel: generator {_describe(generator)} is not an image one")
-    pseudo = PseudoImages(generator, normal_inputs, image_size_of(extractor), int(seed), int(pool_size), read)
-    base = cache_key("pseudo-mask", pseudo.identity(), MASK_GRID)
-    out = []
-    for i in range(int(n)):
-        key = cache_key(base, i)
-        hit = cache.get(key) if cache is not None else None
-        if hit is None or len(hit) != 1:
-            hit = [pool_mask(pseudo.sample(i)[1][None], MASK_GRID)[0]]
-            if cache is not None:
-                cache.put(key, hit)
-        out.append(hit[0].float())
-    side = min(MASK_GRID, image_size_of(extractor))
-    return torch.stack(out) if out else torch.zeros(0, side, side)
-
-
-class PseudoImages:
-    """Pseudo-anomaly image ``i`` of a seed: a corrupted training normal, in [0, 1].
-
-    Sample ``i`` draws its normal and all its randomness from a generator
-    seeded by ``(seed, i)``; the borrowing pool is drawn once from ``seed``.
-    Public so that the images and masks can be looked at (docs, debugging).
-    """
-
-    def __init__(
-        self,
-        generator: PseudoAnomalyGenerator,
-        normal_inputs: Inputs,
-        size: int,
-        seed: int,
-        pool_size: int,
-        read: ReadSettings = DEFAULT_READ,
-    ) -> None:
-        self.generator = generator
-        self.source = _ImageSource(normal_inputs, size, read)
-        self.seed = seed
-        count = len(self.source)
-        if count == 0:
-            raise DataError("cannot make pseudo anomalies without training normals (normal_inputs is empty)")
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(_derived_seed(seed, "pool")))
-        self.pool_indices = sorted(order[: min(pool_size, count)].tolist())
-        self._pool: torch.Tensor | None = None
-
-    def identity(self) -> str:
-        normals = cache_key(*(self.source.identity(i) for i in range(len(self.source))))
-        return cache_key(self.generator.fingerprint(), self.seed, self.source.size, self.pool_indices, normals)
-
-    def _pool_without(self, index: int) -> torch.Tensor:
-        if self._pool is None:
-            self._pool = self.source.load(self.pool_indices)
-        if index in self.pool_indices:
-            at = self.pool_indices.index(index)
-            return torch.cat([self._pool[:at], self._pool[at + 1 :]])
-        return self._pool
-
-    def sample(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """``(image 3×S×S, mask 1×S×S, index of the normal it came from)``."""
-        g = torch.Generator().manual_seed(_derived_seed(self.seed, "sample", i))
-        index = int(torch.randint(len(self.source), (), generator=g))
-        image = self.source.load([index])
-        out, mask = self.generator.generate(image, self._pool_without(index), g)
-        return out[0].clamp(0, 1), mask[0], index
-
-    def batch(self, indices: Sequence[int]) -> torch.Tensor:
-        return torch.stack([self.sample(i)[0] for i in indices])
-
-
-def _pseudo_vectors(
-    extractor: FeatureExtractor,
-    generator: PseudoAnomalyGenerator,
-    normal_inputs: Inputs | None,
-    n: int,
-    seed: int,
-    normal_features: Features | None,
-    cache: FeatureCache | None,
-    batch_size: int,
-    device: torch.device,
-    progress: bool,
-) -> Features:
-    if normal_features is None:
-        if normal_inputs is None:
-            raise DataError("vector pseudo anomalies need normal_features or normal_inputs")
-        normal_features = extract_features(
-            extractor, normal_inputs, cache=cache, batch_size=batch_size, device=device, progress=progress
-        )
-    if len(normal_features) == 0:
-        raise DataError("cannot make pseudo anomalies without training normals (no normal features)")
-    if any(t.dim() != 2 for t in normal_features.scales):
-        raise DataError("vector pseudo-anomaly generators need vector features (N×D per scale)")
-    widths = [int(t.shape[1]) for t in normal_features.scales]
-    rows = torch.cat([t.detach().to("cpu", torch.float32) for t in normal_features.scales], dim=1)
-    key = cache_key("pseudo-vectors", extractor.fingerprint(), generator.fingerprint(), seed, n, array_identity(rows))
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None and len(hit) == len(widths):
-            return Features.of(hit)
-    g = torch.Generator().manual_seed(_derived_seed(seed, "vectors"))
-    picks = torch.randint(len(rows), (n,), generator=g)
-    parts = []
-    for start in range(0, n, max(batch_size, 256)):
-        out, _ = generator.generate(rows[picks[start : start + max(batch_size, 256)]], rows, g)
-        parts.append(out.detach().to("cpu", torch.float32))
-    out = torch.cat(parts) if parts else rows[:0]
-    features = Features(tuple(torch.split(out, widths, dim=1)))
-    features = Features(tuple(t.contiguous() for t in features.scales))
-    if cache is not None:
-        cache.put(key, features.as_list())
-    return features

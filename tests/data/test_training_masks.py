@@ -13,7 +13,7 @@ from PIL import Image
 from ahl_plugins.data.folder import load_folder
 from ahl_plugins.data.masks import MASK_GRID, pool_mask
 from ahl_plugins.errors import DataError
-from ahl_plugins.features.pipeline import PseudoImages, make_pseudo_masks
+from ahl_plugins.features.pseudo import PseudoImages, make_pseudo_masks
 from ahl_plugins.fitting import seen_training_masks
 
 

@@ -10,12 +10,8 @@ import torch
 
 from ahl_plugins.errors import DataError
 from ahl_plugins.features.cache import FeatureCache
-from ahl_plugins.features.pipeline import (
-    PseudoImages,
-    compatible,
-    extract_features,
-    make_pseudo_anomalies,
-)
+from ahl_plugins.features.pipeline import extract_features
+from ahl_plugins.features.pseudo import PseudoImages, compatible, make_pseudo_anomalies
 from builtin_plugins.extractors import IdentityOptions, TorchvisionOptions
 from builtin_plugins.extractors.identity import IdentityExtractor
 from builtin_plugins.extractors.torchvision_cnn import TorchvisionExtractor
