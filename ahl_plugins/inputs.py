@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ahl_plugins.contracts import InputKind
-from ahl_plugins.data.arrays import detect_categorical
 from ahl_plugins.data.dataset import OSADDataset
+from ahl_plugins.data.tables import detect_categorical
 from ahl_plugins.data.tabular import TabularEncoder
 from ahl_plugins.errors import DataError
 

@@ -57,14 +57,14 @@ def load_dataset(source: str | Path | OSADDataset, **kw: Any) -> OSADDataset:
         from ahl_plugins.data.arrays import load_npz
 
         return _call(load_npz, str(path), kw, path)
-    from ahl_plugins.data.arrays import TABLE_SUFFIXES
+    from ahl_plugins.data.tables import TABLE_SUFFIXES
 
     if any(s in TABLE_SUFFIXES for s in suffixes):
         from ahl_plugins.data.pmlb import DEFAULTS, load_pmlb, pmlb_name
 
         if pmlb_name(path) in DEFAULTS and "label_column" not in kw:
             return _call(load_pmlb, str(path), kw, path)
-        from ahl_plugins.data.arrays import load_table
+        from ahl_plugins.data.tables import load_table
 
         return _call(load_table, str(path), kw, path)
     raise DataError(

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ahl_plugins.data.arrays import read_table
 from ahl_plugins.data.dataset import NORMAL_TYPE, OSADDataset
+from ahl_plugins.data.tables import read_table
 from ahl_plugins.data.tabular import TabularEncoder
 from ahl_plugins.errors import DataError
 

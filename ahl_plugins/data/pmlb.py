@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ahl_plugins.data.arrays import load_table, read_table
 from ahl_plugins.data.dataset import OSADDataset
+from ahl_plugins.data.tables import load_table, read_table
 
 LABEL_COLUMN = "target"
 DEFAULTS: dict[str, dict[str, tuple[int, ...]]] = {

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from ahl_plugins.data.arrays import from_arrays, load_npz, load_table, read_table
+from ahl_plugins.data.arrays import from_arrays, load_npz
+from ahl_plugins.data.tables import load_table, read_table
 from ahl_plugins.data.tabular import TabularEncoder, refit_encoding
 from ahl_plugins.errors import DataError
 

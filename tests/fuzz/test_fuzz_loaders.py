@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ahl_plugins.data.arrays import from_arrays, load_npz, load_table
+from ahl_plugins.data.arrays import from_arrays, load_npz
 from ahl_plugins.data.folder import check_image, load_folder
 from ahl_plugins.data.images import read_rgb
+from ahl_plugins.data.tables import load_table
 from ahl_plugins.errors import AHLError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on damaged files
