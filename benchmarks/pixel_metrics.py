@@ -135,6 +135,11 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
             else:
                 cells += ["", "", ""]
             rows.append(cells)
+    residual = residual_patch_rows()
+    if residual:
+        cells = ["residual_patch", str(len(residual))]
+        cells += [fmt(_stats([r[m] for r in residual.values()])) for m, _ in metrics]
+        rows.append(cells + ["", "", ""])
     headers = ["model", "seeds"] + [name for _, name in metrics] + [f"gain {name}" for _, name in metrics]
     main_table = render(headers, rows, markdown=True)
 
@@ -179,7 +184,10 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         f"at most {args.max_side} px on the longer side for the metrics, Gaussian smoothing σ = {args.sigma} input "
         "pixels. Pixel AUROC pools every pixel of every test image; AUPRO is the MVTec AD per-region overlap "
         "integrated to FPR 0.3 and normalised (`ahl_plugins/evaluation/pixel.py`). Mean ± sample std over seeds; "
-        "*gain* is the paired AHL − base difference per seed.",
+        "*gain* is the paired AHL − base difference per seed. *residual_patch*: the built-in residual patch model "
+        "on the same splits with its defaults (`docs/benchmarks/residual_patch_test.md`; its maps are the floor "
+        "plus the learned evidence beyond its offset, smoothed as the PatchCore-class reference smooths its own); "
+        "it has no per-type rows.",
         "",
         "## All test images",
         "",
@@ -195,6 +203,7 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
                 for m in MODELS
                 for v in VARIANTS
             }
+            | ({"residual_patch": residual} if residual else {})
         ),
         "## Per anomaly type (pixel AUROC / AUPRO; that type's test images plus all test normals)",
         "",
@@ -223,6 +232,18 @@ def write_page(results: list[dict[str, Any]], dataset: Any, args: argparse.Names
         "",
     ]
     PAGE.write_text("\n".join(lines))
+
+
+def residual_patch_rows() -> dict[int, dict[str, float]]:
+    """Seed -> image AUROC (today's default image score), pixel AUROC and AUPRO of the residual patch model on
+    Magnetic Tile's general splits, from ``benchmarks.residual_patch_test``'s rows."""
+    from benchmarks.residual_patch_test import rows_under_defaults
+
+    return {
+        int(r["seed"]): {"image_auroc": r["auc_roc"], "pixel_auroc": r["pixel_auroc"], "pixel_aupro": r["pixel_aupro"]}
+        for r in rows_under_defaults()
+        if r["data"] == "mt" and r["setting"] == "general" and r.get("pixel_auroc") is not None
+    }
 
 
 def _verdict(results: list[dict[str, Any]], seeds: list[int], by: dict[tuple[str, str, int], Any]) -> list[str]:
