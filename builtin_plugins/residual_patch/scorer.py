@@ -34,10 +34,10 @@ from ahl_plugins.features.map_statistics import (
     map_statistics,
     robust_center_spread,
 )
-from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy
+from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patches, nearest_patches_blocked
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
-from builtin_plugins.residual_patch.memory import SearchMemo, gather_patches, nearest_patches, nearest_patches_blocked
+from builtin_plugins.residual_patch.memory import SearchMemo, gather_patches
 
 HEAD_NAMES = ("floor", "evidence", "statistics")
 #: calibrated heads, in ``head_center`` / ``head_scale`` order (the floor is calibrated per scale in prepare)

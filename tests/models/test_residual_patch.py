@@ -10,6 +10,7 @@ from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
 from ahl_plugins.evaluation.patchcore import PatchCoreOptions, PatchMemory
 from ahl_plugins.features.map_statistics import map_statistics
+from ahl_plugins.features.patch_memory import nearest_patches, nearest_patches_blocked
 from ahl_plugins.features.store import Features
 from ahl_plugins.maps import iter_maps
 from ahl_plugins.plugins import get_manager
@@ -18,7 +19,6 @@ from ahl_plugins.training.data import TrainingData
 from ahl_plugins.training.options import TrainOptions
 from ahl_plugins.training.scoring import score_features
 from builtin_plugins.residual_patch import ResidualPatchOptions, build_loss, build_scorer
-from builtin_plugins.residual_patch.memory import nearest_patches, nearest_patches_blocked
 
 SPEC = FeatureSpec("map", (6, 6))
 FAST = TrainOptions(epochs=3, batches_per_epoch=4, batch_size=12, lr=1e-2)
