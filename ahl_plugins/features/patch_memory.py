@@ -5,14 +5,17 @@ patch-level "how far from the nearest normal patch" signal (DRA's ``distance_for
 model; any third-party scorer may import this module, it sits in the features layer). Two forms of the search:
 :func:`nearest_patches` has no data-dependent branches (for ``torch.func`` transforms);
 :func:`nearest_patches_blocked` is the same search on plain tensors at about half the cost
-(:func:`plain_tensor` tells which applies). Plain tensor code otherwise; the only state is
-:data:`RECENT_CORESETS`, which returns a coreset already chosen for exactly the same inputs.
+(:func:`plain_tensor` tells which applies), and a scorer may keep its searches in a :class:`SearchMemo`. Plain
+tensor code otherwise; the only module state is :data:`RECENT_CORESETS`, which returns a coreset already chosen
+for exactly the same inputs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -213,3 +216,69 @@ def nearest_patch_distance(
     if all(plain_tensor(t) for t in (maps, memory, owner, keys)):
         return nearest_patches_blocked(maps, memory, owner, keys)[0]
     return nearest_patches(maps, memory, owner, keys)[0]
+
+
+Search = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class SearchMemo:
+    """Nearest-patch searches already made, by the content of the memory searched and the sample's exact bytes.
+
+    A fit searches the same samples many times: training draws the same normals and labelled anomalies again and
+    again, calibration scores every training normal, and AHL's guard trains several copies of one prepared scorer
+    (held-out fits, then the chosen one again on all the data). Copies of a scorer (``copy.deepcopy``) share one
+    memo, and an entry is keyed by a digest of the memory tensors it searched (each hashed once per tensor object
+    and in-place version), so a copy, a reloaded scorer or a ``functional_call`` with other buffers never reads
+    another memory's searches. A hit returns exactly what the search returned. Plain tensors only
+    (:meth:`usable`): under ``torch.func`` transforms the search runs as is.
+    """
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self.max_entries = max_entries
+        self.entries: dict[tuple[bytes, bytes], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.digests: dict[int, tuple[weakref.ref[torch.Tensor], int, bytes]] = {}
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SearchMemo:
+        return self  # shared by the copies of its scorer: see the class docstring
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.digests.clear()
+
+    @staticmethod
+    def usable(*tensors: torch.Tensor) -> bool:
+        return all(plain_tensor(t) for t in tensors)
+
+    def memory_key(self, memory: Sequence[torch.Tensor]) -> bytes:
+        """A digest of the tensors a search reads (memory, owners, keys), each hashed once while unchanged."""
+        out = hashlib.blake2b(digest_size=20)
+        for tensor in memory:
+            version = None if tensor.is_inference() else tensor._version  # inference tensors keep no version
+            known = self.digests.get(id(tensor))
+            if known is None or known[0]() is not tensor or version is None or known[1] != version:
+                if len(self.digests) > 64:
+                    self.digests.clear()
+                flat = tensor.detach().cpu().contiguous().view(-1)
+                digest = hashlib.blake2b(flat.view(torch.uint8).numpy().data, digest_size=20)
+                digest.update(f"{tuple(tensor.shape)}|{tensor.dtype}".encode())
+                known = (weakref.ref(tensor), -1 if version is None else version, digest.digest())
+                self.digests[id(tensor)] = known
+            out.update(known[2])
+        return out.digest()
+
+    def search(self, memory: Sequence[torch.Tensor], x: torch.Tensor, run: Search) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run(x)``'s ``(distance, index)``, computed only for the rows not searched before in this ``memory``."""
+        where = self.memory_key(memory)
+        rows = x.detach().cpu().contiguous().numpy()
+        keys = [(where, hashlib.blake2b(row.tobytes(), digest_size=16).digest()) for row in rows]
+        missing = [i for i, key in enumerate(keys) if key not in self.entries]
+        if missing:
+            distance, index = run(x[missing])
+            if len(self.entries) + len(missing) > self.max_entries:
+                self.entries.clear()
+            for j, i in enumerate(missing):
+                self.entries[keys[i]] = (distance[j].detach(), index[j])
+        found = [self.entries[key] for key in keys]
+        if len(self.entries) > self.max_entries:  # the rows of this call were just added; keep them for the return
+            self.entries.clear()
+        return torch.stack([d for d, _ in found]).to(x.device), torch.stack([i for _, i in found]).to(x.device)

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patch_distance
+from ahl_plugins.features.patch_memory import (
+    SearchMemo,
+    as_patches,
+    kcenter_greedy,
+    nearest_patches,
+    nearest_patches_blocked,
+)
 from builtin_plugins.heads import topk_mean
 
 if TYPE_CHECKING:
@@ -55,8 +61,11 @@ class PatchDistance:
     """The patch form of DRA's distance head (``distance_form="patch"``), mixed into ``DRAScorer``.
 
     Buffers per scale (registered empty by the scorer, filled by :meth:`_prepare_patches`): the coreset memory,
-    the training image each patch comes from, and those images' pooled vectors.
+    the training image each patch comes from, and those images' pooled vectors. Searches on plain tensors go
+    through ``search_memo``, so a sample is searched once per memory however often a fit scores it.
     """
+
+    search_memo: SearchMemo
 
     if TYPE_CHECKING:  # what the scorer this mixes into provides
         options: DRAOptions
@@ -74,7 +83,12 @@ class PatchDistance:
     def _patch_map(self, scale: int, x: torch.Tensor) -> torch.Tensor:
         """``B×H×W``: each position's distance to the nearest normal patch (the patch form of the distance head)."""
         memory, owner, keys = (getattr(self, name) for name in self._patch_names(scale))
-        return nearest_patch_distance(x, memory, owner.long(), keys)
+        owner = owner.long()
+        if not self.search_memo.usable(x, memory, owner, keys):  # under torch.func: the branch-free search
+            return nearest_patches(x, memory, owner, keys)[0]
+        return self.search_memo.search(
+            (memory, owner, keys), x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys)
+        )[0]
 
     def _prepare_patches(self, scale: int, x: torch.Tensor, generator: torch.Generator) -> None:
         """The patch memory of one scale: a greedy coreset of every training normal's patches."""

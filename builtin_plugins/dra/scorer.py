@@ -50,6 +50,7 @@ from torch import nn
 
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
+from ahl_plugins.features.patch_memory import SearchMemo
 from builtin_plugins.dra import DRAOptions
 from builtin_plugins.dra.neighbours import DISTANCE, PatchDistance, nearest_normal_mean
 from builtin_plugins.heads import (
@@ -162,6 +163,8 @@ class DRAScorer(PatchDistance, nn.Module):
         # head calibration (identity until ``calibrate``): score_h -> (score_h - center_h) / scale_h
         self.register_buffer("head_center", torch.zeros(len(self.head_names)))
         self.register_buffer("head_scale", torch.ones(len(self.head_names)))
+        # the patch searches already made against the patch memory (speed only, never saved)
+        self.search_memo = SearchMemo()
 
     @property
     def reference_normals(self) -> int:

@@ -34,10 +34,16 @@ from ahl_plugins.features.map_statistics import (
     map_statistics,
     robust_center_spread,
 )
-from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_patches, nearest_patches_blocked
+from ahl_plugins.features.patch_memory import (
+    SearchMemo,
+    as_patches,
+    kcenter_greedy,
+    nearest_patches,
+    nearest_patches_blocked,
+)
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
-from builtin_plugins.residual_patch.memory import SearchMemo, gather_patches
+from builtin_plugins.residual_patch.memory import gather_patches
 
 HEAD_NAMES = ("floor", "evidence", "statistics")
 #: calibrated heads, in ``head_center`` / ``head_scale`` order (the floor is calibrated per scale in prepare)
@@ -129,9 +135,11 @@ class ResidualPatchScorer(nn.Module):
                 f"has {memory.shape[1]}; score with the extractor the model was trained with"
             )
         owner, keys = self._buffer("owner", scale).long(), self._buffer("keys", scale)
-        if not self.search_memo.usable(x):
+        if not self.search_memo.usable(x, memory, owner, keys):
             return nearest_patches(x, memory, owner, keys)
-        return self.search_memo.search(scale, x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys))
+        return self.search_memo.search(
+            (memory, owner, keys), x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys)
+        )
 
     def _scale_heads(self, scale: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(calibrated distance map B×H×W, evidence logits B×H×W, standardised statistics B×7)`` of one scale."""
@@ -233,7 +241,6 @@ class ResidualPatchScorer(nn.Module):
                 f"residual_patch scorer needs at least 2 training normals (each is scored against the others' "
                 f"patches), got {n}"
             )
-        self.search_memo.clear()
         order = torch.randperm(n, generator=generator, device=generator.device)
         rows = torch.sort(order[: min(n, self.options.calibration_normals)]).values.cpu()
         device = self.floor_center.device
@@ -278,7 +285,6 @@ class ResidualPatchScorer(nn.Module):
         errors: Any,
     ) -> None:
         # the memory buffers are shaped by ``prepare``: take the saved shapes so a fresh scorer loads a fitted one
-        self.search_memo.clear()
         for scale in range(self.spec.n_scales):
             for name in BUFFERS:
                 key = prefix + self._name(name, scale)

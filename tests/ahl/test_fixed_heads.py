@@ -6,7 +6,6 @@ import pytest
 import torch
 from ahl_testkit import map_data, train_ahl
 
-import ahl_plugins.features.patch_memory as patch_memory
 from ahl_plugins.ahl import AHLOptions
 from builtin_plugins.dra import DRAOptions, build_loss, build_scorer, neighbours
 
@@ -23,13 +22,13 @@ FAST = {
 def _fit(data, monkeypatch, *, share: bool):
     """AHL(DRA) with the patch distance head; ``share=False`` makes every base model search for itself."""
     calls = []
-    search = patch_memory.nearest_patch_distance
+    search = neighbours.PatchDistance._patch_map
 
-    def counted(maps, *args, **kwargs):
+    def counted(self, scale, maps):  # what the scorer is asked to search (its memo may answer some of it)
         calls.append(int(maps.shape[0]))
-        return search(maps, *args, **kwargs)
+        return search(self, scale, maps)
 
-    monkeypatch.setattr(neighbours, "nearest_patch_distance", counted)
+    monkeypatch.setattr(neighbours.PatchDistance, "_patch_map", counted)
     if not share:
         monkeypatch.setattr("ahl_plugins.ahl.trainer.fixed_heads", lambda *args: {})
     torch.manual_seed(0)

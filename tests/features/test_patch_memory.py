@@ -72,3 +72,35 @@ def test_blocked_and_branch_free_searches_agree_and_skip_a_training_images_own_p
     assert torch.equal(nearest_patch_distance(samples, memory, owner, keys), blocked_distance)
     batched = vmap(lambda x: nearest_patch_distance(x[None], memory, owner, keys)[0])(samples)
     assert torch.allclose(batched, distance, rtol=1e-6, atol=1e-6)
+
+
+def test_search_memo_is_shared_by_copies_and_keyed_by_the_memory_searched():
+    import copy
+
+    from ahl_plugins.features.patch_memory import SearchMemo
+
+    class Holder:
+        def __init__(self) -> None:
+            self.search_memo = SearchMemo()
+            self.memory = torch.randn(6, 8)
+
+    calls = []
+
+    def search(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(len(rows))
+        return rows.sum(dim=(1,)), rows.argmax(dim=1)
+
+    first = Holder()
+    x = maps(3, 4)
+    got = first.search_memo.search((first.memory,), x, search)
+    twin = copy.deepcopy(first)  # the guard's copies of one prepared scorer: other tensors, the same memory
+    assert twin.search_memo is first.search_memo and twin.memory is not first.memory
+    again = twin.search_memo.search((twin.memory,), x[1:], search)
+    assert calls == [3] and torch.equal(again[0], got[0][1:]) and torch.equal(again[1], got[1][1:])
+    twin.memory.add_(1.0)  # changed in place (load_state_dict copies into the buffers): searched afresh
+    twin.search_memo.search((twin.memory,), x, search)
+    first.search_memo.search((torch.randn(6, 8),), x[:1], search)  # another memory (functional_call's buffers)
+    assert calls == [3, 3, 1]
+    inside = []
+    vmap(lambda t: inside.append(SearchMemo.usable(t)) or t)(x)  # a functorch-wrapped tensor: not memoised
+    assert inside == [False] and SearchMemo.usable(x)

@@ -177,7 +177,7 @@ def test_ahl_wraps_it_with_no_code_of_its_own():
     assert scores.shape == (5,) and np.isfinite(scores).all()
 
 
-def test_search_memo_changes_no_output_and_is_cleared_with_the_memory():
+def test_search_memo_changes_no_output_and_never_answers_for_another_memory():
     scorer = fitted()
     test = Features.cat([make(3, 14), make(2, 15, bump=1)]).as_list()
     with torch.no_grad():
@@ -191,8 +191,10 @@ def test_search_memo_changes_no_output_and_is_cleared_with_the_memory():
         assert torch.allclose(again[name], first[name][torch.tensor([4, 0, 2])], atol=1e-5)
     other = data(20).normals
     scorer.prepare(other.as_list(), torch.Generator().manual_seed(1))
-    with torch.no_grad():  # a new memory: nothing remembered from the old one survives
-        assert len(scorer.search_memo.entries) == 2 * 20  # the new memory's own calibration searches only
+    unseen = build_scorer(SPEC, ResidualPatchOptions(patch_memory_fraction=0.5))
+    unseen.prepare(other.as_list(), torch.Generator().manual_seed(1))  # the same memory, its own empty memo
+    with torch.no_grad():  # a new memory: what was searched in the old one is not an answer
+        assert torch.equal(scorer(test)["floor"], unseen(test)["floor"])
 
 
 def test_blocked_search_finds_the_same_patches_as_the_batched_one():
