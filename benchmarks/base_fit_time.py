@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -55,10 +56,16 @@ def unpack(ref: str, into: Path) -> Path:
 
 
 def run_tree(code: Path, epochs: int, threads: int) -> list[dict]:
-    """Time one tree in a fresh process whose ``ahl_plugins`` comes from ``code`` (checked, not assumed)."""
+    """Time one tree's base fits (``benchmarks.base_fit_time_worker``)."""
+    return run_worker(code, "benchmarks.base_fit_time_worker", ["--epochs", str(epochs), "--threads", str(threads)])
+
+
+def run_worker(code: Path, module: str, args: list[str]) -> list[dict]:
+    """Run a timing worker in a fresh process whose ``ahl_plugins`` comes from ``code`` (checked, not assumed);
+    the worker prints one JSON line with its rows and where it imported ``ahl_plugins`` from."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)])}
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.base_fit_time_worker", "--epochs", str(epochs), "--threads", str(threads)],
+        [sys.executable, "-m", module, *args],
         check=True,
         capture_output=True,
         text=True,
@@ -69,6 +76,21 @@ def run_tree(code: Path, epochs: int, threads: int) -> list[dict]:
     if not Path(result["ahl_plugins"]).resolve().is_relative_to(code.resolve()):
         raise RuntimeError(f"the worker imported {result['ahl_plugins']}, not the tree under {code}")
     return result["rows"]
+
+
+def alternate_trees(
+    old_ref: str, repeats: int, time_tree: Callable[[Path], list[dict]], describe: Callable[[dict], str]
+) -> dict[str, list[list[dict]]]:
+    """``{"before": [...], "now": [...]}``: ``time_tree`` run on ``old_ref``'s tree and on this checkout in turn,
+    ``repeats`` times, so that load on a shared machine hits both alike."""
+    runs: dict[str, list[list[dict]]] = {"before": [], "now": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = unpack(old_ref, Path(tmp))
+        for r in range(repeats):
+            for tree, code in (("before", old), ("now", ROOT)):
+                runs[tree].append(time_tree(code))
+                print(f"repeat {r} {tree}: " + ", ".join(describe(row) for row in runs[tree][-1]), flush=True)
+    return runs
 
 
 def write_page(path: Path, old_ref: str, runs: dict[str, list[list[dict]]], epochs: int, threads: int) -> None:
@@ -120,17 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
     args = parser.parse_args(argv)
-    runs: dict[str, list[list[dict]]] = {"before": [], "now": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        old = unpack(args.old_ref, Path(tmp))
-        for r in range(args.repeats):
-            for tree, code in (("before", old), ("now", ROOT)):
-                runs[tree].append(run_tree(code, args.epochs, args.threads))
-                print(
-                    f"repeat {r} {tree}: "
-                    + ", ".join(f"{x['case']}/{x['model']} {x['train_s']:.1f}s" for x in runs[tree][-1]),
-                    flush=True,
-                )
+    runs = alternate_trees(
+        args.old_ref,
+        args.repeats,
+        lambda code: run_tree(code, args.epochs, args.threads),
+        lambda row: f"{row['case']}/{row['model']} {row['train_s']:.1f}s",
+    )
     write_page(args.page, args.old_ref, runs, args.epochs, args.threads)
     return 0
 

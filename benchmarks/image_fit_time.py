@@ -15,36 +15,14 @@ defaults of each tree) on Magnetic Tile's general split of seed 0, EfficientNet-
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-from benchmarks.base_fit_time import unpack
-from benchmarks.harness import PAGES, ROOT, command, write_page
+from benchmarks.base_fit_time import alternate_trees, run_worker
+from benchmarks.harness import PAGES, command, write_page
 
 DEFAULT_PAGE = PAGES / "image_fit_time.md"
-
-
-def run_tree(code: Path, threads: int) -> list[dict]:
-    """Time one tree in a fresh process whose ``ahl_plugins`` comes from ``code`` (checked, not assumed)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)])}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.image_fit_time_worker", "--threads", str(threads)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-        env=env,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    if not Path(result["ahl_plugins"]).resolve().is_relative_to(code.resolve()):
-        raise RuntimeError(f"the worker imported {result['ahl_plugins']}, not the tree under {code}")
-    return result["rows"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,13 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
     args = parser.parse_args(argv)
-    runs: dict[str, list[list[dict]]] = {"before": [], "now": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        old = unpack(args.old_ref, Path(tmp))
-        for r in range(args.repeats):
-            for tree, code in (("before", old), ("now", ROOT)):
-                runs[tree].append(run_tree(code, args.threads))
-                print(f"repeat {r} {tree}: " + ", ".join(f"{x['model']} {x['fit_s']:.0f} s" for x in runs[tree][-1]))
+    runs = alternate_trees(
+        args.old_ref,
+        args.repeats,
+        lambda code: run_worker(code, "benchmarks.image_fit_time_worker", ["--threads", str(args.threads)]),
+        lambda row: f"{row['model']} {row['fit_s']:.0f} s",
+    )
 
     def median(tree: str, model: str) -> float:
         return statistics.median(row["fit_s"] for run in runs[tree] for row in run if row["model"] == model)
