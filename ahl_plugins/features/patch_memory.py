@@ -266,6 +266,15 @@ class SearchMemo:
             out.update(known[2])
         return out.digest()
 
+    def nearest(
+        self, x: torch.Tensor, memory: torch.Tensor, owner: torch.Tensor, keys: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`nearest_patches` of ``x``: blocked and remembered on plain tensors, branch-free under
+        ``torch.func`` transforms."""
+        if not self.usable(x, memory, owner, keys):
+            return nearest_patches(x, memory, owner, keys)
+        return self.search((memory, owner, keys), x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys))
+
     def search(self, memory: Sequence[torch.Tensor], x: torch.Tensor, run: Search) -> tuple[torch.Tensor, torch.Tensor]:
         """``run(x)``'s ``(distance, index)``, computed only for the rows not searched before in this ``memory``."""
         where = self.memory_key(memory)

@@ -16,8 +16,6 @@ from ahl_plugins.features.patch_memory import (
     SearchMemo,
     as_patches,
     kcenter_greedy,
-    nearest_patches,
-    nearest_patches_blocked,
 )
 from builtin_plugins.heads import topk_mean
 
@@ -83,12 +81,7 @@ class PatchDistance:
     def _patch_map(self, scale: int, x: torch.Tensor) -> torch.Tensor:
         """``B×H×W``: each position's distance to the nearest normal patch (the patch form of the distance head)."""
         memory, owner, keys = (getattr(self, name) for name in self._patch_names(scale))
-        owner = owner.long()
-        if not self.search_memo.usable(x, memory, owner, keys):  # under torch.func: the branch-free search
-            return nearest_patches(x, memory, owner, keys)[0]
-        return self.search_memo.search(
-            (memory, owner, keys), x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys)
-        )[0]
+        return self.search_memo.nearest(x, memory, owner.long(), keys)[0]
 
     def _prepare_patches(self, scale: int, x: torch.Tensor, generator: torch.Generator) -> None:
         """The patch memory of one scale: a greedy coreset of every training normal's patches."""

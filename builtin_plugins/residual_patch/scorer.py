@@ -38,8 +38,6 @@ from ahl_plugins.features.patch_memory import (
     SearchMemo,
     as_patches,
     kcenter_greedy,
-    nearest_patches,
-    nearest_patches_blocked,
 )
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
@@ -135,11 +133,7 @@ class ResidualPatchScorer(nn.Module):
                 f"has {memory.shape[1]}; score with the extractor the model was trained with"
             )
         owner, keys = self._buffer("owner", scale).long(), self._buffer("keys", scale)
-        if not self.search_memo.usable(x, memory, owner, keys):
-            return nearest_patches(x, memory, owner, keys)
-        return self.search_memo.search(
-            (memory, owner, keys), x, lambda rows: nearest_patches_blocked(rows, memory, owner, keys)
-        )
+        return self.search_memo.nearest(x, memory, owner, keys)
 
     def _scale_heads(self, scale: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(calibrated distance map B×H×W, evidence logits B×H×W, standardised statistics B×7)`` of one scale."""
