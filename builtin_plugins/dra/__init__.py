@@ -56,6 +56,11 @@ class DRAOptions(BaseModel):
     patch_memory_fraction: float = Field(
         0.1, gt=0, le=1, description="share of the training normals' patches the patch memory keeps (greedy coreset)"
     )
+    distance_pooling: Literal["topk", "max"] = Field(
+        "topk",
+        description="how the patch distance head pools its map into an image score: topk (the mean of the top "
+        "topk_ratio positions, as the MIL heads pool) | max (the farthest position, as PatchCore scores)",
+    )
     combine: Literal["sum", "confident"] = Field(
         "sum",
         description="how the heads make the anomaly score: sum (the paper: seen + pseudo + residual - normal, plus the "

@@ -115,5 +115,8 @@ class PatchDistance:
         return {DISTANCE: torch.cat(parts) if parts else features[0].new_zeros(0)}
 
     def _patch_score(self, scale: int, x: torch.Tensor) -> torch.Tensor:
-        """The patch distance head of one scale: top-k pooled distances to the nearest normal patches."""
-        return topk_mean(self._patch_map(scale, x).flatten(1), self.options.topk_ratio)
+        """The patch distance head of one scale: pooled distances to the nearest normal patches."""
+        distances = self._patch_map(scale, x).flatten(1)
+        if self.options.distance_pooling == "max":
+            return distances.amax(dim=1)
+        return topk_mean(distances, self.options.topk_ratio)

@@ -74,3 +74,15 @@ def test_confident_combine_keeps_the_distance_ranking_unless_a_labelled_head_is_
     entry = get_manager().get("scorers", "dra")
     with pytest.raises(InvalidOptionsError, match="keep distance_head=True"):
         entry.parse_options({"combine": "confident", "distance_head": False})
+
+
+def test_max_pooling_scores_the_farthest_position_as_patchcore_does():
+    normals = maps(12, 6)
+    test = maps(3, 7)
+    pooled = {
+        pooling: prepared(normals, patch_memory_fraction=0.5, distance_pooling=pooling) for pooling in ("topk", "max")
+    }
+    distance_map = pooled["max"].head_maps([test])[0]["distance"]
+    assert torch.allclose(pooled["max"]([test])["distance"], distance_map.flatten(1).amax(dim=1))
+    assert torch.all(pooled["max"]([test])["distance"] >= pooled["topk"]([test])["distance"])
+    assert torch.equal(pooled["topk"].head_maps([test])[0]["distance"], distance_map)  # pooling changes no map
