@@ -10,6 +10,7 @@ interval with its verdict.
 from __future__ import annotations
 
 import csv
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,14 @@ LABELLED = {
     "dra_patch/base": "DRA, patch head",
     "dra_patch/ahl": "AHL(DRA), patch head",
     "residual_patch/base": "residual_patch",
+    "residual_patch/ahl": "AHL(residual_patch)",
 }
 #: data key -> compare directory prefix of DRA run with ``-o distance_form=patch`` (the default since
 #: :data:`DRA_PATCH_SINCE`; the catalogue's first image runs predate it): shown as the ``dra_patch`` rows
 PATCH_HEAD_RUNS = {"mt": "mt_general_dra_patch", "elpv": "elpv_dra_patch"}
+#: data key -> compare directory prefix of ``ahl compare --models residual_patch`` (base and AHL, M = 10 and 1):
+#: the AHL(residual_patch) rows (issue 30); the base rows come from ``benchmarks.residual_patch_test``
+RESIDUAL_PATCH_RUNS = {"mt": "mt_general_residual_patch", "elpv": "elpv_residual_patch"}
 #: when DRA's distance head on maps became the patch form by default (commit 809420e): a compare run created since
 #: then without ``distance_form`` among its options ran DRA with the patch head
 DRA_PATCH_SINCE = "2026-12-03T20:26:37+0000"
@@ -66,6 +71,53 @@ def _cells(directory: Path, model_key: dict[str, str]) -> dict[tuple[str, str], 
     return {k: _per_seed(found) for k, found in cells.items()}
 
 
+def _newest(runs_dir: Path | None, prefix: str) -> list[Path]:
+    """The compare directories ``<prefix>-s*`` under ``runs_dir`` that hold results, by name."""
+    found = runs_dir.glob(f"{prefix}-s*") if runs_dir else []
+    return sorted(d for d in found if (d / "results.csv").is_file())
+
+
+def ahl_gain_lines(runs_dir: Path | None = RESULTS / "compare", model: str = "residual_patch") -> list[str]:
+    """AHL(model) − model per data, setting and M, from the compare runs of :data:`RESIDUAL_PATCH_RUNS`: the
+    paired gain with its interval and verdict, and how often AHL's guard kept the base model."""
+    lines = []
+    for data, prefix in RESIDUAL_PATCH_RUNS.items():
+        for directory in _newest(runs_dir, prefix)[-1:]:
+            summary = json.loads((directory / "summary.json").read_text())
+            with (directory / "results.csv").open() as handle:
+                cells = [r for r in csv.DictReader(handle) if r["model"] == model and r["variant"] == "ahl"]
+            for gain in (g for g in summary["gains"] if g["model"] == model and g["variant"] == "ahl"):
+                auc = gain["auc_roc"]
+                if auc.get("ci_low") is None:
+                    continue
+                fits = [
+                    r
+                    for r in cells
+                    if r["setting"] == gain["setting"]
+                    and int(r["n_anomalies"]) == gain["n_anomalies"]
+                    and r["seen_type"] == gain["seen_type"]
+                ]
+                kept = sum(r.get("ahl_guard", "").startswith("base") for r in fits)
+                name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
+                lines.append(
+                    f"| {name} | {gain['setting']} | {gain['n_anomalies']} | {auc['mean']:+.3f} "
+                    f"[{auc['ci_low']:+.3f}, {auc['ci_high']:+.3f}] | {auc['verdict']} (n {auc['n']}) | "
+                    f"{kept} of {len(fits)} | `{directory.name}` |"
+                )
+    if not lines:
+        return []
+    return [
+        f"**AHL({model}) − {model}**, image AUROC paired per seed (the compare run's own base and AHL cells; "
+        "*guard kept the base*: the fits where AHL's held-out evidence did not favour its unified model, "
+        "`docs/when_ahl_hurts.md`):",
+        "",
+        "| data | setting | M | AHL − base [95% CI] | verdict | guard kept the base | run |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+        "",
+    ]
+
+
 def labelled_cells(
     runs: list[Run], runs_dir: Path | None = None, residual_rows: Path | None = None
 ) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
@@ -79,10 +131,14 @@ def labelled_cells(
             for (setting, key), values in _cells(run.directory, rename).items():
                 out[(data, setting)][key] = values
     for data, prefix in PATCH_HEAD_RUNS.items():
-        found = sorted(d for d in (runs_dir.glob(f"{prefix}-s*") if runs_dir else []) if (d / "results.csv").is_file())
-        for directory in found[-1:]:
+        for directory in _newest(runs_dir, prefix)[-1:]:
             for (setting, key), values in _cells(directory, {"dra": "dra_patch"}).items():
                 out[(data, setting)].setdefault(key, values)  # a catalogue run under today's defaults comes first
+    for data, prefix in RESIDUAL_PATCH_RUNS.items():
+        for directory in _newest(runs_dir, prefix)[-1:]:
+            for (setting, key), values in _cells(directory, {}).items():
+                if key == "residual_patch/ahl":
+                    out[(data, setting)][key] = values
     residual: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
     for r in rows_under_defaults(residual_rows) if residual_rows else []:
         residual[(r["data"], r["setting"])].append((r.get("seen_type", "all"), int(r["seed"]), float(r["auc_roc"])))
@@ -198,7 +254,7 @@ def image_references_section(
             ]
         name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
         lines.append(f"| {name} | {setting} | " + " | ".join(cells + tail) + " |")
-    return lines + [""]
+    return lines + ["", *ahl_gain_lines(runs_dir)]
 
 
 def strongest_label_free(runs: list[Run], path: Path = REFERENCE_ROWS) -> dict[tuple[str, str], tuple[str, float]]:

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.compare_catalogue import Part
 from benchmarks.results_glance import Run
 from benchmarks.results_references import (
+    ahl_gain_lines,
     image_references_section,
     labelled_cells,
     reference_cells,
@@ -144,3 +145,52 @@ def test_the_residual_patch_rows_join_under_todays_image_score(tmp_path):
     found = labelled_cells([], None, folder)
     assert found[("mt", "general")]["residual_patch/base"] == {0: 1.0}
     assert found[("mt", "hard")]["residual_patch/base"] == {0: 1.0}  # seed 1 lacks type b: not a hard seed yet
+
+
+def test_ahl_on_the_residual_patch_model_joins_as_a_row_and_reports_its_paired_gain(tmp_path):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    run = _run(
+        runs_dir,
+        "mt_general_residual_patch-s5-e10",
+        [
+            ("residual_patch", v, "general", "all", s, 0.9 + 0.01 * (v == "ahl"))
+            for v in ("base", "ahl")
+            for s in range(3)
+        ],
+    )
+    gain = {"mean": 0.01, "ci_low": 0.004, "ci_high": 0.016, "verdict": "helps", "n": 3}
+    other = {**gain, "ci_low": None}  # a gain without an interval (one seed) is not a row
+    (run.directory / "summary.json").write_text(
+        json.dumps(
+            {
+                "gains": [
+                    {
+                        "model": "residual_patch",
+                        "variant": "ahl",
+                        "setting": "general",
+                        "n_anomalies": 10,
+                        "seen_type": "all",
+                        "auc_roc": gain,
+                    },
+                    {
+                        "model": "residual_patch",
+                        "variant": "ahl",
+                        "setting": "general",
+                        "n_anomalies": 1,
+                        "seen_type": "all",
+                        "auc_roc": other,
+                    },
+                ]
+            }
+        )
+    )
+    found = labelled_cells([], runs_dir)[("mt", "general")]
+    assert found == {"residual_patch/ahl": {0: pytest.approx(0.91), 1: pytest.approx(0.91), 2: pytest.approx(0.91)}}
+    lines = ahl_gain_lines(runs_dir)
+    rows = [line for line in lines if line.startswith("| Magnetic Tile")]
+    assert rows == [
+        "| Magnetic Tile | general | 10 | +0.010 [+0.004, +0.016] | helps (n 3) | 0 of 3 | "
+        "`mt_general_residual_patch-s5-e10` |"
+    ]
+    assert ahl_gain_lines(tmp_path / "nothing") == []
