@@ -87,8 +87,8 @@ def run_part(part: Part, args: argparse.Namespace) -> Path:
     values: dict[str, Any] = {
         "data": part.data,
         "models": args.models,
-        "settings": [x for x in part.settings if x in args.settings] or part.settings,
-        "n_anomalies": [m for m in part.n_anomalies if m in args.n_anomalies] or part.n_anomalies,
+        "settings": [x for x in part.settings if x in args.settings],
+        "n_anomalies": [m for m in part.n_anomalies if m in args.n_anomalies],
         "anomaly_types": part.anomaly_types,
         "seeds": args.seeds,
         "extractor": part.extractor,
@@ -108,6 +108,12 @@ def run_part(part: Part, args: argparse.Namespace) -> Path:
     print(result.table, flush=True)
     print(f"== {part.title}: {time.perf_counter() - started:.0f} s", flush=True)
     return output
+
+
+def asked_for(part: Part, args: argparse.Namespace) -> bool:
+    """Whether ``--n-anomalies`` and ``--settings`` leave anything of this part to run (``--n-anomalies 10``
+    must not run the M = 1 parts at their own M)."""
+    return any(m in args.n_anomalies for m in part.n_anomalies) and any(x in args.settings for x in part.settings)
 
 
 def _find_run(part: Part, args: argparse.Namespace) -> Path:
@@ -319,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 if part.name in skipped:
                     print(f"== {part.title}: skipped, {skipped[part.name]}", flush=True)
                     continue
-                if part.name in args.skip.split(","):
+                if part.name in args.skip.split(",") or not asked_for(part, args):
                     continue
                 run_part(part, args)
     on_page = parts if args.page.resolve() == DEFAULT_PAGE else [p for name in chosen for p in catalogue[name]]

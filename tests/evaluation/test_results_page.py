@@ -18,7 +18,7 @@ from ahl_plugins.evaluation.combine import combine, load_compare
 from ahl_plugins.evaluation.compare.storage import COMPARE_FILE, FORMAT
 from ahl_plugins.evaluation.summary import summarise
 from benchmarks.compare_catalogue import Part
-from benchmarks.run_results import write_page
+from benchmarks.run_results import asked_for, write_page
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EFFECT = {("devnet", "ahl"): 0.05, ("dra", "ahl"): -0.05}
@@ -139,3 +139,11 @@ def test_combine_keeps_only_the_m_asked_for(tmp_path: Path) -> None:
     dirs = [_compare_dir(tmp_path, "a", 10, 1), _compare_dir(tmp_path, "b", 1, 2), _compare_dir(tmp_path, "c", 10, 3)]
     assert combine(dirs, n_anomalies=[10])["rows"] == ["a, general M=10", "c, general M=10"]
     assert len(combine(dirs)["rows"]) == 3
+
+
+def test_a_part_runs_only_for_the_m_and_settings_asked_for() -> None:
+    m1 = Part("nsl_kdd_m1", "NSL-KDD, M = 1", None, ["general", "hard"], [1])
+    both = Part("mt", "Magnetic Tile", None, ["general"], [1, 10])
+    args = argparse.Namespace(n_anomalies=[10], settings=["general", "hard"])
+    assert not asked_for(m1, args) and asked_for(both, args)
+    assert not asked_for(both, argparse.Namespace(n_anomalies=[10], settings=["hard"]))
