@@ -27,9 +27,9 @@ CONFIGS = {
     "dra_patch": {"ahl": False, "distance_form": "patch"},
     "ahl_pooled": {"ahl": True, "distance_form": "pooled"},
     "ahl_patch": {"ahl": True, "distance_form": "patch"},
-    # issue 30, item 4: the patch head pooled as PatchCore pools (its farthest position) instead of top-k
     # ahl_patch again under AHL's guard (2026-12-06; the ahl_* rows above predate it), the clean pair of ahl_patch_max
     "ahl_patch_guarded": {"ahl": True, "distance_form": "patch"},
+    # issue 30, item 4: the patch head pooled as PatchCore pools (its farthest position) instead of top-k
     "dra_patch_max": {"ahl": False, "distance_form": "patch", "distance_pooling": "max"},
     "ahl_patch_max": {"ahl": True, "distance_form": "patch", "distance_pooling": "max"},
 }

@@ -46,6 +46,8 @@ RESIDUAL_PATCH_RUNS = {"mt": "mt_general_residual_patch", "elpv": "elpv_residual
 #: then without ``distance_form`` among its options ran DRA with the patch head
 DRA_PATCH_SINCE = "2026-12-03T20:26:37+0000"
 HEADLINE_M = 10
+#: data key -> the name the pages give it
+DATA_NAMES = {"mt": "Magnetic Tile", "elpv": "ELPV"}
 #: a difference between two detectors is not a gain: its verdict read as where the first one stands
 STANDING = {"helps": "above", "hurts": "below", "no detectable effect": "not told apart"}
 
@@ -72,9 +74,9 @@ def _cells(directory: Path, model_key: dict[str, str]) -> dict[tuple[str, str], 
 
 
 def _newest(runs_dir: Path | None, prefix: str) -> list[Path]:
-    """The compare directories ``<prefix>-s*`` under ``runs_dir`` that hold results, by name."""
+    """The last by name of the compare directories ``<prefix>-s*`` under ``runs_dir`` holding results: none or one."""
     found = runs_dir.glob(f"{prefix}-s*") if runs_dir else []
-    return sorted(d for d in found if (d / "results.csv").is_file())
+    return sorted(d for d in found if (d / "results.csv").is_file())[-1:]
 
 
 def ahl_gain_lines(runs_dir: Path | None = RESULTS / "compare", model: str = "residual_patch") -> list[str]:
@@ -82,7 +84,7 @@ def ahl_gain_lines(runs_dir: Path | None = RESULTS / "compare", model: str = "re
     paired gain with its interval and verdict, and how often AHL's guard kept the base model."""
     lines = []
     for data, prefix in RESIDUAL_PATCH_RUNS.items():
-        for directory in _newest(runs_dir, prefix)[-1:]:
+        for directory in _newest(runs_dir, prefix):
             summary = json.loads((directory / "summary.json").read_text())
             with (directory / "results.csv").open() as handle:
                 cells = [r for r in csv.DictReader(handle) if r["model"] == model and r["variant"] == "ahl"]
@@ -98,7 +100,7 @@ def ahl_gain_lines(runs_dir: Path | None = RESULTS / "compare", model: str = "re
                     and r["seen_type"] == gain["seen_type"]
                 ]
                 kept = sum(r.get("ahl_guard", "").startswith("base") for r in fits)
-                name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
+                name = DATA_NAMES.get(data, data)
                 lines.append(
                     f"| {name} | {gain['setting']} | {gain['n_anomalies']} | {auc['mean']:+.3f} "
                     f"[{auc['ci_low']:+.3f}, {auc['ci_high']:+.3f}] | {auc['verdict']} (n {auc['n']}) | "
@@ -131,11 +133,11 @@ def labelled_cells(
             for (setting, key), values in _cells(run.directory, rename).items():
                 out[(data, setting)][key] = values
     for data, prefix in PATCH_HEAD_RUNS.items():
-        for directory in _newest(runs_dir, prefix)[-1:]:
+        for directory in _newest(runs_dir, prefix):
             for (setting, key), values in _cells(directory, {"dra": "dra_patch"}).items():
                 out[(data, setting)].setdefault(key, values)  # a catalogue run under today's defaults comes first
     for data, prefix in RESIDUAL_PATCH_RUNS.items():
-        for directory in _newest(runs_dir, prefix)[-1:]:
+        for directory in _newest(runs_dir, prefix):
             for (setting, key), values in _cells(directory, {}).items():
                 if key == "residual_patch/ahl":
                     out[(data, setting)][key] = values
@@ -252,7 +254,7 @@ def image_references_section(
                 f"[{found['ci_low']:+.3f}, {found['ci_high']:+.3f}] (n {found['n']})",
                 STANDING[found["verdict"]],
             ]
-        name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
+        name = DATA_NAMES.get(data, data)
         lines.append(f"| {name} | {setting} | " + " | ".join(cells + tail) + " |")
     return lines + ["", *ahl_gain_lines(runs_dir)]
 
@@ -315,7 +317,7 @@ def pixel_reference_section(
                 if per_seed
                 else ""
             )
-        name = {"mt": "Magnetic Tile", "elpv": "ELPV"}.get(data, data)
+        name = DATA_NAMES.get(data, data)
         lines.append(
             f"| {name} | {setting} | {REFERENCES.get(form, form)} | {len(seeds)} | " + " | ".join(cells) + " |"
         )
