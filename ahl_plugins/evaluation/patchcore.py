@@ -33,6 +33,7 @@ from torch import nn
 from ahl_plugins.contracts import FeatureExtractor
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError, InvalidOptionsError
+from ahl_plugins.features.map_statistics import robust_center_spread
 from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_distance
 
 if TYPE_CHECKING:
@@ -124,7 +125,10 @@ class PatchMemory(nn.Module):
         for maps in selected:
             patches = as_patches(maps)
             owner = torch.arange(n_images).repeat_interleave(maps.shape[2] * maps.shape[3])
-            keep = max(1, int(round(self.options.coreset_fraction * len(patches))))
+            # at least one patch more than an image holds, so a left-out image always finds another's patch (the
+            # residual patch model's floor keeps the same rule: it is this score under the same seed)
+            per_image = maps.shape[2] * maps.shape[3]
+            keep = min(len(patches), max(per_image + 1, round(self.options.coreset_fraction * len(patches))))
             index = kcenter_greedy(patches, keep, self.options.projection_dim, generator)
             self.memories.append(patches[index].contiguous())
             self.owners.append(owner[index])
@@ -134,9 +138,7 @@ class PatchMemory(nn.Module):
         self.spread = torch.ones(len(selected))
         raw = self.raw_scores([m[calib] for m in selected], owners=calib)
         for s, values in enumerate(raw):
-            q1, median, q3 = torch.quantile(values.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-            self.center[s] = float(median)
-            self.spread[s] = max(float(q3 - q1) / 1.349, 1e-6 * max(float(values.abs().mean()), 1.0))
+            self.center[s], self.spread[s] = robust_center_spread(values)
         return self
 
     @property

@@ -51,7 +51,14 @@ class ResidualPatchOptions(BaseModel):
         512,
         ge=2,
         description="training normals (a seeded subsample beyond that) whose leave-own-image-out distance maps set "
-        "the floor's calibration, the statistics' standardisation and the share-above thresholds",
+        "the statistics' standardisation, the share-above thresholds and the residuals' unit",
+    )
+    floor_calibration_normals: int = Field(
+        64,
+        ge=2,
+        description="training normals (the first of the same seeded permutation) whose leave-own-image-out max "
+        "distances calibrate the floor: 64, as the PatchCore-class reference (PatchCoreOptions.calibration_images), "
+        "so the floor is that reference's score under the same seed",
     )
 
 

@@ -226,8 +226,15 @@ class ResidualPatchScorer(nn.Module):
 
     @torch.no_grad()
     def prepare(self, normal_features: Sequence[torch.Tensor], generator: torch.Generator) -> None:
-        """Build each scale's patch memory, then calibrate the floor and standardise the map statistics on up to
-        ``calibration_normals`` training normals, each scored with its own patches left out."""
+        """Build each scale's patch memory, then calibrate the floor and standardise the map statistics on the
+        training normals, each scored with its own patches left out.
+
+        The floor is the PatchCore-class reference's score (``ahl_plugins.evaluation.patchcore.PatchMemory``) of
+        the same normals under the same seed: the coresets and the calibration draw from ``generator`` in the
+        reference's order (every scale's coreset, then one permutation of the normals whose first
+        ``floor_calibration_normals`` calibrate the floor). So what the labels add is measured against exactly the
+        label-free score, not against a second draw of it (docs/deviations.md).
+        """
         check_features(self.spec, normal_features, "residual_patch scorer (training normals)")
         n = int(normal_features[0].shape[0])
         if n < 2:
@@ -235,8 +242,10 @@ class ResidualPatchScorer(nn.Module):
                 f"residual_patch scorer needs at least 2 training normals (each is scored against the others' "
                 f"patches), got {n}"
             )
-        order = torch.randperm(n, generator=generator, device=generator.device)
-        rows = torch.sort(order[: min(n, self.options.calibration_normals)]).values.cpu()
+        draws = generator
+        if generator.device.type != "cpu":  # the coreset and the reference draw on a CPU generator
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
+            draws = torch.Generator().manual_seed(seed)
         device = self.floor_center.device
         for scale, x in enumerate(normal_features):
             patches = as_patches(x.detach().cpu())
@@ -245,19 +254,25 @@ class ResidualPatchScorer(nn.Module):
             # its own are left out (a tiny map's 10% memory could be a single image's patches: inf distances)
             per_image = x.shape[2] * x.shape[3]
             keep = min(len(patches), max(per_image + 1, round(self.options.patch_memory_fraction * len(patches))))
-            seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
-            index = kcenter_greedy(patches, keep, PROJECTION_DIM, torch.Generator().manual_seed(seed))
+            index = kcenter_greedy(patches, keep, PROJECTION_DIM, draws)
             self._set(scale, "memory", patches[index].to(device=device, dtype=x.dtype).contiguous())
             self._set(scale, "owner", owner[index].to(device))
             self._set(scale, "keys", x.detach().mean(dim=(2, 3)).to(device).clone())
+        order = torch.randperm(n, generator=draws)
+        n_rows = max(self.options.calibration_normals, self.options.floor_calibration_normals)
+        rows = torch.sort(order[:n_rows]).values
+        floor_rows = torch.searchsorted(rows, order[: self.options.floor_calibration_normals])
+        stat_rows = torch.searchsorted(rows, torch.sort(order[: self.options.calibration_normals]).values)
+        for scale, x in enumerate(normal_features):
             sample = x[rows.to(x.device)].to(device)
             distance = torch.cat([self._search(scale, sample[i : i + 64])[0] for i in range(0, len(sample), 64)])
             flat = distance.flatten(1).double().cpu()
-            quantiles = torch.tensor(THRESHOLD_QUANTILES, dtype=torch.float64)
-            self._set(scale, "thresholds", torch.quantile(flat.flatten(), quantiles).to(device, x.dtype))
-            center, spread = robust_center_spread(flat.max(dim=1).values)
+            center, spread = robust_center_spread(flat[floor_rows].max(dim=1).values)
             self.floor_center[scale] = center
             self.floor_scale[scale] = spread
+            flat, distance = flat[stat_rows], distance[stat_rows.to(distance.device)]
+            quantiles = torch.tensor(THRESHOLD_QUANTILES, dtype=torch.float64)
+            self._set(scale, "thresholds", torch.quantile(flat.flatten(), quantiles).to(device, x.dtype))
             self.residual_unit[scale] = max(float(flat.median()), 1e-6)
             stats = map_statistics(distance, self._buffer("thresholds", scale)).double().cpu()
             self._set(scale, "stat_center", stats.mean(dim=0).to(device, x.dtype))

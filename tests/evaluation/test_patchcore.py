@@ -55,8 +55,11 @@ def test_coreset_keeps_the_fraction_and_covers_the_memory_better_as_it_grows():
 
 
 def test_memory_size_follows_the_fraction_per_scale():
-    memory = PatchMemory(PatchCoreOptions(coreset_fraction=0.1)).fit([noise_maps(10, 0, 8), noise_maps(10, 0, 4)])
-    assert memory.sizes == [640, 160] and [len(m) for m in memory.memories] == [64, 16]
+    memory = PatchMemory(PatchCoreOptions(coreset_fraction=0.1)).fit([noise_maps(20, 0, 8), noise_maps(20, 0, 4)])
+    assert memory.sizes == [1280, 320] and [len(m) for m in memory.memories] == [128, 32]
+    # a memory smaller than one image's patches could hold a single image: a left-out image would find none
+    small = PatchMemory(PatchCoreOptions(coreset_fraction=0.05)).fit([noise_maps(10, 0, 8)])
+    assert len(small.memories[0]) == 65 and bool(np.isfinite(small.center).all())
 
 
 def test_deterministic_under_a_seed():
