@@ -45,6 +45,10 @@ RESIDUAL_PATCH_RUNS = {"mt": "mt_general_residual_patch", "elpv": "elpv_residual
 #: when DRA's distance head on maps became the patch form by default (commit 809420e): a compare run created since
 #: then without ``distance_form`` among its options ran DRA with the patch head
 DRA_PATCH_SINCE = "2026-12-03T20:26:37+0000"
+#: when the residual patch model's floor became the PatchCore-class reference's own draw (commit 18ef2e3): its
+#: base rows are rerun under it; an AHL(residual_patch) run from before is shown marked, beside no base column
+RESIDUAL_FLOOR_SINCE = "2026-12-07T07:05:00+0000"
+FLOOR_MARK = "‡"
 HEADLINE_M = 10
 #: data key -> the name the pages give it
 DATA_NAMES = {"mt": "Magnetic Tile", "elpv": "ELPV"}
@@ -71,6 +75,12 @@ def _cells(directory: Path, model_key: dict[str, str]) -> dict[tuple[str, str], 
                 continue
             cells[(row["setting"], key)].append((row["seen_type"], int(row["seed"]), float(row["auc_roc"])))
     return {k: _per_seed(found) for k, found in cells.items()}
+
+
+def _created(directory: Path) -> str:
+    """When the compare run in ``directory`` started (its ``compare.json``), ISO 8601 UTC; "" when unknown."""
+    path = directory / "compare.json"
+    return str(json.loads(path.read_text(encoding="utf-8")).get("created", "")) if path.is_file() else ""
 
 
 def _newest(runs_dir: Path | None, prefix: str) -> list[Path]:
@@ -101,17 +111,19 @@ def ahl_gain_lines(runs_dir: Path | None = RESULTS / "compare", model: str = "re
                 ]
                 kept = sum(r.get("ahl_guard", "").startswith("base") for r in fits)
                 name = DATA_NAMES.get(data, data)
+                mark = f" {FLOOR_MARK}" if _created(directory) < RESIDUAL_FLOOR_SINCE else ""
                 lines.append(
                     f"| {name} | {gain['setting']} | {gain['n_anomalies']} | {auc['mean']:+.3f} "
                     f"[{auc['ci_low']:+.3f}, {auc['ci_high']:+.3f}] | {auc['verdict']} (n {auc['n']}) | "
-                    f"{kept} of {len(fits)} | `{directory.name}` |"
+                    f"{kept} of {len(fits)} | `{directory.name}`{mark} |"
                 )
     if not lines:
         return []
     return [
         f"**AHL({model}) − {model}**, image AUROC paired per seed (the compare run's own base and AHL cells; "
         "*guard kept the base*: the fits where AHL's held-out evidence did not favour its unified model, "
-        "`docs/when_ahl_hurts.md`):",
+        f"`docs/when_ahl_hurts.md`; {FLOOR_MARK}: run before the floor became the PatchCore-class reference's own "
+        f"draw ({RESIDUAL_FLOOR_SINCE[:10]}), both cells under the earlier floor):",
         "",
         "| data | setting | M | AHL − base [95% CI] | verdict | guard kept the base | run |",
         "|---|---|---|---|---|---|---|",
@@ -139,8 +151,8 @@ def labelled_cells(
     for data, prefix in RESIDUAL_PATCH_RUNS.items():
         for directory in _newest(runs_dir, prefix):
             for (setting, key), values in _cells(directory, {}).items():
-                if key == "residual_patch/ahl":
-                    out[(data, setting)][key] = values
+                if key == "residual_patch/ahl" and _created(directory) >= RESIDUAL_FLOOR_SINCE:
+                    out[(data, setting)][key] = values  # an earlier run's AHL cells pair with no base row shown
     residual: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
     for r in rows_under_defaults(residual_rows) if residual_rows else []:
         residual[(r["data"], r["setting"])].append((r.get("seen_type", "all"), int(r["seed"]), float(r["auc_roc"])))

@@ -158,6 +158,7 @@ def test_ahl_on_the_residual_patch_model_joins_as_a_row_and_reports_its_paired_g
             for v in ("base", "ahl")
             for s in range(3)
         ],
+        created="2026-12-07T08:00:00+0000",
     )
     gain = {"mean": 0.01, "ci_low": 0.004, "ci_high": 0.016, "verdict": "helps", "n": 3}
     other = {**gain, "ci_low": None}  # a gain without an interval (one seed) is not a row
@@ -194,3 +195,9 @@ def test_ahl_on_the_residual_patch_model_joins_as_a_row_and_reports_its_paired_g
         "`mt_general_residual_patch-s5-e10` |"
     ]
     assert ahl_gain_lines(tmp_path / "nothing") == []
+    # a run from before the floor became the reference's draw: marked in the gain table, no column beside the new base
+    (run.directory / "compare.json").write_text(json.dumps({"created": "2026-12-07T06:16:17+0000"}))
+    assert "residual_patch/ahl" not in labelled_cells([], runs_dir)[("mt", "general")]
+    assert [line for line in ahl_gain_lines(runs_dir) if line.startswith("| Magnetic Tile")][0].endswith(
+        "`mt_general_residual_patch-s5-e10` ‡ |"
+    )
