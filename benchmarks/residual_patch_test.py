@@ -130,8 +130,10 @@ def page(args: argparse.Namespace) -> None:
         "`benchmarks/results/residual_patch_test/`. General setting, M = 10, the results' splits and seeds; "
         "PatchCore-class: `benchmarks/results/reference_rows/` on the same splits. The model runs with its defaults "
         f"(chosen on validation: `docs/benchmarks/residual_patch_validation.md`; image score `{defaults.image_score}`, "
-        f"offset {defaults.evidence_offset:g}, recomputed from the stored heads). *− PatchCore-class*: paired per "
-        "seed, 95% t interval and verdict. Pixel metrics: maps smoothed as the reference smooths its own.",
+        f"offset {defaults.evidence_offset:g}, recomputed from the stored heads). The model's floor is that "
+        "reference's own score under the split's seed (same coresets and calibration normals; its `floor` head's "
+        "AUROC equals the reference row's exactly on every row), so *− PatchCore-class* is what the labels add: paired "
+        "per seed, 95% t interval and verdict. Pixel metrics: maps smoothed as the reference smooths its own.",
         "",
         "| data | metric | residual_patch | PatchCore-class | − PatchCore-class |",
         "|---|---|---|---|---|",
