@@ -241,7 +241,9 @@ def image_references_section(
         'default; *patch head*: DRA with `distance_form="patch"`, the default on maps since (chosen on validation, '
         "`docs/deviations.md`): the catalogue's runs since then, else `benchmarks/results/compare/"
         "<part>_dra_patch-s5-e10`; *residual_patch*: the built-in residual patch model with its defaults "
-        "(`docs/benchmarks/residual_patch_test.md`, measured on the same splits); a column no run fills is left "
+        "(`docs/benchmarks/residual_patch_test.md`, measured on the same splits; its floor is the PatchCore-class "
+        "row's own score under the same seed, so residual_patch − PatchCore-class is what its labels add); a column "
+        "no run fills is left "
         "out, `-`: not run for that row. A row unfinished when the page was written shows the seeds it has.",
         "",
     ]
