@@ -36,6 +36,17 @@ AHL_DEFAULTS_SINCE = "2026-12-06T22:00:00+0000"
 STALE_MARK = "†"
 
 
+def run_created(directory: Path) -> str:
+    """When the compare run in ``directory`` started (its ``compare.json``; ISO 8601 in UTC, so strings order as
+    times); "" when unknown."""
+    import json
+
+    try:
+        return str(json.loads((directory / "compare.json").read_text(encoding="utf-8")).get("created", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 @dataclass
 class Run:
     """A finished compare of one catalogue part: where it is and its summary (gains with intervals)."""
@@ -50,13 +61,8 @@ class Run:
 
     @property
     def created(self) -> str:
-        """When the compare started (``compare.json``; ISO 8601 in UTC, so strings order as times)."""
-        import json
-
-        try:
-            return str(json.loads((self.directory / "compare.json").read_text(encoding="utf-8")).get("created", ""))
-        except (OSError, ValueError):
-            return ""
+        """When the compare started (:func:`run_created`)."""
+        return run_created(self.directory)
 
     @property
     def stale(self) -> bool:

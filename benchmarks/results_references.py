@@ -20,7 +20,7 @@ import numpy as np
 from ahl_plugins.evaluation.significance import paired_interval
 from benchmarks.harness import RESULTS, read_rows
 from benchmarks.residual_patch_test import rows_under_defaults
-from benchmarks.results_glance import Run
+from benchmarks.results_glance import Run, run_created
 
 REFERENCE_ROWS = RESULTS / "reference_rows"
 #: data key of the reference rows -> the compare parts (M = 10) that hold the labelled rows
@@ -77,12 +77,6 @@ def _cells(directory: Path, model_key: dict[str, str]) -> dict[tuple[str, str], 
     return {k: _per_seed(found) for k, found in cells.items()}
 
 
-def _created(directory: Path) -> str:
-    """When the compare run in ``directory`` started (its ``compare.json``), ISO 8601 UTC; "" when unknown."""
-    path = directory / "compare.json"
-    return str(json.loads(path.read_text(encoding="utf-8")).get("created", "")) if path.is_file() else ""
-
-
 def _newest(runs_dir: Path | None, prefix: str) -> list[Path]:
     """The last by name of the compare directories ``<prefix>-s*`` under ``runs_dir`` holding results: none or one."""
     found = runs_dir.glob(f"{prefix}-s*") if runs_dir else []
@@ -111,7 +105,7 @@ def ahl_gain_lines(runs_dir: Path | None = RESULTS / "compare", model: str = "re
                 ]
                 kept = sum(r.get("ahl_guard", "").startswith("base") for r in fits)
                 name = DATA_NAMES.get(data, data)
-                mark = f" {FLOOR_MARK}" if _created(directory) < RESIDUAL_FLOOR_SINCE else ""
+                mark = f" {FLOOR_MARK}" if run_created(directory) < RESIDUAL_FLOOR_SINCE else ""
                 lines.append(
                     f"| {name} | {gain['setting']} | {gain['n_anomalies']} | {auc['mean']:+.3f} "
                     f"[{auc['ci_low']:+.3f}, {auc['ci_high']:+.3f}] | {auc['verdict']} (n {auc['n']}) | "
@@ -151,7 +145,7 @@ def labelled_cells(
     for data, prefix in RESIDUAL_PATCH_RUNS.items():
         for directory in _newest(runs_dir, prefix):
             for (setting, key), values in _cells(directory, {}).items():
-                if key == "residual_patch/ahl" and _created(directory) >= RESIDUAL_FLOOR_SINCE:
+                if key == "residual_patch/ahl" and run_created(directory) >= RESIDUAL_FLOOR_SINCE:
                     out[(data, setting)][key] = values  # an earlier run's AHL cells pair with no base row shown
     residual: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
     for r in rows_under_defaults(residual_rows) if residual_rows else []:

@@ -34,7 +34,7 @@ from ahl_plugins.contracts import FeatureExtractor
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError, InvalidOptionsError
 from ahl_plugins.features.map_statistics import robust_center_spread
-from ahl_plugins.features.patch_memory import as_patches, kcenter_greedy, nearest_distance
+from ahl_plugins.features.patch_memory import as_patches, coreset_size, kcenter_greedy, nearest_distance
 
 if TYPE_CHECKING:
     from ahl_plugins.contracts import ScorerModule
@@ -125,10 +125,7 @@ class PatchMemory(nn.Module):
         for maps in selected:
             patches = as_patches(maps)
             owner = torch.arange(n_images).repeat_interleave(maps.shape[2] * maps.shape[3])
-            # at least one patch more than an image holds, so a left-out image always finds another's patch (the
-            # residual patch model's floor keeps the same rule: it is this score under the same seed)
-            per_image = maps.shape[2] * maps.shape[3]
-            keep = min(len(patches), max(per_image + 1, round(self.options.coreset_fraction * len(patches))))
+            keep = coreset_size(len(patches), maps.shape[2] * maps.shape[3], self.options.coreset_fraction)
             index = kcenter_greedy(patches, keep, self.options.projection_dim, generator)
             self.memories.append(patches[index].contiguous())
             self.owners.append(owner[index])

@@ -69,6 +69,13 @@ class CoresetMemo:
 RECENT_CORESETS = CoresetMemo()
 
 
+def coreset_size(n_patches: int, per_image: int, fraction: float) -> int:
+    """How many of ``n_patches`` a coreset of ``fraction`` keeps: at least one patch more than an image holds, so an
+    image scored with its own patches left out always finds another image's patch (a tiny map's 10% memory could
+    otherwise be a single image's patches: infinite distances), and never more than there are."""
+    return min(n_patches, max(per_image + 1, round(fraction * n_patches)))
+
+
 def kcenter_greedy(patches: torch.Tensor, n_keep: int, projection_dim: int, generator: torch.Generator) -> torch.Tensor:
     """Indices of ``n_keep`` rows chosen greedily: each next row is the one farthest from those kept.
 

@@ -37,6 +37,7 @@ from ahl_plugins.features.map_statistics import (
 from ahl_plugins.features.patch_memory import (
     SearchMemo,
     as_patches,
+    coreset_size,
     kcenter_greedy,
 )
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
@@ -250,10 +251,7 @@ class ResidualPatchScorer(nn.Module):
         for scale, x in enumerate(normal_features):
             patches = as_patches(x.detach().cpu())
             owner = torch.arange(n).repeat_interleave(x.shape[2] * x.shape[3])
-            # at least one patch more than an image holds, so every image finds a patch of another image when
-            # its own are left out (a tiny map's 10% memory could be a single image's patches: inf distances)
-            per_image = x.shape[2] * x.shape[3]
-            keep = min(len(patches), max(per_image + 1, round(self.options.patch_memory_fraction * len(patches))))
+            keep = coreset_size(len(patches), x.shape[2] * x.shape[3], self.options.patch_memory_fraction)
             index = kcenter_greedy(patches, keep, PROJECTION_DIM, draws)
             self._set(scale, "memory", patches[index].to(device=device, dtype=x.dtype).contiguous())
             self._set(scale, "owner", owner[index].to(device))
