@@ -54,6 +54,7 @@ OURS = [
     ("Magnetic Tile", "general", 10, "mt_general-s5", "all"),
     ("Magnetic Tile", "hard", 10, "mt_hard-s5", "mean"),
     ("Magnetic Tile", "general", 1, "mt_general_m1-s5", "all"),
+    ("Magnetic Tile", "hard", 1, "mt_hard_m1-s5", "mean"),
 ]
 ADBENCH = ("bottle", "carpet", "hazelnut", "screw", "transistor")
 
