@@ -147,18 +147,23 @@ def plain_tensor(x: torch.Tensor) -> bool:
     return True
 
 
+def own_images(pooled: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``B×N``: which training images (rows of ``keys``, their pooled vectors) each sample is: a sample whose
+    pooled vector is (numerically, in float64 so it does not depend on the machine's BLAS) a key is that image."""
+    p = pooled.detach().double()
+    k = keys.double()
+    key_norms = (k**2).sum(-1)
+    gap = (p**2).sum(-1, keepdim=True) - 2 * p @ k.T + key_norms[None, :]
+    return gap <= 1e-7 * key_norms.mean()
+
+
 def own_patches(maps: torch.Tensor, owner: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """``B×M``: the memory patches of each sample's own training image (none for a new image).
 
-    ``owner``: the memory image (row of ``keys``) each patch comes from; ``keys``: those images' pooled vectors.
-    A sample whose pooled vector is (numerically, in float64 so it does not depend on the machine's BLAS) a
-    key is that training image.
+    ``owner``: the memory image (row of ``keys``) each patch comes from; ``keys``: those images' pooled vectors
+    (:func:`own_images`).
     """
-    pooled = maps.detach().mean(dim=(2, 3)).double()
-    k = keys.double()
-    key_norms = (k**2).sum(-1)
-    gap = (pooled**2).sum(-1, keepdim=True) - 2 * pooled @ k.T + key_norms[None, :]
-    return (gap <= 1e-7 * key_norms.mean())[:, owner]
+    return own_images(maps.detach().mean(dim=(2, 3)), keys)[:, owner]
 
 
 def nearest_patches(

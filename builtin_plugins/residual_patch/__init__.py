@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ahl_plugins.contracts import FeatureSpec, Register
 
 ImageScore = Literal["floor", "floor_evidence", "floor_statistics", "floor_both", "statistics", "evidence"]
+FloorForm = Literal["patch", "pooled_knn"]
 
 
 class ResidualPatchOptions(BaseModel):
@@ -34,6 +35,16 @@ class ResidualPatchOptions(BaseModel):
         "learned term(s) beyond evidence_offset spreads: labels add evidence, never subtract) | statistics / "
         "evidence (the learned term alone, no floor; for validation). Chosen on validation, docs/deviations.md",
     )
+    floor: FloorForm = Field(
+        "patch",
+        description="which label-free score is the image floor: patch (the PatchCore-class max nearest-normal-patch "
+        "distance, calibrated per scale and averaged) | pooled_knn (the mean distance of the image's pooled features "
+        "to its floor_k nearest training normals, the results' k-NN reference, for data where squashed or "
+        "position-free images defeat the patch memory). Chosen per data set on validation "
+        "(docs/benchmarks/image_references.md: patch on Magnetic Tile and ELPV); the maps are the patch distances "
+        "either way",
+    )
+    floor_k: int = Field(5, ge=1, description="neighbours of the pooled_knn floor (their mean distance)")
     evidence_offset: float = Field(
         2.0,
         ge=0,

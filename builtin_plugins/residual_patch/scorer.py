@@ -6,7 +6,8 @@ heads per image:
 
 - ``floor`` (no parameters): the max over positions of the nearest-patch distance, calibrated per scale on the
   training normals (median 0, robust spread 1) and averaged over scales: the PatchCore-class score
-  (``ahl_plugins.evaluation.patchcore``) inside the model;
+  (``ahl_plugins.evaluation.patchcore``) inside the model; with ``floor="pooled_knn"``, the mean distance of the
+  image's pooled features to its nearest training normals instead (the k-NN reference), calibrated alike;
 - ``evidence`` (PRN/BGAD-class): a small per-position head (1×1 or 3×3 conv, ReLU, 1×1 conv) on the residual
   to the nearest normal patch and its length, pooled by top-k multiple-instance learning: where the labelled
   and pseudo anomalies taught it defects are;
@@ -39,6 +40,7 @@ from ahl_plugins.features.patch_memory import (
     as_patches,
     coreset_size,
     kcenter_greedy,
+    own_images,
 )
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
 from builtin_plugins.residual_patch import ResidualPatchOptions
@@ -76,6 +78,8 @@ class ResidualPatchScorer(nn.Module):
     residual_unit: torch.Tensor
     head_center: torch.Tensor
     head_scale: torch.Tensor
+    pooled_center: torch.Tensor  # with floor="pooled_knn" only
+    pooled_scale: torch.Tensor
 
     def __init__(self, spec: FeatureSpec, options: ResidualPatchOptions | None = None) -> None:
         super().__init__()
@@ -101,6 +105,9 @@ class ResidualPatchScorer(nn.Module):
         self.register_buffer("floor_center", torch.zeros(n))
         self.register_buffer("floor_scale", torch.ones(n))
         self.register_buffer("residual_unit", torch.ones(n))
+        if self.options.floor == "pooled_knn":  # only then, so models saved with the patch floor load unchanged
+            self.register_buffer("pooled_center", torch.zeros(()))
+            self.register_buffer("pooled_scale", torch.ones(()))
         # the learned heads' calibration on the training normals (identity until ``calibrate``)
         self.register_buffer("head_center", torch.zeros(len(LEARNED)))
         self.register_buffer("head_scale", torch.ones(len(LEARNED)))
@@ -147,6 +154,16 @@ class ResidualPatchScorer(nn.Module):
         floor_map = (distance - self.floor_center[scale]) / self.floor_scale[scale]
         return floor_map, logits, stats
 
+    def _pooled_distance(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(B,)``: the mean distance of each sample's pooled features (scales concatenated, as the k-NN
+        reference pools them) to its ``floor_k`` nearest training normals, its own image left out."""
+        keys = [self._buffer("keys", scale) for scale in range(self.spec.n_scales)]
+        pooled = torch.cat([x.detach().mean(dim=(2, 3)) for x in features], dim=1).double()
+        distance = torch.cdist(pooled, torch.cat(keys, dim=1).double())
+        distance = distance.masked_fill(own_images(features[0].mean(dim=(2, 3)), keys[0]), float("inf"))
+        k = min(self.options.floor_k, distance.shape[1] - 1)
+        return distance.topk(k, dim=1, largest=False).values.mean(dim=1)
+
     def forward(self, features: Sequence[torch.Tensor], positions: bool = False) -> dict[str, torch.Tensor]:
         """The three heads per sample (see the module docstring); with ``positions=True`` also each scale's
         evidence logits per position (``evidence_map_<scale>``, ``B×H×W``), for a loss that takes per-position
@@ -160,8 +177,12 @@ class ResidualPatchScorer(nn.Module):
             evidence.append(topk_mean(logits.flatten(1), self.options.topk_ratio))
             stats.append(scale_stats)
             maps[self.position_heads[scale]] = logits
+        floor = torch.stack(floors).mean(dim=0)
+        if self.options.floor == "pooled_knn":
+            pooled = (self._pooled_distance(features) - self.pooled_center) / self.pooled_scale
+            floor = pooled.to(floor.dtype)
         heads = {
-            "floor": torch.stack(floors).mean(dim=0),
+            "floor": floor,
             "evidence": torch.stack(evidence).mean(dim=0),
             "statistics": self.classifier(torch.cat(stats, dim=1)).squeeze(-1),
         }
@@ -234,7 +255,8 @@ class ResidualPatchScorer(nn.Module):
         the same normals under the same seed: the coresets and the calibration draw from ``generator`` in the
         reference's order (every scale's coreset, then one permutation of the normals whose first
         ``floor_calibration_normals`` calibrate the floor). So what the labels add is measured against exactly the
-        label-free score, not against a second draw of it (docs/deviations.md).
+        label-free score, not against a second draw of it (docs/deviations.md). The ``pooled_knn`` floor is
+        calibrated on the same normals.
         """
         check_features(self.spec, normal_features, "residual_patch scorer (training normals)")
         n = int(normal_features[0].shape[0])
@@ -275,6 +297,11 @@ class ResidualPatchScorer(nn.Module):
             stats = map_statistics(distance, self._buffer("thresholds", scale)).double().cpu()
             self._set(scale, "stat_center", stats.mean(dim=0).to(device, x.dtype))
             self._set(scale, "stat_scale", stats.std(dim=0).clamp_min(1e-3).to(device, x.dtype))
+        if self.options.floor == "pooled_knn":
+            calibration = [x[rows[floor_rows].to(x.device)].to(device) for x in normal_features]
+            center, spread = robust_center_spread(self._pooled_distance(calibration).cpu())
+            self.pooled_center.fill_(float(center))
+            self.pooled_scale.fill_(float(spread))
         self.head_center.zero_()
         self.head_scale.fill_(1.0)
 

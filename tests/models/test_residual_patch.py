@@ -8,6 +8,7 @@ import torch
 
 from ahl_plugins.contracts import FeatureSpec
 from ahl_plugins.errors import DataError
+from ahl_plugins.evaluation.knn import knn_scores, pooled
 from ahl_plugins.evaluation.patchcore import PatchCoreOptions, PatchMemory
 from ahl_plugins.features.map_statistics import map_statistics
 from ahl_plugins.features.patch_memory import nearest_patches, nearest_patches_blocked
@@ -81,6 +82,23 @@ def test_floor_is_the_patchcore_class_score_under_the_same_seed_and_the_score_ne
     assert (combined >= heads["floor"] - 1e-6).all()
     silent = {**heads, **{name: torch.full_like(heads[name], -1e3) for name in ("evidence", "statistics")}}
     assert torch.equal(scorer.combine(silent), heads["floor"])  # no learned evidence: the score is the floor
+
+
+def test_pooled_knn_floor_is_the_knn_reference_score_and_leaves_a_training_normal_out():
+    scorer = fitted(floor="pooled_knn", floor_k=3)
+    test = Features.cat([make(10, 7), make(5, 8, bump=3)])
+    heads = scorer(test.as_list())
+    raw = heads["floor"].double() * scorer.pooled_scale.double() + scorer.pooled_center.double()
+    reference = knn_scores(pooled(data().normals), pooled(test), k=3, method="mean")
+    assert np.allclose(raw.numpy(), reference, atol=1e-4)
+    assert (scorer.combine(heads) >= heads["floor"] - 1e-6).all()
+    own = scorer(data().normals[torch.arange(3)].as_list())["floor"] * scorer.pooled_scale + scorer.pooled_center
+    assert own.min() > 0  # against itself its nearest neighbour would be at distance 0
+    fresh = build_scorer(SPEC, ResidualPatchOptions(floor="pooled_knn", floor_k=3, patch_memory_fraction=0.5))
+    fresh.load_state_dict(scorer.state_dict())
+    assert torch.equal(fresh.eval()(test.as_list())["floor"], heads["floor"])
+    patch = fitted()  # the maps are the patch distances whichever floor scores the image
+    assert torch.equal(scorer.head_maps(test.as_list())[0]["floor"], patch.head_maps(test.as_list())[0]["floor"])
 
 
 @pytest.mark.parametrize("form", ["floor_evidence", "floor_statistics", "floor_both"])
