@@ -156,9 +156,11 @@ def page(args: argparse.Namespace) -> None:
         "by float rounding); the AHL(DRA) pairs are both under AHL's guard (`ahl_patch_guarded`: `ahl_patch` rerun "
         "with it; the `ahl_pooled` and `ahl_patch` rows predate it). DRA gains, AHL(DRA) is not told apart: the guard "
         "kept DRA in its top-k fits, and with max pooling chose AHL's unified model once on ELPV (seed 0: 0.836 "
-        "against DRA's 0.962). **The default stays `topk`** for now: max pooling helps DRA alone, not the wrapped "
-        "model, and switching would put every image row of `docs/results.md` that DRA ran under a superseded "
-        "default; the switch is worth making together with those reruns.",
+        "against DRA's 0.962). **The default stays `topk`**: max pooling helps DRA alone (both cases pooled), not "
+        "the wrapped model, so validation does not prefer it for the model AHL wraps; the best labelled image rows "
+        "are now the residual patch model's, which does not read this head; and a switch would put every DRA image "
+        "row of `docs/results.md` under a superseded default (95 DRA and AHL(DRA) fit pairs, several hours on the 2-core machine). "
+        '`distance_pooling="max"` stays an option (`-o distance_pooling=max`).',
     ]
     write_page(args.page, lines + [""], machine="other jobs running beside it (fit seconds are indicative).")
 
