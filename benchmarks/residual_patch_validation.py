@@ -24,10 +24,11 @@ from benchmarks.harness import PAGES, RESULTS, add_common_flags, comma_list, com
 from benchmarks.image_references import auroc, image_cases
 from builtin_plugins.residual_patch import ImageScore
 
-#: fits: loss options per config (the scorer's image score is evaluated offline in every form)
+#: fits: the model's options per config (the scorer's image score is evaluated offline in every form)
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "segad_labels": {"statistics_pseudo": False},  # the classifier on normals + labelled anomalies only (SegAD)
+    "pooled_floor": {"floor": "pooled_knn"},  # the floor is the pooled mean-of-5 k-NN score, not PatchCore-class
 }
 OPTIONS: dict[str, Any] = {"extractor": "efficientnet_lite0", "epochs": 10}
 #: image-score forms evaluated offline: (name, image_score, evidence_offset)
@@ -158,7 +159,8 @@ def page(args: argparse.Namespace) -> None:
         "PatchCore-class score); *statistics*: the logistic classifier on the distance maps' statistics (SegAD-class); "
         "*evidence*: the per-position residual head, top-k MIL; *floor+X>t*: the floor plus the part of X beyond t "
         "calibrated spreads. Configs: *default* (the statistics classifier also learns from pseudo anomalies), "
-        "*segad_labels* (normals and labelled defects only). PatchCore-class and DRA rows: "
+        "*segad_labels* (normals and labelled defects only), *pooled_floor* (the floor is the pooled mean-of-5 k-NN score, "
+        '`floor="pooled_knn"`, instead of PatchCore-class). PatchCore-class and DRA rows: '
         "`benchmarks/results/image_references/` and `benchmarks/results/dra_patch_head/`, same cases and seeds.",
         "",
         "## Validation AUROC, mean ± std over seeds",
