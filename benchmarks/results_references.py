@@ -208,6 +208,21 @@ def comparison(labelled: dict[str, dict[int, float]], references: dict[str, dict
     return {"best": best, "strongest": strongest, **gain}
 
 
+def dra_heads_note(labelled: dict[tuple[str, str], dict[str, dict[int, float]]], keys: list[tuple[str, str]]) -> str:
+    """What the page's DRA columns are: the patch head, and the pooled one only while a run from before is shown."""
+    patch = (
+        '*patch head*: DRA with `distance_form="patch"`, the default on maps since 2026-12-03 (chosen on validation, '
+        "`docs/deviations.md`)"
+    )
+    if not any(labelled[key].get(name) for key in keys for name in ("dra/base", "dra/ahl")):
+        return patch + ": every image run here is from since; "
+    return (
+        "*DRA* / *AHL(DRA)*: the pooled distance head, the default until 2026-12-03, from runs that predate the "
+        f"patch default; {patch}: the catalogue's runs since then, else `benchmarks/results/compare/"
+        "<part>_dra_patch-s5-e10`; "
+    )
+
+
 def image_references_section(
     runs: list[Run],
     path: Path = REFERENCE_ROWS,
@@ -229,12 +244,10 @@ def image_references_section(
         "and the PatchCore-class reference (nearest normal patch, coreset 10%; pixel metrics in "
         "`docs/results_pixel.md`). *best − strongest*: the best labelled row minus the strongest label-free form "
         "(each chosen by its mean here), paired per seed, with its 95% interval; *standing*: *above* / *below* when "
-        "the interval excludes 0, else *not told apart*. Why the labelled rows "
-        "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`. *DRA* / "
-        "*AHL(DRA)*: the pooled distance head, the default until 2026-12-03, from runs that predate the patch "
-        'default; *patch head*: DRA with `distance_form="patch"`, the default on maps since (chosen on validation, '
-        "`docs/deviations.md`): the catalogue's runs since then, else `benchmarks/results/compare/"
-        "<part>_dra_patch-s5-e10`; *residual_patch*: the built-in residual patch model with its defaults "
+        "the interval excludes 0, else *not told apart*. Why DRA's labelled heads "
+        "stay below the patch reference, head by head, and what closes the gap: `docs/labels_on_images.md`. "
+        + dra_heads_note(labelled, keys)
+        + "*residual_patch*: the built-in residual patch model with its defaults "
         "(`docs/benchmarks/residual_patch_test.md`, measured on the same splits; its floor is the PatchCore-class "
         "row's own score under the same seed, so residual_patch − PatchCore-class is what its labels add); a column "
         "no run fills is left "

@@ -211,9 +211,9 @@ def write_page(parts: list[Part], args: argparse.Namespace, skipped: dict[str, s
             f"`{rel(args.runs)}`; do not edit by hand. Each table: mean ± sample std over seeds; *gain* is the "
             "paired difference AHL − base on the same split and seed, read by its 95% interval and verdict; "
             "*k-NN* is the label-free 5-NN distance to the training normals on the same features (what a user "
-            "without labels would get). Models use their registered defaults when they ran (DRA's image rows: the pooled "
-            "distance head, the default until 2026-12-03; the patch head that replaced it is shown beside them in "
-            "*Images* where it has run); nothing was tuned on test data. " + DELONG_NOTE
+            "without labels would get). Models use their registered defaults when they ran (DRA on images: the patch "
+            "distance head since 2026-12-03, the pooled one before; *Images* says which its rows ran with); nothing "
+            "was tuned on test data. " + DELONG_NOTE
         ),
         "",
         "Companion pages: `docs/results_finetune.md` (the paper's pipeline: fine-tuned backbones, then AHL), "
