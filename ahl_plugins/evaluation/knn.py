@@ -18,6 +18,7 @@ import torch
 from ahl_plugins.contracts import FeatureExtractor, InputKind
 from ahl_plugins.data.read_settings import DEFAULT_READ, ReadSettings
 from ahl_plugins.errors import DataError
+from ahl_plugins.features.patch_memory import nearest_distances
 from ahl_plugins.features.store import Features
 
 KnnMethod = Literal["kth", "mean"]
@@ -57,8 +58,7 @@ def knn_scores(
     k = min(k, len(ref))
     out = []
     for start in range(0, len(qry), chunk):
-        dist = torch.cdist(qry[start : start + chunk].double(), ref.double())
-        nearest = dist.topk(k, dim=1, largest=False).values
+        nearest = nearest_distances(qry[start : start + chunk], ref, k)
         out.append(nearest[:, -1] if method == "kth" else nearest.mean(dim=1))
     return torch.cat(out).numpy() if out else np.zeros(0)
 

@@ -157,6 +157,18 @@ def own_images(pooled: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return gap <= 1e-7 * key_norms.mean()
 
 
+def nearest_distances(
+    queries: torch.Tensor, reference: torch.Tensor, k: int, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``B×k``: each query row's Euclidean distances (float64) to its ``k`` nearest ``reference`` rows, nearest
+    first; ``exclude`` (``B×N``, bool) skips rows, such as a training image's own (:func:`own_images`). The k-NN
+    reference (``ahl_plugins.evaluation.knn``) and the residual patch model's pooled floor share it."""
+    distance = torch.cdist(queries.double(), reference.double())
+    if exclude is not None:
+        distance = distance.masked_fill(exclude, float("inf"))
+    return distance.topk(k, dim=1, largest=False).values
+
+
 def own_patches(maps: torch.Tensor, owner: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """``B×M``: the memory patches of each sample's own training image (none for a new image).
 

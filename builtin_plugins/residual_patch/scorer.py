@@ -40,6 +40,7 @@ from ahl_plugins.features.patch_memory import (
     as_patches,
     coreset_size,
     kcenter_greedy,
+    nearest_distances,
     own_images,
 )
 from builtin_plugins.heads import check_features, check_map_features, topk_mean
@@ -158,11 +159,10 @@ class ResidualPatchScorer(nn.Module):
         """``(B,)``: the mean distance of each sample's pooled features (scales concatenated, as the k-NN
         reference pools them) to its ``floor_k`` nearest training normals, its own image left out."""
         keys = [self._buffer("keys", scale) for scale in range(self.spec.n_scales)]
-        pooled = torch.cat([x.detach().mean(dim=(2, 3)) for x in features], dim=1).double()
-        distance = torch.cdist(pooled, torch.cat(keys, dim=1).double())
-        distance = distance.masked_fill(own_images(features[0].mean(dim=(2, 3)), keys[0]), float("inf"))
-        k = min(self.options.floor_k, distance.shape[1] - 1)
-        return distance.topk(k, dim=1, largest=False).values.mean(dim=1)
+        pooled = torch.cat([x.detach().mean(dim=(2, 3)) for x in features], dim=1)
+        own = own_images(features[0].mean(dim=(2, 3)), keys[0])
+        k = min(self.options.floor_k, own.shape[1] - 1)
+        return nearest_distances(pooled, torch.cat(keys, dim=1), k, exclude=own).mean(dim=1)
 
     def forward(self, features: Sequence[torch.Tensor], positions: bool = False) -> dict[str, torch.Tensor]:
         """The three heads per sample (see the module docstring); with ``positions=True`` also each scale's
